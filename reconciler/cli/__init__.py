@@ -1,0 +1,1 @@
+"""The ``infinibay`` command line: parse, delegate, print."""

@@ -1,0 +1,80 @@
+"""The project's exception tree.
+
+Every error a user can see derives from :class:`InfinibayError`; the CLI catches
+that base once, prints its one-sentence message and exits non-zero. Library
+errors (libvirt, SQLAlchemy, YAML) are translated at the adapter boundary with
+``raise ... from exc`` so nothing above an adapter ever handles them::
+
+    InfinibayError
+    ├── ManifestError        invalid manifests; carries every located message
+    ├── ConfigError          bad option or environment value
+    ├── StoreError           the record cannot be read or written
+    │   └── LockTimeout      another reconciler holds the writer lock
+    ├── HypervisorError      a libvirt operation failed (object and operation named)
+    │   └── NotFoundError    the libvirt object does not exist
+    ├── RefusedError         a safety gate refused the request (data loss, empty prune)
+    └── NotFound             a resource asked for by name is not in the record
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ConfigError",
+    "HypervisorError",
+    "InfinibayError",
+    "LockTimeout",
+    "ManifestError",
+    "NotFound",
+    "NotFoundError",
+    "RefusedError",
+    "StoreError",
+]
+
+
+class InfinibayError(Exception):
+    """Base of every error the project raises on purpose."""
+
+
+class ManifestError(InfinibayError):
+    """One or more manifests are invalid; ``messages`` holds one line per problem."""
+
+    def __init__(self, messages: Sequence[str]) -> None:
+        self.messages = list(messages)
+        count = len(self.messages)
+        super().__init__(f"{count} invalid manifest {'entry' if count == 1 else 'entries'}")
+
+
+class ConfigError(InfinibayError):
+    """An option, URL or environment value cannot be used."""
+
+
+class StoreError(InfinibayError):
+    """The record (SQL database) cannot be read or written."""
+
+
+class LockTimeout(StoreError):
+    """The writer lock stayed held by another reconciler for longer than allowed."""
+
+
+class HypervisorError(InfinibayError):
+    """A libvirt operation failed; the message names the object and the operation."""
+
+    def __init__(self, operation: str, obj: str, detail: str) -> None:
+        self.operation = operation
+        self.obj = obj
+        self.detail = detail
+        super().__init__(f"{operation} {obj} failed: {detail}")
+
+
+class NotFoundError(HypervisorError):
+    """The libvirt object does not exist."""
+
+
+class RefusedError(InfinibayError):
+    """A safety gate refused the request (data loss, an empty prune, protection)."""
+
+
+class NotFound(InfinibayError):
+    """A resource asked for by kind and name is not in the record."""

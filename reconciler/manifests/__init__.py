@@ -1,0 +1,1 @@
+"""Loading manifests from files and stdin, validating them, locating every error."""

@@ -1,0 +1,113 @@
+"""The effective VM spec: a VirtualMachine merged over its Template.
+
+Merge rules (SPEC §1): scalar fields of the VM override the template's; ``disks``
+merge by ``name`` and ``networks`` by ``network``, field by field, so a VM can
+grow the template's root disk without restating its pool. What remains unset
+after the merge takes the installation-wide default below. The result is a
+frozen value with every field resolved, which is what the planner compares and
+what the XML renderer writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from typing import Any
+
+from reconciler.models import kinds
+
+__all__ = ["DEFAULT_CPUS", "DEFAULT_MEMORY", "EffectiveDisk", "EffectiveNic", "EffectiveVM", "merge"]
+
+DEFAULT_CPUS = 1
+DEFAULT_MEMORY = 512 << 20
+DEFAULT_POOL = "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class EffectiveDisk:
+    name: str
+    size: int
+    pool: str
+    image: str | None
+    reclaim: kinds.ReclaimPolicy
+
+    def volume_name(self, vm: str) -> str:
+        """The volume's file name in its pool: owned by VM and disk name, never a UUID."""
+        return f"{vm}-{self.name}.qcow2"
+
+
+@dataclasses.dataclass(frozen=True)
+class EffectiveNic:
+    network: str
+    mac: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class EffectiveVM:
+    name: str
+    template: str | None
+    cpus: int
+    memory: int
+    firmware: kinds.Firmware
+    machine: kinds.Machine
+    graphics_type: kinds.GraphicsType
+    graphics_listen: str
+    disks: tuple[EffectiveDisk, ...]
+    nics: tuple[EffectiveNic, ...]
+    power: kinds.PowerState
+    autostart: bool
+    update_policy: kinds.UpdatePolicy
+    protected: bool
+
+
+def _merge_members(
+    base: list[dict[str, Any]], over: list[dict[str, Any]], key: str
+) -> list[dict[str, Any]]:
+    merged = {item[key]: dict(item) for item in base}
+    for item in over:
+        merged[item[key]] = {**merged.get(item[key], {}), **item}
+    return list(merged.values())
+
+
+def _explicit(model: kinds._Hardware) -> dict[str, Any]:
+    """The fields the user wrote (None and defaults are not overrides)."""
+    return model.model_dump(exclude_none=True, exclude_unset=True)
+
+
+def merge(vm: kinds.VirtualMachine, template: kinds.Template | None) -> EffectiveVM:
+    """Resolve ``vm`` over ``template``; raises ValueError naming a missing disk field."""
+    base = _explicit(template.spec) if template is not None else {}
+    over = _explicit(vm.spec)
+    disks = _merge_members(base.get("disks", []), over.get("disks", []), "name")
+    nics = _merge_members(base.get("networks", []), over.get("networks", []), "network")
+    scalars = {**base, **over}
+    graphics = {**base.get("graphics", {}), **over.get("graphics", {})}
+    effective_disks = []
+    for disk in disks:
+        if "size" not in disk:
+            raise ValueError(f"disk {disk['name']!r} has no size in the VM or its template")
+        effective_disks.append(
+            EffectiveDisk(
+                name=disk["name"],
+                size=disk["size"],
+                pool=disk.get("pool", DEFAULT_POOL),
+                image=disk.get("image"),
+                reclaim=kinds.ReclaimPolicy(disk.get("reclaimPolicy", kinds.ReclaimPolicy.RETAIN)),
+            )
+        )
+    return EffectiveVM(
+        name=vm.metadata.name,
+        template=vm.spec.template,
+        cpus=scalars.get("cpus", DEFAULT_CPUS),
+        memory=scalars.get("memory", DEFAULT_MEMORY),
+        firmware=kinds.Firmware(scalars.get("firmware", kinds.Firmware.BIOS)),
+        machine=kinds.Machine(scalars.get("machine", kinds.Machine.Q35)),
+        graphics_type=kinds.GraphicsType(graphics.get("type", kinds.GraphicsType.VNC)),
+        graphics_listen=str(graphics.get("listen", ipaddress.IPv4Address("127.0.0.1"))),
+        disks=tuple(effective_disks),
+        nics=tuple(EffectiveNic(network=n["network"], mac=n.get("mac")) for n in nics),
+        power=vm.spec.powerState,
+        autostart=vm.spec.autostart,
+        update_policy=vm.spec.updatePolicy,
+        protected=vm.metadata.protected,
+    )

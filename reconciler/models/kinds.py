@@ -1,0 +1,306 @@
+"""The four manifest kinds of ``infinibay.io/v1alpha1``, as pydantic models.
+
+Models are strict (``extra="forbid"``) and frozen. Field names are the YAML
+names users write (``powerState``, ``reclaimPolicy``), so a validation error's
+location maps straight back onto the YAML node that caused it. Defaults that
+depend on a template are left ``None`` here and resolved by
+:mod:`reconciler.models.effective`; only the defaults that hold everywhere are
+written in these classes.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from pathlib import PurePosixPath
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from reconciler.models import fields
+
+__all__ = [
+    "API_VERSION",
+    "KINDS",
+    "DhcpRange",
+    "Disk",
+    "Firmware",
+    "Graphics",
+    "GraphicsType",
+    "Ipv4",
+    "Kind",
+    "Machine",
+    "Manifest",
+    "Metadata",
+    "Network",
+    "NetworkMode",
+    "NetworkSpec",
+    "Nic",
+    "PowerState",
+    "ReclaimPolicy",
+    "StaticHost",
+    "StoragePool",
+    "StoragePoolSpec",
+    "Template",
+    "TemplateSpec",
+    "UpdatePolicy",
+    "VirtualMachine",
+    "VirtualMachineSpec",
+]
+
+API_VERSION = "infinibay.io/v1alpha1"
+PROTECT_ANNOTATION = "infinibay.io/protect"
+
+
+class Kind(enum.StrEnum):
+    STORAGE_POOL = "StoragePool"
+    NETWORK = "Network"
+    TEMPLATE = "Template"
+    VIRTUAL_MACHINE = "VirtualMachine"
+
+
+class NetworkMode(enum.StrEnum):
+    NAT = "nat"
+    ISOLATED = "isolated"
+    ROUTE = "route"
+    BRIDGE = "bridge"
+
+
+class Firmware(enum.StrEnum):
+    BIOS = "bios"
+    UEFI = "uefi"
+
+
+class Machine(enum.StrEnum):
+    Q35 = "q35"
+    PC = "pc"
+
+
+class GraphicsType(enum.StrEnum):
+    VNC = "vnc"
+    SPICE = "spice"
+    NONE = "none"
+
+
+class PowerState(enum.StrEnum):
+    RUNNING = "Running"
+    STOPPED = "Stopped"
+    PAUSED = "Paused"
+
+
+class UpdatePolicy(enum.StrEnum):
+    ON_RESTART = "OnRestart"
+    RESTART = "Restart"
+
+
+class ReclaimPolicy(enum.StrEnum):
+    RETAIN = "Retain"
+    DELETE = "Delete"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class Metadata(_Strict):
+    name: fields.DnsLabel
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def protected(self) -> bool:
+        return self.annotations.get(PROTECT_ANNOTATION, "").lower() == "true"
+
+
+# --- StoragePool ---------------------------------------------------------------
+
+
+class StoragePoolSpec(_Strict):
+    path: str = Field(description="Absolute directory of a libvirt 'dir' pool.")
+    autostart: bool = True
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if not path.is_absolute():
+            raise ValueError(f"{value!r} is not an absolute path")
+        if ".." in path.parts:
+            raise ValueError(f"{value!r} must not contain '..'")
+        return str(path)
+
+
+class StoragePool(_Strict):
+    apiVersion: Literal["infinibay.io/v1alpha1"]
+    kind: Literal["StoragePool"]
+    metadata: Metadata
+    spec: StoragePoolSpec
+
+
+# --- Network -------------------------------------------------------------------
+
+
+class DhcpRange(_Strict):
+    start: ipaddress.IPv4Address
+    end: ipaddress.IPv4Address
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.start > self.end:
+            raise ValueError(f"DHCP range start {self.start} is after its end {self.end}")
+        return self
+
+
+class StaticHost(_Strict):
+    mac: fields.Mac
+    ip: ipaddress.IPv4Address
+    name: fields.DnsLabel | None = None
+
+
+class Ipv4(_Strict):
+    address: ipaddress.IPv4Interface = Field(description="Gateway address with prefix, e.g. 10.20.0.1/24.")
+    dhcp: DhcpRange | None = None
+    hosts: list[StaticHost] = Field(default_factory=list)
+
+    @field_validator("address")
+    @classmethod
+    def _usable_gateway(cls, value: ipaddress.IPv4Interface) -> ipaddress.IPv4Interface:
+        net = value.network
+        if net.prefixlen > 30:
+            raise ValueError(f"prefix /{net.prefixlen} is too small for a gateway and guests")
+        if value.ip in (net.network_address, net.broadcast_address):
+            raise ValueError(f"{value.ip} is the network or broadcast address of {net}")
+        return value
+
+    @model_validator(mode="after")
+    def _inside_prefix(self) -> Self:
+        net = self.address.network
+        if self.dhcp is not None:
+            for end in (self.dhcp.start, self.dhcp.end):
+                if end not in net or end in (net.network_address, net.broadcast_address):
+                    raise ValueError(f"DHCP range {self.dhcp.start}-{self.dhcp.end} is outside {net}")
+            if self.dhcp.start <= self.address.ip <= self.dhcp.end:
+                raise ValueError(f"DHCP range includes the gateway address {self.address.ip}")
+        seen: set[str] = set()
+        for host in self.hosts:
+            if host.ip not in net:
+                raise ValueError(f"static host {host.ip} is outside {net}")
+            if host.ip == self.address.ip:
+                raise ValueError(f"static host {host.ip} is the gateway address")
+            if host.mac in seen:
+                raise ValueError(f"static host MAC {host.mac} is listed twice")
+            seen.add(host.mac)
+        return self
+
+
+class NetworkSpec(_Strict):
+    mode: NetworkMode = NetworkMode.NAT
+    bridge: fields.BridgeName | None = None
+    ipv4: Ipv4 | None = None
+    domain: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    mtu: int | None = Field(default=None, ge=576, le=65535)
+    autostart: bool = True
+
+    @model_validator(mode="after")
+    def _mode_fits(self) -> Self:
+        if self.mode is NetworkMode.BRIDGE:
+            if self.bridge is None:
+                raise ValueError("mode bridge attaches to an existing host bridge: give 'bridge'")
+            if self.ipv4 is not None:
+                raise ValueError("mode bridge takes no 'ipv4': addresses come from the host bridge")
+        elif self.mode in (NetworkMode.NAT, NetworkMode.ROUTE) and self.ipv4 is None:
+            raise ValueError(f"mode {self.mode.value} needs 'ipv4' (gateway address and prefix)")
+        return self
+
+
+class Network(_Strict):
+    apiVersion: Literal["infinibay.io/v1alpha1"]
+    kind: Literal["Network"]
+    metadata: Metadata
+    spec: NetworkSpec
+
+
+# --- Template and VirtualMachine -------------------------------------------------
+
+
+class Graphics(_Strict):
+    type: GraphicsType = GraphicsType.VNC
+    listen: ipaddress.IPv4Address = ipaddress.IPv4Address("127.0.0.1")
+
+
+class Disk(_Strict):
+    name: fields.DnsLabel
+    size: fields.Size | None = None
+    pool: fields.DnsLabel | None = None
+    image: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+    reclaimPolicy: ReclaimPolicy | None = None
+
+
+class Nic(_Strict):
+    network: fields.DnsLabel
+    mac: fields.Mac | None = None
+
+
+def _unique(items: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            raise ValueError(f"{what} {item!r} is listed twice")
+        seen.add(item)
+
+
+class _Hardware(_Strict):
+    """Fields a template and a VM share; every one is optional so a VM can override."""
+
+    cpus: int | None = Field(default=None, ge=1, le=256)
+    memory: fields.Size | None = None
+    firmware: Firmware | None = None
+    machine: Machine | None = None
+    graphics: Graphics | None = None
+    disks: list[Disk] = Field(default_factory=list)
+    networks: list[Nic] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_members(self) -> Self:
+        _unique([d.name for d in self.disks], "disk")
+        _unique([n.network for n in self.networks], "network")
+        if self.memory is not None and self.memory < (16 << 20):
+            raise ValueError("memory must be at least 16MiB")
+        return self
+
+
+class TemplateSpec(_Hardware):
+    description: str | None = None
+
+
+class Template(_Strict):
+    apiVersion: Literal["infinibay.io/v1alpha1"]
+    kind: Literal["Template"]
+    metadata: Metadata
+    spec: TemplateSpec
+
+
+class VirtualMachineSpec(_Hardware):
+    template: fields.DnsLabel | None = None
+    powerState: PowerState = PowerState.RUNNING
+    autostart: bool = False
+    updatePolicy: UpdatePolicy = UpdatePolicy.ON_RESTART
+
+
+class VirtualMachine(_Strict):
+    apiVersion: Literal["infinibay.io/v1alpha1"]
+    kind: Literal["VirtualMachine"]
+    metadata: Metadata
+    spec: VirtualMachineSpec
+
+
+Manifest = Annotated[
+    StoragePool | Network | Template | VirtualMachine, Field(discriminator="kind")
+]
+
+KINDS: dict[Kind, type[StoragePool | Network | Template | VirtualMachine]] = {
+    Kind.STORAGE_POOL: StoragePool,
+    Kind.NETWORK: Network,
+    Kind.TEMPLATE: Template,
+    Kind.VIRTUAL_MACHINE: VirtualMachine,
+}

@@ -1,0 +1,142 @@
+"""Plain values read from and written to the record (the SQL store).
+
+The store (:mod:`reconciler.store`) returns and accepts only these frozen
+dataclasses, never ORM objects, so the planner and engine stay free of
+SQLAlchemy and sessions never leak out of the store module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+from typing import Any, NewType
+
+__all__ = [
+    "EventRecord",
+    "EventType",
+    "NewEvent",
+    "ResourceKey",
+    "ResourceRecord",
+    "RevisionRecord",
+    "RunId",
+    "RunRecord",
+    "SpecWrite",
+    "StatusWrite",
+    "Trigger",
+]
+
+RunId = NewType("RunId", int)
+Uid = NewType("Uid", str)
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class ResourceKey:
+    kind: str  # a kinds.Kind value, e.g. "VirtualMachine"
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.lower()}/{self.name}"
+
+
+class EventType(enum.StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+class Trigger(enum.StrEnum):
+    APPLY = "apply"
+    DELETE = "delete"
+    WATCH = "watch"
+    GIT = "git"
+    RESYNC = "resync"
+    LIBVIRT_EVENT = "libvirt-event"
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceRecord:
+    key: ResourceKey
+    uid: str
+    generation: int
+    spec: dict[str, Any]  # the applied manifest spec, JSON-shaped (sizes as strings)
+    spec_hash: str
+    source_file: str | None
+    source_document: int | None
+    source_revision: str | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    status: dict[str, Any]  # phase, conditions, observedGeneration, uuid, macs, ...
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    deleted_at: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecWrite:
+    """The spec applied for one resource; the store bumps generation when the hash changes."""
+
+    key: ResourceKey
+    spec: dict[str, Any]
+    spec_hash: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    source_file: str | None
+    source_document: int | None
+    source_revision: str | None
+    run_id: RunId | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusWrite:
+    key: ResourceKey
+    status: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class NewEvent:
+    key: ResourceKey
+    type: EventType
+    reason: str  # CamelCase: Created, Updated, Started, DriftDetected, ...
+    message: str
+    diff: dict[str, Any] | None = None
+    revision: str | None = None
+    run_id: RunId | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EventRecord:
+    id: int
+    key: ResourceKey
+    uid: str | None
+    type: EventType
+    reason: str
+    message: str
+    diff: dict[str, Any] | None
+    revision: str | None
+    run_id: int | None
+    count: int
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class RevisionRecord:
+    key: ResourceKey
+    generation: int
+    spec: dict[str, Any]
+    spec_hash: str
+    source_revision: str | None
+    source_file: str | None
+    applied_at: dt.datetime
+    run_id: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    id: RunId
+    trigger: Trigger
+    revision: str | None
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    counts: dict[str, int]
+    result: str | None  # "succeeded" | "failed" | None while running
