@@ -1,0 +1,24 @@
+# Developer entry points. `make check` is the lint gate scripts/test runs first.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: check test fmt schemas bench
+
+check:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test:
+	scripts/test
+
+fmt:
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+schemas:
+	$(BIN)/python -m reconciler.manifests.schema
+
+bench:
+	$(BIN)/python bench/run.py
