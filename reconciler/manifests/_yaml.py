@@ -1,0 +1,186 @@
+"""YAML documents as plain data plus the position of every node.
+
+PyYAML's loaders throw positions away once they build Python objects, but every
+validation message must point at a line and column. So each document is first
+*composed* into a node tree, then *constructed* with the ordinary safe
+constructor (tags, anchors and ``<<`` merge keys behave exactly as users
+expect), and finally the node tree is walked next to the data to record, for
+every data path (``("spec", "disks", 0, "size")``), where its key and its value
+start. Positions are 1-based, as editors show them.
+
+Aliases are walked once: a path reached only through an alias points at its
+nearest recorded ancestor, which keeps the walk linear even for hostile input.
+Duplicate keys in one mapping are reported (PyYAML would silently keep the last).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import yaml
+
+__all__ = ["Document", "Path", "Position", "Problem", "Slot", "parse"]
+
+Path = tuple[str | int, ...]
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class Position(NamedTuple):
+    line: int
+    column: int
+
+    @classmethod
+    def of(cls, mark: yaml.Mark) -> Position:
+        return cls(mark.line + 1, mark.column + 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+    """Where one data path sits: its key (``None`` for list items and the root) and value."""
+
+    key: Position | None
+    value: Position
+    inline: bool  # a scalar or a flow collection: the value shares the key's line
+
+    @property
+    def field(self) -> Position:
+        """The best single point for the field: the value when inline, else its key line."""
+        if self.inline or self.key is None:
+            return self.value
+        return self.key
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A YAML-level error: a syntax error, or a key written twice in one mapping."""
+
+    position: Position
+    message: str
+    path: Path = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+    index: int  # 0-based position in the stream, empty documents included
+    data: Any
+    slots: dict[Path, Slot]
+    duplicates: tuple[Problem, ...] = ()  # keys written twice in one mapping
+
+    @property
+    def start(self) -> Position:
+        return self.slots[()].value
+
+    def slot(self, path: Path) -> tuple[Path, Slot]:
+        """The slot of ``path`` or of its longest recorded prefix."""
+        for end in range(len(path), -1, -1):
+            found = self.slots.get(_normal(path[:end]))
+            if found is not None:
+                return path[:end], found
+        raise AssertionError("the root slot is always recorded")
+
+
+def _normal(path: Path) -> Path:
+    return tuple(part if isinstance(part, int) else str(part) for part in path)
+
+
+def _key(node: yaml.Node, loader: yaml.SafeLoader) -> str | int | None:
+    if not isinstance(node, yaml.ScalarNode):
+        return None
+    value = loader.construct_object(node)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return str(value)
+    return value
+
+
+def _inline(node: yaml.Node) -> bool:
+    if isinstance(node, yaml.ScalarNode):
+        return True
+    return bool(getattr(node, "flow_style", False))
+
+
+def _walk(
+    node: yaml.Node,
+    path: Path,
+    key: Position | None,
+    loader: yaml.SafeLoader,
+    slots: dict[Path, Slot],
+    seen: set[int],
+) -> None:
+    slots[_normal(path)] = Slot(key=key, value=Position.of(node.start_mark), inline=_inline(node))
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            name = _key(key_node, loader)
+            if name is not None:
+                _walk(
+                    value_node, (*path, name), Position.of(key_node.start_mark), loader, slots, seen
+                )
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*path, index), None, loader, slots, seen)
+
+
+def _duplicate_keys(node: yaml.Node, path: Path, seen: set[int]) -> Iterator[Problem]:
+    """Explicit keys written twice in one mapping (merge keys may be overridden; not these)."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[tuple[str, str], yaml.Mark] = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                ident = (key_node.tag, key_node.value)
+                if ident in first:
+                    where = Position.of(first[ident])
+                    yield Problem(
+                        Position.of(key_node.start_mark),
+                        f"key written twice; first at line {where.line}",
+                        (*path, key_node.value),
+                    )
+                else:
+                    first[ident] = key_node.start_mark
+            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            yield from _duplicate_keys(value_node, (*path, name), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicate_keys(item, (*path, index), seen)
+
+
+def _syntax(exc: yaml.MarkedYAMLError) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    position = Position.of(mark) if mark is not None else Position(1, 1)
+    problem = exc.problem or exc.context or "invalid YAML"
+    if exc.context and exc.problem and exc.context_mark is not None:
+        where = Position.of(exc.context_mark)
+        problem = f"{problem} ({exc.context} at line {where.line}, column {where.column})"
+    return Problem(position, f"YAML syntax error: {problem}")
+
+
+def parse(text: str) -> Iterator[Document | Problem]:
+    """Yield each non-empty document of ``text``; a syntax error ends the stream.
+
+    Documents before a syntax error are still yielded, so their own errors are
+    reported in the same run.
+    """
+    loader = yaml.SafeLoader(text)
+    index = 0
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                break
+            duplicates = tuple(_duplicate_keys(node, (), set()))
+            data = loader.construct_document(node)
+            if data is not None:
+                slots: dict[Path, Slot] = {}
+                _walk(node, (), None, loader, slots, set())
+                yield Document(index=index, data=data, slots=slots, duplicates=duplicates)
+            index += 1
+    except yaml.MarkedYAMLError as exc:
+        yield _syntax(exc)
+    finally:
+        loader.dispose()
