@@ -20,8 +20,14 @@ IB_APT_RUNTIME=(
   libvirt-dev pkg-config gcc python3-dev python3-venv
 )
 
+if [[ -t 1 ]]; then
+  IB_BOLD=$'\033[1m' IB_RED=$'\033[31m' IB_RESET=$'\033[0m'
+else
+  IB_BOLD='' IB_RED='' IB_RESET=''
+fi
+
 ib::section() {
-  printf '\n\033[1m==> %s\033[0m\n' "$*"
+  printf '\n%s==> %s%s\n' "$IB_BOLD" "$*" "$IB_RESET"
 }
 
 ib::info() {
@@ -29,7 +35,7 @@ ib::info() {
 }
 
 ib::die() {
-  printf '\033[31merror:\033[0m %s\n' "$*" >&2
+  printf '%serror:%s %s\n' "$IB_RED" "$IB_RESET" "$*" >&2
   exit 1
 }
 
