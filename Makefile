@@ -18,7 +18,7 @@ fmt:
 	$(BIN)/ruff format .
 
 schemas:
-	$(BIN)/python -m reconciler.manifests.schema
+	scripts/gen-schemas
 
 bench:
 	$(BIN)/python bench/run.py
