@@ -1,0 +1,11 @@
+"""The record (SPEC §2): the only package that talks to the SQL database.
+
+:class:`Store` is the whole interface; it accepts and returns the plain values
+of :mod:`reconciler.models.record`. ``schema`` holds the table models (used by
+``migrations/env.py``), ``_engine`` the backends, ``_migrate`` Alembic,
+``_locks`` the writer lock.
+"""
+
+from reconciler.store.store import MigrationState, Store, schema_state, upgrade_schema
+
+__all__ = ["MigrationState", "Store", "schema_state", "upgrade_schema"]

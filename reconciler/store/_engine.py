@@ -1,0 +1,110 @@
+"""Database URLs and engines: the two supported backends and their connection settings.
+
+* ``sqlite:///PATH`` — the parent directory is created; every connection runs in
+  WAL mode (readers never block the writer) with a busy timeout and foreign keys
+  on. pysqlite's own transaction handling is switched off and ``BEGIN`` is issued
+  explicitly, as SQLAlchemy recommends: read transactions use a deferred
+  ``BEGIN``, write transactions ``BEGIN IMMEDIATE`` so that two writers queue on
+  the busy timeout instead of failing with "database is locked" half-way.
+* ``postgresql://``, ``postgres://`` and ``postgresql+psycopg://`` all mean
+  psycopg 3.
+
+Every message that contains a URL goes through :func:`reconciler.settings.redact`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from reconciler import errors, settings
+
+__all__ = ["WRITE_OPTION", "create", "normalise", "sqlite_path"]
+
+# Execution option that marks a connection as a writer (SQLite: BEGIN IMMEDIATE).
+WRITE_OPTION = "infinibay_write"
+_BUSY_TIMEOUT_MS = 30_000
+_PG_CONNECT_TIMEOUT_S = 10
+
+
+def normalise(url: str) -> URL:
+    """Parse ``url`` and pin the driver; :class:`~reconciler.errors.ConfigError` if unusable."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise errors.ConfigError(
+            settings.redact(
+                f"cannot parse database URL {url!r}: use sqlite:///PATH or "
+                "postgresql+psycopg://USER:PASSWORD@HOST/DB"
+            )
+        ) from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in {"postgresql", "postgres"} and driver in {"", "psycopg"}:
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite" and driver in {"", "pysqlite"}:
+        return parsed.set(drivername="sqlite+pysqlite")
+    raise errors.ConfigError(
+        settings.redact(
+            f"unsupported database URL {url!r}: use sqlite:///PATH or "
+            "postgresql+psycopg://USER:PASSWORD@HOST/DB"
+        )
+    )
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The database file of a SQLite URL; ``None`` for PostgreSQL and in-memory SQLite."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if (
+        database in {"", ":memory:"}
+        or database.startswith("file:")
+        or url.query.get("mode") == "memory"
+    ):
+        return None
+    return Path(database).expanduser().absolute()
+
+
+def create(url: URL) -> Engine:
+    """An engine for ``url`` with the per-backend connection settings described above."""
+    if url.get_backend_name() == "postgresql":
+        connect_args: dict[str, Any] = {}
+        if "connect_timeout" not in url.query:
+            connect_args["connect_timeout"] = _PG_CONNECT_TIMEOUT_S
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+    path = sqlite_path(url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise errors.StoreError(
+                f"cannot create the directory of the record {path.parent}: {exc.strerror}"
+            ) from exc
+        url = url.set(database=str(path))
+    engine = create_engine(url, connect_args={"isolation_level": None})
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    write = conn.get_execution_options().get(WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

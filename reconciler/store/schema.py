@@ -1,0 +1,217 @@
+"""The record's tables, as SQLAlchemy 2 typed declarative models.
+
+One :data:`metadata` with a naming convention, so every constraint and index has
+a stable name that Alembic can find again on both backends (``migrations/env.py``
+imports it; ``alembic check`` in the tests proves models and migrations agree).
+
+Two column types smooth over the backends:
+
+* :data:`JSONType` is ``JSONB`` on PostgreSQL and ``JSON`` (text) on SQLite.
+* :class:`UTCDateTime` stores ``timestamptz`` on PostgreSQL and naive UTC text on
+  SQLite, and always hands back timezone-aware UTC datetimes, so the code above
+  never sees a naive datetime and comparisons sort correctly on both.
+
+These ORM classes never leave :mod:`reconciler.store`; the store converts them to
+the frozen dataclasses of :mod:`reconciler.models.record`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "Event",
+    "Installation",
+    "JSONType",
+    "Resource",
+    "Revision",
+    "Run",
+    "UTCDateTime",
+    "WriterLock",
+    "metadata",
+]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+# ``none_as_null``: a Python ``None`` becomes SQL NULL, not the JSON literal ``null``.
+NullableJSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+# SQLite only turns an INTEGER PRIMARY KEY into an auto-incrementing rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on every backend; naive values are refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to the record; use UTC")
+        value = value.astimezone(dt.UTC)
+        # SQLite keeps text: store naive UTC so values compare and sort as strings.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class Resource(Base):
+    """The applied desired state of one resource plus its last written status."""
+
+    __tablename__ = "resources"
+    __table_args__ = (UniqueConstraint("kind", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(253))
+    uid: Mapped[str] = mapped_column(String(36), unique=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    spec_hash: Mapped[str] = mapped_column(String(128))
+    source_file: Mapped[str | None] = mapped_column(Text)
+    source_document: Mapped[int | None] = mapped_column(Integer)
+    source_revision: Mapped[str | None] = mapped_column(String(255))
+    labels: Mapped[dict[str, str]] = mapped_column(JSONType)
+    annotations: Mapped[dict[str, str]] = mapped_column(JSONType)
+    status: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Revision(Base):
+    """One row per generation of a resource: what was applied, when, from where."""
+
+    __tablename__ = "revisions"
+    __table_args__ = (
+        UniqueConstraint("resource_id", "generation"),
+        Index(None, "kind", "name", "generation"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resources.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(253))
+    generation: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    spec_hash: Mapped[str] = mapped_column(String(128))
+    source_revision: Mapped[str | None] = mapped_column(String(255))
+    source_file: Mapped[str | None] = mapped_column(Text)
+    applied_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+
+
+class Event(Base):
+    """An event; repeats of (kind, name, reason, message) fold into one row.
+
+    ``fold_key`` is a SHA-256 of that tuple. A unique index on the hash rather
+    than on the four columns keeps the index small and valid for messages of any
+    length (a PostgreSQL btree entry is limited to about 2.7 kB), and gives
+    ``INSERT ... ON CONFLICT (fold_key)`` its target on both backends.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index(None, "kind", "name", "last_seen"),
+        CheckConstraint("type IN ('Normal', 'Warning')", name="type"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    fold_key: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(253))
+    uid: Mapped[str | None] = mapped_column(String(36))
+    type: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(128))
+    message: Mapped[str] = mapped_column(Text)
+    diff: Mapped[dict[str, Any] | None] = mapped_column(NullableJSONType)
+    revision: Mapped[str | None] = mapped_column(String(255))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    count: Mapped[int] = mapped_column(Integer)
+    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Run(Base):
+    """One reconcile pass."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(32))
+    revision: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    counts: Mapped[dict[str, int]] = mapped_column(JSONType)
+    result: Mapped[str | None] = mapped_column(String(32))
+
+
+class Installation(Base):
+    """Exactly one row: the installation id, generated once per database.
+
+    ``singleton`` is unique and must be 1, so a second row cannot exist and
+    concurrent first openers race harmlessly through ``ON CONFLICT DO NOTHING``.
+    """
+
+    __tablename__ = "installation"
+    __table_args__ = (CheckConstraint("singleton = 1", name="singleton"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    singleton: Mapped[int] = mapped_column(Integer, unique=True, server_default="1")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class WriterLock(Base):
+    """Who holds the PostgreSQL writer lock (the advisory lock itself has no owner data).
+
+    SQLite keeps the same information in the lock file next to the database.
+    """
+
+    __tablename__ = "writer_lock"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pid: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(255))
+    since: Mapped[dt.datetime] = mapped_column(UTCDateTime)
