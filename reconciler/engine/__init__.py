@@ -1,0 +1,1 @@
+"""Carrying plans out: the executor (libvirt steps) and the reconcile pass (record, run)."""

@@ -1,0 +1,316 @@
+"""The executor: carry out a plan's changes against libvirt, concurrently and safely.
+
+Per-object serial, across-objects parallel: each :class:`~actions.Change` runs
+as one task of ordered steps on a worker thread; a change starts only when the
+changes it depends on (pools and networks of a VM, VMs of a network being
+deleted) have succeeded. A failure fails that change and, with
+``DependencyFailed``, exactly its dependents — never its neighbours.
+
+Workers only talk to libvirt and return a :class:`Outcome` with the events they
+produced; the caller's thread does all record writes, so the store is never
+used concurrently. Every step is idempotent by name (a volume that exists is
+reused, a domain is defined over itself, starting a running domain is a no-op),
+which is what makes a killed apply safe to run again.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+from collections.abc import Callable, Iterable
+
+from reconciler import errors
+from reconciler.hypervisor import adapter, xml
+from reconciler.models import fields, kinds, record
+from reconciler.planning import actions
+
+__all__ = ["Options", "Outcome", "execute"]
+
+Impact = actions.Impact
+Verb = actions.Verb
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    workers: int = 4
+    shutdown_timeout: float = 60.0
+    allow_data_loss: bool = False
+
+
+@dataclasses.dataclass
+class Outcome:
+    change: actions.Change
+    ok: bool = True
+    steps: list[str] = dataclasses.field(default_factory=list)
+    events: list[record.NewEvent] = dataclasses.field(default_factory=list)
+    error: str = ""
+    uuid: str | None = None
+
+    def event(self, reason: str, message: str, *, warning: bool = False, diff: bool = False) -> None:
+        self.events.append(
+            record.NewEvent(
+                key=self.change.key,
+                type=record.EventType.WARNING if warning else record.EventType.NORMAL,
+                reason=reason,
+                message=message,
+                diff={"changes": [f.as_json() for f in self.change.fields]} if diff else None,
+            )
+        )
+
+    def step(self, word: str, reason: str, message: str) -> None:
+        self.steps.append(word)
+        self.event(reason, message)
+
+
+_NOT_CONFIG = ("powerState", "restart", "autostart", "spec")
+
+
+def _config_changed(change: actions.Change) -> bool:
+    """Whether the domain's persistent XML must be rewritten (volume fields are not XML)."""
+    return any(
+        f.path not in _NOT_CONFIG and not (f.path.startswith("disks[") and "]." in f.path)
+        for f in change.fields
+    )
+
+
+def _describe(change: actions.Change) -> str:
+    parts = [f"{f.path}: {f.old} -> {f.new}" for f in change.fields]
+    return "; ".join(parts) if parts else change.verb.value
+
+
+class _Steps:
+    """The libvirt steps of each kind of change; one instance per plan."""
+
+    def __init__(self, hv: adapter.Hypervisor, options: Options) -> None:
+        self.hv = hv
+        self.options = options
+
+    def run(self, change: actions.Change) -> Outcome:
+        outcome = Outcome(change)
+        try:
+            if change.verb is Verb.CONFLICT:
+                raise errors.RefusedError(change.note)
+            if change.impact is Impact.DATA_LOSS and not self.options.allow_data_loss:
+                raise errors.RefusedError(
+                    f"{_describe(change)} would destroy data; pass --allow-data-loss to proceed"
+                )
+            if change.drift:
+                outcome.event("DriftDetected", f"out-of-band change: {_describe(change)}",
+                              warning=True, diff=True)
+            if change.verb is Verb.PROTECTED:
+                outcome.event("DeletionProtected", change.note, warning=True)
+                outcome.steps.append("protected")
+            elif change.verb is Verb.DELETE:
+                self._delete(change, outcome)
+            elif isinstance(change.target, actions.PoolTarget):
+                self._pool(change, change.target, outcome)
+            elif isinstance(change.target, actions.NetworkTarget):
+                self._network(change, change.target, outcome)
+            elif isinstance(change.target, actions.VmTarget):
+                self._vm(change, change.target, outcome)
+            else:
+                word = "created" if change.verb is Verb.CREATE else "updated"
+                outcome.step(word, word.capitalize(), f"{change.key} {word}")
+            if change.drift:
+                outcome.event("DriftCorrected", f"corrected: {_describe(change)}", diff=True)
+            if change.adopt:
+                outcome.event("Adopted", f"{change.key} adopted by this installation")
+        except errors.InfinibayError as exc:
+            outcome.ok = False
+            outcome.error = str(exc)
+            reason = "ApplyRefused" if isinstance(exc, errors.RefusedError) else "ApplyFailed"
+            if change.verb is Verb.CONFLICT:
+                reason = "Conflict"
+            outcome.event(reason, str(exc), warning=True)
+        return outcome
+
+    # --- pools and networks ---------------------------------------------------
+
+    def _pool(self, change: actions.Change, target: actions.PoolTarget, out: Outcome) -> None:
+        name = change.key.name
+        if change.verb is Verb.REPLACE:
+            self.hv.undefine_pool(name)
+        if change.verb in (Verb.CREATE, Verb.REPLACE):
+            out.uuid = self.hv.define_pool(name, xml.render_pool(name, target.shape))
+        self.hv.start_pool(name)
+        self.hv.set_pool_autostart(name, target.shape.autostart)
+        self._done(change, out)
+
+    def _network(self, change: actions.Change, target: actions.NetworkTarget, out: Outcome) -> None:
+        name = change.key.name
+        assert change.owner is not None
+        restart = any(f.impact is Impact.RESTART for f in change.fields)
+        if change.verb is Verb.CREATE or restart or change.adopt:
+            document = xml.render_network(name, target.shape, owner=change.owner, uuid=change.uuid)
+            out.uuid = self.hv.define_network(name, document)
+        if restart:
+            self.hv.stop_network(name)
+        self.hv.start_network(name)
+        self.hv.set_network_autostart(name, target.shape.autostart)
+        self._done(change, out)
+
+    def _done(self, change: actions.Change, out: Outcome) -> None:
+        if change.verb is Verb.CREATE:
+            out.step("created", "Created", f"{change.key} created")
+        else:
+            word = "replaced" if change.verb is Verb.REPLACE else "updated"
+            out.steps.append(word)
+            out.event(word.capitalize(), f"{change.key} {word}: {_describe(change)}", diff=True)
+
+    # --- virtual machines -----------------------------------------------------
+
+    def _vm(self, change: actions.Change, target: actions.VmTarget, out: Outcome) -> None:
+        name = change.key.name
+        assert change.owner is not None
+        self._volumes(change, target, out)
+        if change.verb is Verb.CREATE or _config_changed(change):
+            document = xml.render_domain(
+                name, target.shape, domain_type=self.hv.domain_type, owner=change.owner, uuid=change.uuid
+            )
+            out.uuid = self.hv.define_domain(name, document)
+        if change.verb is Verb.CREATE or change.field("autostart") is not None:
+            self.hv.set_domain_autostart(name, target.shape.autostart)
+        if change.verb is Verb.CREATE:
+            out.step("created", "Created", f"{change.key} defined")
+        elif any(not f.path.startswith(("powerState", "restart")) for f in change.fields):
+            out.steps.append("updated")
+            out.event("Updated", f"{change.key} updated: {_describe(change)}", diff=True)
+        self._power(change, target, out)
+
+    def _volumes(self, change: actions.Change, target: actions.VmTarget, out: Outcome) -> None:
+        running = change.verb is not Verb.CREATE and self._current_power(change) is not kinds.PowerState.STOPPED
+        for volume in target.volumes:
+            path = f"disks[{volume.disk}]"
+            if change.field(f"{path}.image") is not None:
+                if running:
+                    self.hv.stop_domain(change.key.name, timeout=self.options.shutdown_timeout)
+                    running = False
+                self.hv.delete_volume(volume.pool, volume.volume)
+                out.event("VolumeDeleted", f"volume {volume.pool}/{volume.volume} deleted to change its image",
+                          warning=True)
+                self._create_volume(volume, out)
+            elif change.field(f"{path}.volume") is not None:
+                self._create_volume(volume, out)
+            elif (grow := change.field(f"{path}.size")) is not None:
+                self.hv.grow_volume(volume.pool, volume.volume, volume.size,
+                                    domain=change.key.name if running else None)
+                out.event("VolumeResized", f"volume {volume.pool}/{volume.volume} grown {grow.old} -> {grow.new}")
+
+    def _create_volume(self, volume: actions.VolumeTarget, out: Outcome) -> None:
+        try:
+            self.hv.create_volume(volume.pool, volume.volume, volume.size, backing=volume.image)
+        except errors.HypervisorError as exc:
+            if "already exists" not in exc.detail:  # a retained volume or a killed earlier apply
+                raise
+            out.event("VolumeReused", f"volume {volume.pool}/{volume.volume} exists and is reused")
+            return
+        out.event("VolumeCreated", f"volume {volume.pool}/{volume.volume} created "
+                                   f"({fields.format_size(volume.size)})")
+
+    @staticmethod
+    def _current_power(change: actions.Change) -> kinds.PowerState:
+        power = change.field("powerState")
+        if power is not None:
+            return kinds.PowerState(power.old)
+        return kinds.PowerState.RUNNING if change.verb is not Verb.CREATE else kinds.PowerState.STOPPED
+
+    def _power(self, change: actions.Change, target: actions.VmTarget, out: Outcome) -> None:
+        name = change.key.name
+        current = self._current_power(change)
+        if change.verb is Verb.CREATE:
+            current = kinds.PowerState.STOPPED
+        elif change.field("powerState") is None and change.field("restart") is None:
+            return
+        want = target.power
+        if change.field("restart") is not None and current is not kinds.PowerState.STOPPED:
+            self.hv.stop_domain(name, timeout=self.options.shutdown_timeout)
+            self.hv.start_domain(name, paused=want is kinds.PowerState.PAUSED)
+            out.step("restarted", "Restarted", f"{change.key} restarted to apply its new configuration")
+            return
+        if current is want:
+            return
+        if want is kinds.PowerState.STOPPED:
+            graceful = self.hv.stop_domain(name, timeout=self.options.shutdown_timeout)
+            how = "shut down" if graceful else f"forced off after {self.options.shutdown_timeout:g}s"
+            out.step("stopped", "Stopped", f"{change.key} {how}")
+        elif want is kinds.PowerState.PAUSED:
+            if current is kinds.PowerState.STOPPED:
+                self.hv.start_domain(name, paused=True)
+            else:
+                self.hv.suspend_domain(name)
+            out.step("paused", "Paused", f"{change.key} paused")
+        elif current is kinds.PowerState.PAUSED:
+            self.hv.resume_domain(name)
+            out.step("resumed", "Resumed", f"{change.key} resumed")
+        else:
+            self.hv.start_domain(name)
+            out.step("started", "Started", f"{change.key} started")
+
+    # --- deletion -------------------------------------------------------------
+
+    def _delete(self, change: actions.Change, out: Outcome) -> None:
+        name = change.key.name
+        kind = kinds.Kind(change.key.kind)
+        try:
+            if kind is kinds.Kind.VIRTUAL_MACHINE:
+                self.hv.undefine_domain(name)
+            elif kind is kinds.Kind.NETWORK:
+                self.hv.undefine_network(name)
+            elif kind is kinds.Kind.STORAGE_POOL:
+                self.hv.undefine_pool(name)
+        except errors.NotFoundError:
+            pass  # already gone: deletion is idempotent
+        for volume in change.retained:
+            if volume.reclaim is kinds.ReclaimPolicy.DELETE:
+                try:
+                    self.hv.delete_volume(volume.pool, volume.volume)
+                except errors.NotFoundError:
+                    continue
+                out.event("VolumeDeleted", f"volume {volume.pool}/{volume.volume} deleted (reclaimPolicy Delete)")
+            else:
+                out.event("VolumeRetained", f"volume {volume.pool}/{volume.volume} retained (reclaimPolicy Retain)")
+        out.step("deleted", "Deleted", f"{change.key} deleted")
+
+
+def execute(
+    hv: adapter.Hypervisor,
+    changes: Iterable[actions.Change],
+    options: Options,
+    on_outcome: Callable[[Outcome], None],
+) -> list[Outcome]:
+    """Run ``changes`` respecting dependencies; call ``on_outcome`` on this thread as each ends."""
+    pending = list(changes)
+    planned = {c.key for c in pending}
+    done: dict[record.ResourceKey, Outcome] = {}
+    steps = _Steps(hv, options)
+    with cf.ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
+        running: dict[cf.Future[Outcome], actions.Change] = {}
+        while pending or running:
+            for change in list(pending):
+                deps = [d for d in change.depends_on if d in planned and d != change.key]
+                if any(d not in done for d in deps):
+                    continue
+                pending.remove(change)
+                failed = [d for d in deps if not done[d].ok]
+                if failed:
+                    outcome = Outcome(change, ok=False, error=f"depends on {failed[0]}, which failed")
+                    outcome.event("DependencyFailed", outcome.error, warning=True)
+                    done[change.key] = outcome
+                    on_outcome(outcome)
+                    continue
+                running[pool.submit(steps.run, change)] = change
+            if not running:
+                if pending:  # unreachable dependencies: fail them rather than spin
+                    for change in pending:
+                        outcome = Outcome(change, ok=False, error="dependency cycle")
+                        done[change.key] = outcome
+                        on_outcome(outcome)
+                    pending.clear()
+                continue
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                change = running.pop(future)
+                outcome = future.result()
+                done[change.key] = outcome
+                on_outcome(outcome)
+    return list(done.values())

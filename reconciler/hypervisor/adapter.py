@@ -1,0 +1,329 @@
+"""The libvirt adapter: the only module that imports ``libvirt``.
+
+Every call goes through :func:`_calling`, which translates ``libvirtError``
+into :class:`reconciler.errors.HypervisorError` naming the operation and the
+object, so nothing above this module ever sees a libvirt exception. One
+connection is shared by the executor's worker threads: libvirt's client is
+thread-safe and the Python binding releases the GIL around each call.
+
+Observation is one bulk pass (``listAllDomains``, ``listAllNetworks``,
+``listAllStoragePools``, then each object's XML and state) projected onto
+shapes by :mod:`reconciler.hypervisor.projection`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import libvirt
+from lxml import etree
+
+from reconciler import errors
+from reconciler.hypervisor import projection, xml
+from reconciler.models import kinds, observed
+
+__all__ = ["Hypervisor"]
+
+log = logging.getLogger(__name__)
+
+_NOT_FOUND = {
+    libvirt.VIR_ERR_NO_DOMAIN,
+    libvirt.VIR_ERR_NO_NETWORK,
+    libvirt.VIR_ERR_NO_STORAGE_POOL,
+    libvirt.VIR_ERR_NO_STORAGE_VOL,
+}
+_POWER = {
+    libvirt.VIR_DOMAIN_RUNNING: kinds.PowerState.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: kinds.PowerState.RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: kinds.PowerState.PAUSED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: kinds.PowerState.PAUSED,
+}
+
+
+@contextlib.contextmanager
+def _calling(operation: str, obj: str) -> Iterator[None]:
+    try:
+        yield
+    except libvirt.libvirtError as exc:
+        detail = exc.get_error_message() or str(exc)
+        if exc.get_error_code() in _NOT_FOUND:
+            raise errors.NotFoundError(operation, obj, detail) from exc
+        raise errors.HypervisorError(operation, obj, detail) from exc
+
+
+def _silence_default_handler(_ctx: Any, _err: Any) -> None:
+    """libvirt prints every error to stderr by default; we report them ourselves."""
+
+
+class Hypervisor:
+    """A connection to one libvirt daemon with the operations the engine needs."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        libvirt.registerErrorHandler(_silence_default_handler, None)
+        with _calling("connect to", uri):
+            self._conn = libvirt.open(uri)
+        self.domain_type = self._detect_domain_type()
+
+    def close(self) -> None:
+        with contextlib.suppress(libvirt.libvirtError):
+            self._conn.close()
+
+    def __enter__(self) -> Hypervisor:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _detect_domain_type(self) -> str:
+        """``kvm`` when the host offers it (and, locally, /dev/kvm is usable), else ``qemu``."""
+        with _calling("read capabilities of", self.uri):
+            caps = etree.fromstring(self._conn.getCapabilities().encode())
+        offers_kvm = bool(caps.xpath("//guest[arch/@name='x86_64']/arch/domain[@type='kvm']"))
+        local = self.uri.startswith(("qemu:///", "qemu+unix:///"))
+        if local and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            return "qemu"
+        return "kvm" if offers_kvm else "qemu"
+
+    # --- observation --------------------------------------------------------
+
+    def observe(self) -> observed.World:
+        with _calling("observe", self.uri):
+            domains = self._conn.listAllDomains(0)
+            networks = self._conn.listAllNetworks(0)
+            pools = self._conn.listAllStoragePools(0)
+            return observed.World(
+                domains={d.name: d for d in map(self._observe_domain, domains) if d is not None},
+                networks={n.name: n for n in map(self._observe_network, networks)},
+                pools={p.name: p for p in map(self._observe_pool, pools)},
+            )
+
+    def _observe_domain(self, dom: Any) -> observed.ObservedDomain | None:
+        try:
+            state = dom.state()[0]
+            persistent = dom.isPersistent()
+            autostart = bool(dom.autostart()) if persistent else False
+            flags = libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0
+            uuid, owner, shape, _ = projection.parse_domain(dom.XMLDesc(flags), autostart=autostart)
+            active = state not in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED,
+                                   libvirt.VIR_DOMAIN_NOSTATE)
+            live = port = None
+            if active:
+                _, _, live, port = projection.parse_domain(dom.XMLDesc(0), autostart=autostart)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None  # undefined between the listing and the read
+            raise
+        return observed.ObservedDomain(
+            name=dom.name(),
+            uuid=uuid,
+            owner=owner,
+            shape=shape,
+            live=live,
+            power=_POWER.get(state, kinds.PowerState.STOPPED),
+            graphics_port=port,
+        )
+
+    def _observe_network(self, net: Any) -> observed.ObservedNetwork:
+        autostart = bool(net.autostart())
+        uuid, owner, shape = projection.parse_network(
+            net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE), autostart=autostart
+        )
+        return observed.ObservedNetwork(
+            name=net.name(), uuid=uuid, owner=owner, shape=shape, active=bool(net.isActive())
+        )
+
+    def _observe_pool(self, pool: Any) -> observed.ObservedPool:
+        autostart = bool(pool.autostart())
+        uuid, shape = projection.parse_pool(pool.XMLDesc(0), autostart=autostart)
+        active = bool(pool.isActive())
+        volumes: dict[str, observed.ObservedVolume] = {}
+        if active:
+            with contextlib.suppress(libvirt.libvirtError):
+                pool.refresh(0)
+            for vol in pool.listAllVolumes(0):
+                with contextlib.suppress(libvirt.libvirtError):
+                    parsed = projection.parse_volume(vol.XMLDesc(0), pool.name())
+                    volumes[parsed.name] = parsed
+        return observed.ObservedPool(
+            name=pool.name(), uuid=uuid, shape=shape, active=active, volumes=volumes
+        )
+
+    def dhcp_leases(self) -> dict[str, str]:
+        """MAC -> IPv4 address from the DHCP leases of every active network."""
+        leases: dict[str, str] = {}
+        with _calling("read DHCP leases on", self.uri):
+            for net in self._conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE):
+                for lease in net.DHCPLeases():
+                    if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
+                        leases[str(lease["mac"]).lower()] = str(lease["ipaddr"])
+        return leases
+
+    # --- domains ------------------------------------------------------------
+
+    def define_domain(self, name: str, document: str) -> str:
+        with _calling("define", f"domain {name}"):
+            return str(self._conn.defineXML(document).UUIDString())
+
+    def _domain(self, name: str) -> Any:
+        with _calling("look up", f"domain {name}"):
+            return self._conn.lookupByName(name)
+
+    def set_domain_autostart(self, name: str, autostart: bool) -> None:
+        dom = self._domain(name)
+        with _calling("set autostart of", f"domain {name}"):
+            dom.setAutostart(int(autostart))
+
+    def start_domain(self, name: str, *, paused: bool = False) -> None:
+        dom = self._domain(name)
+        with _calling("start", f"domain {name}"):
+            if not dom.isActive():
+                dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
+
+    def suspend_domain(self, name: str) -> None:
+        dom = self._domain(name)
+        with _calling("pause", f"domain {name}"):
+            dom.suspend()
+
+    def resume_domain(self, name: str) -> None:
+        dom = self._domain(name)
+        with _calling("resume", f"domain {name}"):
+            dom.resume()
+
+    def stop_domain(self, name: str, *, timeout: float) -> bool:
+        """Shut down gracefully (ACPI), then force after ``timeout``; True when graceful."""
+        dom = self._domain(name)
+        with _calling("shut down", f"domain {name}"):
+            if not dom.isActive():
+                return True
+            if timeout > 0:
+                with contextlib.suppress(libvirt.libvirtError):
+                    if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+                        dom.resume()
+                    dom.shutdown()
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    if not dom.isActive():
+                        return True
+                    time.sleep(0.2)
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.destroy()
+            if dom.isActive():
+                raise errors.HypervisorError("stop", f"domain {name}", "still running after destroy")
+            return False
+
+    def undefine_domain(self, name: str) -> None:
+        dom = self._domain(name)
+        with _calling("undefine", f"domain {name}"):
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(
+                libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+                | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+            )
+
+    # --- volumes ------------------------------------------------------------
+
+    def _pool(self, name: str) -> Any:
+        with _calling("look up", f"pool {name}"):
+            return self._conn.storagePoolLookupByName(name)
+
+    def create_volume(
+        self, pool: str, name: str, capacity: int, *, backing: str | None = None
+    ) -> observed.ObservedVolume:
+        storage = self._pool(pool)
+        backing_path = backing_format = None
+        if backing is not None:
+            with _calling("look up", f"image {backing} in pool {pool}"):
+                image = storage.storageVolLookupByName(backing)
+                backing_path = image.path()
+                image_format = etree.fromstring(image.XMLDesc(0).encode()).find("target/format")
+                backing_format = image_format.get("type") if image_format is not None else None
+        document = xml.render_volume(
+            name, capacity, backing_path=backing_path, backing_format=backing_format or "qcow2"
+        )
+        with _calling("create", f"volume {pool}/{name}"):
+            vol = storage.createXML(document, 0)
+            return projection.parse_volume(vol.XMLDesc(0), pool)
+
+    def grow_volume(self, pool: str, name: str, capacity: int, *, domain: str | None = None) -> None:
+        """Grow a volume; through the running domain when there is one, so the guest sees it."""
+        storage = self._pool(pool)
+        with _calling("resize", f"volume {pool}/{name}"):
+            vol = storage.storageVolLookupByName(name)
+            dom = self._conn.lookupByName(domain) if domain is not None else None
+            if dom is not None and dom.isActive():
+                dom.blockResize(vol.path(), capacity, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+            else:
+                vol.resize(capacity, 0)
+
+    def delete_volume(self, pool: str, name: str) -> None:
+        storage = self._pool(pool)
+        with _calling("delete", f"volume {pool}/{name}"):
+            storage.storageVolLookupByName(name).delete(0)
+
+    # --- networks -----------------------------------------------------------
+
+    def define_network(self, name: str, document: str) -> str:
+        with _calling("define", f"network {name}"):
+            return str(self._conn.networkDefineXML(document).UUIDString())
+
+    def _network(self, name: str) -> Any:
+        with _calling("look up", f"network {name}"):
+            return self._conn.networkLookupByName(name)
+
+    def start_network(self, name: str) -> None:
+        net = self._network(name)
+        with _calling("start", f"network {name}"):
+            if not net.isActive():
+                net.create()
+
+    def stop_network(self, name: str) -> None:
+        net = self._network(name)
+        with _calling("stop", f"network {name}"):
+            if net.isActive():
+                net.destroy()
+
+    def set_network_autostart(self, name: str, autostart: bool) -> None:
+        net = self._network(name)
+        with _calling("set autostart of", f"network {name}"):
+            net.setAutostart(int(autostart))
+
+    def undefine_network(self, name: str) -> None:
+        net = self._network(name)
+        with _calling("undefine", f"network {name}"):
+            if net.isActive():
+                net.destroy()
+            net.undefine()
+
+    # --- pools --------------------------------------------------------------
+
+    def define_pool(self, name: str, document: str) -> str:
+        with _calling("define", f"pool {name}"):
+            pool = self._conn.storagePoolDefineXML(document, 0)
+            return str(pool.UUIDString())
+
+    def start_pool(self, name: str) -> None:
+        pool = self._pool(name)
+        with _calling("start", f"pool {name}"):
+            if not pool.isActive():
+                pool.build(0)
+                pool.create(0)
+
+    def set_pool_autostart(self, name: str, autostart: bool) -> None:
+        pool = self._pool(name)
+        with _calling("set autostart of", f"pool {name}"):
+            pool.setAutostart(int(autostart))
+
+    def undefine_pool(self, name: str) -> None:
+        pool = self._pool(name)
+        with _calling("undefine", f"pool {name}"):
+            if pool.isActive():
+                pool.destroy()
+            pool.undefine()

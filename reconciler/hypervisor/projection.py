@@ -1,0 +1,218 @@
+"""Project libvirt XML onto shapes: the fields the spec owns, nothing else.
+
+libvirt rewrites what it is given: it expands ``q35`` to ``pc-q35-7.2``, adds
+PCI addresses, aliases, controllers, a generated UUID, ``<nat><port/>`` and
+``stp``/``delay`` on bridges, and may turn ``firmware='efi'`` into explicit
+loader and NVRAM paths. Each parser here reads only the owned fields and maps
+libvirt's spellings back onto the manifest's vocabulary, which is what keeps
+plans empty after an apply.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from lxml import etree
+
+from reconciler.hypervisor import xml
+from reconciler.models import kinds, observed
+
+__all__ = [
+    "parse_domain",
+    "parse_network",
+    "parse_pool",
+    "parse_volume",
+    "volume_disk_name",
+]
+
+_MEMORY_UNITS = {
+    "b": 1, "bytes": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1 << 20, "mib": 1 << 20,
+    "mb": 10**6, "g": 1 << 30, "gib": 1 << 30, "gb": 10**9, "t": 1 << 40, "tib": 1 << 40,
+}
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+
+
+def _root(text: str) -> etree._Element:
+    return etree.fromstring(text.encode(), parser=_PARSER)
+
+
+def _owner(root: etree._Element) -> observed.Ownership | None:
+    managed = root.find(f"metadata/{{{xml.NS}}}managed")
+    if managed is None:
+        return None
+    return observed.Ownership(
+        kind=managed.get("kind", ""),
+        name=managed.get("name", ""),
+        installation=managed.get("installation", ""),
+        spec_hash=managed.get("spec-hash", ""),
+    )
+
+
+def _scaled(element: etree._Element | None, default_unit: str = "kib") -> int:
+    if element is None or element.text is None:
+        return 0
+    unit = (element.get("unit") or default_unit).lower()
+    return int(element.text.strip()) * _MEMORY_UNITS[unit]
+
+
+def volume_disk_name(vm: str, volume: str) -> str:
+    """Our disk name from a volume named ``<vm>-<disk>.qcow2``; the volume itself otherwise."""
+    prefix, suffix = f"{vm}-", ".qcow2"
+    if volume.startswith(prefix) and volume.endswith(suffix):
+        return volume[len(prefix) : -len(suffix)]
+    return volume
+
+
+def _firmware(os_element: etree._Element | None) -> kinds.Firmware:
+    if os_element is None:
+        return kinds.Firmware.BIOS
+    if os_element.get("firmware") == "efi":
+        return kinds.Firmware.UEFI
+    loader = os_element.find("loader")
+    if loader is not None and (loader.get("type") == "pflash" or "OVMF" in (loader.text or "")):
+        return kinds.Firmware.UEFI
+    return kinds.Firmware.BIOS
+
+
+def _machine(os_element: etree._Element | None) -> kinds.Machine:
+    type_element = os_element.find("type") if os_element is not None else None
+    machine = type_element.get("machine", "") if type_element is not None else ""
+    return kinds.Machine.Q35 if "q35" in machine else kinds.Machine.PC
+
+
+def _graphics(devices: etree._Element | None) -> tuple[kinds.GraphicsType, str, int | None]:
+    graphics = devices.find("graphics") if devices is not None else None
+    if graphics is None:
+        return kinds.GraphicsType.NONE, "", None
+    kind = graphics.get("type", "")
+    if kind not in (kinds.GraphicsType.VNC.value, kinds.GraphicsType.SPICE.value):
+        return kinds.GraphicsType.NONE, "", None
+    listen = graphics.find("listen")
+    address = listen.get("address") if listen is not None else None
+    port = graphics.get("port")
+    port_number = int(port) if port is not None and int(port) > 0 else None
+    return kinds.GraphicsType(kind), address or graphics.get("listen", ""), port_number
+
+
+def _disks(name: str, devices: etree._Element | None) -> tuple[observed.DiskShape, ...]:
+    if devices is None:
+        return ()
+    disks = []
+    for disk in devices.findall("disk"):
+        if disk.get("device", "disk") != "disk":
+            continue
+        source = disk.find("source")
+        if source is None:
+            continue
+        pool = source.get("pool")
+        volume = source.get("volume")
+        if pool is None or volume is None:
+            path = source.get("file") or source.get("dev") or ""
+            pool, volume = "", path
+        disks.append(
+            observed.DiskShape(name=volume_disk_name(name, volume), pool=pool, volume=volume)
+        )
+    return tuple(disks)
+
+
+def _nics(devices: etree._Element | None) -> tuple[observed.NicShape, ...]:
+    if devices is None:
+        return ()
+    nics = []
+    for interface in devices.findall("interface"):
+        source = interface.find("source")
+        mac = interface.find("mac")
+        network = source.get("network") if source is not None else None
+        if network is None:
+            network = f"<{interface.get('type', 'unknown')}>"
+        nics.append(
+            observed.NicShape(network=network, mac=(mac.get("address", "") if mac is not None else "").lower())
+        )
+    return tuple(nics)
+
+
+def parse_domain(
+    text: str, *, autostart: bool
+) -> tuple[str, observed.Ownership | None, observed.VmShape, int | None]:
+    """Return (uuid, owner, shape, graphics port) of a domain XML document."""
+    root = _root(text)
+    name = root.findtext("name", "")
+    devices = root.find("devices")
+    os_element = root.find("os")
+    graphics_type, listen, port = _graphics(devices)
+    vcpu = root.find("vcpu")
+    cpus = int(vcpu.get("current") or vcpu.text or "1") if vcpu is not None else 1
+    shape = observed.VmShape(
+        cpus=cpus,
+        memory=_scaled(root.find("memory")),
+        firmware=_firmware(os_element),
+        machine=_machine(os_element),
+        graphics_type=graphics_type,
+        graphics_listen=listen,
+        disks=_disks(name, devices),
+        nics=_nics(devices),
+        autostart=autostart,
+    )
+    return root.findtext("uuid", ""), _owner(root), shape, port
+
+
+def parse_network(text: str, *, autostart: bool) -> tuple[str, observed.Ownership | None, observed.NetworkShape]:
+    root = _root(text)
+    forward = root.find("forward")
+    mode_text = forward.get("mode", "nat") if forward is not None else "isolated"
+    mode = kinds.NetworkMode(mode_text) if mode_text in kinds.NetworkMode.__members__.values() else kinds.NetworkMode.ISOLATED
+    bridge = root.find("bridge")
+    mtu = root.find("mtu")
+    domain = root.find("domain")
+    address: str | None = None
+    dhcp_range: tuple[str, str] | None = None
+    hosts: list[observed.StaticLease] = []
+    for ip in root.findall("ip"):
+        if ip.get("family", "ipv4") != "ipv4":
+            continue
+        gateway = ip.get("address", "")
+        prefix = ip.get("prefix")
+        netmask = ip.get("netmask")
+        address = str(ipaddress.IPv4Interface(f"{gateway}/{prefix or netmask or 24}"))
+        dhcp = ip.find("dhcp")
+        if dhcp is not None:
+            range_element = dhcp.find("range")
+            if range_element is not None:
+                dhcp_range = (range_element.get("start", ""), range_element.get("end", ""))
+            for host in dhcp.findall("host"):
+                hosts.append(
+                    observed.StaticLease(
+                        mac=host.get("mac", "").lower(), ip=host.get("ip", ""), name=host.get("name")
+                    )
+                )
+        break
+    shape = observed.NetworkShape(
+        mode=mode,
+        bridge=bridge.get("name", "") if bridge is not None else "",
+        address=address,
+        dhcp=dhcp_range,
+        hosts=tuple(hosts),
+        domain=domain.get("name") if domain is not None else None,
+        mtu=int(mtu.get("size", "0")) if mtu is not None else None,
+        autostart=autostart,
+    )
+    return root.findtext("uuid", ""), _owner(root), shape
+
+
+def parse_pool(text: str, *, autostart: bool) -> tuple[str, observed.PoolShape]:
+    root = _root(text)
+    return root.findtext("uuid", ""), observed.PoolShape(
+        path=root.findtext("target/path", ""), autostart=autostart
+    )
+
+
+def parse_volume(text: str, pool: str) -> observed.ObservedVolume:
+    root = _root(text)
+    backing = root.findtext("backingStore/path")
+    return observed.ObservedVolume(
+        pool=pool,
+        name=root.findtext("name", ""),
+        path=root.findtext("target/path", ""),
+        capacity=_scaled(root.find("capacity"), default_unit="bytes"),
+        backing=backing or None,
+    )

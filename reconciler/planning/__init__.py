@@ -1,0 +1,1 @@
+"""Pure planning: desired + record + observed -> plan. No I/O anywhere in here."""

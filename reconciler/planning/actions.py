@@ -1,0 +1,174 @@
+"""What a plan is made of: one :class:`Change` per resource, with field diffs.
+
+A change carries everything the executor needs (the target shape, the volumes,
+the observed UUID), so executing never re-derives intent. Each field diff has
+an :class:`Impact`; a change's impact is the worst of its fields, and the order
+of the enum is the order of cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+from reconciler.models import kinds, observed, record
+
+__all__ = [
+    "Change",
+    "FieldChange",
+    "Impact",
+    "NetworkTarget",
+    "Plan",
+    "PoolTarget",
+    "TemplateTarget",
+    "Verb",
+    "VmTarget",
+    "VolumeTarget",
+]
+
+
+class Impact(enum.IntEnum):
+    """What a change costs, cheapest first (SPEC §3)."""
+
+    RECORD = 0  # only the record changes (templates, labels)
+    LIVE = 1  # applied at once, no disruption
+    RESTART = 2  # persistent config now; effective at the next boot
+    REPLACE = 3  # the libvirt object is recreated
+    DATA_LOSS = 4  # a volume would be destroyed
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+
+class Verb(enum.StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+    CONFLICT = "conflict"
+    PROTECTED = "protected"  # a deletion blocked by the protect annotation
+
+    @property
+    def symbol(self) -> str:
+        return {
+            Verb.CREATE: "+",
+            Verb.UPDATE: "~",
+            Verb.REPLACE: "-/+",
+            Verb.DELETE: "-",
+            Verb.CONFLICT: "?",
+            Verb.PROTECTED: "-",
+        }[self]
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldChange:
+    path: str
+    old: Any
+    new: Any
+    impact: Impact
+
+    def as_json(self) -> dict[str, Any]:
+        return {"field": self.path, "old": self.old, "new": self.new, "impact": self.impact.label}
+
+
+@dataclasses.dataclass(frozen=True)
+class VolumeTarget:
+    disk: str
+    pool: str
+    volume: str
+    size: int
+    image: str | None
+    reclaim: kinds.ReclaimPolicy
+
+
+@dataclasses.dataclass(frozen=True)
+class VmTarget:
+    shape: observed.VmShape
+    power: kinds.PowerState
+    update_policy: kinds.UpdatePolicy
+    volumes: tuple[VolumeTarget, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkTarget:
+    shape: observed.NetworkShape
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolTarget:
+    shape: observed.PoolShape
+
+
+@dataclasses.dataclass(frozen=True)
+class TemplateTarget:
+    pass
+
+
+Target = VmTarget | NetworkTarget | PoolTarget | TemplateTarget
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    key: record.ResourceKey
+    verb: Verb
+    fields: tuple[FieldChange, ...] = ()
+    drift: bool = False
+    adopt: bool = False
+    target: Target | None = None
+    uuid: str | None = None  # the observed libvirt object's UUID, kept on redefinition
+    owner: observed.Ownership | None = None  # ownership to write into the object
+    depends_on: tuple[record.ResourceKey, ...] = ()
+    retained: tuple[VolumeTarget, ...] = ()  # volumes a deletion keeps or removes
+    note: str = ""
+
+    @property
+    def impact(self) -> Impact:
+        impacts = [f.impact for f in self.fields]
+        if self.verb is Verb.DELETE and any(
+            v.reclaim is kinds.ReclaimPolicy.DELETE for v in self.retained
+        ):
+            impacts.append(Impact.DATA_LOSS)
+        if self.verb is Verb.REPLACE:
+            impacts.append(Impact.REPLACE)
+        return max(impacts, default=Impact.LIVE if self.verb is not Verb.CREATE else Impact.LIVE)
+
+    @property
+    def symbol(self) -> str:
+        return "!" if self.drift and self.verb is Verb.UPDATE else self.verb.symbol
+
+    def field(self, path: str) -> FieldChange | None:
+        return next((f for f in self.fields if f.path == path), None)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "resource": str(self.key),
+            "kind": self.key.kind,
+            "name": self.key.name,
+            "action": self.verb.value,
+            "drift": self.drift,
+            "adopt": self.adopt,
+            "impact": self.impact.label,
+            "changes": [f.as_json() for f in self.fields],
+            "note": self.note,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+    in_sync: tuple[record.ResourceKey, ...] = ()
+    spec_writes: tuple[record.SpecWrite, ...] = ()  # record updates, applied with each change
+    errors: tuple[str, ...] = ()  # located refusals (e.g. a disk shrink): nothing may run
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for change in self.changes:
+            label = "drift" if change.drift and change.verb is Verb.UPDATE else change.verb.value
+            counts[label] = counts.get(label, 0) + 1
+        return counts

@@ -1,0 +1,454 @@
+"""The planner: ``plan(desired, records, world) -> Plan``, pure and deterministic.
+
+For each resource it compares the desired *shape* with the observed one (see
+:mod:`reconciler.models.observed`) and emits at most one :class:`Change` with
+field diffs and their impacts. A difference is *drift* when the record says the
+resource had converged on this very spec (same hash, observed generation equal
+to generation): the spec did not move, so the world did. Ownership decides
+what may be touched: domains and networks carry our installation id in their
+metadata; pools, templates and volumes are owned through the record.
+
+Creates and updates are ordered pools, networks, templates, VMs; deletions
+come after, in reverse. Dependencies (a VM on its pools and networks) are
+explicit on each change so the executor can fail exactly the dependents.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from reconciler.models import desired, fields, kinds, observed, record
+from reconciler.planning import actions, targets
+
+__all__ = ["plan", "plan_deletions"]
+
+Impact = actions.Impact
+_KIND_ORDER = [
+    kinds.Kind.STORAGE_POOL,
+    kinds.Kind.NETWORK,
+    kinds.Kind.TEMPLATE,
+    kinds.Kind.VIRTUAL_MACHINE,
+]
+
+
+def _key(kind: kinds.Kind, name: str) -> record.ResourceKey:
+    return record.ResourceKey(kind.value, name)
+
+
+def converged(rec: record.ResourceRecord | None) -> bool:
+    """The record says this resource was reconciled on its current generation."""
+    return (
+        rec is not None
+        and rec.deleted_at is None
+        and rec.status.get("observedGeneration") == rec.generation
+    )
+
+
+class _Planner:
+    def __init__(
+        self,
+        state: desired.DesiredState,
+        records: Sequence[record.ResourceRecord],
+        world: observed.World,
+        installation: str,
+        adopt: bool,
+    ) -> None:
+        self.state = state
+        self.records = {r.key: r for r in records}
+        self.world = world
+        self.installation = installation
+        self.adopt = adopt
+        self.changes: list[actions.Change] = []
+        self.in_sync: list[record.ResourceKey] = []
+        self.spec_writes: list[record.SpecWrite] = []
+        self.errors: list[str] = []
+        self.hashes: dict[record.ResourceKey, str] = {}
+        self.taken_macs = {n.mac for d in world.domains.values() for n in d.shape.nics} | {
+            n.mac for vm in state.effective_vms.values() for n in vm.nics if n.mac
+        }
+
+    # --- bookkeeping --------------------------------------------------------
+
+    def _live_record(self, key: record.ResourceKey) -> record.ResourceRecord | None:
+        rec = self.records.get(key)
+        return rec if rec is not None and rec.deleted_at is None else None
+
+    def _remember_spec(self, loaded: desired.Loaded) -> tuple[record.ResourceKey, str]:
+        key = _key(loaded.kind, loaded.name)
+        vm = self.state.effective_vms.get(loaded.name) if loaded.kind is kinds.Kind.VIRTUAL_MACHINE else None
+        document = targets.spec_document(loaded, vm)
+        digest = targets.spec_hash(document)
+        self.hashes[key] = digest
+        rec = self._live_record(key)
+        source = loaded.source
+        if (
+            rec is None
+            or rec.spec_hash != digest
+            or rec.source_file != source.file
+            or rec.source_revision != source.revision
+        ):
+            self.spec_writes.append(
+                record.SpecWrite(
+                    key=key,
+                    spec=document,
+                    spec_hash=digest,
+                    labels=dict(loaded.manifest.metadata.labels),
+                    annotations=dict(loaded.manifest.metadata.annotations),
+                    source_file=source.file,
+                    source_document=source.document,
+                    source_revision=source.revision,
+                )
+            )
+        return key, digest
+
+    def _drift(self, key: record.ResourceKey) -> bool:
+        rec = self._live_record(key)
+        return converged(rec) and rec is not None and rec.spec_hash == self.hashes.get(key)
+
+    def _emit(self, key: record.ResourceKey, change_fields: list[actions.FieldChange], **kw: Any) -> None:
+        if change_fields or kw.get("verb") not in (None, actions.Verb.UPDATE):
+            verb = kw.pop("verb", actions.Verb.UPDATE)
+            drift = verb is actions.Verb.UPDATE and self._drift(key) or kw.pop("drift", False)
+            self.changes.append(
+                actions.Change(key=key, verb=verb, fields=tuple(change_fields), drift=drift, **kw)
+            )
+        else:
+            self.in_sync.append(key)
+
+    def _owner(self, key: record.ResourceKey) -> observed.Ownership:
+        return observed.Ownership(
+            kind=key.kind, name=key.name, installation=self.installation, spec_hash=self.hashes[key]
+        )
+
+    def _conflict(self, key: record.ResourceKey, what: str) -> None:
+        self.changes.append(
+            actions.Change(
+                key=key,
+                verb=actions.Verb.CONFLICT,
+                note=f"a libvirt {what} named {key.name!r} exists that this installation does not "
+                "own; rename the manifest or pass --adopt to take it over",
+            )
+        )
+
+    # --- pools ----------------------------------------------------------------
+
+    def pools(self) -> None:
+        for name, loaded in sorted(self.state.pools.items()):
+            assert isinstance(loaded.manifest, kinds.StoragePool)
+            key, _ = self._remember_spec(loaded)
+            target = targets.pool_shape(loaded.manifest)
+            current = self.world.pools.get(name)
+            rec = self._live_record(key)
+            if current is None:
+                self._emit(key, [], verb=actions.Verb.CREATE, target=actions.PoolTarget(target),
+                           drift=converged(rec))
+                continue
+            owned = rec is not None and rec.status.get("uuid") in (None, current.uuid)
+            if not owned and not self.adopt:
+                self._conflict(key, "storage pool")
+                continue
+            changes = _compare(current.shape, target, {"path": Impact.REPLACE, "autostart": Impact.LIVE})
+            if not current.active:
+                changes.append(actions.FieldChange("active", False, True, Impact.LIVE))
+            replace = any(c.impact is Impact.REPLACE for c in changes)
+            if not owned:
+                changes.append(actions.FieldChange("owner", None, self.installation, Impact.RECORD))
+            self._emit(
+                key,
+                changes,
+                verb=actions.Verb.REPLACE if replace else actions.Verb.UPDATE,
+                target=actions.PoolTarget(target),
+                uuid=current.uuid,
+                adopt=not owned,
+            )
+
+    # --- networks -------------------------------------------------------------
+
+    def networks(self) -> None:
+        for name, loaded in sorted(self.state.networks.items()):
+            assert isinstance(loaded.manifest, kinds.Network)
+            key, _ = self._remember_spec(loaded)
+            target = targets.network_shape(loaded.manifest)
+            current = self.world.networks.get(name)
+            if current is None:
+                self._emit(key, [], verb=actions.Verb.CREATE, target=actions.NetworkTarget(target),
+                           owner=self._owner(key), drift=converged(self._live_record(key)))
+                continue
+            owned = current.owner is not None and current.owner.installation == self.installation
+            if not owned and not self.adopt:
+                self._conflict(key, "network")
+                continue
+            impacts = {f: Impact.RESTART for f in ("mode", "bridge", "address", "dhcp", "hosts", "domain", "mtu")}
+            impacts["autostart"] = Impact.LIVE
+            changes = _compare(current.shape, target, impacts)
+            if not current.active:
+                changes.append(actions.FieldChange("active", False, True, Impact.LIVE))
+            if not owned:
+                changes.append(actions.FieldChange("owner", None, self.installation, Impact.LIVE))
+            note = ""
+            if any(c.impact is Impact.RESTART for c in changes):
+                note = "the network is restarted: guests on it lose connectivity until reattached"
+            self._emit(key, changes, target=actions.NetworkTarget(target), uuid=current.uuid,
+                       owner=self._owner(key), adopt=not owned, note=note)
+
+    # --- templates ------------------------------------------------------------
+
+    def templates(self) -> None:
+        for _name, loaded in sorted(self.state.templates.items()):
+            key, digest = self._remember_spec(loaded)
+            rec = self._live_record(key)
+            if rec is None:
+                self._emit(key, [], verb=actions.Verb.CREATE, target=actions.TemplateTarget())
+            elif rec.spec_hash != digest:
+                new = loaded.manifest.model_dump(mode="json")
+                self._emit(key, _dict_diff(rec.spec, new), target=actions.TemplateTarget())
+            else:
+                self.in_sync.append(key)
+
+    # --- virtual machines -----------------------------------------------------
+
+    def vms(self) -> None:
+        for name, vm in sorted(self.state.effective_vms.items()):
+            loaded = self.state.vms[name]
+            key, _ = self._remember_spec(loaded)
+            rec = self._live_record(key)
+            current = self.world.domains.get(name)
+            depends = tuple(
+                sorted(
+                    {_key(kinds.Kind.STORAGE_POOL, d.pool) for d in vm.disks}
+                    | {_key(kinds.Kind.NETWORK, n.network) for n in vm.nics}
+                )
+            )
+            target = targets.vm_target(vm, current, rec, self.installation, self.taken_macs)
+            volume_changes = self._volume_changes(loaded, target)
+            if current is None:
+                self._emit(key, volume_changes, verb=actions.Verb.CREATE, target=target,
+                           owner=self._owner(key), depends_on=depends, drift=converged(rec))
+                continue
+            owned = current.owner is not None and current.owner.installation == self.installation
+            if not owned and not self.adopt:
+                self._conflict(key, "domain")
+                continue
+            running = current.power is not kinds.PowerState.STOPPED
+            changes = _vm_changes(current.shape, target.shape, running) + volume_changes
+            if current.power is not target.power:
+                changes.append(actions.FieldChange("powerState", current.power.value, target.power.value, Impact.LIVE))
+            if (
+                running
+                and target.power is not kinds.PowerState.STOPPED
+                and target.update_policy is kinds.UpdatePolicy.RESTART
+                and current.live is not None
+                and _restart_pending(current.live, target.shape)
+            ):
+                changes.append(actions.FieldChange("restart", "pending", "reboot", Impact.RESTART))
+            if not owned:
+                changes.append(actions.FieldChange("owner", None, self.installation, Impact.LIVE))
+            if rec is not None and rec.spec_hash != self.hashes[key] and not changes:
+                changes.append(actions.FieldChange("spec", rec.spec_hash, self.hashes[key], Impact.RECORD))
+            self._emit(key, changes, target=target, uuid=current.uuid, owner=self._owner(key),
+                       depends_on=depends, adopt=not owned)
+
+    def _volume_changes(self, loaded: desired.Loaded, target: actions.VmTarget) -> list[actions.FieldChange]:
+        changes = []
+        for index, volume in enumerate(target.volumes):
+            pool = self.world.pools.get(volume.pool)
+            current = pool.volumes.get(volume.volume) if pool is not None else None
+            path = f"disks[{volume.disk}]"
+            if current is None:
+                changes.append(actions.FieldChange(
+                    f"{path}.volume", None, f"{volume.pool}/{volume.volume} ({fields.format_size(volume.size)})",
+                    Impact.LIVE))
+                continue
+            if volume.size < current.capacity:
+                self.errors.append(
+                    f"{loaded.source}: VirtualMachine/{loaded.name}: spec.disks[{index}].size: "
+                    f"shrinking disk {volume.disk!r} from {fields.format_size(current.capacity)} to "
+                    f"{fields.format_size(volume.size)} would lose data; disks can only grow"
+                )
+            elif volume.size > current.capacity:
+                changes.append(actions.FieldChange(
+                    f"{path}.size", fields.format_size(current.capacity), fields.format_size(volume.size),
+                    Impact.LIVE))
+            backing = posixpath.basename(current.backing) if current.backing else None
+            if backing != volume.image:
+                changes.append(actions.FieldChange(f"{path}.image", backing, volume.image, Impact.DATA_LOSS))
+        return changes
+
+    # --- deletions ------------------------------------------------------------
+
+    def deletions(self, keys: Iterable[record.ResourceKey]) -> None:
+        by_kind = sorted(keys, key=lambda k: (-_KIND_ORDER.index(kinds.Kind(k.kind)), k.name))
+        for key in by_kind:
+            rec = self._live_record(key)
+            kind = kinds.Kind(key.kind)
+            protected = rec is not None and rec.annotations.get(kinds.PROTECT_ANNOTATION, "").lower() == "true"
+            retained: tuple[actions.VolumeTarget, ...] = ()
+            uuid = None
+            if kind is kinds.Kind.VIRTUAL_MACHINE:
+                domain = self.world.domains.get(key.name)
+                retained = _recorded_volumes(rec, domain)
+                uuid = domain.uuid if domain is not None else None
+            dependents = tuple(
+                sorted(
+                    _key(kinds.Kind.VIRTUAL_MACHINE, d.name)
+                    for d in self.world.domains.values()
+                    if d.owner is not None and d.owner.installation == self.installation
+                    and (kind is kinds.Kind.NETWORK and any(n.network == key.name for n in d.shape.nics)
+                         or kind is kinds.Kind.STORAGE_POOL and any(x.pool == key.name for x in d.shape.disks))
+                    and d.name not in self.state.vms
+                )
+            )
+            self.changes.append(
+                actions.Change(
+                    key=key,
+                    verb=actions.Verb.PROTECTED if protected else actions.Verb.DELETE,
+                    retained=retained,
+                    uuid=uuid,
+                    depends_on=dependents,
+                    note="protected by annotation infinibay.io/protect" if protected else "",
+                )
+            )
+
+    def prunable(self) -> list[record.ResourceKey]:
+        """Owned objects and records that are no longer desired."""
+        keys: set[record.ResourceKey] = set()
+        for name, domain in self.world.domains.items():
+            if domain.owner is not None and domain.owner.installation == self.installation and name not in self.state.vms:
+                keys.add(_key(kinds.Kind.VIRTUAL_MACHINE, name))
+        for name, network in self.world.networks.items():
+            if network.owner is not None and network.owner.installation == self.installation and name not in self.state.networks:
+                keys.add(_key(kinds.Kind.NETWORK, name))
+        for key, rec in self.records.items():
+            if rec.deleted_at is None and key.name not in self.state.by_kind(kinds.Kind(key.kind)):
+                keys.add(key)
+        return sorted(keys)
+
+
+def _recorded_volumes(
+    rec: record.ResourceRecord | None, domain: observed.ObservedDomain | None
+) -> tuple[actions.VolumeTarget, ...]:
+    """The VM's volumes and their reclaim policy, from the record, else from libvirt (Retain)."""
+    if rec is not None and "effective" in rec.spec:
+        return tuple(
+            actions.VolumeTarget(
+                disk=d["name"], pool=d["pool"], volume=f"{rec.key.name}-{d['name']}.qcow2",
+                size=int(d["size"]), image=d.get("image"), reclaim=kinds.ReclaimPolicy(d["reclaim"]),
+            )
+            for d in rec.spec["effective"]["disks"]
+        )
+    if domain is None:
+        return ()
+    return tuple(
+        actions.VolumeTarget(disk=d.name, pool=d.pool, volume=d.volume, size=0, image=None,
+                             reclaim=kinds.ReclaimPolicy.RETAIN)
+        for d in domain.shape.disks if d.pool
+    )
+
+
+def _show(value: Any) -> Any:
+    if isinstance(value, kinds.enum.Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_show(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: _show(getattr(value, k)) for k in value.__dataclass_fields__}
+    return value
+
+
+def _compare(current: Any, target: Any, impacts: dict[str, Impact]) -> list[actions.FieldChange]:
+    return [
+        actions.FieldChange(name, _show(getattr(current, name)), _show(getattr(target, name)), impact)
+        for name, impact in impacts.items()
+        if getattr(current, name) != getattr(target, name)
+    ]
+
+
+def _vm_changes(current: observed.VmShape, target: observed.VmShape, running: bool) -> list[actions.FieldChange]:
+    cold = Impact.RESTART if running else Impact.LIVE
+    changes = _compare(
+        current,
+        target,
+        {"cpus": cold, "firmware": cold, "machine": cold, "graphics_type": cold,
+         "graphics_listen": cold, "autostart": Impact.LIVE},
+    )
+    changes = [
+        actions.FieldChange(c.path.replace("graphics_", "graphics."), c.old, c.new, c.impact) for c in changes
+    ]
+    if current.memory != target.memory:
+        changes.append(actions.FieldChange(
+            "memory", fields.format_size(current.memory), fields.format_size(target.memory), cold))
+    old_disks = {d.name: d for d in current.disks}
+    new_disks = {d.name: d for d in target.disks}
+    for name in sorted(old_disks.keys() | new_disks.keys()):
+        old, new = old_disks.get(name), new_disks.get(name)
+        if old != new:
+            changes.append(actions.FieldChange(
+                f"disks[{name}]", f"{old.pool}/{old.volume}" if old else None,
+                f"{new.pool}/{new.volume}" if new else None, cold))
+    if [d.name for d in current.disks] != [d.name for d in target.disks] and old_disks.keys() == new_disks.keys():
+        changes.append(actions.FieldChange("disks.order", list(old_disks), list(new_disks), cold))
+    old_nics = {n.network: n.mac for n in current.nics}
+    new_nics = {n.network: n.mac for n in target.nics}
+    for network in sorted(old_nics.keys() | new_nics.keys()):
+        if old_nics.get(network) != new_nics.get(network):
+            changes.append(actions.FieldChange(
+                f"networks[{network}]", old_nics.get(network), new_nics.get(network), cold))
+    if list(old_nics) != list(new_nics) and old_nics == new_nics:
+        changes.append(actions.FieldChange("networks.order", list(old_nics), list(new_nics), cold))
+    return changes
+
+
+def _restart_pending(live: observed.VmShape, target: observed.VmShape) -> bool:
+    """The running guest differs from the config it would boot with."""
+    return bool(_vm_changes(live, target, running=True)) and any(
+        c.path != "autostart" for c in _vm_changes(live, target, running=True)
+    )
+
+
+def _dict_diff(old: Any, new: Any, path: str = "") -> list[actions.FieldChange]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[actions.FieldChange] = []
+        for k in sorted(old.keys() | new.keys()):
+            out += _dict_diff(old.get(k), new.get(k), f"{path}.{k}" if path else k)
+        return out
+    return [] if old == new else [actions.FieldChange(path, old, new, Impact.RECORD)]
+
+
+def plan(
+    state: desired.DesiredState,
+    records: Sequence[record.ResourceRecord],
+    world: observed.World,
+    *,
+    installation: str,
+    prune: bool = False,
+    adopt: bool = False,
+) -> actions.Plan:
+    """Compute the plan that makes ``world`` and the record match ``state``."""
+    planner = _Planner(state, records, world, installation, adopt)
+    planner.pools()
+    planner.networks()
+    planner.templates()
+    planner.vms()
+    if prune:
+        planner.deletions(planner.prunable())
+    return actions.Plan(
+        changes=tuple(planner.changes),
+        in_sync=tuple(planner.in_sync),
+        spec_writes=tuple(planner.spec_writes),
+        errors=tuple(planner.errors),
+    )
+
+
+def plan_deletions(
+    keys: Sequence[record.ResourceKey],
+    records: Sequence[record.ResourceRecord],
+    world: observed.World,
+    *,
+    installation: str,
+) -> actions.Plan:
+    """Plan the deletion of named resources (``infinibay delete``)."""
+    planner = _Planner(desired.DesiredState(), records, world, installation, adopt=False)
+    planner.deletions(keys)
+    return actions.Plan(changes=tuple(planner.changes))

@@ -1,0 +1,141 @@
+"""Desired shapes: what libvirt should look like for each manifest.
+
+Deterministic by construction, because the planner must be pure: bridge names
+are derived from the network's name, and a NIC without a declared MAC keeps the
+one it already has (in libvirt, else in the record) or gets one derived from a
+hash of installation, VM and network, probing past any address already in use.
+The spec hash covers the manifest and, for a VM, its effective (template-merged)
+spec, so a template change changes the hash of every VM that uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from reconciler.models import desired, effective, kinds, observed, record
+from reconciler.planning import actions
+
+__all__ = [
+    "bridge_name",
+    "generated_mac",
+    "network_shape",
+    "pool_shape",
+    "spec_document",
+    "spec_hash",
+    "vm_target",
+]
+
+
+def bridge_name(network: str, declared: str | None) -> str:
+    """The declared bridge, else ``ib-<name>`` when it fits in 15 characters, else hashed."""
+    if declared is not None:
+        return declared
+    candidate = f"ib-{network}"
+    if len(candidate) <= 15:
+        return candidate
+    digest = hashlib.sha256(network.encode()).hexdigest()[:4]
+    return f"ib-{network[:6]}-{digest}"
+
+
+def generated_mac(installation: str, vm: str, network: str, taken: Collection[str]) -> str:
+    for attempt in range(1 << 16):
+        digest = hashlib.sha256(f"{installation}/{vm}/{network}/{attempt}".encode()).digest()
+        mac = "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+        if mac not in taken:
+            return mac
+    raise RuntimeError("no free MAC address")  # 65536 collisions in a row: not reachable
+
+
+def spec_document(loaded: desired.Loaded, vm: effective.EffectiveVM | None) -> dict[str, Any]:
+    document = loaded.manifest.model_dump(mode="json")
+    if vm is not None:
+        document["effective"] = json.loads(json.dumps(dataclasses.asdict(vm), default=str))
+    return document
+
+
+def spec_hash(document: Mapping[str, Any]) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def pool_shape(manifest: kinds.StoragePool) -> observed.PoolShape:
+    return observed.PoolShape(path=manifest.spec.path, autostart=manifest.spec.autostart)
+
+
+def network_shape(manifest: kinds.Network) -> observed.NetworkShape:
+    spec = manifest.spec
+    ipv4 = spec.ipv4
+    return observed.NetworkShape(
+        mode=spec.mode,
+        bridge=bridge_name(manifest.metadata.name, spec.bridge),
+        address=str(ipv4.address) if ipv4 is not None else None,
+        dhcp=(str(ipv4.dhcp.start), str(ipv4.dhcp.end)) if ipv4 and ipv4.dhcp else None,
+        hosts=tuple(
+            observed.StaticLease(mac=h.mac, ip=str(h.ip), name=h.name)
+            for h in (ipv4.hosts if ipv4 else [])
+        ),
+        domain=spec.domain,
+        mtu=spec.mtu,
+        autostart=spec.autostart,
+    )
+
+
+def _resolve_macs(
+    vm: effective.EffectiveVM,
+    current: observed.ObservedDomain | None,
+    recorded: record.ResourceRecord | None,
+    installation: str,
+    taken: set[str],
+) -> tuple[observed.NicShape, ...]:
+    existing = {n.network: n.mac for n in current.shape.nics} if current is not None else {}
+    remembered: dict[str, str] = recorded.status.get("macs", {}) if recorded is not None else {}
+    nics = []
+    for nic in vm.nics:
+        mac = nic.mac or existing.get(nic.network) or remembered.get(nic.network)
+        if mac is None:
+            mac = generated_mac(installation, vm.name, nic.network, taken)
+        taken.add(mac)
+        nics.append(observed.NicShape(network=nic.network, mac=mac))
+    return tuple(nics)
+
+
+def vm_target(
+    vm: effective.EffectiveVM,
+    current: observed.ObservedDomain | None,
+    recorded: record.ResourceRecord | None,
+    installation: str,
+    taken_macs: set[str],
+) -> actions.VmTarget:
+    listen = vm.graphics_listen if vm.graphics_type is not kinds.GraphicsType.NONE else ""
+    shape = observed.VmShape(
+        cpus=vm.cpus,
+        memory=vm.memory,
+        firmware=vm.firmware,
+        machine=vm.machine,
+        graphics_type=vm.graphics_type,
+        graphics_listen=listen,
+        disks=tuple(
+            observed.DiskShape(name=d.name, pool=d.pool, volume=d.volume_name(vm.name))
+            for d in vm.disks
+        ),
+        nics=_resolve_macs(vm, current, recorded, installation, taken_macs),
+        autostart=vm.autostart,
+    )
+    volumes = tuple(
+        actions.VolumeTarget(
+            disk=d.name,
+            pool=d.pool,
+            volume=d.volume_name(vm.name),
+            size=d.size,
+            image=d.image,
+            reclaim=d.reclaim,
+        )
+        for d in vm.disks
+    )
+    return actions.VmTarget(
+        shape=shape, power=vm.power, update_policy=vm.update_policy, volumes=volumes
+    )
