@@ -205,6 +205,8 @@ def _one(error: Any, root: type[pydantic.BaseModel], document: _yaml.Document) -
     if kind == "missing":
         _, slot = document.slot(loc[:-1])
         return Finding(loc, slot.field, "required field is missing")
+    if kind == "enum" and isinstance(error.get("input"), str):
+        message = f"{message}, not {error['input']!r}"
     if kind == "value_error" and _model_at(root, loc) is not None:
         loc = (*loc, *_refine(message, _data_at(document.data, loc)))
     _, slot = document.slot(loc)

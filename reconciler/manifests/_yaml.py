@@ -156,7 +156,8 @@ def _syntax(exc: yaml.MarkedYAMLError) -> Problem:
     problem = exc.problem or exc.context or "invalid YAML"
     if exc.context and exc.problem and exc.context_mark is not None:
         where = Position.of(exc.context_mark)
-        problem = f"{problem} ({exc.context} at line {where.line}, column {where.column})"
+        if where != position:
+            problem = f"{problem} ({exc.context} at line {where.line}, column {where.column})"
     return Problem(position, f"YAML syntax error: {problem}")
 
 
