@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from reconciler import errors, settings
-from reconciler.cli import validate
+from reconciler.cli import db, validate
 
 __all__ = ["cli", "main"]
 
@@ -79,6 +79,7 @@ def cli(
 
 
 cli.add_command(validate.validate)
+cli.add_command(db.db)
 
 
 def main() -> None:
