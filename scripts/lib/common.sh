@@ -15,6 +15,7 @@ IB_STARTED_PIDS=()
 
 # Runtime packages: libvirt with QEMU/KVM, UEFI firmware, dnsmasq for NAT
 # networks, and what building libvirt-python (an sdist on PyPI) needs.
+# shellcheck disable=SC2034  # read by the scripts that source this file
 IB_APT_RUNTIME=(
   libvirt-daemon-system qemu-system-x86 qemu-utils ovmf dnsmasq-base
   libvirt-dev pkg-config gcc python3-dev python3-venv
