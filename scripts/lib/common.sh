@@ -108,7 +108,6 @@ ib::venv() {
     return 0
   fi
   ib::info "installing the project into $IB_VENV (pip install -e '.$extras')"
-  "$IB_VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
   "$IB_VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$IB_ROOT$extras"
   printf '%s\n' "$want" >"$stamp"
 }
