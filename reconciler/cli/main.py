@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from reconciler import errors, settings
-from reconciler.cli import db, validate
+from reconciler.cli import converge, db, validate
 
 __all__ = ["cli", "main"]
 
@@ -79,6 +79,8 @@ def cli(
 
 
 cli.add_command(validate.validate)
+for _command in (converge.plan, converge.diff, converge.apply, converge.delete):
+    cli.add_command(_command)
 cli.add_command(db.db)
 
 

@@ -1,0 +1,210 @@
+"""``plan`` (alias ``diff``), ``apply`` and ``delete``: the commands that converge.
+
+Each loads and validates every manifest first (nothing is touched when any is
+invalid), then hands a :class:`~reconciler.engine.reconcile.Pass` to the
+engine. Exit codes are the contract of SPEC §4: ``plan`` 0 no changes, 2
+changes, 1 error; ``apply`` and ``delete`` 0 only when everything converged.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.progress import Progress
+
+from reconciler.cli import common, render
+from reconciler.engine import execute, reconcile
+from reconciler.manifests import loader
+from reconciler.models import desired, record
+from reconciler.planning import actions
+from reconciler.store import store as store_module
+
+__all__ = ["apply", "delete", "diff", "plan"]
+
+_files = click.option("-f", "--filename", "paths", multiple=True, required=True,
+                      help="File, directory (recursive) or - for stdin. Repeatable.")
+_prune = click.option("--prune", is_flag=True, help="Delete owned objects missing from the manifests.")
+_output = click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+
+
+def _load(store: store_module.Store, paths: tuple[str, ...], revision: str | None = None) -> desired.DesiredState:
+    known = [r.key for r in store.resources()]
+    return loader.load(list(paths), known=known, revision=revision)
+
+
+def _print_plan(plan: actions.Plan, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(render.plan_json(plan), indent=2))
+        return
+    for line in render.plan_lines(plan):
+        click.echo(line)
+    click.echo(render.plan_summary(plan))
+
+
+def _plan_command(name: str, hidden: bool = False) -> click.Command:
+    @click.command(name=name, hidden=hidden)
+    @_files
+    @_prune
+    @click.option("--adopt", is_flag=True, help="Plan taking over same-named objects we do not own.")
+    @_output
+    @click.pass_context
+    def command(ctx: click.Context, paths: tuple[str, ...], prune: bool, adopt: bool, output: str) -> None:
+        """Show what apply would change and what each change costs; exit 2 when there are changes."""
+        with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:
+            state = _load(store, paths)
+            plan = reconcile.Reconciler(store, hv).plan(state, prune=prune, adopt=adopt)
+        _print_plan(plan, output)
+        ctx.exit(0 if plan.empty else 2)
+
+    return command
+
+
+plan = _plan_command("plan")
+diff = _plan_command("diff")
+
+
+def _run(
+    ctx: click.Context,
+    output: str,
+    action: Callable[[reconcile.Reconciler, Callable[[execute.Outcome], None], Callable[[actions.Plan], None]],
+                     reconcile.Result],
+) -> None:
+    """Run an apply or delete pass, printing one line per outcome (and a progress bar on a tty)."""
+    progress: Progress | None = None
+    task: Any = None
+    show_progress = output == "text" and sys.stdout.isatty()
+
+    def on_plan(plan: actions.Plan) -> None:
+        nonlocal progress, task
+        if show_progress and plan.changes:
+            progress = Progress(transient=True)
+            progress.start()
+            task = progress.add_task("applying", total=len(plan.changes))
+
+    def on_outcome(outcome: execute.Outcome) -> None:
+        if output == "text":
+            line = render.outcome_line(outcome)
+            if progress is not None:
+                progress.console.print(line, highlight=False, markup=False)
+                progress.advance(task)
+            else:
+                click.echo(line)
+
+    with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:
+        try:
+            result = action(reconcile.Reconciler(store, hv), on_outcome, on_plan)
+        finally:
+            if progress is not None:
+                progress.stop()
+    outcomes = list(result.outcomes)
+    if output == "json":
+        click.echo(json.dumps(render.apply_json(result.plan, outcomes, result.run_id), indent=2))
+    elif not outcomes and result.plan.empty:
+        click.echo("Nothing to do: everything is converged.")
+    else:
+        failed = len(result.failed)
+        verb = "failed" if failed else "complete"
+        click.echo(f"Apply {verb}: {len(outcomes) - failed} changed, {failed} failed.")
+        for outcome in result.failed:
+            click.echo(f"error: {render.outcome_line(outcome)}", err=True)
+    ctx.exit(0 if result.ok else 1)
+
+
+@click.command()
+@_files
+@_prune
+@click.option("--allow-empty", is_flag=True, help="Allow --prune with an empty desired state.")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--adopt", is_flag=True, help="Take ownership of same-named objects we do not own.")
+@click.option("--allow-data-loss", is_flag=True, help="Allow changes that destroy volumes.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for power operations to finish (always on for now).")
+@click.option("--shutdown-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for a graceful (ACPI) shutdown before forcing it.")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--revision", default=None, help="Source revision to record (e.g. main@sha1:...).")
+@_output
+@click.pass_context
+def apply(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    prune: bool,
+    allow_empty: bool,
+    dry_run: bool,
+    adopt: bool,
+    allow_data_loss: bool,
+    wait: bool,
+    shutdown_timeout: float,
+    workers: int,
+    revision: str | None,
+    output: str,
+) -> None:
+    """Converge libvirt and the record on the manifests; exit 0 only when converged."""
+    del wait  # power operations always complete before apply returns
+    request = reconcile.Pass(
+        prune=prune,
+        allow_empty=allow_empty,
+        adopt=adopt,
+        dry_run=dry_run,
+        revision=revision,
+        trigger=record.Trigger.APPLY,
+        options=execute.Options(workers=workers, shutdown_timeout=shutdown_timeout,
+                                allow_data_loss=allow_data_loss),
+    )
+    if dry_run:
+        with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:
+            state = _load(store, paths, revision)
+            result = reconcile.Reconciler(store, hv).apply(state, request)
+        _print_plan(result.plan, output)
+        ctx.exit(0)
+
+    def action(rec: reconcile.Reconciler, on_outcome: Callable[[execute.Outcome], None],
+               on_plan: Callable[[actions.Plan], None]) -> reconcile.Result:
+        state = _load(rec.store, paths, revision)
+        return rec.apply(state, request, on_outcome, on_plan)
+
+    _run(ctx, output, action)
+
+
+@click.command()
+@click.option("-f", "--filename", "paths", multiple=True, help="Delete what these manifests declare.")
+@click.argument("kind", required=False)
+@click.argument("names", nargs=-1)
+@click.option("--allow-data-loss", is_flag=True, help="Allow deleting volumes with reclaimPolicy Delete.")
+@click.option("--shutdown-timeout", type=float, default=60.0, show_default=True)
+@_output
+@click.pass_context
+def delete(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    kind: str | None,
+    names: tuple[str, ...],
+    allow_data_loss: bool,
+    shutdown_timeout: float,
+    output: str,
+) -> None:
+    """Delete resources, honouring reclaim policies and protection."""
+    if bool(paths) == bool(kind):
+        raise click.UsageError("give either -f PATH... or KIND NAME...")
+    if kind is not None and not names:
+        raise click.UsageError("give at least one NAME after KIND")
+    request = reconcile.Pass(
+        trigger=record.Trigger.DELETE,
+        options=execute.Options(shutdown_timeout=shutdown_timeout, allow_data_loss=allow_data_loss),
+    )
+
+    def action(rec: reconcile.Reconciler, on_outcome: Callable[[execute.Outcome], None],
+               on_plan: Callable[[actions.Plan], None]) -> reconcile.Result:
+        if paths:
+            keys = [record.ResourceKey(item.kind.value, item.name) for item in _load(rec.store, paths)]
+        else:
+            assert kind is not None
+            resolved = common.parse_kind(kind)
+            keys = [record.ResourceKey(resolved.value, name) for name in names]
+        return rec.delete(keys, request, on_outcome)
+
+    _run(ctx, output, action)

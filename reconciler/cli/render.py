@@ -1,0 +1,90 @@
+"""Plan and apply output: the ``+ ~ -/+ - ! ?`` lines, summaries and JSON documents.
+
+The text form is for people and stays stable enough to grep; ``-o json`` is
+the documented contract for scripts (README: "JSON output").
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reconciler.engine import execute
+from reconciler.planning import actions
+
+__all__ = ["apply_json", "outcome_line", "plan_json", "plan_lines", "plan_summary"]
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def plan_lines(plan: actions.Plan) -> list[str]:
+    lines = []
+    for change in plan.changes:
+        label = str(change.key)
+        if change.verb is actions.Verb.CONFLICT:
+            lines.append(f"? {label}: conflict: {change.note}")
+            continue
+        what = "drift" if change.drift and change.verb is actions.Verb.UPDATE else change.verb.value
+        if change.adopt:
+            what += ", adopt"
+        lines.append(f"{change.symbol} {label} ({what}, {change.impact.label})")
+        for field in change.fields:
+            lines.append(f"    {field.path}: {_value(field.old)} -> {_value(field.new)} ({field.impact.label})")
+        for volume in change.retained:
+            fate = "delete" if volume.reclaim.value == "Delete" else "retain"
+            lines.append(f"    volume {volume.pool}/{volume.volume}: {fate} (reclaimPolicy {volume.reclaim.value})")
+        if change.note:
+            lines.append(f"    note: {change.note}")
+    return lines
+
+
+def plan_summary(plan: actions.Plan) -> str:
+    counts = plan.counts()
+    if not counts:
+        return "No changes: libvirt and the record match the manifests."
+    order = [("create", "to create"), ("update", "to update"), ("drift", "drifted"),
+             ("replace", "to replace"), ("delete", "to delete"), ("protected", "protected"),
+             ("conflict", "conflicting")]
+    parts = [f"{counts[k]} {label}" for k, label in order if counts.get(k)]
+    return "Plan: " + ", ".join(parts) + "."
+
+
+def plan_json(plan: actions.Plan) -> dict[str, Any]:
+    return {
+        "changes": [c.as_json() for c in plan.changes],
+        "summary": plan.counts(),
+        "empty": plan.empty,
+    }
+
+
+def outcome_line(outcome: execute.Outcome) -> str:
+    label = str(outcome.change.key)
+    if not outcome.ok:
+        return f"{label} failed: {outcome.error}"
+    return f"{label} {', '.join(outcome.steps) or 'unchanged'}"
+
+
+def apply_json(plan: actions.Plan, outcomes: list[execute.Outcome], run_id: int | None) -> dict[str, Any]:
+    return {
+        "run": run_id,
+        "plan": plan_json(plan),
+        "results": [
+            {
+                "resource": str(o.change.key),
+                "kind": o.change.key.kind,
+                "name": o.change.key.name,
+                "action": o.change.verb.value,
+                "ok": o.ok,
+                "steps": o.steps,
+                "error": o.error or None,
+            }
+            for o in outcomes
+        ],
+        "converged": all(o.ok for o in outcomes),
+    }

@@ -1,0 +1,144 @@
+"""One reconcile pass: observe, plan, execute, record — under the writer lock.
+
+``desired + record + observed -> plan -> execute -> record`` (SPEC §3). The
+order of record writes is what makes a killed pass safe: the applied specs are
+written *before* libvirt is touched (intent), events as each change ends, and
+status last, computed from a fresh observation rather than from what this
+pass believes it did. A pass killed anywhere leaves at worst a record whose
+``observedGeneration`` lags its ``generation``, and objects that the next
+pass recognises by name and ownership.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from reconciler import errors
+from reconciler.engine import execute
+from reconciler.hypervisor import adapter
+from reconciler.models import desired, record
+from reconciler.planning import actions, planner, status
+from reconciler.store import store as store_module
+
+__all__ = ["Pass", "Reconciler", "Result"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pass:
+    """What a caller asks of one pass."""
+
+    prune: bool = False
+    allow_empty: bool = False
+    adopt: bool = False
+    dry_run: bool = False
+    trigger: record.Trigger = record.Trigger.APPLY
+    revision: str | None = None
+    options: execute.Options = dataclasses.field(default_factory=execute.Options)
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    plan: actions.Plan
+    outcomes: tuple[execute.Outcome, ...] = ()
+    run_id: record.RunId | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[execute.Outcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+
+class Reconciler:
+    """Binds a record and a hypervisor; stateless between passes."""
+
+    def __init__(self, store: store_module.Store, hv: adapter.Hypervisor) -> None:
+        self.store = store
+        self.hv = hv
+
+    def plan(self, state: desired.DesiredState, *, prune: bool = False, adopt: bool = False) -> actions.Plan:
+        world = self.hv.observe()
+        records = self.store.resources(include_deleted=True)
+        result = planner.plan(
+            state, records, world, installation=self.store.installation_id(), prune=prune, adopt=adopt
+        )
+        if result.errors:
+            raise errors.ManifestError(list(result.errors))
+        return result
+
+    def apply(
+        self,
+        state: desired.DesiredState,
+        request: Pass,
+        on_outcome: Callable[[execute.Outcome], None] = lambda _o: None,
+        on_plan: Callable[[actions.Plan], None] = lambda _p: None,
+    ) -> Result:
+        if request.prune and len(state) == 0 and not request.allow_empty:
+            raise errors.RefusedError(
+                "the desired state is empty and --prune would delete every owned object; "
+                "pass --allow-empty if that is really intended"
+            )
+        with self.store.writer_lock():
+            plan = self.plan(state, prune=request.prune, adopt=request.adopt)
+            on_plan(plan)
+            if request.dry_run:
+                return Result(plan)
+            return self._execute(state, plan, request, on_outcome)
+
+    def delete(
+        self,
+        keys: list[record.ResourceKey],
+        request: Pass,
+        on_outcome: Callable[[execute.Outcome], None] = lambda _o: None,
+    ) -> Result:
+        with self.store.writer_lock():
+            records = self.store.resources(include_deleted=True)
+            world = self.hv.observe()
+            plan = planner.plan_deletions(keys, records, world, installation=self.store.installation_id())
+            if request.dry_run:
+                return Result(plan)
+            return self._execute(desired.DesiredState(), plan, request, on_outcome)
+
+    def _execute(
+        self,
+        state: desired.DesiredState,
+        plan: actions.Plan,
+        request: Pass,
+        on_outcome: Callable[[execute.Outcome], None],
+    ) -> Result:
+        run_id = self.store.start_run(request.trigger, request.revision)
+        final = "failed"
+        outcomes: list[execute.Outcome] = []
+        try:
+            self.store.apply_specs(
+                [dataclasses.replace(w, run_id=run_id) for w in plan.spec_writes]
+            )
+
+            def finished(outcome: execute.Outcome) -> None:
+                self.store.record_events(
+                    [dataclasses.replace(e, run_id=run_id, revision=request.revision) for e in outcome.events]
+                )
+                if outcome.ok and outcome.change.verb is actions.Verb.DELETE:
+                    self.store.tombstone([outcome.change.key])
+                outcomes.append(outcome)
+                on_outcome(outcome)
+
+            execute.execute(self.hv, plan.changes, request.options, finished)
+            self._write_status(state, outcomes)
+            final = "succeeded" if all(o.ok for o in outcomes) else "failed"
+        finally:
+            counts = plan.counts()
+            counts["failed"] = sum(1 for o in outcomes if not o.ok)
+            self.store.finish_run(run_id, counts, final)
+        return Result(plan, tuple(outcomes), run_id)
+
+    def _write_status(self, state: desired.DesiredState, outcomes: list[execute.Outcome]) -> None:
+        world = self.hv.observe()
+        records = self.store.resources()
+        after = planner.plan(state, records, world, installation=self.store.installation_id())
+        failures = {o.change.key: o.error for o in outcomes if not o.ok}
+        leases = self.hv.dhcp_leases()
+        self.store.write_status(status.compute(state, records, world, after, failures, leases=leases))

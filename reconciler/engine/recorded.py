@@ -1,0 +1,49 @@
+"""The desired state as last applied, rebuilt from the record.
+
+Used where no manifests are at hand: ``get`` and ``describe`` show drift by
+planning the recorded specs against a fresh observation, and a daemon whose
+source is broken keeps the last good revision in force with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from reconciler.hypervisor import adapter
+from reconciler.models import desired, effective, kinds, record
+from reconciler.planning import planner
+
+__all__ = ["desired_from_record", "drifted"]
+
+
+def desired_from_record(records: Sequence[record.ResourceRecord]) -> desired.DesiredState:
+    state = desired.DesiredState()
+    for rec in records:
+        if rec.deleted_at is not None:
+            continue
+        document = {k: v for k, v in rec.spec.items() if k != "effective"}
+        manifest = kinds.KINDS[kinds.Kind(rec.key.kind)].model_validate(document)
+        source = desired.Source(
+            file=rec.source_file or "<record>",
+            line=1,
+            column=1,
+            document=rec.source_document or 0,
+            revision=rec.source_revision,
+        )
+        state.by_kind(kinds.Kind(rec.key.kind))[rec.key.name] = desired.Loaded(manifest, source)
+    for name, loaded in state.vms.items():
+        assert isinstance(loaded.manifest, kinds.VirtualMachine)
+        template_name = loaded.manifest.spec.template
+        template = state.templates.get(template_name) if template_name else None
+        template_manifest = template.manifest if template is not None else None
+        assert template_manifest is None or isinstance(template_manifest, kinds.Template)
+        state.effective_vms[name] = effective.merge(loaded.manifest, template_manifest)
+    return state
+
+
+def drifted(
+    records: Sequence[record.ResourceRecord], hv: adapter.Hypervisor, installation: str
+) -> set[record.ResourceKey]:
+    """Resources whose live libvirt state no longer matches their last applied spec."""
+    plan = planner.plan(desired_from_record(records), records, hv.observe(), installation=installation)
+    return {c.key for c in plan.changes if c.drift}

@@ -1,0 +1,103 @@
+"""Status: what the record says about each resource after a pass, derived, never remembered.
+
+Level-based: status is computed from a fresh observation and a fresh plan made
+after the pass, not from what the pass believes it did. A resource with nothing
+left to do is ``Ready`` at its current generation; one that still differs says
+why (the failure of this pass, a conflict, or simply pending). Conditions
+follow the Kubernetes shape: ``type``, ``status`` ("True"/"False"), ``reason``,
+``message``, ``lastTransitionTime`` (kept while the status does not flip).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.models import desired, kinds, observed, record
+from reconciler.planning import actions, planner
+
+__all__ = ["compute", "condition", "restart_required"]
+
+
+def restart_required(domain: observed.ObservedDomain | None) -> bool:
+    """The running guest differs from the persistent config it would boot with."""
+    if domain is None or domain.live is None:
+        return False
+    return planner._restart_pending(domain.live, domain.shape)
+
+
+def condition(
+    previous: list[dict[str, Any]], kind: str, status: bool, reason: str, message: str, now: str
+) -> dict[str, Any]:
+    flag = "True" if status else "False"
+    old = next((c for c in previous if c.get("type") == kind), None)
+    since = old["lastTransitionTime"] if old is not None and old.get("status") == flag else now
+    return {"type": kind, "status": flag, "reason": reason, "message": message, "lastTransitionTime": since}
+
+
+def compute(
+    state: desired.DesiredState,
+    records: list[record.ResourceRecord],
+    world: observed.World,
+    after: actions.Plan,
+    failures: Mapping[record.ResourceKey, str],
+    *,
+    leases: Mapping[str, str] | None = None,
+    now: dt.datetime | None = None,
+) -> list[record.StatusWrite]:
+    """One status per desired resource present in ``records``."""
+    stamp = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
+    remaining = {c.key: c for c in after.changes}
+    by_key = {r.key: r for r in records if r.deleted_at is None}
+    writes = []
+    for loaded in state:
+        key = record.ResourceKey(loaded.kind.value, loaded.name)
+        rec = by_key.get(key)
+        if rec is None:
+            continue
+        previous = list(rec.status.get("conditions", []))
+        change = remaining.get(key)
+        ready = change is None
+        if ready:
+            phase, reason, message = "Ready", "Converged", "libvirt matches the spec"
+        elif key in failures:
+            phase, reason, message = "Failed", "ApplyFailed", failures[key]
+        elif change is not None and change.verb is actions.Verb.CONFLICT:
+            phase, reason, message = "Conflict", "Conflict", change.note
+        else:
+            phase, reason = "Pending", "Progressing"
+            message = "; ".join(f"{f.path}: {f.old} -> {f.new}" for f in change.fields) if change else ""
+        conditions = [
+            condition(previous, "Ready", ready, reason, message, stamp),
+            condition(previous, "Drifted", False, "InSync" if ready else reason, "", stamp),
+        ]
+        status: dict[str, Any] = {
+            "phase": phase,
+            "observedGeneration": rec.generation if ready else rec.status.get("observedGeneration"),
+            "lastReconciled": stamp,
+        }
+        if loaded.kind is kinds.Kind.VIRTUAL_MACHINE:
+            domain = world.domains.get(loaded.name)
+            pending = restart_required(domain)
+            conditions.append(
+                condition(previous, "RestartRequired", pending,
+                          "ConfigPending" if pending else "UpToDate",
+                          "the running guest has not booted with its new configuration; "
+                          "restart it or set updatePolicy: Restart" if pending else "", stamp)
+            )
+            if domain is not None:
+                status.update(
+                    uuid=domain.uuid,
+                    power=domain.power.value,
+                    macs={n.network: n.mac for n in domain.shape.nics},
+                    graphicsPort=domain.graphics_port,
+                    ips=sorted({(leases or {}).get(n.mac) for n in domain.shape.nics} - {None}),  # type: ignore[arg-type]
+                )
+        elif loaded.kind is kinds.Kind.NETWORK and loaded.name in world.networks:
+            status.update(uuid=world.networks[loaded.name].uuid, active=world.networks[loaded.name].active)
+        elif loaded.kind is kinds.Kind.STORAGE_POOL and loaded.name in world.pools:
+            status.update(uuid=world.pools[loaded.name].uuid, active=world.pools[loaded.name].active)
+        status["conditions"] = conditions
+        writes.append(record.StatusWrite(key=key, status=status))
+    return writes
