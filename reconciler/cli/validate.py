@@ -10,11 +10,19 @@ __all__ = ["validate"]
 
 
 @click.command()
-@click.option("-f", "--filename", "paths", multiple=True, required=True,
-              help="File, directory (recursive) or - for stdin. Repeatable.")
+@click.option(
+    "-f",
+    "--filename",
+    "paths",
+    multiple=True,
+    required=True,
+    help="File, directory (recursive) or - for stdin. Repeatable.",
+)
 def validate(paths: tuple[str, ...]) -> None:
     """Load and validate manifests; exit 0 when valid, 1 when not."""
     desired = loader.load(list(paths))
-    click.echo(f"{len(desired)} manifests valid: {len(desired.pools)} pools, "
-               f"{len(desired.networks)} networks, {len(desired.templates)} templates, "
-               f"{len(desired.vms)} virtual machines")
+    click.echo(
+        f"{len(desired)} manifests valid: {len(desired.pools)} pools, "
+        f"{len(desired.networks)} networks, {len(desired.templates)} templates, "
+        f"{len(desired.vms)} virtual machines"
+    )
