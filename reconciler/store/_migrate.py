@@ -21,7 +21,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.script.revision import RevisionError
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, func, select
 
 import reconciler
@@ -108,7 +108,7 @@ def _refuse_newer(now: MigrationState) -> None:
     script = ScriptDirectory.from_config(alembic_config())
     try:
         known = script.get_revision(now.current) is not None
-    except RevisionError:
+    except CommandError:  # alembic's wording for an unknown revision id
         known = False
     if not known:
         raise errors.StoreError(
