@@ -9,7 +9,9 @@ every data path (``("spec", "disks", 0, "size")``), where its key and its value
 start. Positions are 1-based, as editors show them.
 
 Aliases are walked once: a path reached only through an alias points at its
-nearest recorded ancestor, which keeps the walk linear even for hostile input.
+nearest recorded ancestor, which keeps the walk linear. A document whose
+aliases would expand past :data:`MAX_NODES` is refused before it is built, so
+a hostile commit cannot make validation run for hours.
 Duplicate keys in one mapping are reported (PyYAML would silently keep the last).
 """
 
@@ -21,9 +23,10 @@ from typing import Any, NamedTuple
 
 import yaml
 
-__all__ = ["Document", "Path", "Position", "Problem", "Slot", "parse"]
+__all__ = ["MAX_NODES", "Document", "Path", "Position", "Problem", "Slot", "parse"]
 
 Path = tuple[str | int, ...]
+MAX_NODES = 100_000  # far beyond any real manifest; stops "billion laughs" alias bombs
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -150,6 +153,21 @@ def _duplicate_keys(node: yaml.Node, path: Path, seen: set[int]) -> Iterator[Pro
             yield from _duplicate_keys(item, (*path, index), seen)
 
 
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many nodes the document holds once every alias is expanded (memoised per node)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = 1  # a recursive alias counts once instead of looping
+    total = 1
+    if isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(item, sizes) for item in node.value)
+    sizes[id(node)] = total
+    return total
+
+
 def _syntax(exc: yaml.MarkedYAMLError) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     position = Position.of(mark) if mark is not None else Position(1, 1)
@@ -158,7 +176,10 @@ def _syntax(exc: yaml.MarkedYAMLError) -> Problem:
         where = Position.of(exc.context_mark)
         if where != position:
             problem = f"{problem} ({exc.context} at line {where.line}, column {where.column})"
-    return Problem(position, f"YAML syntax error: {problem}")
+    what = (
+        "YAML error" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error"
+    )
+    return Problem(position, f"{what}: {problem}")
 
 
 def parse(text: str) -> Iterator[Document | Problem]:
@@ -174,6 +195,14 @@ def parse(text: str) -> Iterator[Document | Problem]:
             node = loader.get_node()
             if node is None:
                 break
+            if _expanded_size(node, {}) > MAX_NODES:
+                yield Problem(
+                    Position.of(node.start_mark),
+                    f"YAML error: the document expands to more than {MAX_NODES} nodes "
+                    "through aliases; refusing to load it",
+                )
+                index += 1
+                continue
             duplicates = tuple(_duplicate_keys(node, (), set()))
             data = loader.construct_document(node)
             if data is not None:

@@ -236,6 +236,38 @@ def test_a_key_written_twice_is_rejected() -> None:
     ]
 
 
+def test_merge_keys_work_and_errors_point_at_the_written_node() -> None:
+    text = """\
+        apiVersion: infinibay.io/v1alpha1
+        kind: Template
+        metadata: {name: big}
+        spec:
+          <<: {cpus: 2, memory: 2GiB}
+          cpus: 0
+        """
+    assert _errors({"tpl.yaml": text}) == [
+        "tpl.yaml:6:9: Template/big: spec.cpus: Input should be greater than or equal to 1"
+    ]
+
+
+def test_python_tags_are_refused() -> None:
+    text = "apiVersion: infinibay.io/v1alpha1\nkind: StoragePool\nmetadata: {name: p}\n"
+    text += "spec: {path: !!python/object/apply:os.system [true]}\n"
+    assert _errors({"pool.yaml": text}) == [
+        "pool.yaml:4:14: ?/?: YAML error: could not determine a constructor for the tag "
+        "'tag:yaml.org,2002:python/object/apply:os.system'"
+    ]
+
+
+def test_a_document_expanding_through_aliases_beyond_the_limit_is_refused() -> None:
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 6)]
+    assert _errors({"bomb.yaml": "\n".join(lines) + "\n"}) == [
+        "bomb.yaml:1:1: ?/?: YAML error: the document expands to more than 100000 nodes "
+        "through aliases; refusing to load it"
+    ]
+
+
 def test_a_missing_path_is_reported() -> None:
     _write({"base.yaml": BASE})
     with pytest.raises(errors.ManifestError) as info:
