@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging.config
 import os
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
@@ -34,7 +34,7 @@ def _url() -> str:
     return str(url or settings.default_database_url())
 
 
-def _render_item(type_: str, obj: object, autogen_context: AutogenContext) -> str | bool:
+def _render_item(type_: str, obj: object, autogen_context: AutogenContext) -> str | Literal[False]:
     # Migrations spell the stored type, not the Python-side decorator, so they
     # never import application code that may change later.
     if type_ == "type" and isinstance(obj, schema.UTCDateTime):
