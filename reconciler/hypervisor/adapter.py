@@ -81,7 +81,14 @@ class Hypervisor:
         self.close()
 
     def _detect_domain_type(self) -> str:
-        """``kvm`` when the host offers it (and, locally, /dev/kvm is usable), else ``qemu``."""
+        """``kvm`` when the host offers it (and, locally, /dev/kvm is usable), else ``qemu``.
+
+        ``INFINIBAY_DOMAIN_TYPE=qemu`` forces TCG: some nested hosts offer KVM yet fail
+        to run OVMF under it (an emulation failure in the firmware).
+        """
+        forced = os.environ.get("INFINIBAY_DOMAIN_TYPE", "auto")
+        if forced in ("kvm", "qemu"):
+            return forced
         with _calling("read capabilities of", self.uri):
             caps = etree.fromstring(self._conn.getCapabilities().encode())
         offers_kvm = bool(caps.xpath("//guest[arch/@name='x86_64']/arch/domain[@type='kvm']"))
