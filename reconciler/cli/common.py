@@ -64,7 +64,9 @@ def hypervisor(ctx: click.Context) -> Iterator[adapter.Hypervisor]:
         hv = adapter.Hypervisor(config.libvirt_uri)
     except errors.HypervisorError as exc:
         raise errors.HypervisorError(
-            "connect to", config.libvirt_uri, f"{exc.detail} (is libvirtd running? set -c/--connect)"
+            "connect to",
+            config.libvirt_uri,
+            f"{exc.detail} (is libvirtd running? set -c/--connect)",
         ) from exc
     try:
         yield hv

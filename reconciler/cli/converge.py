@@ -19,21 +19,40 @@ from rich.progress import Progress
 from reconciler.cli import common, render
 from reconciler.engine import execute, reconcile
 from reconciler.manifests import loader
-from reconciler.models import desired, record
+from reconciler.models import desired, kinds, record
 from reconciler.planning import actions
 from reconciler.store import store as store_module
 
 __all__ = ["apply", "delete", "diff", "plan"]
 
-_files = click.option("-f", "--filename", "paths", multiple=True, required=True,
-                      help="File, directory (recursive) or - for stdin. Repeatable.")
-_prune = click.option("--prune", is_flag=True, help="Delete owned objects missing from the manifests.")
-_output = click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+_files = click.option(
+    "-f",
+    "--filename",
+    "paths",
+    multiple=True,
+    required=True,
+    help="File, directory (recursive) or - for stdin. Repeatable.",
+)
+_prune = click.option(
+    "--prune", is_flag=True, help="Delete owned objects missing from the manifests."
+)
+_output = click.option(
+    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 
 
-def _load(store: store_module.Store, paths: tuple[str, ...], revision: str | None = None) -> desired.DesiredState:
-    known = [r.key for r in store.resources()]
-    return loader.load(list(paths), known=known, revision=revision)
+def _load(
+    store: store_module.Store, paths: tuple[str, ...], revision: str | None = None
+) -> desired.DesiredState:
+    records = store.resources()
+    templates = {
+        r.key.name: kinds.Template.model_validate(r.spec)
+        for r in records
+        if r.key.kind == kinds.Kind.TEMPLATE.value
+    }
+    return loader.load(
+        list(paths), known=[r.key for r in records], revision=revision, templates=templates
+    )
 
 
 def _print_plan(plan: actions.Plan, output: str) -> None:
@@ -49,11 +68,15 @@ def _plan_command(name: str, hidden: bool = False) -> click.Command:
     @click.command(name=name, hidden=hidden)
     @_files
     @_prune
-    @click.option("--adopt", is_flag=True, help="Plan taking over same-named objects we do not own.")
+    @click.option(
+        "--adopt", is_flag=True, help="Plan taking over same-named objects we do not own."
+    )
     @_output
     @click.pass_context
-    def command(ctx: click.Context, paths: tuple[str, ...], prune: bool, adopt: bool, output: str) -> None:
-        """Show what apply would change and what each change costs; exit 2 when there are changes."""
+    def command(
+        ctx: click.Context, paths: tuple[str, ...], prune: bool, adopt: bool, output: str
+    ) -> None:
+        """Show what apply would change and what each change costs; exit 2 on changes."""
         with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:
             state = _load(store, paths)
             plan = reconcile.Reconciler(store, hv).plan(state, prune=prune, adopt=adopt)
@@ -70,8 +93,10 @@ diff = _plan_command("diff")
 def _run(
     ctx: click.Context,
     output: str,
-    action: Callable[[reconcile.Reconciler, Callable[[execute.Outcome], None], Callable[[actions.Plan], None]],
-                     reconcile.Result],
+    action: Callable[
+        [reconcile.Reconciler, Callable[[execute.Outcome], None], Callable[[actions.Plan], None]],
+        reconcile.Result,
+    ],
 ) -> None:
     """Run an apply or delete pass, printing one line per outcome (and a progress bar on a tty)."""
     progress: Progress | None = None
@@ -121,10 +146,19 @@ def _run(
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--adopt", is_flag=True, help="Take ownership of same-named objects we do not own.")
 @click.option("--allow-data-loss", is_flag=True, help="Allow changes that destroy volumes.")
-@click.option("--wait/--no-wait", default=True, show_default=True,
-              help="Wait for power operations to finish (always on for now).")
-@click.option("--shutdown-timeout", type=float, default=60.0, show_default=True,
-              help="Seconds to wait for a graceful (ACPI) shutdown before forcing it.")
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait for power operations to finish (always on for now).",
+)
+@click.option(
+    "--shutdown-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for a graceful (ACPI) shutdown before forcing it.",
+)
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--revision", default=None, help="Source revision to record (e.g. main@sha1:...).")
 @_output
@@ -152,8 +186,9 @@ def apply(
         dry_run=dry_run,
         revision=revision,
         trigger=record.Trigger.APPLY,
-        options=execute.Options(workers=workers, shutdown_timeout=shutdown_timeout,
-                                allow_data_loss=allow_data_loss),
+        options=execute.Options(
+            workers=workers, shutdown_timeout=shutdown_timeout, allow_data_loss=allow_data_loss
+        ),
     )
     if dry_run:
         with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:
@@ -162,8 +197,11 @@ def apply(
         _print_plan(result.plan, output)
         ctx.exit(0)
 
-    def action(rec: reconcile.Reconciler, on_outcome: Callable[[execute.Outcome], None],
-               on_plan: Callable[[actions.Plan], None]) -> reconcile.Result:
+    def action(
+        rec: reconcile.Reconciler,
+        on_outcome: Callable[[execute.Outcome], None],
+        on_plan: Callable[[actions.Plan], None],
+    ) -> reconcile.Result:
         state = _load(rec.store, paths, revision)
         return rec.apply(state, request, on_outcome, on_plan)
 
@@ -171,10 +209,14 @@ def apply(
 
 
 @click.command()
-@click.option("-f", "--filename", "paths", multiple=True, help="Delete what these manifests declare.")
+@click.option(
+    "-f", "--filename", "paths", multiple=True, help="Delete what these manifests declare."
+)
 @click.argument("kind", required=False)
 @click.argument("names", nargs=-1)
-@click.option("--allow-data-loss", is_flag=True, help="Allow deleting volumes with reclaimPolicy Delete.")
+@click.option(
+    "--allow-data-loss", is_flag=True, help="Allow deleting volumes with reclaimPolicy Delete."
+)
 @click.option("--shutdown-timeout", type=float, default=60.0, show_default=True)
 @_output
 @click.pass_context
@@ -197,10 +239,15 @@ def delete(
         options=execute.Options(shutdown_timeout=shutdown_timeout, allow_data_loss=allow_data_loss),
     )
 
-    def action(rec: reconcile.Reconciler, on_outcome: Callable[[execute.Outcome], None],
-               on_plan: Callable[[actions.Plan], None]) -> reconcile.Result:
+    def action(
+        rec: reconcile.Reconciler,
+        on_outcome: Callable[[execute.Outcome], None],
+        on_plan: Callable[[actions.Plan], None],
+    ) -> reconcile.Result:
         if paths:
-            keys = [record.ResourceKey(item.kind.value, item.name) for item in _load(rec.store, paths)]
+            keys = [
+                record.ResourceKey(item.kind.value, item.name) for item in _load(rec.store, paths)
+            ]
         else:
             assert kind is not None
             resolved = common.parse_kind(kind)

@@ -46,14 +46,33 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "database_url", envvar="INFINIBAY_DATABASE_URL", default=None,
-              help="Record database URL (default: SQLite under $XDG_STATE_HOME).")
-@click.option("-c", "--connect", "libvirt_uri", envvar="INFINIBAY_LIBVIRT_URI",
-              default=settings.DEFAULT_LIBVIRT_URI, show_default=True, help="libvirt connection URI.")
+@click.option(
+    "--db",
+    "database_url",
+    envvar="INFINIBAY_DATABASE_URL",
+    default=None,
+    help="Record database URL (default: SQLite under $XDG_STATE_HOME).",
+)
+@click.option(
+    "-c",
+    "--connect",
+    "libvirt_uri",
+    envvar="INFINIBAY_LIBVIRT_URI",
+    default=settings.DEFAULT_LIBVIRT_URI,
+    show_default=True,
+    help="libvirt connection URI.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Verbose logs; tracebacks on errors.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--lock-timeout", type=float, default=60.0, show_default=True,
-              help="Seconds to wait for the writer lock.")
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--lock-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the writer lock.",
+)
 @click.version_option(package_name="infinibay-reconciler")
 @click.pass_context
 def cli(

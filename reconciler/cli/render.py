@@ -35,10 +35,16 @@ def plan_lines(plan: actions.Plan) -> list[str]:
             what += ", adopt"
         lines.append(f"{change.symbol} {label} ({what}, {change.impact.label})")
         for field in change.fields:
-            lines.append(f"    {field.path}: {_value(field.old)} -> {_value(field.new)} ({field.impact.label})")
+            lines.append(
+                f"    {field.path}: {_value(field.old)} -> {_value(field.new)} "
+                f"({field.impact.label})"
+            )
         for volume in change.retained:
             fate = "delete" if volume.reclaim.value == "Delete" else "retain"
-            lines.append(f"    volume {volume.pool}/{volume.volume}: {fate} (reclaimPolicy {volume.reclaim.value})")
+            lines.append(
+                f"    volume {volume.pool}/{volume.volume}: {fate} "
+                f"(reclaimPolicy {volume.reclaim.value})"
+            )
         if change.note:
             lines.append(f"    note: {change.note}")
     return lines
@@ -48,9 +54,15 @@ def plan_summary(plan: actions.Plan) -> str:
     counts = plan.counts()
     if not counts:
         return "No changes: libvirt and the record match the manifests."
-    order = [("create", "to create"), ("update", "to update"), ("drift", "drifted"),
-             ("replace", "to replace"), ("delete", "to delete"), ("protected", "protected"),
-             ("conflict", "conflicting")]
+    order = [
+        ("create", "to create"),
+        ("update", "to update"),
+        ("drift", "drifted"),
+        ("replace", "to replace"),
+        ("delete", "to delete"),
+        ("protected", "protected"),
+        ("conflict", "conflicting"),
+    ]
     parts = [f"{counts[k]} {label}" for k, label in order if counts.get(k)]
     return "Plan: " + ", ".join(parts) + "."
 
@@ -70,7 +82,9 @@ def outcome_line(outcome: execute.Outcome) -> str:
     return f"{label} {', '.join(outcome.steps) or 'unchanged'}"
 
 
-def apply_json(plan: actions.Plan, outcomes: list[execute.Outcome], run_id: int | None) -> dict[str, Any]:
+def apply_json(
+    plan: actions.Plan, outcomes: list[execute.Outcome], run_id: int | None
+) -> dict[str, Any]:
     return {
         "run": run_id,
         "plan": plan_json(plan),

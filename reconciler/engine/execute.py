@@ -46,7 +46,9 @@ class Outcome:
     error: str = ""
     uuid: str | None = None
 
-    def event(self, reason: str, message: str, *, warning: bool = False, diff: bool = False) -> None:
+    def event(
+        self, reason: str, message: str, *, warning: bool = False, diff: bool = False
+    ) -> None:
         self.events.append(
             record.NewEvent(
                 key=self.change.key,
@@ -95,8 +97,12 @@ class _Steps:
                     f"{_describe(change)} would destroy data; pass --allow-data-loss to proceed"
                 )
             if change.drift:
-                outcome.event("DriftDetected", f"out-of-band change: {_describe(change)}",
-                              warning=True, diff=True)
+                outcome.event(
+                    "DriftDetected",
+                    f"out-of-band change: {_describe(change)}",
+                    warning=True,
+                    diff=True,
+                )
             if change.verb is Verb.PROTECTED:
                 outcome.event("DeletionProtected", change.note, warning=True)
                 outcome.steps.append("protected")
@@ -165,7 +171,11 @@ class _Steps:
         self._volumes(change, target, out)
         if change.verb is Verb.CREATE or _config_changed(change):
             document = xml.render_domain(
-                name, target.shape, domain_type=self.hv.domain_type, owner=change.owner, uuid=change.uuid
+                name,
+                target.shape,
+                domain_type=self.hv.domain_type,
+                owner=change.owner,
+                uuid=change.uuid,
             )
             out.uuid = self.hv.define_domain(name, document)
         if change.verb is Verb.CREATE or change.field("autostart") is not None:
@@ -178,7 +188,10 @@ class _Steps:
         self._power(change, target, out)
 
     def _volumes(self, change: actions.Change, target: actions.VmTarget, out: Outcome) -> None:
-        running = change.verb is not Verb.CREATE and self._current_power(change) is not kinds.PowerState.STOPPED
+        running = (
+            change.verb is not Verb.CREATE
+            and self._current_power(change) is not kinds.PowerState.STOPPED
+        )
         for volume in target.volumes:
             path = f"disks[{volume.disk}]"
             if change.field(f"{path}.image") is not None:
@@ -186,15 +199,25 @@ class _Steps:
                     self.hv.stop_domain(change.key.name, timeout=self.options.shutdown_timeout)
                     running = False
                 self.hv.delete_volume(volume.pool, volume.volume)
-                out.event("VolumeDeleted", f"volume {volume.pool}/{volume.volume} deleted to change its image",
-                          warning=True)
+                out.event(
+                    "VolumeDeleted",
+                    f"volume {volume.pool}/{volume.volume} deleted to change its image",
+                    warning=True,
+                )
                 self._create_volume(volume, out)
             elif change.field(f"{path}.volume") is not None:
                 self._create_volume(volume, out)
             elif (grow := change.field(f"{path}.size")) is not None:
-                self.hv.grow_volume(volume.pool, volume.volume, volume.size,
-                                    domain=change.key.name if running else None)
-                out.event("VolumeResized", f"volume {volume.pool}/{volume.volume} grown {grow.old} -> {grow.new}")
+                self.hv.grow_volume(
+                    volume.pool,
+                    volume.volume,
+                    volume.size,
+                    domain=change.key.name if running else None,
+                )
+                out.event(
+                    "VolumeResized",
+                    f"volume {volume.pool}/{volume.volume} grown {grow.old} -> {grow.new}",
+                )
 
     def _create_volume(self, volume: actions.VolumeTarget, out: Outcome) -> None:
         try:
@@ -204,15 +227,19 @@ class _Steps:
                 raise
             out.event("VolumeReused", f"volume {volume.pool}/{volume.volume} exists and is reused")
             return
-        out.event("VolumeCreated", f"volume {volume.pool}/{volume.volume} created "
-                                   f"({fields.format_size(volume.size)})")
+        out.event(
+            "VolumeCreated",
+            f"volume {volume.pool}/{volume.volume} created ({fields.format_size(volume.size)})",
+        )
 
     @staticmethod
     def _current_power(change: actions.Change) -> kinds.PowerState:
         power = change.field("powerState")
         if power is not None:
             return kinds.PowerState(power.old)
-        return kinds.PowerState.RUNNING if change.verb is not Verb.CREATE else kinds.PowerState.STOPPED
+        return (
+            kinds.PowerState.RUNNING if change.verb is not Verb.CREATE else kinds.PowerState.STOPPED
+        )
 
     def _power(self, change: actions.Change, target: actions.VmTarget, out: Outcome) -> None:
         name = change.key.name
@@ -225,13 +252,17 @@ class _Steps:
         if change.field("restart") is not None and current is not kinds.PowerState.STOPPED:
             self.hv.stop_domain(name, timeout=self.options.shutdown_timeout)
             self.hv.start_domain(name, paused=want is kinds.PowerState.PAUSED)
-            out.step("restarted", "Restarted", f"{change.key} restarted to apply its new configuration")
+            out.step(
+                "restarted", "Restarted", f"{change.key} restarted to apply its new configuration"
+            )
             return
         if current is want:
             return
         if want is kinds.PowerState.STOPPED:
             graceful = self.hv.stop_domain(name, timeout=self.options.shutdown_timeout)
-            how = "shut down" if graceful else f"forced off after {self.options.shutdown_timeout:g}s"
+            how = (
+                "shut down" if graceful else f"forced off after {self.options.shutdown_timeout:g}s"
+            )
             out.step("stopped", "Stopped", f"{change.key} {how}")
         elif want is kinds.PowerState.PAUSED:
             if current is kinds.PowerState.STOPPED:
@@ -266,9 +297,15 @@ class _Steps:
                     self.hv.delete_volume(volume.pool, volume.volume)
                 except errors.NotFoundError:
                     continue
-                out.event("VolumeDeleted", f"volume {volume.pool}/{volume.volume} deleted (reclaimPolicy Delete)")
+                out.event(
+                    "VolumeDeleted",
+                    f"volume {volume.pool}/{volume.volume} deleted (reclaimPolicy Delete)",
+                )
             else:
-                out.event("VolumeRetained", f"volume {volume.pool}/{volume.volume} retained (reclaimPolicy Retain)")
+                out.event(
+                    "VolumeRetained",
+                    f"volume {volume.pool}/{volume.volume} retained (reclaimPolicy Retain)",
+                )
         out.step("deleted", "Deleted", f"{change.key} deleted")
 
 
@@ -293,7 +330,9 @@ def execute(
                 pending.remove(change)
                 failed = [d for d in deps if not done[d].ok]
                 if failed:
-                    outcome = Outcome(change, ok=False, error=f"depends on {failed[0]}, which failed")
+                    outcome = Outcome(
+                        change, ok=False, error=f"depends on {failed[0]}, which failed"
+                    )
                     outcome.event("DependencyFailed", outcome.error, warning=True)
                     done[change.key] = outcome
                     on_outcome(outcome)

@@ -59,11 +59,18 @@ class Reconciler:
         self.store = store
         self.hv = hv
 
-    def plan(self, state: desired.DesiredState, *, prune: bool = False, adopt: bool = False) -> actions.Plan:
+    def plan(
+        self, state: desired.DesiredState, *, prune: bool = False, adopt: bool = False
+    ) -> actions.Plan:
         world = self.hv.observe()
         records = self.store.resources(include_deleted=True)
         result = planner.plan(
-            state, records, world, installation=self.store.installation_id(), prune=prune, adopt=adopt
+            state,
+            records,
+            world,
+            installation=self.store.installation_id(),
+            prune=prune,
+            adopt=adopt,
         )
         if result.errors:
             raise errors.ManifestError(list(result.errors))
@@ -97,7 +104,9 @@ class Reconciler:
         with self.store.writer_lock():
             records = self.store.resources(include_deleted=True)
             world = self.hv.observe()
-            plan = planner.plan_deletions(keys, records, world, installation=self.store.installation_id())
+            plan = planner.plan_deletions(
+                keys, records, world, installation=self.store.installation_id()
+            )
             if request.dry_run:
                 return Result(plan)
             return self._execute(desired.DesiredState(), plan, request, on_outcome)
@@ -119,7 +128,10 @@ class Reconciler:
 
             def finished(outcome: execute.Outcome) -> None:
                 self.store.record_events(
-                    [dataclasses.replace(e, run_id=run_id, revision=request.revision) for e in outcome.events]
+                    [
+                        dataclasses.replace(e, run_id=run_id, revision=request.revision)
+                        for e in outcome.events
+                    ]
                 )
                 if outcome.ok and outcome.change.verb is actions.Verb.DELETE:
                     self.store.tombstone([outcome.change.key])
@@ -141,4 +153,6 @@ class Reconciler:
         after = planner.plan(state, records, world, installation=self.store.installation_id())
         failures = {o.change.key: o.error for o in outcomes if not o.ok}
         leases = self.hv.dhcp_leases()
-        self.store.write_status(status.compute(state, records, world, after, failures, leases=leases))
+        self.store.write_status(
+            status.compute(state, records, world, after, failures, leases=leases)
+        )

@@ -45,5 +45,7 @@ def drifted(
     records: Sequence[record.ResourceRecord], hv: adapter.Hypervisor, installation: str
 ) -> set[record.ResourceKey]:
     """Resources whose live libvirt state no longer matches their last applied spec."""
-    plan = planner.plan(desired_from_record(records), records, hv.observe(), installation=installation)
+    plan = planner.plan(
+        desired_from_record(records), records, hv.observe(), installation=installation
+    )
     return {c.key for c in plan.changes if c.drift}

@@ -117,8 +117,11 @@ class Hypervisor:
             autostart = bool(dom.autostart()) if persistent else False
             flags = libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0
             uuid, owner, shape, _ = projection.parse_domain(dom.XMLDesc(flags), autostart=autostart)
-            active = state not in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED,
-                                   libvirt.VIR_DOMAIN_NOSTATE)
+            active = state not in (
+                libvirt.VIR_DOMAIN_SHUTOFF,
+                libvirt.VIR_DOMAIN_CRASHED,
+                libvirt.VIR_DOMAIN_NOSTATE,
+            )
             live = port = None
             if active:
                 _, _, live, port = projection.parse_domain(dom.XMLDesc(0), autostart=autostart)
@@ -221,7 +224,9 @@ class Hypervisor:
             with contextlib.suppress(libvirt.libvirtError):
                 dom.destroy()
             if dom.isActive():
-                raise errors.HypervisorError("stop", f"domain {name}", "still running after destroy")
+                raise errors.HypervisorError(
+                    "stop", f"domain {name}", "still running after destroy"
+                )
             return False
 
     def undefine_domain(self, name: str) -> None:
@@ -259,7 +264,9 @@ class Hypervisor:
             vol = storage.createXML(document, 0)
             return projection.parse_volume(vol.XMLDesc(0), pool)
 
-    def grow_volume(self, pool: str, name: str, capacity: int, *, domain: str | None = None) -> None:
+    def grow_volume(
+        self, pool: str, name: str, capacity: int, *, domain: str | None = None
+    ) -> None:
         """Grow a volume; through the running domain when there is one, so the guest sees it."""
         storage = self._pool(pool)
         with _calling("resize", f"volume {pool}/{name}"):

@@ -26,8 +26,19 @@ __all__ = [
 ]
 
 _MEMORY_UNITS = {
-    "b": 1, "bytes": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1 << 20, "mib": 1 << 20,
-    "mb": 10**6, "g": 1 << 30, "gib": 1 << 30, "gb": 10**9, "t": 1 << 40, "tib": 1 << 40,
+    "b": 1,
+    "bytes": 1,
+    "k": 1024,
+    "kib": 1024,
+    "kb": 1000,
+    "m": 1 << 20,
+    "mib": 1 << 20,
+    "mb": 10**6,
+    "g": 1 << 30,
+    "gib": 1 << 30,
+    "gb": 10**9,
+    "t": 1 << 40,
+    "tib": 1 << 40,
 }
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
@@ -91,7 +102,7 @@ def _graphics(devices: etree._Element | None) -> tuple[kinds.GraphicsType, str, 
     address = listen.get("address") if listen is not None else None
     port = graphics.get("port")
     port_number = int(port) if port is not None and int(port) > 0 else None
-    return kinds.GraphicsType(kind), address or graphics.get("listen", ""), port_number
+    return kinds.GraphicsType(kind), address or graphics.get("listen") or "", port_number
 
 
 def _disks(name: str, devices: etree._Element | None) -> tuple[observed.DiskShape, ...]:
@@ -126,7 +137,9 @@ def _nics(devices: etree._Element | None) -> tuple[observed.NicShape, ...]:
         if network is None:
             network = f"<{interface.get('type', 'unknown')}>"
         nics.append(
-            observed.NicShape(network=network, mac=(mac.get("address", "") if mac is not None else "").lower())
+            observed.NicShape(
+                network=network, mac=(mac.get("address", "") if mac is not None else "").lower()
+            )
         )
     return tuple(nics)
 
@@ -156,11 +169,17 @@ def parse_domain(
     return root.findtext("uuid", ""), _owner(root), shape, port
 
 
-def parse_network(text: str, *, autostart: bool) -> tuple[str, observed.Ownership | None, observed.NetworkShape]:
+def parse_network(
+    text: str, *, autostart: bool
+) -> tuple[str, observed.Ownership | None, observed.NetworkShape]:
     root = _root(text)
     forward = root.find("forward")
     mode_text = forward.get("mode", "nat") if forward is not None else "isolated"
-    mode = kinds.NetworkMode(mode_text) if mode_text in kinds.NetworkMode.__members__.values() else kinds.NetworkMode.ISOLATED
+    mode = (
+        kinds.NetworkMode(mode_text)
+        if mode_text in kinds.NetworkMode.__members__.values()
+        else kinds.NetworkMode.ISOLATED
+    )
     bridge = root.find("bridge")
     mtu = root.find("mtu")
     domain = root.find("domain")
@@ -182,7 +201,9 @@ def parse_network(text: str, *, autostart: bool) -> tuple[str, observed.Ownershi
             for host in dhcp.findall("host"):
                 hosts.append(
                     observed.StaticLease(
-                        mac=host.get("mac", "").lower(), ip=host.get("ip", ""), name=host.get("name")
+                        mac=host.get("mac", "").lower(),
+                        ip=host.get("ip", ""),
+                        name=host.get("name"),
                     )
                 )
         break

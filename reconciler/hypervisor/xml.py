@@ -18,7 +18,7 @@ from reconciler.models import kinds, observed
 __all__ = ["NS", "render_domain", "render_network", "render_pool", "render_volume"]
 
 NS = "https://infinibay.io/ns/reconciler/1"
-_IB = "{%s}" % NS
+_IB = f"{{{NS}}}"
 _MACHINES = {kinds.Machine.Q35: "q35", kinds.Machine.PC: "pc"}
 
 

@@ -25,9 +25,8 @@ so one mistake yields one message rather than a cascade:
    (:func:`reconciler.models.effective.merge`); a merge error and a disk left in
    an undeclared pool (the default pool included) are located on the VM.
 
-A VM whose template is known only from the record cannot be merged here (the
-record's template spec is not passed in); it is validated and kept in
-``vms`` but left out of ``effective_vms`` for the caller to merge.
+A VM whose template is known only from the record is merged over the
+record's template spec, which the caller passes as ``templates``.
 
 Directories are walked recursively for ``*.yaml`` and ``*.yml`` in sorted order;
 hidden files and directories (``.git``, ``.github``) are skipped. A file named
@@ -41,7 +40,7 @@ import dataclasses
 import re
 import sys
 import typing
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -144,8 +143,14 @@ def _label(data: dict[Any, Any]) -> tuple[kinds.Kind | None, str | None, str]:
 class _Run:
     """The state of one :func:`load` call: what was declared, what is valid, what failed."""
 
-    def __init__(self, known: Collection[record.ResourceKey], revision: str | None) -> None:
+    def __init__(
+        self,
+        known: Collection[record.ResourceKey],
+        revision: str | None,
+        templates: Mapping[str, kinds.Template],
+    ) -> None:
         self.revision = revision
+        self.recorded_templates = templates
         self.known = {(str(key.kind), key.name) for key in known}
         self.errors: list[_Error] = []
         self.declared: list[tuple[kinds.Kind, _Doc]] = []
@@ -299,10 +304,13 @@ class _Run:
         template: kinds.Template | None = None
         if vm.spec.template is not None:
             loaded = self.valid.get((kinds.Kind.TEMPLATE, vm.spec.template))
-            if loaded is None:
-                return  # dangling or invalid (reported), or only in the record (caller merges)
-            assert isinstance(loaded.manifest, kinds.Template)
-            template = loaded.manifest
+            if loaded is None and vm.spec.template in self.recorded_templates:
+                template = self.recorded_templates[vm.spec.template]
+            elif loaded is None:
+                return  # dangling or invalid: already reported
+            else:
+                assert isinstance(loaded.manifest, kinds.Template)
+                template = loaded.manifest
         own = {disk.name: i for i, disk in enumerate(vm.spec.disks)}
         try:
             result = effective.merge(vm, template)
@@ -363,6 +371,7 @@ def load(
     known: Collection[record.ResourceKey] = (),
     revision: str | None = None,
     stdin: TextIO | None = None,
+    templates: Mapping[str, kinds.Template] | None = None,
 ) -> desired.DesiredState:
     """Read and validate every manifest under ``paths``; raise ManifestError listing all problems.
 
@@ -371,7 +380,7 @@ def load(
     reference to one of them is satisfied. ``revision`` is stored in each
     document's :class:`~reconciler.models.desired.Source`.
     """
-    run = _Run(known, revision)
+    run = _Run(known, revision, templates or {})
     for order, (name, text) in enumerate(_read(paths, stdin)):
         if text is None:
             run.unlocated(order, name)

@@ -16,7 +16,14 @@ from typing import Any
 
 from reconciler.models import kinds
 
-__all__ = ["DEFAULT_CPUS", "DEFAULT_MEMORY", "EffectiveDisk", "EffectiveNic", "EffectiveVM", "merge"]
+__all__ = [
+    "DEFAULT_CPUS",
+    "DEFAULT_MEMORY",
+    "EffectiveDisk",
+    "EffectiveNic",
+    "EffectiveVM",
+    "merge",
+]
 
 DEFAULT_CPUS = 1
 DEFAULT_MEMORY = 512 << 20

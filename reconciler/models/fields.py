@@ -83,7 +83,9 @@ def _check_mac(value: str) -> str:
 
 def _check_bridge(value: str) -> str:
     if len(value) > 15:
-        raise ValueError(f"bridge name {value!r} is {len(value)} characters; Linux allows at most 15")
+        raise ValueError(
+            f"bridge name {value!r} is {len(value)} characters; Linux allows at most 15"
+        )
     if not _BRIDGE_RE.match(value):
         raise ValueError(f"{value!r} is not a valid interface name")
     return value

@@ -158,7 +158,9 @@ class StaticHost(_Strict):
 
 
 class Ipv4(_Strict):
-    address: ipaddress.IPv4Interface = Field(description="Gateway address with prefix, e.g. 10.20.0.1/24.")
+    address: ipaddress.IPv4Interface = Field(
+        description="Gateway address with prefix, e.g. 10.20.0.1/24."
+    )
     dhcp: DhcpRange | None = None
     hosts: list[StaticHost] = Field(default_factory=list)
 
@@ -178,7 +180,9 @@ class Ipv4(_Strict):
         if self.dhcp is not None:
             for end in (self.dhcp.start, self.dhcp.end):
                 if end not in net or end in (net.network_address, net.broadcast_address):
-                    raise ValueError(f"DHCP range {self.dhcp.start}-{self.dhcp.end} is outside {net}")
+                    raise ValueError(
+                        f"DHCP range {self.dhcp.start}-{self.dhcp.end} is outside {net}"
+                    )
             if self.dhcp.start <= self.address.ip <= self.dhcp.end:
                 raise ValueError(f"DHCP range includes the gateway address {self.address.ip}")
         seen: set[str] = set()
@@ -294,9 +298,7 @@ class VirtualMachine(_Strict):
     spec: VirtualMachineSpec
 
 
-Manifest = Annotated[
-    StoragePool | Network | Template | VirtualMachine, Field(discriminator="kind")
-]
+Manifest = Annotated[StoragePool | Network | Template | VirtualMachine, Field(discriminator="kind")]
 
 KINDS: dict[Kind, type[StoragePool | Network | Template | VirtualMachine]] = {
     Kind.STORAGE_POOL: StoragePool,

@@ -132,7 +132,7 @@ class Change:
             impacts.append(Impact.DATA_LOSS)
         if self.verb is Verb.REPLACE:
             impacts.append(Impact.REPLACE)
-        return max(impacts, default=Impact.LIVE if self.verb is not Verb.CREATE else Impact.LIVE)
+        return max(impacts, default=Impact.LIVE)
 
     @property
     def symbol(self) -> str:

@@ -15,6 +15,7 @@ explicit on each change so the executor can fail exactly the dependents.
 
 from __future__ import annotations
 
+import enum
 import posixpath
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -77,7 +78,11 @@ class _Planner:
 
     def _remember_spec(self, loaded: desired.Loaded) -> tuple[record.ResourceKey, str]:
         key = _key(loaded.kind, loaded.name)
-        vm = self.state.effective_vms.get(loaded.name) if loaded.kind is kinds.Kind.VIRTUAL_MACHINE else None
+        vm = (
+            self.state.effective_vms.get(loaded.name)
+            if loaded.kind is kinds.Kind.VIRTUAL_MACHINE
+            else None
+        )
         document = targets.spec_document(loaded, vm)
         digest = targets.spec_hash(document)
         self.hashes[key] = digest
@@ -107,10 +112,12 @@ class _Planner:
         rec = self._live_record(key)
         return converged(rec) and rec is not None and rec.spec_hash == self.hashes.get(key)
 
-    def _emit(self, key: record.ResourceKey, change_fields: list[actions.FieldChange], **kw: Any) -> None:
+    def _emit(
+        self, key: record.ResourceKey, change_fields: list[actions.FieldChange], **kw: Any
+    ) -> None:
         if change_fields or kw.get("verb") not in (None, actions.Verb.UPDATE):
             verb = kw.pop("verb", actions.Verb.UPDATE)
-            drift = verb is actions.Verb.UPDATE and self._drift(key) or kw.pop("drift", False)
+            drift = (verb is actions.Verb.UPDATE and self._drift(key)) or kw.pop("drift", False)
             self.changes.append(
                 actions.Change(key=key, verb=verb, fields=tuple(change_fields), drift=drift, **kw)
             )
@@ -142,14 +149,21 @@ class _Planner:
             current = self.world.pools.get(name)
             rec = self._live_record(key)
             if current is None:
-                self._emit(key, [], verb=actions.Verb.CREATE, target=actions.PoolTarget(target),
-                           drift=converged(rec))
+                self._emit(
+                    key,
+                    [],
+                    verb=actions.Verb.CREATE,
+                    target=actions.PoolTarget(target),
+                    drift=converged(rec),
+                )
                 continue
             owned = rec is not None and rec.status.get("uuid") in (None, current.uuid)
             if not owned and not self.adopt:
                 self._conflict(key, "storage pool")
                 continue
-            changes = _compare(current.shape, target, {"path": Impact.REPLACE, "autostart": Impact.LIVE})
+            changes = _compare(
+                current.shape, target, {"path": Impact.REPLACE, "autostart": Impact.LIVE}
+            )
             if not current.active:
                 changes.append(actions.FieldChange("active", False, True, Impact.LIVE))
             replace = any(c.impact is Impact.REPLACE for c in changes)
@@ -173,14 +187,23 @@ class _Planner:
             target = targets.network_shape(loaded.manifest)
             current = self.world.networks.get(name)
             if current is None:
-                self._emit(key, [], verb=actions.Verb.CREATE, target=actions.NetworkTarget(target),
-                           owner=self._owner(key), drift=converged(self._live_record(key)))
+                self._emit(
+                    key,
+                    [],
+                    verb=actions.Verb.CREATE,
+                    target=actions.NetworkTarget(target),
+                    owner=self._owner(key),
+                    drift=converged(self._live_record(key)),
+                )
                 continue
             owned = current.owner is not None and current.owner.installation == self.installation
             if not owned and not self.adopt:
                 self._conflict(key, "network")
                 continue
-            impacts = {f: Impact.RESTART for f in ("mode", "bridge", "address", "dhcp", "hosts", "domain", "mtu")}
+            impacts = {
+                f: Impact.RESTART
+                for f in ("mode", "bridge", "address", "dhcp", "hosts", "domain", "mtu")
+            }
             impacts["autostart"] = Impact.LIVE
             changes = _compare(current.shape, target, impacts)
             if not current.active:
@@ -190,8 +213,15 @@ class _Planner:
             note = ""
             if any(c.impact is Impact.RESTART for c in changes):
                 note = "the network is restarted: guests on it lose connectivity until reattached"
-            self._emit(key, changes, target=actions.NetworkTarget(target), uuid=current.uuid,
-                       owner=self._owner(key), adopt=not owned, note=note)
+            self._emit(
+                key,
+                changes,
+                target=actions.NetworkTarget(target),
+                uuid=current.uuid,
+                owner=self._owner(key),
+                adopt=not owned,
+                note=note,
+            )
 
     # --- templates ------------------------------------------------------------
 
@@ -224,8 +254,15 @@ class _Planner:
             target = targets.vm_target(vm, current, rec, self.installation, self.taken_macs)
             volume_changes = self._volume_changes(loaded, target)
             if current is None:
-                self._emit(key, volume_changes, verb=actions.Verb.CREATE, target=target,
-                           owner=self._owner(key), depends_on=depends, drift=converged(rec))
+                self._emit(
+                    key,
+                    volume_changes,
+                    verb=actions.Verb.CREATE,
+                    target=target,
+                    owner=self._owner(key),
+                    depends_on=depends,
+                    drift=converged(rec),
+                )
                 continue
             owned = current.owner is not None and current.owner.installation == self.installation
             if not owned and not self.adopt:
@@ -234,7 +271,11 @@ class _Planner:
             running = current.power is not kinds.PowerState.STOPPED
             changes = _vm_changes(current.shape, target.shape, running) + volume_changes
             if current.power is not target.power:
-                changes.append(actions.FieldChange("powerState", current.power.value, target.power.value, Impact.LIVE))
+                changes.append(
+                    actions.FieldChange(
+                        "powerState", current.power.value, target.power.value, Impact.LIVE
+                    )
+                )
             if (
                 running
                 and target.power is not kinds.PowerState.STOPPED
@@ -246,34 +287,58 @@ class _Planner:
             if not owned:
                 changes.append(actions.FieldChange("owner", None, self.installation, Impact.LIVE))
             if rec is not None and rec.spec_hash != self.hashes[key] and not changes:
-                changes.append(actions.FieldChange("spec", rec.spec_hash, self.hashes[key], Impact.RECORD))
-            self._emit(key, changes, target=target, uuid=current.uuid, owner=self._owner(key),
-                       depends_on=depends, adopt=not owned)
+                changes.append(
+                    actions.FieldChange("spec", rec.spec_hash, self.hashes[key], Impact.RECORD)
+                )
+            self._emit(
+                key,
+                changes,
+                target=target,
+                uuid=current.uuid,
+                owner=self._owner(key),
+                depends_on=depends,
+                adopt=not owned,
+            )
 
-    def _volume_changes(self, loaded: desired.Loaded, target: actions.VmTarget) -> list[actions.FieldChange]:
+    def _volume_changes(
+        self, loaded: desired.Loaded, target: actions.VmTarget
+    ) -> list[actions.FieldChange]:
         changes = []
         for index, volume in enumerate(target.volumes):
             pool = self.world.pools.get(volume.pool)
             current = pool.volumes.get(volume.volume) if pool is not None else None
             path = f"disks[{volume.disk}]"
             if current is None:
-                changes.append(actions.FieldChange(
-                    f"{path}.volume", None, f"{volume.pool}/{volume.volume} ({fields.format_size(volume.size)})",
-                    Impact.LIVE))
+                changes.append(
+                    actions.FieldChange(
+                        f"{path}.volume",
+                        None,
+                        f"{volume.pool}/{volume.volume} ({fields.format_size(volume.size)})",
+                        Impact.LIVE,
+                    )
+                )
                 continue
             if volume.size < current.capacity:
                 self.errors.append(
                     f"{loaded.source}: VirtualMachine/{loaded.name}: spec.disks[{index}].size: "
-                    f"shrinking disk {volume.disk!r} from {fields.format_size(current.capacity)} to "
+                    f"shrinking disk {volume.disk!r} from "
+                    f"{fields.format_size(current.capacity)} to "
                     f"{fields.format_size(volume.size)} would lose data; disks can only grow"
                 )
             elif volume.size > current.capacity:
-                changes.append(actions.FieldChange(
-                    f"{path}.size", fields.format_size(current.capacity), fields.format_size(volume.size),
-                    Impact.LIVE))
+                changes.append(
+                    actions.FieldChange(
+                        f"{path}.size",
+                        fields.format_size(current.capacity),
+                        fields.format_size(volume.size),
+                        Impact.LIVE,
+                    )
+                )
             backing = posixpath.basename(current.backing) if current.backing else None
             if backing != volume.image:
-                changes.append(actions.FieldChange(f"{path}.image", backing, volume.image, Impact.DATA_LOSS))
+                changes.append(
+                    actions.FieldChange(f"{path}.image", backing, volume.image, Impact.DATA_LOSS)
+                )
         return changes
 
     # --- deletions ------------------------------------------------------------
@@ -283,7 +348,10 @@ class _Planner:
         for key in by_kind:
             rec = self._live_record(key)
             kind = kinds.Kind(key.kind)
-            protected = rec is not None and rec.annotations.get(kinds.PROTECT_ANNOTATION, "").lower() == "true"
+            protected = (
+                rec is not None
+                and rec.annotations.get(kinds.PROTECT_ANNOTATION, "").lower() == "true"
+            )
             retained: tuple[actions.VolumeTarget, ...] = ()
             uuid = None
             if kind is kinds.Kind.VIRTUAL_MACHINE:
@@ -294,9 +362,18 @@ class _Planner:
                 sorted(
                     _key(kinds.Kind.VIRTUAL_MACHINE, d.name)
                     for d in self.world.domains.values()
-                    if d.owner is not None and d.owner.installation == self.installation
-                    and (kind is kinds.Kind.NETWORK and any(n.network == key.name for n in d.shape.nics)
-                         or kind is kinds.Kind.STORAGE_POOL and any(x.pool == key.name for x in d.shape.disks))
+                    if d.owner is not None
+                    and d.owner.installation == self.installation
+                    and (
+                        (
+                            kind is kinds.Kind.NETWORK
+                            and any(n.network == key.name for n in d.shape.nics)
+                        )
+                        or (
+                            kind is kinds.Kind.STORAGE_POOL
+                            and any(x.pool == key.name for x in d.shape.disks)
+                        )
+                    )
                     and d.name not in self.state.vms
                 )
             )
@@ -315,10 +392,18 @@ class _Planner:
         """Owned objects and records that are no longer desired."""
         keys: set[record.ResourceKey] = set()
         for name, domain in self.world.domains.items():
-            if domain.owner is not None and domain.owner.installation == self.installation and name not in self.state.vms:
+            if (
+                domain.owner is not None
+                and domain.owner.installation == self.installation
+                and name not in self.state.vms
+            ):
                 keys.add(_key(kinds.Kind.VIRTUAL_MACHINE, name))
         for name, network in self.world.networks.items():
-            if network.owner is not None and network.owner.installation == self.installation and name not in self.state.networks:
+            if (
+                network.owner is not None
+                and network.owner.installation == self.installation
+                and name not in self.state.networks
+            ):
                 keys.add(_key(kinds.Kind.NETWORK, name))
         for key, rec in self.records.items():
             if rec.deleted_at is None and key.name not in self.state.by_kind(kinds.Kind(key.kind)):
@@ -333,22 +418,33 @@ def _recorded_volumes(
     if rec is not None and "effective" in rec.spec:
         return tuple(
             actions.VolumeTarget(
-                disk=d["name"], pool=d["pool"], volume=f"{rec.key.name}-{d['name']}.qcow2",
-                size=int(d["size"]), image=d.get("image"), reclaim=kinds.ReclaimPolicy(d["reclaim"]),
+                disk=d["name"],
+                pool=d["pool"],
+                volume=f"{rec.key.name}-{d['name']}.qcow2",
+                size=int(d["size"]),
+                image=d.get("image"),
+                reclaim=kinds.ReclaimPolicy(d["reclaim"]),
             )
             for d in rec.spec["effective"]["disks"]
         )
     if domain is None:
         return ()
     return tuple(
-        actions.VolumeTarget(disk=d.name, pool=d.pool, volume=d.volume, size=0, image=None,
-                             reclaim=kinds.ReclaimPolicy.RETAIN)
-        for d in domain.shape.disks if d.pool
+        actions.VolumeTarget(
+            disk=d.name,
+            pool=d.pool,
+            volume=d.volume,
+            size=0,
+            image=None,
+            reclaim=kinds.ReclaimPolicy.RETAIN,
+        )
+        for d in domain.shape.disks
+        if d.pool
     )
 
 
 def _show(value: Any) -> Any:
-    if isinstance(value, kinds.enum.Enum):
+    if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, tuple):
         return [_show(v) for v in value]
@@ -359,42 +455,69 @@ def _show(value: Any) -> Any:
 
 def _compare(current: Any, target: Any, impacts: dict[str, Impact]) -> list[actions.FieldChange]:
     return [
-        actions.FieldChange(name, _show(getattr(current, name)), _show(getattr(target, name)), impact)
+        actions.FieldChange(
+            name, _show(getattr(current, name)), _show(getattr(target, name)), impact
+        )
         for name, impact in impacts.items()
         if getattr(current, name) != getattr(target, name)
     ]
 
 
-def _vm_changes(current: observed.VmShape, target: observed.VmShape, running: bool) -> list[actions.FieldChange]:
+def _vm_changes(
+    current: observed.VmShape, target: observed.VmShape, running: bool
+) -> list[actions.FieldChange]:
     cold = Impact.RESTART if running else Impact.LIVE
     changes = _compare(
         current,
         target,
-        {"cpus": cold, "firmware": cold, "machine": cold, "graphics_type": cold,
-         "graphics_listen": cold, "autostart": Impact.LIVE},
+        {
+            "cpus": cold,
+            "firmware": cold,
+            "machine": cold,
+            "graphics_type": cold,
+            "graphics_listen": cold,
+            "autostart": Impact.LIVE,
+        },
     )
     changes = [
-        actions.FieldChange(c.path.replace("graphics_", "graphics."), c.old, c.new, c.impact) for c in changes
+        actions.FieldChange(c.path.replace("graphics_", "graphics."), c.old, c.new, c.impact)
+        for c in changes
     ]
     if current.memory != target.memory:
-        changes.append(actions.FieldChange(
-            "memory", fields.format_size(current.memory), fields.format_size(target.memory), cold))
+        changes.append(
+            actions.FieldChange(
+                "memory",
+                fields.format_size(current.memory),
+                fields.format_size(target.memory),
+                cold,
+            )
+        )
     old_disks = {d.name: d for d in current.disks}
     new_disks = {d.name: d for d in target.disks}
     for name in sorted(old_disks.keys() | new_disks.keys()):
         old, new = old_disks.get(name), new_disks.get(name)
         if old != new:
-            changes.append(actions.FieldChange(
-                f"disks[{name}]", f"{old.pool}/{old.volume}" if old else None,
-                f"{new.pool}/{new.volume}" if new else None, cold))
-    if [d.name for d in current.disks] != [d.name for d in target.disks] and old_disks.keys() == new_disks.keys():
+            changes.append(
+                actions.FieldChange(
+                    f"disks[{name}]",
+                    f"{old.pool}/{old.volume}" if old else None,
+                    f"{new.pool}/{new.volume}" if new else None,
+                    cold,
+                )
+            )
+    if [d.name for d in current.disks] != [
+        d.name for d in target.disks
+    ] and old_disks.keys() == new_disks.keys():
         changes.append(actions.FieldChange("disks.order", list(old_disks), list(new_disks), cold))
     old_nics = {n.network: n.mac for n in current.nics}
     new_nics = {n.network: n.mac for n in target.nics}
     for network in sorted(old_nics.keys() | new_nics.keys()):
         if old_nics.get(network) != new_nics.get(network):
-            changes.append(actions.FieldChange(
-                f"networks[{network}]", old_nics.get(network), new_nics.get(network), cold))
+            changes.append(
+                actions.FieldChange(
+                    f"networks[{network}]", old_nics.get(network), new_nics.get(network), cold
+                )
+            )
     if list(old_nics) != list(new_nics) and old_nics == new_nics:
         changes.append(actions.FieldChange("networks.order", list(old_nics), list(new_nics), cold))
     return changes

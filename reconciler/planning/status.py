@@ -33,7 +33,13 @@ def condition(
     flag = "True" if status else "False"
     old = next((c for c in previous if c.get("type") == kind), None)
     since = old["lastTransitionTime"] if old is not None and old.get("status") == flag else now
-    return {"type": kind, "status": flag, "reason": reason, "message": message, "lastTransitionTime": since}
+    return {
+        "type": kind,
+        "status": flag,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+    }
 
 
 def compute(
@@ -67,7 +73,9 @@ def compute(
             phase, reason, message = "Conflict", "Conflict", change.note
         else:
             phase, reason = "Pending", "Progressing"
-            message = "; ".join(f"{f.path}: {f.old} -> {f.new}" for f in change.fields) if change else ""
+            message = (
+                "; ".join(f"{f.path}: {f.old} -> {f.new}" for f in change.fields) if change else ""
+            )
         conditions = [
             condition(previous, "Ready", ready, reason, message, stamp),
             condition(previous, "Drifted", False, "InSync" if ready else reason, "", stamp),
@@ -81,10 +89,17 @@ def compute(
             domain = world.domains.get(loaded.name)
             pending = restart_required(domain)
             conditions.append(
-                condition(previous, "RestartRequired", pending,
-                          "ConfigPending" if pending else "UpToDate",
-                          "the running guest has not booted with its new configuration; "
-                          "restart it or set updatePolicy: Restart" if pending else "", stamp)
+                condition(
+                    previous,
+                    "RestartRequired",
+                    pending,
+                    "ConfigPending" if pending else "UpToDate",
+                    "the running guest has not booted with its new configuration; "
+                    "restart it or set updatePolicy: Restart"
+                    if pending
+                    else "",
+                    stamp,
+                )
             )
             if domain is not None:
                 status.update(
@@ -92,12 +107,16 @@ def compute(
                     power=domain.power.value,
                     macs={n.network: n.mac for n in domain.shape.nics},
                     graphicsPort=domain.graphics_port,
-                    ips=sorted({(leases or {}).get(n.mac) for n in domain.shape.nics} - {None}),  # type: ignore[arg-type]
+                    ips=sorted(ip for n in domain.shape.nics if (ip := (leases or {}).get(n.mac))),
                 )
         elif loaded.kind is kinds.Kind.NETWORK and loaded.name in world.networks:
-            status.update(uuid=world.networks[loaded.name].uuid, active=world.networks[loaded.name].active)
+            status.update(
+                uuid=world.networks[loaded.name].uuid, active=world.networks[loaded.name].active
+            )
         elif loaded.kind is kinds.Kind.STORAGE_POOL and loaded.name in world.pools:
-            status.update(uuid=world.pools[loaded.name].uuid, active=world.pools[loaded.name].active)
+            status.update(
+                uuid=world.pools[loaded.name].uuid, active=world.pools[loaded.name].active
+            )
         status["conditions"] = conditions
         writes.append(record.StatusWrite(key=key, status=status))
     return writes

@@ -53,11 +53,18 @@ class Harness:
 
     def network(self, short: str = "net", n: int = 0) -> dict[str, Any]:
         base = f"{self.subnet[:-1]}{n}" if n else self.subnet
-        return doc("Network", self.name(short), {
-            "mode": "nat",
-            "bridge": self.bridge(n),
-            "ipv4": {"address": f"{base}.1/24", "dhcp": {"start": f"{base}.100", "end": f"{base}.150"}},
-        })
+        return doc(
+            "Network",
+            self.name(short),
+            {
+                "mode": "nat",
+                "bridge": self.bridge(n),
+                "ipv4": {
+                    "address": f"{base}.1/24",
+                    "dhcp": {"start": f"{base}.100", "end": f"{base}.150"},
+                },
+            },
+        )
 
     def template(self, short: str = "tpl", **spec: Any) -> dict[str, Any]:
         base = {
@@ -81,7 +88,9 @@ class Harness:
 
     def run(self, *args: str) -> Result:
         runner = CliRunner()
-        return runner.invoke(main.cli, ["--db", self.db_url, "-c", self.uri, *args], catch_exceptions=False)
+        return runner.invoke(
+            main.cli, ["--db", self.db_url, "-c", self.uri, *args], catch_exceptions=False
+        )
 
     def apply(self, *extra: str) -> Result:
         return self.run("apply", "-f", str(self.workdir), "--shutdown-timeout", "1", *extra)

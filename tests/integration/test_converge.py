@@ -25,7 +25,11 @@ MiB = 1 << 20
 
 @pytest.fixture
 def h(
-    db_url: str, libvirt_uri: str, libvirt_conn: libvirt.virConnect, prefix: str, pool_dir: Path,
+    db_url: str,
+    libvirt_uri: str,
+    libvirt_conn: libvirt.virConnect,
+    prefix: str,
+    pool_dir: Path,
     tmp_path: Path,
 ) -> Iterator[Harness]:
     workdir = tmp_path / "manifests"
@@ -43,7 +47,9 @@ def _memory_kib(h: Harness, vm: str) -> int:
 
 def test_apply_creates_everything_from_template_and_overrides_then_is_a_noop(h: Harness) -> None:
     h.write(
-        h.pool(), h.network(), h.template(cpus=2),
+        h.pool(),
+        h.network(),
+        h.template(cpus=2),
         h.vm("run", memory="96MiB"),
         h.vm("off", powerState="Stopped"),
         h.vm("paused", powerState="Paused"),
@@ -95,7 +101,10 @@ def test_rich_vm_with_two_nics_two_disks_spice_and_uefi_has_no_perpetual_diff(
     # Some nested hosts offer KVM but cannot run OVMF under it; TCG runs it everywhere.
     monkeypatch.setenv("INFINIBAY_DOMAIN_TYPE", "qemu")
     h.write(
-        h.pool(), h.network(), h.network("net2", n=1), h.template(),
+        h.pool(),
+        h.network(),
+        h.network("net2", n=1),
+        h.template(),
         h.vm(
             "rich",
             cpus=2,
@@ -105,7 +114,10 @@ def test_rich_vm_with_two_nics_two_disks_spice_and_uefi_has_no_perpetual_diff(
                 {"name": "root", "size": "16MiB", "pool": h.name("pool")},
                 {"name": "data", "size": "32MiB", "pool": h.name("pool")},
             ],
-            networks=[{"network": h.name("net")}, {"network": h.name("net2"), "mac": "52:54:00:ab:cd:ef"}],
+            networks=[
+                {"network": h.name("net")},
+                {"network": h.name("net2"), "mac": "52:54:00:ab:cd:ef"},
+            ],
         ),
     )
     result = h.apply()
@@ -127,8 +139,13 @@ def test_vcpu_change_on_running_vm_is_restart_class_and_leaves_restart_required(
     h.write(h.pool(), h.network(), h.template(), h.vm("web"), h.vm("off", powerState="Stopped"))
     assert h.apply().exit_code == 0
 
-    h.write(h.pool(), h.network(), h.template(), h.vm("web", cpus=2),
-            h.vm("off", powerState="Stopped", memory="128MiB"))
+    h.write(
+        h.pool(),
+        h.network(),
+        h.template(),
+        h.vm("web", cpus=2),
+        h.vm("off", powerState="Stopped", memory="128MiB"),
+    )
     plan = h.plan()
     assert plan.exit_code == 2
     assert "    cpus: 1 -> 2 (restart)" in plan.output
@@ -153,7 +170,9 @@ def test_vcpu_change_on_running_vm_is_restart_class_and_leaves_restart_required(
     with h.store() as store:
         web = store.get(record.ResourceKey("VirtualMachine", h.name("web")))
         assert web is not None
-        assert {c["type"]: c for c in web.status["conditions"]}["RestartRequired"]["status"] == "False"
+        assert {c["type"]: c for c in web.status["conditions"]}["RestartRequired"][
+            "status"
+        ] == "False"
 
 
 def test_update_policy_restart_reboots_to_apply(h: Harness) -> None:
@@ -168,10 +187,21 @@ def test_update_policy_restart_reboots_to_apply(h: Harness) -> None:
 
 
 def test_template_change_reaches_every_vm_using_it(h: Harness) -> None:
-    h.write(h.pool(), h.network(), h.template(), h.vm("a", powerState="Stopped"), h.vm("b", powerState="Stopped"))
+    h.write(
+        h.pool(),
+        h.network(),
+        h.template(),
+        h.vm("a", powerState="Stopped"),
+        h.vm("b", powerState="Stopped"),
+    )
     assert h.apply().exit_code == 0
-    h.write(h.pool(), h.network(), h.template(cpus=3), h.vm("a", powerState="Stopped"),
-            h.vm("b", powerState="Stopped"))
+    h.write(
+        h.pool(),
+        h.network(),
+        h.template(cpus=3),
+        h.vm("a", powerState="Stopped"),
+        h.vm("b", powerState="Stopped"),
+    )
     plan = h.plan()
     assert plan.exit_code == 2
     for vm in ("a", "b"):
@@ -198,12 +228,19 @@ def test_delete_removes_the_domain_and_retains_its_volume(h: Harness) -> None:
 def test_one_failing_vm_leaves_the_others_converged(h: Harness) -> None:
     bad = h.pool("bad", path=Path("/proc/ibt-unwritable/pool"))
     h.write(
-        h.pool(), bad, h.network(), h.template(), h.vm("good"),
+        h.pool(),
+        bad,
+        h.network(),
+        h.template(),
+        h.vm("good"),
         h.vm("broken", disks=[{"name": "root", "size": "16MiB", "pool": h.name("bad")}]),
     )
     result = h.apply()
     assert result.exit_code == 1
-    assert f"virtualmachine/{h.name('broken')} failed: depends on storagepool/{h.name('bad')}" in result.output
+    assert (
+        f"virtualmachine/{h.name('broken')} failed: depends on storagepool/{h.name('bad')}"
+        in result.output
+    )
     assert f"storagepool/{h.name('bad')} failed:" in result.output
     assert h.state("good") == libvirt.VIR_DOMAIN_RUNNING
     assert not h.has_domain("broken")
@@ -219,10 +256,18 @@ def test_apply_as_a_real_process_prints_one_line_per_action(h: Harness) -> None:
     h.write(h.pool(), h.network(), h.template(), h.vm("web", powerState="Stopped"))
     env = {**os.environ, "INFINIBAY_DATABASE_URL": h.db_url, "INFINIBAY_LIBVIRT_URI": h.uri}
     command = [sys.executable, "-m", "reconciler", "apply", "-f", str(h.workdir)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert f"virtualmachine/{h.name('web')} created" in done.stdout
     assert "Traceback" not in done.stderr
-    plan = subprocess.run([*command[:3], "plan", "-f", str(h.workdir)], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    plan = subprocess.run(
+        [*command[:3], "plan", "-f", str(h.workdir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert plan.returncode == 0, plan.stdout + plan.stderr
