@@ -573,10 +573,13 @@ class Store:
             stmt = stmt.where(schema.Event.id > after_id)
         newest_first = (schema.Event.last_seen.desc(), schema.Event.id.desc())
         oldest_first = (schema.Event.last_seen, schema.Event.id)
-        stmt = stmt.order_by(*newest_first).limit(limit) if limit else stmt.order_by(*oldest_first)
+        if limit is None:
+            stmt = stmt.order_by(*oldest_first)
+        else:
+            stmt = stmt.order_by(*newest_first).limit(limit)
         with self._session("reading events") as session:
             rows = [_event(row) for row in session.scalars(stmt)]
-        return rows[::-1] if limit else rows
+        return rows if limit is None else rows[::-1]
 
     def prune_events(self, older_than: dt.timedelta) -> int:
         """Delete events last seen more than ``older_than`` ago; returns how many."""
@@ -636,6 +639,8 @@ class Store:
         then raises :class:`~reconciler.errors.LockTimeout` naming the holder.
         Reentrant: nested blocks in this process share the outer hold.
         """
+        # The guard is held while waiting: other threads of this process queue
+        # behind the first instead of each polling the database or the file.
         with self._lock_guard:
             if self._lock_depth == 0:
                 wait = self._lock_timeout if timeout is None else timeout
