@@ -92,6 +92,7 @@ diff = _plan_command("diff")
 
 def _run(
     ctx: click.Context,
+    title: str,
     output: str,
     action: Callable[
         [reconcile.Reconciler, Callable[[execute.Outcome], None], Callable[[actions.Plan], None]],
@@ -133,7 +134,7 @@ def _run(
     else:
         failed = len(result.failed)
         verb = "failed" if failed else "complete"
-        click.echo(f"Apply {verb}: {len(outcomes) - failed} changed, {failed} failed.")
+        click.echo(f"{title} {verb}: {len(outcomes) - failed} changed, {failed} failed.")
         for outcome in result.failed:
             click.echo(f"error: {render.outcome_line(outcome)}", err=True)
     ctx.exit(0 if result.ok else 1)
