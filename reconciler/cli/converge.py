@@ -206,7 +206,7 @@ def apply(
         state = _load(rec.store, paths, revision)
         return rec.apply(state, request, on_outcome, on_plan)
 
-    _run(ctx, output, action)
+    _run(ctx, "Apply", output, action)
 
 
 @click.command()
@@ -255,4 +255,4 @@ def delete(
             keys = [record.ResourceKey(resolved.value, name) for name in names]
         return rec.delete(keys, request, on_outcome)
 
-    _run(ctx, output, action)
+    _run(ctx, "Delete", output, action)
