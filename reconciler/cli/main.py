@@ -18,6 +18,7 @@ import click
 
 from reconciler import errors, settings
 from reconciler.cli import converge, db, validate
+from reconciler.cli import inspect as inspect_commands
 
 __all__ = ["cli", "main"]
 
@@ -101,6 +102,9 @@ cli.add_command(validate.validate)
 for _command in (converge.plan, converge.diff, converge.apply, converge.delete):
     cli.add_command(_command)
 cli.add_command(db.db)
+for _command in (inspect_commands.get, inspect_commands.describe, inspect_commands.events,
+                 inspect_commands.history):
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -1,0 +1,225 @@
+"""Pure text helpers for the read-only commands: ages, times, tables, documents, diffs.
+
+Nothing here does I/O, so every rule that decides how output looks is unit-tested
+on its own (``tests/unit/test_cli_output.py``):
+
+* **Tables** are rendered by ``rich`` without boxes or edges and wide enough never
+  to wrap, so each row is one line of space-separated columns that ``awk`` can cut.
+  Colour (a bold header) only when the caller says stdout is a terminal. Cells are
+  :class:`rich.text.Text`, never markup: a message holding ``[brackets]`` prints as is.
+* **Ages** read like kubectl's: ``45s``, ``5m``, ``2h``, ``3d``.
+* **Times** are ISO 8601 in UTC with seconds, the form status conditions use.
+* **Diffs** between two JSON-shaped documents are lists of :class:`FieldDiff`,
+  rendered ``~ spec.cpus: 1 -> 2``, ``+ path: value`` and ``- path: value``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import io
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import yaml
+from rich.cells import cell_len
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+__all__ = [
+    "NONE",
+    "DiffOp",
+    "FieldDiff",
+    "age",
+    "diff_documents",
+    "diff_line",
+    "document",
+    "parse_since",
+    "parse_time",
+    "table",
+    "timestamp",
+    "to_json",
+    "to_yaml",
+    "value_text",
+]
+
+NONE = "-"
+"""What a cell shows when there is no value: one token, so columns stay parseable."""
+
+_COLUMN_GAP = 3
+_DURATION_RE = re.compile(r"^(?:\d+[smhdw])+$")
+_DURATION_PART_RE = re.compile(r"(\d+)([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def age(then: dt.datetime, now: dt.datetime) -> str:
+    """How long ago ``then`` was, in the largest whole unit: ``45s``, ``5m``, ``2h``, ``3d``."""
+    seconds = max(0, int((now - then).total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def timestamp(moment: dt.datetime) -> str:
+    """ISO 8601 in UTC to the second, e.g. ``2024-05-01T12:00:00+00:00``."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+def parse_time(text: str) -> dt.datetime | None:
+    """An ISO 8601 timestamp (naive means UTC), or ``None`` when ``text`` is not one."""
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+
+
+def parse_since(text: str, now: dt.datetime) -> dt.datetime:
+    """``30s``, ``5m``, ``1h``, ``2d``, ``1w``, ``1h30m`` before ``now``, or an ISO timestamp.
+
+    Raises :class:`ValueError` with a sentence saying what is accepted.
+    """
+    compact = text.strip().lower()
+    if _DURATION_RE.match(compact):
+        seconds = sum(
+            int(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART_RE.findall(compact)
+        )
+        return now - dt.timedelta(seconds=seconds)
+    moment = parse_time(text)
+    if moment is None:
+        raise ValueError(
+            f"{text!r} is neither a duration (30s, 5m, 1h, 2d) "
+            "nor an ISO timestamp (2024-05-01T12:00:00Z)"
+        )
+    return moment
+
+
+def table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    terminal: bool = False,
+    header: bool = True,
+) -> str:
+    """Aligned columns, upper-case headers, no trailing spaces; a bold header on a terminal."""
+    body = [list(row) for row in rows]
+    grid = Table(
+        box=None,
+        pad_edge=False,
+        show_edge=False,
+        show_header=header,
+        padding=(0, _COLUMN_GAP, 0, 0),
+        header_style="bold" if terminal else "",
+    )
+    for title in headers:
+        grid.add_column(title.upper(), no_wrap=True, overflow="ignore")
+    for row in body:
+        grid.add_row(*(Text(cell) for cell in row))
+    widths = [cell_len(title) if header else 0 for title in headers]
+    for row in body:
+        widths = [max(width, cell_len(cell)) for width, cell in zip(widths, row, strict=True)]
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer,
+        width=sum(widths) + _COLUMN_GAP * len(widths) + 1,
+        force_terminal=terminal,
+        color_system="standard" if terminal else None,
+        no_color=not terminal,
+        highlight=False,
+        emoji=False,
+        markup=False,
+    )
+    console.print(grid)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
+
+
+def to_json(document: Any) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def to_yaml(document: Any) -> str:
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def document(value: Any, output_format: str) -> str:
+    """``value`` as ``json`` (indented) or ``yaml``."""
+    return to_json(value) if output_format == "json" else to_yaml(value).rstrip("\n")
+
+
+def value_text(value: Any) -> str:
+    """A value as it reads in a diff line: strings and numbers bare, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+class DiffOp(enum.StrEnum):
+    ADDED = "added"
+    REMOVED = "removed"
+    CHANGED = "changed"
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldDiff:
+    path: str  # "spec.disks[0].size"
+    op: DiffOp
+    old: Any = None
+    new: Any = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "op": self.op.value, "old": self.old, "new": self.new}
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def diff_documents(old: Any, new: Any, path: str = "") -> list[FieldDiff]:
+    """Leaf-level differences from ``old`` to ``new``, keys sorted, list items by index."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        diffs: list[FieldDiff] = []
+        for key in sorted(old.keys() | new.keys(), key=str):
+            where = _join(path, key)
+            if key not in new:
+                diffs.append(FieldDiff(where, DiffOp.REMOVED, old=old[key]))
+            elif key not in old:
+                diffs.append(FieldDiff(where, DiffOp.ADDED, new=new[key]))
+            else:
+                diffs += diff_documents(old[key], new[key], where)
+        return diffs
+    if isinstance(old, list) and isinstance(new, list):
+        diffs = []
+        for index in range(max(len(old), len(new))):
+            where = _join(path, index)
+            if index >= len(new):
+                diffs.append(FieldDiff(where, DiffOp.REMOVED, old=old[index]))
+            elif index >= len(old):
+                diffs.append(FieldDiff(where, DiffOp.ADDED, new=new[index]))
+            else:
+                diffs += diff_documents(old[index], new[index], where)
+        return diffs
+    if old == new and type(old) is type(new):
+        return []
+    return [FieldDiff(path or "(document)", DiffOp.CHANGED, old=old, new=new)]
+
+
+def diff_line(diff: FieldDiff) -> str:
+    if diff.op is DiffOp.ADDED:
+        return f"+ {diff.path}: {value_text(diff.new)}"
+    if diff.op is DiffOp.REMOVED:
+        return f"- {diff.path}: {value_text(diff.old)}"
+    return f"~ {diff.path}: {value_text(diff.old)} -> {value_text(diff.new)}"
