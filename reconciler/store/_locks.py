@@ -36,12 +36,29 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from reconciler import errors
 from reconciler.store import schema
 
-__all__ = ["FileLock", "Holder", "PostgresLock", "ThreadLock", "WriterLock"]
+__all__ = [
+    "LEADER_ROW",
+    "FileLock",
+    "Holder",
+    "LeadershipLock",
+    "PostgresLock",
+    "ThreadLock",
+    "WriterLock",
+    "leader_lock",
+]
 
-# Arbitrary constant: the advisory lock key of the writer lock. Advisory locks
-# are scoped to one database, so this is one lock per record.
+# Arbitrary constants: the advisory lock keys of the writer lock and of the
+# daemons' leadership. Advisory locks are scoped to one database, so each is
+# one lock per record.
 _PG_WRITER_KEY = 0x1B_5EC0_0001
+_PG_LEADER_KEY = 0x1B_5EC0_0002
 _ROW = "writer"
+LEADER_ROW = "leader"
+# Leadership is held for as long as a daemon runs, so a dead peer must be
+# noticed by the server: probe an idle leader connection after 5 s, every 2 s,
+# and give up after 3 unanswered probes (about 11 s on a vanished host; a
+# killed process closes its socket and frees the lock at once).
+_PG_KEEPALIVE = {"tcp_keepalives_idle": 5, "tcp_keepalives_interval": 2, "tcp_keepalives_count": 3}
 _POLL_S = 0.1
 
 
@@ -66,6 +83,31 @@ class Holder:
     def describe(self) -> str:
         since = self.since.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return f"pid {self.pid} on host {self.host} since {since}"
+
+
+class LeadershipLock(WriterLock, Protocol):
+    """A lock held for as long as a daemon leads; see :func:`leader_lock`."""
+
+    def alive(self) -> bool:
+        """Whether this process still holds the lock."""
+
+    def holder(self) -> Holder | None:
+        """Who holds the lock now, when known."""
+
+
+def leader_lock(engine: Engine, sqlite_file: Path | None) -> LeadershipLock:
+    """The daemons' leadership lock: exactly one daemon per record reconciles.
+
+    PostgreSQL: an advisory lock (a different key from the writer lock) whose
+    session dies with its process, so a standby takes over as soon as the
+    leader's connection is gone. SQLite: ``flock`` on ``<database>.daemon.lock``,
+    which a second daemon cannot take. In-memory SQLite: a thread lock.
+    """
+    if engine.dialect.name == "postgresql":
+        return PostgresLock(engine, key=_PG_LEADER_KEY, row=LEADER_ROW)
+    if sqlite_file is not None:
+        return FileLock(sqlite_file.with_name(sqlite_file.name + ".daemon.lock"))
+    return ThreadLock()
 
 
 def _timeout_error(holder: Holder | None, waited: float) -> errors.LockTimeout:
@@ -133,6 +175,14 @@ class FileLock:
         finally:
             os.close(fd)  # closing the descriptor drops the flock
 
+    def alive(self) -> bool:
+        """Whether this process holds the lock; an flock lives as long as its descriptor."""
+        return self._fd is not None
+
+    def holder(self) -> Holder | None:
+        """Who holds the lock, from the lock file; ``None`` when free or unknown."""
+        return self._read_holder()
+
     def _read_holder(self) -> Holder | None:
         try:
             data = json.loads(self._path.read_text())
@@ -145,23 +195,33 @@ class FileLock:
 
 
 class PostgresLock:
-    """A session-level advisory lock on a dedicated connection."""
+    """A session-level advisory lock on a dedicated connection.
 
-    def __init__(self, engine: Engine) -> None:
+    ``key`` and ``row`` tell the writer lock (the default) from the daemons'
+    leadership lock, which :meth:`alive` probes: a leader whose connection
+    broke has lost the lock on the server's side too.
+    """
+
+    def __init__(self, engine: Engine, key: int = _PG_WRITER_KEY, row: str = _ROW) -> None:
         self._engine = engine
+        self._key = key
+        self._row = row
         self._conn: Connection | None = None
 
     def acquire(self, timeout: float) -> None:
         conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
+            if self._key == _PG_LEADER_KEY:
+                for name, value in _PG_KEEPALIVE.items():
+                    conn.exec_driver_sql(f"SET {name} = {int(value)}")
             got = _poll(
-                lambda: bool(conn.scalar(select(func.pg_try_advisory_lock(_PG_WRITER_KEY)))),
+                lambda: bool(conn.scalar(select(func.pg_try_advisory_lock(self._key)))),
                 timeout,
             )
             if not got:
-                holder = self._read_holder(conn)
+                holder = self._read_holder(conn, self._row)
                 raise _timeout_error(holder, timeout)
-            self._write_holder(conn, Holder.me())
+            self._write_holder(conn, Holder.me(), self._row)
         except BaseException:
             conn.invalidate()  # ends the server session, and with it any lock it took
             conn.close()
@@ -173,17 +233,36 @@ class PostgresLock:
             return
         conn, self._conn = self._conn, None
         try:
-            conn.execute(delete(schema.WriterLock).where(schema.WriterLock.name == _ROW))
-            conn.scalar(select(func.pg_advisory_unlock(_PG_WRITER_KEY)))
+            conn.execute(delete(schema.WriterLock).where(schema.WriterLock.name == self._row))
+            conn.scalar(select(func.pg_advisory_unlock(self._key)))
         except BaseException:
             conn.invalidate()
             raise
         finally:
             conn.close()
 
+    def alive(self) -> bool:
+        """Whether the lock is held and its connection (hence the server session) still up."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.exec_driver_sql("SELECT 1")
+        except Exception:
+            # Any failure means the session, and the lock with it, may be gone.
+            conn, self._conn = self._conn, None
+            conn.invalidate()
+            conn.close()
+            return False
+        return True
+
+    def holder(self) -> Holder | None:
+        """Who holds the lock now, from the holder row; ``None`` when free or unknown."""
+        with self._engine.connect() as conn:
+            return self._read_holder(conn, self._row)
+
     @staticmethod
-    def _write_holder(conn: Connection, holder: Holder) -> None:
-        values = {"name": _ROW, "pid": holder.pid, "host": holder.host, "since": holder.since}
+    def _write_holder(conn: Connection, holder: Holder, row: str) -> None:
+        values = {"name": row, "pid": holder.pid, "host": holder.host, "since": holder.since}
         stmt = pg_insert(schema.WriterLock).values(values)
         conn.execute(
             stmt.on_conflict_do_update(
@@ -197,10 +276,10 @@ class PostgresLock:
         )
 
     @staticmethod
-    def _read_holder(conn: Connection) -> Holder | None:
+    def _read_holder(conn: Connection, name: str) -> Holder | None:
         row = conn.execute(
             select(schema.WriterLock.pid, schema.WriterLock.host, schema.WriterLock.since).where(
-                schema.WriterLock.name == _ROW
+                schema.WriterLock.name == name
             )
         ).one_or_none()
         return Holder(row.pid, row.host, row.since) if row else None
@@ -222,3 +301,11 @@ class ThreadLock:
     def release(self) -> None:
         with contextlib.suppress(RuntimeError):  # not held
             self._lock.release()
+        self._since = None
+
+    def alive(self) -> bool:
+        return self._since is not None
+
+    def holder(self) -> Holder | None:
+        since = self._since
+        return Holder(os.getpid(), socket.gethostname(), since) if since else None

@@ -215,6 +215,7 @@ class Store:
             self._lock = _locks.ThreadLock()
         self._lock_guard = threading.Lock()
         self._lock_depth = 0
+        self._leadership = _locks.leader_lock(engine, path)
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------
@@ -248,6 +249,7 @@ class Store:
             if self._lock_depth:
                 self._lock_depth = 0
                 self._release_lock()
+        self.resign()
         self._engine.dispose()
 
     def __enter__(self) -> Self:
@@ -664,3 +666,40 @@ class Store:
         except SQLAlchemyError as exc:
             # The connection is gone, and the advisory lock with it.
             _log.warning("releasing the writer lock: %s", _one_line(exc))
+
+    # -- daemon leadership -------------------------------------------------------
+
+    def try_lead(self) -> bool:
+        """Take the daemons' leadership lock if it is free; True while this store holds it.
+
+        One daemon per record reconciles (SPEC §5); see
+        :func:`reconciler.store._locks.leader_lock`. Never waits.
+        """
+        if self._leadership.alive():
+            return True
+        try:
+            self._leadership.acquire(0)
+        except errors.LockTimeout:
+            return False
+        except SQLAlchemyError as exc:
+            raise _translate("taking the daemon leadership", self._url, exc) from exc
+        return True
+
+    def still_leading(self) -> bool:
+        """Whether the leadership lock is still held (PostgreSQL: its session is alive)."""
+        return self._leadership.alive()
+
+    def leader(self) -> str | None:
+        """Who leads, e.g. ``pid 42 on host h since ...``; ``None`` when unknown or nobody."""
+        try:
+            holder = self._leadership.holder()
+        except SQLAlchemyError as exc:
+            raise _translate("reading the daemon leader", self._url, exc) from exc
+        return holder.describe() if holder else None
+
+    def resign(self) -> None:
+        """Give up the leadership lock; a no-op when not held."""
+        try:
+            self._leadership.release()
+        except SQLAlchemyError as exc:
+            _log.warning("releasing the daemon leadership: %s", _one_line(exc))
