@@ -13,6 +13,7 @@ errors (libvirt, SQLAlchemy, YAML) are translated at the adapter boundary with
     ├── HypervisorError      a libvirt operation failed (object and operation named)
     │   └── NotFoundError    the libvirt object does not exist
     ├── RefusedError         a safety gate refused the request (data loss, empty prune)
+    ├── SourceError          the daemon cannot read its source (git fetch, checkout)
     └── NotFound             a resource asked for by name is not in the record
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "NotFound",
     "NotFoundError",
     "RefusedError",
+    "SourceError",
     "StoreError",
 ]
 
@@ -74,6 +76,10 @@ class NotFoundError(HypervisorError):
 
 class RefusedError(InfinibayError):
     """A safety gate refused the request (data loss, an empty prune, protection)."""
+
+
+class SourceError(InfinibayError):
+    """The daemon's source (a directory or a git repository) cannot be read."""
 
 
 class NotFound(InfinibayError):
