@@ -1,0 +1,599 @@
+"""An in-memory hypervisor and record for unit tests of the planner and the executor.
+
+:class:`FakeHypervisor` offers the methods the executor calls on
+:class:`reconciler.hypervisor.adapter.Hypervisor`, with the same semantics and
+the same errors (``NotFoundError`` for a missing object, ``HypervisorError``
+otherwise). ``define_*`` parse the rendered XML with
+:mod:`reconciler.hypervisor.projection`, so anything that goes through the fake
+also goes through rendering and projection. Like libvirt, it refuses to start a
+domain whose networks are inactive or whose volumes are missing, and to
+redefine an object under another UUID, so ordering and identity mistakes fail
+loudly instead of converging by accident.
+
+Volumes live in directories keyed by the pool's path, as with a real ``dir``
+pool: undefining a pool leaves its files, and they reappear when a pool is
+defined on the same path.
+
+:class:`FakeRecord` keeps resource records the way the store does (generation
+bumped on a changed hash, tombstones, status replaced) and runs a pass the way
+:mod:`reconciler.engine.reconcile` does: specs first, then execute, tombstones
+for deletions, status computed from a fresh observation.
+
+These fakes never stand in for libvirt as proof that a feature works; the
+integration suite does that against the real daemon.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+import posixpath
+import threading
+import uuid as uuid_module
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from reconciler import errors
+from reconciler.engine import execute
+from reconciler.hypervisor import projection
+from reconciler.models import desired, effective, kinds, observed, record
+from reconciler.planning import actions, planner, status
+
+INSTALLATION = "inst-test"
+EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclasses.dataclass
+class FakeDomain:
+    name: str
+    uuid: str
+    owner: observed.Ownership | None
+    shape: observed.VmShape
+    document: str
+    autostart: bool = False
+    power: kinds.PowerState = kinds.PowerState.STOPPED
+    live: observed.VmShape | None = None
+    port: int | None = None
+
+
+@dataclasses.dataclass
+class FakeNetwork:
+    name: str
+    uuid: str
+    owner: observed.Ownership | None
+    shape: observed.NetworkShape
+    document: str
+    autostart: bool = False
+    active: bool = False
+
+
+@dataclasses.dataclass
+class FakePool:
+    name: str
+    uuid: str
+    path: str
+    document: str
+    autostart: bool = False
+    active: bool = False
+
+
+@dataclasses.dataclass
+class FakeVolume:
+    capacity: int
+    backing: str | None = None
+
+
+class FakeHypervisor:
+    """A thread-safe, in-memory libvirt connection."""
+
+    domain_type = "qemu"
+
+    def __init__(self, images: dict[str, int] | None = None) -> None:
+        self.domains: dict[str, FakeDomain] = {}
+        self.networks: dict[str, FakeNetwork] = {}
+        self.pools: dict[str, FakePool] = {}
+        self.files: dict[str, dict[str, FakeVolume]] = {}  # directory -> volume name -> volume
+        self.images = dict(images or {})  # volumes found in every directory a pool is built on
+        self.calls: list[tuple[str, str]] = []  # (method, object name), in call order
+        self.fail: dict[tuple[str, str], errors.HypervisorError] = {}
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._ports = itertools.count(5900)
+
+    # --- helpers --------------------------------------------------------------
+
+    def _call(self, method: str, name: str) -> None:
+        self.calls.append((method, name))
+        failure = self.fail.get((method, name))
+        if failure is not None:
+            raise failure
+
+    def _uuid(self) -> str:
+        return str(uuid_module.UUID(int=next(self._ids)))
+
+    def _domain(self, name: str, operation: str) -> FakeDomain:
+        if name not in self.domains:
+            raise errors.NotFoundError(
+                operation, f"domain {name}", f"Domain not found: no domain with name '{name}'"
+            )
+        return self.domains[name]
+
+    def _network(self, name: str, operation: str) -> FakeNetwork:
+        if name not in self.networks:
+            raise errors.NotFoundError(
+                operation, f"network {name}", f"Network not found: no network with name '{name}'"
+            )
+        return self.networks[name]
+
+    def _pool(self, name: str, operation: str = "look up") -> FakePool:
+        if name not in self.pools:
+            raise errors.NotFoundError(
+                operation, f"pool {name}", f"Storage pool not found: no pool with name '{name}'"
+            )
+        return self.pools[name]
+
+    def _volumes(self, pool: str, operation: str, volume: str) -> dict[str, FakeVolume]:
+        storage = self._pool(pool)
+        if not storage.active:
+            raise errors.HypervisorError(
+                operation, f"volume {pool}/{volume}", f"storage pool '{pool}' is not active"
+            )
+        return self.files.setdefault(storage.path, {})
+
+    def _volume(self, pool: str, name: str, operation: str) -> FakeVolume:
+        volumes = self._volumes(pool, operation, name)
+        if name not in volumes:
+            raise errors.NotFoundError(
+                operation,
+                f"volume {pool}/{name}",
+                f"Storage volume not found: no storage vol with matching name '{name}'",
+            )
+        return volumes[name]
+
+    # --- observation ----------------------------------------------------------
+
+    def observe(self) -> observed.World:
+        with self._lock:
+            pools = {}
+            for pool in self.pools.values():
+                volumes: dict[str, observed.ObservedVolume] = {}
+                if pool.active:
+                    for name, volume in self.files.get(pool.path, {}).items():
+                        volumes[name] = observed.ObservedVolume(
+                            pool=pool.name,
+                            name=name,
+                            path=posixpath.join(pool.path, name),
+                            capacity=volume.capacity,
+                            backing=volume.backing,
+                        )
+                pools[pool.name] = observed.ObservedPool(
+                    name=pool.name,
+                    uuid=pool.uuid,
+                    shape=observed.PoolShape(path=pool.path, autostart=pool.autostart),
+                    active=pool.active,
+                    volumes=volumes,
+                )
+            return observed.World(
+                domains={
+                    d.name: observed.ObservedDomain(
+                        name=d.name,
+                        uuid=d.uuid,
+                        owner=d.owner,
+                        shape=dataclasses.replace(d.shape, autostart=d.autostart),
+                        live=dataclasses.replace(d.live, autostart=d.autostart)
+                        if d.live is not None
+                        else None,
+                        power=d.power,
+                        graphics_port=d.port,
+                    )
+                    for d in self.domains.values()
+                },
+                networks={
+                    n.name: observed.ObservedNetwork(
+                        name=n.name,
+                        uuid=n.uuid,
+                        owner=n.owner,
+                        shape=dataclasses.replace(n.shape, autostart=n.autostart),
+                        active=n.active,
+                    )
+                    for n in self.networks.values()
+                },
+                pools=pools,
+            )
+
+    def dhcp_leases(self) -> dict[str, str]:
+        with self._lock:
+            leases = {}
+            for index, domain in enumerate(sorted(self.domains.values(), key=lambda d: d.name)):
+                if domain.power is kinds.PowerState.RUNNING and domain.live is not None:
+                    for nic in domain.live.nics:
+                        leases[nic.mac] = f"10.99.0.{10 + index}"
+            return leases
+
+    # --- domains --------------------------------------------------------------
+
+    def define_domain(self, name: str, document: str) -> str:
+        with self._lock:
+            self._call("define_domain", name)
+            given, owner, shape, _ = projection.parse_domain(document, autostart=False)
+            existing = self.domains.get(name)
+            if existing is not None:
+                if given != existing.uuid:
+                    raise errors.HypervisorError(
+                        "define",
+                        f"domain {name}",
+                        f"operation failed: domain '{name}' already exists with uuid "
+                        f"{existing.uuid}",
+                    )
+                existing.owner, existing.shape, existing.document = owner, shape, document
+                return existing.uuid
+            for other in self.domains.values():
+                if given and other.uuid == given:
+                    raise errors.HypervisorError(
+                        "define", f"domain {name}", f"domain '{other.name}' has uuid {given}"
+                    )
+            self.domains[name] = FakeDomain(
+                name=name, uuid=given or self._uuid(), owner=owner, shape=shape, document=document
+            )
+            return self.domains[name].uuid
+
+    def set_domain_autostart(self, name: str, autostart: bool) -> None:
+        with self._lock:
+            self._call("set_domain_autostart", name)
+            self._domain(name, "set autostart of").autostart = autostart
+
+    def start_domain(self, name: str, *, paused: bool = False) -> None:
+        with self._lock:
+            self._call("start_domain", name)
+            domain = self._domain(name, "start")
+            if domain.power is not kinds.PowerState.STOPPED:
+                return
+            for nic in domain.shape.nics:
+                network = self.networks.get(nic.network)
+                if network is None or not network.active:
+                    raise errors.HypervisorError(
+                        "start",
+                        f"domain {name}",
+                        f"Requested operation is not valid: network '{nic.network}' is not active",
+                    )
+            for disk in domain.shape.disks:
+                pool = self.pools.get(disk.pool)
+                if pool is None or not pool.active:
+                    raise errors.HypervisorError(
+                        "start", f"domain {name}", f"storage pool '{disk.pool}' is not active"
+                    )
+                if disk.volume not in self.files.get(pool.path, {}):
+                    raise errors.HypervisorError(
+                        "start",
+                        f"domain {name}",
+                        f"Cannot access storage file '{pool.path}/{disk.volume}'",
+                    )
+            domain.power = kinds.PowerState.PAUSED if paused else kinds.PowerState.RUNNING
+            domain.live = domain.shape
+            if domain.shape.graphics_type is not kinds.GraphicsType.NONE:
+                domain.port = next(self._ports)
+
+    def suspend_domain(self, name: str) -> None:
+        with self._lock:
+            self._call("suspend_domain", name)
+            domain = self._domain(name, "pause")
+            if domain.power is kinds.PowerState.STOPPED:
+                raise errors.HypervisorError(
+                    "pause", f"domain {name}", "Requested operation is not valid: not running"
+                )
+            domain.power = kinds.PowerState.PAUSED
+
+    def resume_domain(self, name: str) -> None:
+        with self._lock:
+            self._call("resume_domain", name)
+            domain = self._domain(name, "resume")
+            if domain.power is not kinds.PowerState.PAUSED:
+                raise errors.HypervisorError(
+                    "resume", f"domain {name}", "Requested operation is not valid: not paused"
+                )
+            domain.power = kinds.PowerState.RUNNING
+
+    def stop_domain(self, name: str, *, timeout: float) -> bool:
+        with self._lock:
+            self._call("stop_domain", name)
+            domain = self._domain(name, "shut down")
+            if domain.power is kinds.PowerState.STOPPED:
+                return True
+            domain.power, domain.live, domain.port = kinds.PowerState.STOPPED, None, None
+            return timeout > 0  # a guest that sits in firmware never answers ACPI in 0 s
+
+    def undefine_domain(self, name: str) -> None:
+        with self._lock:
+            self._call("undefine_domain", name)
+            self._domain(name, "undefine")
+            del self.domains[name]
+
+    # --- volumes --------------------------------------------------------------
+
+    def create_volume(
+        self, pool: str, name: str, capacity: int, *, backing: str | None = None
+    ) -> observed.ObservedVolume:
+        with self._lock:
+            self._call("create_volume", name)
+            volumes = self._volumes(pool, "create", name)
+            backing_path = None
+            if backing is not None:
+                if backing not in volumes:
+                    raise errors.NotFoundError(
+                        "look up",
+                        f"image {backing} in pool {pool}",
+                        f"Storage volume not found: no storage vol with matching name '{backing}'",
+                    )
+                backing_path = posixpath.join(self.pools[pool].path, backing)
+            if name in volumes:
+                raise errors.HypervisorError(
+                    "create", f"volume {pool}/{name}", f"storage volume already exists: {name}"
+                )
+            volumes[name] = FakeVolume(capacity, backing_path)
+            return observed.ObservedVolume(
+                pool=pool,
+                name=name,
+                path=posixpath.join(self.pools[pool].path, name),
+                capacity=capacity,
+                backing=backing_path,
+            )
+
+    def grow_volume(
+        self, pool: str, name: str, capacity: int, *, domain: str | None = None
+    ) -> None:
+        with self._lock:
+            self._call("grow_volume", name)
+            volume = self._volume(pool, name, "resize")
+            if capacity < volume.capacity:
+                raise errors.HypervisorError(
+                    "resize", f"volume {pool}/{name}", "Can't shrink capacity below current"
+                )
+            if domain is not None:
+                self._domain(domain, "resize")
+            volume.capacity = capacity
+
+    def delete_volume(self, pool: str, name: str) -> None:
+        with self._lock:
+            self._call("delete_volume", name)
+            self._volume(pool, name, "delete")
+            del self.files[self.pools[pool].path][name]
+
+    # --- networks -------------------------------------------------------------
+
+    def define_network(self, name: str, document: str) -> str:
+        with self._lock:
+            self._call("define_network", name)
+            given, owner, shape = projection.parse_network(document, autostart=False)
+            existing = self.networks.get(name)
+            if existing is not None:
+                if given != existing.uuid:
+                    raise errors.HypervisorError(
+                        "define",
+                        f"network {name}",
+                        f"operation failed: network '{name}' already exists with uuid "
+                        f"{existing.uuid}",
+                    )
+                existing.owner, existing.shape, existing.document = owner, shape, document
+                return existing.uuid
+            self.networks[name] = FakeNetwork(
+                name=name, uuid=given or self._uuid(), owner=owner, shape=shape, document=document
+            )
+            return self.networks[name].uuid
+
+    def start_network(self, name: str) -> None:
+        with self._lock:
+            self._call("start_network", name)
+            self._network(name, "start").active = True
+
+    def stop_network(self, name: str) -> None:
+        with self._lock:
+            self._call("stop_network", name)
+            self._network(name, "stop").active = False
+
+    def set_network_autostart(self, name: str, autostart: bool) -> None:
+        with self._lock:
+            self._call("set_network_autostart", name)
+            self._network(name, "set autostart of").autostart = autostart
+
+    def undefine_network(self, name: str) -> None:
+        with self._lock:
+            self._call("undefine_network", name)
+            self._network(name, "undefine")
+            del self.networks[name]
+
+    # --- pools ----------------------------------------------------------------
+
+    def define_pool(self, name: str, document: str) -> str:
+        with self._lock:
+            self._call("define_pool", name)
+            given, shape = projection.parse_pool(document, autostart=False)
+            if name in self.pools:
+                raise errors.HypervisorError(
+                    "define", f"pool {name}", f"operation failed: pool '{name}' already exists"
+                )
+            self.pools[name] = FakePool(
+                name=name, uuid=given or self._uuid(), path=shape.path, document=document
+            )
+            return self.pools[name].uuid
+
+    def start_pool(self, name: str) -> None:
+        with self._lock:
+            self._call("start_pool", name)
+            pool = self._pool(name, "start")
+            if not pool.active:
+                directory = self.files.setdefault(pool.path, {})
+                for image, capacity in self.images.items():
+                    directory.setdefault(image, FakeVolume(capacity))
+                pool.active = True
+
+    def set_pool_autostart(self, name: str, autostart: bool) -> None:
+        with self._lock:
+            self._call("set_pool_autostart", name)
+            self._pool(name, "set autostart of").autostart = autostart
+
+    def undefine_pool(self, name: str) -> None:
+        with self._lock:
+            self._call("undefine_pool", name)
+            self._pool(name, "undefine")
+            del self.pools[name]
+
+
+# --- the record ------------------------------------------------------------------
+
+
+class FakeRecord:
+    """Resource records kept like the store keeps them, and one pass run like the engine."""
+
+    def __init__(self, installation: str = INSTALLATION) -> None:
+        self.installation = installation
+        self.by_key: dict[record.ResourceKey, record.ResourceRecord] = {}
+        self.events: list[record.NewEvent] = []
+
+    @property
+    def records(self) -> list[record.ResourceRecord]:
+        return list(self.by_key.values())
+
+    def live(self) -> list[record.ResourceRecord]:
+        return [r for r in self.by_key.values() if r.deleted_at is None]
+
+    def apply_specs(self, writes: Iterable[record.SpecWrite]) -> None:
+        for write in writes:
+            old = self.by_key.get(write.key)
+            fields: dict[str, Any] = {
+                "spec": write.spec,
+                "spec_hash": write.spec_hash,
+                "labels": write.labels,
+                "annotations": write.annotations,
+                "source_file": write.source_file,
+                "source_document": write.source_document,
+                "source_revision": write.source_revision,
+                "deleted_at": None,
+                "updated_at": EPOCH,
+            }
+            if old is None:
+                self.by_key[write.key] = record.ResourceRecord(
+                    key=write.key,
+                    uid=str(uuid_module.uuid4()),
+                    generation=1,
+                    status={},
+                    created_at=EPOCH,
+                    **fields,
+                )
+                continue
+            bump = old.spec_hash != write.spec_hash or old.deleted_at is not None
+            self.by_key[write.key] = dataclasses.replace(
+                old, generation=old.generation + bump, **fields
+            )
+
+    def tombstone(self, keys: Iterable[record.ResourceKey]) -> None:
+        for key in keys:
+            old = self.by_key.get(key)
+            if old is not None and old.deleted_at is None:
+                self.by_key[key] = dataclasses.replace(old, deleted_at=EPOCH)
+
+    def write_status(self, writes: Iterable[record.StatusWrite]) -> None:
+        for write in writes:
+            if write.key in self.by_key:
+                self.by_key[write.key] = dataclasses.replace(
+                    self.by_key[write.key], status=write.status
+                )
+
+    def plan(
+        self,
+        state: desired.DesiredState,
+        hv: FakeHypervisor,
+        *,
+        prune: bool = False,
+        adopt: bool = False,
+    ) -> actions.Plan:
+        return planner.plan(
+            state,
+            self.records,
+            hv.observe(),
+            installation=self.installation,
+            prune=prune,
+            adopt=adopt,
+        )
+
+    def apply(
+        self,
+        state: desired.DesiredState,
+        hv: FakeHypervisor,
+        plan: actions.Plan,
+        options: execute.Options | None = None,
+        on_outcome: Callable[[execute.Outcome], None] = lambda _o: None,
+    ) -> list[execute.Outcome]:
+        """Carry out ``plan`` and update the record as one reconcile pass does."""
+        self.apply_specs(plan.spec_writes)
+        outcomes: list[execute.Outcome] = []
+
+        def finished(outcome: execute.Outcome) -> None:
+            self.events.extend(outcome.events)
+            if outcome.ok and outcome.change.verb is actions.Verb.DELETE:
+                self.tombstone([outcome.change.key])
+            outcomes.append(outcome)
+            on_outcome(outcome)
+
+        execute.execute(
+            hv,
+            plan.changes,
+            options or execute.Options(allow_data_loss=True, shutdown_timeout=0),
+            finished,
+        )
+        self.refresh_status(state, hv, {o.change.key: o.error for o in outcomes if not o.ok})
+        return outcomes
+
+    def refresh_status(
+        self,
+        state: desired.DesiredState,
+        hv: FakeHypervisor,
+        failures: dict[record.ResourceKey, str] | None = None,
+    ) -> None:
+        world = hv.observe()
+        live = self.live()
+        after = planner.plan(state, live, world, installation=self.installation)
+        self.write_status(
+            status.compute(
+                state, live, world, after, failures or {}, leases=hv.dhcp_leases(), now=EPOCH
+            )
+        )
+
+    def converge(
+        self,
+        state: desired.DesiredState,
+        hv: FakeHypervisor,
+        *,
+        prune: bool = False,
+        adopt: bool = False,
+    ) -> tuple[actions.Plan, list[execute.Outcome]]:
+        plan = self.plan(state, hv, prune=prune, adopt=adopt)
+        assert not plan.errors, plan.errors
+        return plan, self.apply(state, hv, plan)
+
+
+def key(kind: kinds.Kind, name: str) -> record.ResourceKey:
+    return record.ResourceKey(kind.value, name)
+
+
+def loaded(document: dict[str, Any], line: int = 1) -> desired.Loaded:
+    """A manifest as the loader would hand it over, from a plain document."""
+    manifest = kinds.KINDS[kinds.Kind(document["kind"])].model_validate(
+        {"apiVersion": kinds.API_VERSION, **document}
+    )
+    return desired.Loaded(manifest, desired.Source("manifests.yaml", line, 1, line - 1))
+
+
+def state_of(documents: Sequence[dict[str, Any]]) -> desired.DesiredState:
+    """A desired state from plain documents, VMs merged over their templates."""
+    state = desired.DesiredState()
+    for line, document in enumerate(documents, start=1):
+        item = loaded(document, line=line * 10)
+        state.by_kind(item.kind)[item.name] = item
+    for name, item in state.vms.items():
+        assert isinstance(item.manifest, kinds.VirtualMachine)
+        template = state.templates.get(item.manifest.spec.template or "")
+        manifest = template.manifest if template is not None else None
+        assert manifest is None or isinstance(manifest, kinds.Template)
+        state.effective_vms[name] = effective.merge(item.manifest, manifest)
+    return state
