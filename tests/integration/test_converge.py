@@ -6,6 +6,7 @@ reads libvirt, the pool directory and the record back.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -271,3 +272,63 @@ def test_apply_as_a_real_process_prints_one_line_per_action(h: Harness) -> None:
         check=False,
     )
     assert plan.returncode == 0, plan.stdout + plan.stderr
+
+
+def test_growing_a_disk_resizes_its_volume_live(h: Harness) -> None:
+    h.write(h.pool(), h.network(), h.template(), h.vm("web"))
+    assert h.apply().exit_code == 0
+    bigger = [{"name": "root", "size": "32MiB", "pool": h.name("pool")}]
+    h.write(h.pool(), h.network(), h.template(), h.vm("web", disks=bigger))
+    plan = h.plan()
+    assert plan.exit_code == 2
+    assert "    disks[root].size: 16MiB -> 32MiB (live)" in plan.output
+    assert h.apply().exit_code == 0
+    pool = h.conn.storagePoolLookupByName(h.name("pool"))
+    pool.refresh()
+    assert pool.storageVolLookupByName(f"{h.name('web')}-root.qcow2").info()[1] == 32 * MiB
+    assert h.state("web") == libvirt.VIR_DOMAIN_RUNNING
+    assert h.plan().exit_code == 0
+
+
+def test_network_change_is_applied_by_redefining_and_restarting_it(h: Harness) -> None:
+    h.write(h.pool(), h.network(), h.template(), h.vm("web", powerState="Stopped"))
+    assert h.apply().exit_code == 0
+    net = h.network()
+    net["spec"]["ipv4"]["dhcp"]["end"] = f"{h.subnet}.120"
+    h.write(h.pool(), net, h.template(), h.vm("web", powerState="Stopped"))
+    plan = h.plan()
+    assert plan.exit_code == 2
+    assert f"~ network/{h.name('net')} (update, restart)" in plan.output
+    assert "guests on it lose connectivity" in plan.output
+    assert h.apply().exit_code == 0
+    live = h.conn.networkLookupByName(h.name("net"))
+    assert live.isActive()
+    assert f"end='{h.subnet}.120'" in live.XMLDesc(0)
+    assert h.plan().exit_code == 0
+
+
+def test_dry_run_changes_nothing_and_json_output_is_stable(h: Harness) -> None:
+    h.write(h.pool(), h.network(), h.template(), h.vm("web", powerState="Stopped"))
+    dry = h.apply("--dry-run")
+    assert dry.exit_code == 0
+    assert f"+ virtualmachine/{h.name('web')} (create" in dry.output
+    assert not h.has_domain("web")
+
+    result = h.apply("-o", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["converged"] is True
+    assert isinstance(document["run"], int)
+    results = {r["resource"]: r for r in document["results"]}
+    web = results[f"virtualmachine/{h.name('web')}"]
+    assert web == {
+        "resource": f"virtualmachine/{h.name('web')}",
+        "kind": "VirtualMachine",
+        "name": h.name("web"),
+        "action": "create",
+        "ok": True,
+        "steps": ["created"],
+        "error": None,
+    }
+    plan = json.loads(h.plan("-o", "json").output)
+    assert plan == {"changes": [], "summary": {}, "empty": True}
