@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import libvirt
 import pytest
 import yaml
 from click.testing import CliRunner, Result
@@ -23,6 +26,7 @@ from reconciler.cli import main
 from reconciler.models import desired, effective, kinds, record
 from reconciler.planning import targets
 from reconciler.store import Store
+from tests.integration.harness import Harness
 
 pytestmark = pytest.mark.integration
 
@@ -312,6 +316,42 @@ def test_live_overlay_on_real_libvirt_keeps_record_power_for_a_vm_it_does_not_ha
     item = json.loads(run(db_url, "get", "vm", unknown, "-o", "json", uri=libvirt_uri).stdout)
     assert item["status"]["drift"] is False
     assert item["status"]["power"] is None
+
+
+@pytest.fixture
+def h(
+    db_url: str,
+    libvirt_uri: str,
+    libvirt_conn: libvirt.virConnect,
+    prefix: str,
+    pool_dir: Path,
+    tmp_path: Path,
+) -> Iterator[Harness]:
+    workdir = tmp_path / "manifests"
+    workdir.mkdir()
+    yield Harness(prefix, db_url, libvirt_uri, libvirt_conn, pool_dir, workdir)
+
+
+def test_get_overlays_live_power_graphics_and_drift_of_applied_domains(h: Harness) -> None:
+    h.write(h.pool(), h.network(), h.template(), h.vm("run"), h.vm("off", powerState="Stopped"))
+    assert h.apply().exit_code == 0
+    result = h.run("get", "vms")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    rows = {row["NAME"]: row for row in _rows(result.stdout)}
+    run, off = rows[h.name("run")], rows[h.name("off")]
+    port = h.domain_xml("run", inactive=False).find("devices/graphics").get("port")
+    assert (run["POWER"], run["GRAPHICS"], run["DRIFT"]) == ("Running", f"vnc:{port}", "no")
+    assert (off["POWER"], off["GRAPHICS"], off["DRIFT"]) == ("Stopped", "-", "no")
+
+    h.domain("run").destroy()  # out of band, as `virsh destroy` would
+    rows = {row["NAME"]: row for row in _rows(h.run("get", "vms").stdout)}
+    assert (rows[h.name("run")]["POWER"], rows[h.name("run")]["DRIFT"]) == ("Stopped", "yes")
+    item = json.loads(h.run("get", "vm", h.name("run"), "-o", "json").stdout)
+    assert (item["status"]["power"], item["status"]["drift"]) == ("Stopped", True)
+    assert item["status"]["uuid"] == h.domain("run").UUIDString()
+    network = _rows(h.run("get", "networks").stdout)[0]
+    assert (network["BRIDGE"], network["ACTIVE"]) == (h.bridge(), "yes")
 
 
 # --- describe ----------------------------------------------------------------------
