@@ -102,9 +102,10 @@ cli.add_command(validate.validate)
 for _command in (converge.plan, converge.diff, converge.apply, converge.delete):
     cli.add_command(_command)
 cli.add_command(db.db)
-for _command in (inspect_commands.get, inspect_commands.describe, inspect_commands.events,
-                 inspect_commands.history):
-    cli.add_command(_command)
+cli.add_command(inspect_commands.get)
+cli.add_command(inspect_commands.describe)
+cli.add_command(inspect_commands.events)
+cli.add_command(inspect_commands.history)
 
 
 def main() -> None:
