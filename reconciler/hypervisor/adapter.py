@@ -107,8 +107,8 @@ class Hypervisor:
             pools = self._conn.listAllStoragePools(0)
             return observed.World(
                 domains={d.name: d for d in map(self._observe_domain, domains) if d is not None},
-                networks={n.name: n for n in map(self._observe_network, networks)},
-                pools={p.name: p for p in map(self._observe_pool, pools)},
+                networks={n.name: n for n in map(self._observe_network, networks) if n is not None},
+                pools={p.name: p for p in map(self._observe_pool, pools) if p is not None},
             )
 
     def _observe_domain(self, dom: Any) -> observed.ObservedDomain | None:
@@ -140,27 +140,38 @@ class Hypervisor:
             graphics_port=port,
         )
 
-    def _observe_network(self, net: Any) -> observed.ObservedNetwork:
-        autostart = bool(net.autostart())
-        uuid, owner, shape = projection.parse_network(
-            net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE), autostart=autostart
-        )
+    def _observe_network(self, net: Any) -> observed.ObservedNetwork | None:
+        try:
+            autostart = bool(net.autostart())
+            uuid, owner, shape = projection.parse_network(
+                net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE), autostart=autostart
+            )
+            active = bool(net.isActive())
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return None  # undefined between the listing and the read (a shared host)
+            raise
         return observed.ObservedNetwork(
-            name=net.name(), uuid=uuid, owner=owner, shape=shape, active=bool(net.isActive())
+            name=net.name(), uuid=uuid, owner=owner, shape=shape, active=active
         )
 
-    def _observe_pool(self, pool: Any) -> observed.ObservedPool:
-        autostart = bool(pool.autostart())
-        uuid, shape = projection.parse_pool(pool.XMLDesc(0), autostart=autostart)
-        active = bool(pool.isActive())
-        volumes: dict[str, observed.ObservedVolume] = {}
-        if active:
-            with contextlib.suppress(libvirt.libvirtError):
-                pool.refresh(0)
-            for vol in pool.listAllVolumes(0):
+    def _observe_pool(self, pool: Any) -> observed.ObservedPool | None:
+        try:
+            autostart = bool(pool.autostart())
+            uuid, shape = projection.parse_pool(pool.XMLDesc(0), autostart=autostart)
+            active = bool(pool.isActive())
+            volumes: dict[str, observed.ObservedVolume] = {}
+            if active:
                 with contextlib.suppress(libvirt.libvirtError):
-                    parsed = projection.parse_volume(vol.XMLDesc(0), pool.name())
-                    volumes[parsed.name] = parsed
+                    pool.refresh(0)
+                for vol in pool.listAllVolumes(0):
+                    with contextlib.suppress(libvirt.libvirtError):
+                        parsed = projection.parse_volume(vol.XMLDesc(0), pool.name())
+                        volumes[parsed.name] = parsed
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
+                return None  # undefined between the listing and the read (a shared host)
+            raise
         return observed.ObservedPool(
             name=pool.name(), uuid=uuid, shape=shape, active=active, volumes=volumes
         )
@@ -170,7 +181,13 @@ class Hypervisor:
         leases: dict[str, str] = {}
         with _calling("read DHCP leases on", self.uri):
             for net in self._conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE):
-                for lease in net.DHCPLeases():
+                try:
+                    found = net.DHCPLeases()
+                except libvirt.libvirtError as exc:
+                    if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                        continue  # undefined since the listing: it has no leases to report
+                    raise
+                for lease in found:
                     if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
                         leases[str(lease["mac"]).lower()] = str(lease["ipaddr"])
         return leases
