@@ -1,0 +1,166 @@
+"""``infinibay daemon``: follow a directory or a git branch and keep libvirt converged.
+
+Parses options into a :class:`~reconciler.daemon.config.Config` and hands it
+to :class:`~reconciler.daemon.daemon.Daemon`; everything else lives in
+:mod:`reconciler.daemon`. Exits 0 on SIGTERM/SIGINT, 1 when it cannot start
+(for example a second daemon on one SQLite record).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from reconciler import errors
+from reconciler.cli import common
+from reconciler.daemon import config, logs
+from reconciler.daemon import daemon as daemon_module
+
+__all__ = ["daemon"]
+
+
+class _Duration(click.ParamType):  # type: ignore[type-arg]
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return config.parse_duration(str(value))
+        except errors.ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class _Listen(click.ParamType):  # type: ignore[type-arg]
+    name = "host:port"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, int] | None:
+        if value is None or isinstance(value, tuple):
+            return value
+        if str(value).lower() in {"", "off", "none"}:
+            return None
+        try:
+            return config.parse_listen(str(value))
+        except errors.ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = _Duration()
+
+
+@click.command()
+@click.option(
+    "--source",
+    required=True,
+    help="A directory of manifests, or a git URL (https://, ssh://, file://, host:path).",
+)
+@click.option("--ref", default="main", show_default=True, help="Git branch or tag to follow.")
+@click.option(
+    "--path", "subdir", default="", help="Sub-directory of the source holding the manifests."
+)
+@click.option(
+    "--interval", type=DURATION, default="5m", show_default=True, help="Full resync period."
+)
+@click.option(
+    "--git-interval", type=DURATION, default="30s", show_default=True, help="Git poll period."
+)
+@click.option("--prune", is_flag=True, help="Delete owned objects missing from the source.")
+@click.option("--adopt", is_flag=True, help="Take ownership of same-named objects.")
+@click.option("--allow-data-loss", is_flag=True, help="Allow changes that destroy volumes.")
+@click.option(
+    "--listen",
+    type=_Listen(),
+    default="127.0.0.1:9180",
+    show_default=True,
+    help="HOST:PORT of /healthz, /readyz, /metrics and /api/v1 ('off' to disable).",
+)
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--shutdown-timeout",
+    type=DURATION,
+    default="60s",
+    show_default=True,
+    help="How long a VM's graceful (ACPI) shutdown may take before it is forced.",
+)
+@click.option(
+    "--drain-timeout",
+    type=DURATION,
+    default="60s",
+    show_default=True,
+    help="On SIGTERM, how long the pass in flight may take to finish.",
+)
+@click.option(
+    "--lease",
+    type=DURATION,
+    default="15s",
+    show_default=True,
+    help="Leadership lease: a standby takes over within it when the leader dies.",
+)
+@click.option(
+    "--debounce",
+    type=DURATION,
+    default="500ms",
+    show_default=True,
+    help="Quiet time after a directory change before a pass.",
+)
+@click.option(
+    "--cache-dir",
+    default=None,
+    help="Where git sources are cloned (default: $XDG_CACHE_HOME/infinibay/git).",
+)
+@click.pass_context
+def daemon(
+    ctx: click.Context,
+    source: str,
+    ref: str,
+    subdir: str,
+    interval: float,
+    git_interval: float,
+    prune: bool,
+    adopt: bool,
+    allow_data_loss: bool,
+    listen: tuple[str, int] | None,
+    workers: int,
+    shutdown_timeout: float,
+    drain_timeout: float,
+    lease: float,
+    debounce: float,
+    cache_dir: str | None,
+) -> None:
+    """Follow a directory or git branch; converge on every change, heal drift.
+
+    Triggers: a source change, the periodic resync, libvirt lifecycle events,
+    SIGHUP. SIGTERM/SIGINT finish the pass in flight and exit 0.
+    """
+    if interval <= 0 or git_interval <= 0 or lease <= 0:
+        raise click.BadParameter("--interval, --git-interval and --lease must be positive")
+    settings = common.settings_of(ctx)
+    logs.configure(settings.log_format, settings.verbose)
+    cfg = config.Config(
+        source=source,
+        ref=ref,
+        path=subdir,
+        interval=interval,
+        git_interval=git_interval,
+        prune=prune,
+        adopt=adopt,
+        allow_data_loss=allow_data_loss,
+        listen=listen,
+        workers=workers,
+        shutdown_timeout=shutdown_timeout,
+        drain_timeout=drain_timeout,
+        lease=lease,
+        debounce=debounce,
+        cache_dir=cache_dir,
+    )
+    daemon_module.Daemon(
+        cfg,
+        database_url=settings.database_url,
+        libvirt_uri=settings.libvirt_uri,
+        lock_timeout=settings.lock_timeout,
+    ).run()

@@ -1,0 +1,79 @@
+"""The daemon's options as one frozen value, and the parsers of their text forms.
+
+Durations are written the way operators write them in Flux and systemd
+(``30s``, ``5m``, ``1h``, ``1h30m``, ``500ms``; a bare number means seconds).
+The listen address is ``HOST:PORT`` (``[::1]:9180`` for IPv6; port 0 picks
+a free one, which the daemon logs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from reconciler import errors
+
+__all__ = ["Config", "parse_duration", "parse_listen"]
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(text: str) -> float:
+    """``"30s"`` -> 30.0; :class:`~reconciler.errors.ConfigError` when unreadable or negative."""
+    value = text.strip().lower()
+    try:
+        return _non_negative(text, float(value))
+    except ValueError:
+        pass
+    position = 0
+    total = 0.0
+    for match in _PART.finditer(value):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        position = match.end()
+    if position == 0 or position != len(value):
+        raise errors.ConfigError(
+            f"cannot read the duration {text!r}: write it like 30s, 5m, 1h or 1h30m"
+        )
+    return _non_negative(text, total)
+
+
+def _non_negative(text: str, seconds: float) -> float:
+    if seconds < 0:
+        raise errors.ConfigError(f"the duration {text!r} is negative")
+    return seconds
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:9180"`` -> ``("127.0.0.1", 9180)``; ``"[::1]:9180"`` -> ``("::1", 9180)``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise errors.ConfigError(
+            f"cannot read the listen address {text!r}: write HOST:PORT, e.g. 127.0.0.1:9180"
+        )
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or "127.0.0.1", int(port)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything ``infinibay daemon`` was told, resolved."""
+
+    source: str
+    ref: str = "main"
+    path: str = ""
+    interval: float = 300.0
+    git_interval: float = 30.0
+    prune: bool = False
+    listen: tuple[str, int] | None = ("127.0.0.1", 9180)
+    workers: int = 4
+    shutdown_timeout: float = 60.0
+    drain_timeout: float = 60.0
+    lease: float = 15.0
+    debounce: float = 0.5
+    cache_dir: str | None = None
+    adopt: bool = False
+    allow_data_loss: bool = False

@@ -1,0 +1,342 @@
+"""One reconcile pass of the daemon, and what it learns for the next.
+
+Level-based (controller-runtime): whatever woke us — a commit, a file, a
+libvirt event, the resync timer, a retry — a pass re-reads the source and
+hands the *whole* desired state to the engine, which re-observes libvirt and
+orders and parallelises the changes itself. So the queue's keys only decide
+*when* a pass runs: ``all`` for triggers that concern everything, a resource
+key (``virtualmachine/web-1``) for a retry of that resource.
+
+Failures are sorted in one place, :func:`_classify`:
+
+* *transient* — a change failed (libvirt said no, a dependency failed): the
+  resource is retried after its own backoff (1 s doubling to 5 min, with
+  jitter), cleared by the first pass in which it does not fail. Every pass
+  still converges every other resource, so a failing VM never delays its
+  neighbours;
+* *terminal* — a conflict with an object we do not own, or a change that
+  would destroy data without ``--allow-data-loss``: retrying cannot help;
+  the next source change or resync tries again;
+* a pass that could not run at all (record or libvirt unreachable, lock held
+  too long) backs off the key ``all``.
+
+A source revision that does not validate is never applied: a ``Warning``
+event ``InvalidRevision`` names the commit and the first error lines, and the
+last good desired state stays in force — kept in memory, or after a restart
+rebuilt from the record (:func:`reconciler.engine.recorded.desired_from_record`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import threading
+import time
+from typing import Any
+
+from reconciler import errors
+from reconciler.daemon import config as config_module
+from reconciler.daemon import logs, metrics, queue, sources
+from reconciler.engine import execute, reconcile, recorded
+from reconciler.hypervisor import adapter
+from reconciler.manifests import loader
+from reconciler.models import desired, kinds, record
+from reconciler.planning import actions
+from reconciler.store import store as store_module
+
+__all__ = ["ALL", "SOURCE_KIND", "Loop", "PassReport", "SourceReport"]
+
+ALL = "all"
+SOURCE_KIND = "Source"
+_ERROR_LINES = 3
+_log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class PassReport:
+    """How the last pass ended, for ``/readyz``."""
+
+    finished_at: dt.datetime
+    trigger: record.Trigger
+    revision: str | None
+    run_id: int | None
+    ok: bool
+    failed: tuple[str, ...] = ()
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "finishedAt": self.finished_at.isoformat(),
+            "trigger": self.trigger.value,
+            "revision": self.revision,
+            "runId": self.run_id,
+            "ok": self.ok,
+            "failed": list(self.failed),
+            "error": self.error,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceReport:
+    """The source as the last pass saw it, for ``/readyz``."""
+
+    name: str
+    applied: str | None = None  # the revision in force (the last good one)
+    refused: str | None = None  # the newest revision, when it failed validation
+    errors: tuple[str, ...] = ()
+    unavailable: str | None = None  # why the source could not be read
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "valid": self.refused is None and self.unavailable is None,
+            "appliedRevision": self.applied,
+            "refusedRevision": self.refused,
+            "errors": list(self.errors),
+            "unavailable": self.unavailable,
+        }
+
+
+def _classify(outcome: execute.Outcome, options: execute.Options) -> str:
+    """``terminal`` or ``transient``: the one place that decides what a failure means."""
+    change = outcome.change
+    if change.verb is actions.Verb.CONFLICT:
+        return "terminal"
+    if change.impact is actions.Impact.DATA_LOSS and not options.allow_data_loss:
+        return "terminal"
+    return "transient"
+
+
+def _outcome_line(outcome: execute.Outcome) -> str:
+    if outcome.ok:
+        return f"{outcome.change.key} {', '.join(outcome.steps) or 'unchanged'}"
+    return f"{outcome.change.key} failed: {outcome.error}"
+
+
+class Loop:
+    """Runs passes for a :class:`~reconciler.daemon.queue.WorkQueue` consumer."""
+
+    def __init__(
+        self,
+        cfg: config_module.Config,
+        store: store_module.Store,
+        hv: adapter.Hypervisor,
+        source: sources.Source,
+        work: queue.WorkQueue,
+        backoff: queue.Backoff,
+        gauges: metrics.Metrics,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.hv = hv
+        self.source = source
+        self.queue = work
+        self.backoff = backoff
+        self.metrics = gauges
+        self.options = execute.Options(
+            workers=cfg.workers,
+            shutdown_timeout=cfg.shutdown_timeout,
+            allow_data_loss=cfg.allow_data_loss,
+        )
+        self._good: tuple[desired.DesiredState, str | None] | None = None
+        self._guard = threading.Lock()
+        self._vm_names: frozenset[str] = frozenset()
+        self._last_pass: PassReport | None = None
+        self._source = SourceReport(source.name)
+
+    # -- what the HTTP endpoints and the event filter read --------------------------
+
+    @property
+    def last_pass(self) -> PassReport | None:
+        with self._guard:
+            return self._last_pass
+
+    @property
+    def source_report(self) -> SourceReport:
+        with self._guard:
+            return self._source
+
+    def concerns(self, domain: str) -> bool:
+        """Whether a libvirt event about ``domain`` may need a pass (a VM we manage)."""
+        return not domain or domain in self._vm_names
+
+    # -- the source ----------------------------------------------------------------
+
+    def _load(self, checkout: sources.Checkout) -> desired.DesiredState:
+        records = self.store.resources()
+        templates = {
+            r.key.name: kinds.Template.model_validate(r.spec)
+            for r in records
+            if r.key.kind == kinds.Kind.TEMPLATE.value
+        }
+        return loader.load(
+            [str(checkout.root)],
+            known=[r.key for r in records],
+            revision=checkout.revision,
+            templates=templates,
+        )
+
+    def _warn(self, reason: str, message: str, revision: str | None) -> None:
+        _log.warning(message, extra={"revision": revision})
+        self.store.record_events(
+            [
+                record.NewEvent(
+                    key=record.ResourceKey(SOURCE_KIND, self.source.name),
+                    type=record.EventType.WARNING,
+                    reason=reason,
+                    message=message,
+                    revision=revision,
+                )
+            ]
+        )
+
+    def _fallback(self) -> tuple[desired.DesiredState, str | None] | None:
+        """The last good desired state: from memory, else as last applied in the record."""
+        if self._good is not None:
+            return self._good
+        records = self.store.resources()
+        if not records:
+            return None
+        newest = max(records, key=lambda r: r.updated_at)
+        return recorded.desired_from_record(records), newest.source_revision
+
+    def desired(self) -> tuple[desired.DesiredState, str | None] | None:
+        """The desired state this pass applies, and its revision; ``None``: nothing to apply."""
+        current = self.source_report
+        try:
+            checkout = self.source.checkout()
+        except errors.SourceError as exc:
+            if current.unavailable != str(exc):
+                self._warn("SourceUnavailable", f"{exc}; the last good revision stays", None)
+            self._set_source(dataclasses.replace(current, unavailable=str(exc)))
+            return self._fallback()
+        try:
+            state = self._load(checkout)
+        except errors.ManifestError as exc:
+            lines = sources.relative_messages(exc.messages, checkout.base)
+            good = self._fallback()
+            if checkout.revision != current.refused:
+                in_force = (good[1] if good else None) or "nothing"
+                more = len(lines) - _ERROR_LINES
+                self._warn(
+                    "InvalidRevision",
+                    f"revision {checkout.revision} of {self.source.name} is invalid and was "
+                    f"not applied ({in_force} stays in force): "
+                    + "; ".join(lines[:_ERROR_LINES])
+                    + (f"; and {more} more" if more > 0 else ""),
+                    checkout.revision,
+                )
+            self._set_source(
+                dataclasses.replace(
+                    current,
+                    applied=good[1] if good else None,
+                    refused=checkout.revision,
+                    errors=tuple(lines[:_ERROR_LINES]),
+                    unavailable=None,
+                )
+            )
+            return good
+        self._good = (state, checkout.revision)
+        self._set_source(
+            dataclasses.replace(
+                current, applied=checkout.revision, refused=None, errors=(), unavailable=None
+            )
+        )
+        return self._good
+
+    def _set_source(self, report: SourceReport) -> None:
+        with self._guard:
+            self._source = report
+        self.metrics.revision(report.applied, report.refused)
+
+    # -- one pass ------------------------------------------------------------------
+
+    def process(self, items: list[queue.Item]) -> None:
+        """Run one pass for the due ``items`` and schedule what must be retried."""
+        trigger = max((i.trigger for i in items), key=lambda t: queue.PRIORITY.get(t, 0))
+        keys = sorted(i.key for i in items)
+        started = time.monotonic()
+        revision: str | None = None
+        _log.debug("pass for %s (%s)", ", ".join(keys), trigger.value)
+        try:
+            wanted = self.desired()
+            if wanted is None:
+                _log.info("nothing to apply yet: the source is unusable and the record empty")
+                self._finish(PassReport(_now(), trigger, None, None, ok=True))
+                return
+            state, revision = wanted
+            with logs.bound(revision=revision):
+                result = reconcile.Reconciler(self.store, self.hv).apply(
+                    state,
+                    reconcile.Pass(
+                        prune=self.cfg.prune,
+                        adopt=self.cfg.adopt,
+                        trigger=trigger,
+                        revision=revision,
+                        options=self.options,
+                    ),
+                )
+        except errors.InfinibayError as exc:
+            delay = self.backoff.next(ALL)
+            _log.error(
+                "pass failed: %s; retrying in %.1fs", exc, delay, extra={"revision": revision}
+            )
+            self.metrics.pass_error(trigger, time.monotonic() - started)
+            self.queue.add_after(ALL, delay, record.Trigger.RESYNC)
+            self._finish(PassReport(_now(), trigger, revision, None, ok=False, error=str(exc)))
+            return
+        self.backoff.forget(ALL)
+        self.metrics.pass_done(trigger, result, time.monotonic() - started)
+        self._account(result, revision)
+        self._vm_names = frozenset(state.vms) | {
+            r.key.name for r in self.store.resources(kinds.Kind.VIRTUAL_MACHINE.value)
+        }
+        self._finish(
+            PassReport(
+                _now(),
+                trigger,
+                revision,
+                result.run_id,
+                ok=result.ok,
+                failed=tuple(str(o.change.key) for o in result.failed),
+            )
+        )
+
+    def _account(self, result: reconcile.Result, revision: str | None) -> None:
+        """Log each outcome; back off what failed transiently; clear what now succeeds."""
+        failing: set[str] = set()
+        for outcome in result.outcomes:
+            key = str(outcome.change.key)
+            extra = {"run_id": result.run_id, "resource": key, "revision": revision}
+            if outcome.ok:
+                _log.info(_outcome_line(outcome), extra=extra)
+                continue
+            if _classify(outcome, self.options) == "terminal":
+                _log.error("%s (not retried)", _outcome_line(outcome), extra=extra)
+                continue
+            failing.add(key)
+            delay = self.backoff.next(key)
+            _log.warning("%s; retrying in %.1fs", _outcome_line(outcome), delay, extra=extra)
+            self.queue.add_after(key, delay, record.Trigger.RESYNC)
+        for key in self.backoff.retrying():
+            if key != ALL and key not in failing:
+                self.backoff.forget(key)
+                self.queue.forget(key)
+        self.metrics.failing.set(len(failing))
+        if result.outcomes or result.run_id is not None:
+            _log.info(
+                "pass %s: %d changed, %d failed",
+                "converged" if result.ok else "failed",
+                sum(1 for o in result.outcomes if o.ok),
+                len(result.failed),
+                extra={"run_id": result.run_id, "revision": revision},
+            )
+
+    def _finish(self, report: PassReport) -> None:
+        with self._guard:
+            self._last_pass = report
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

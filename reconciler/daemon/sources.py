@@ -1,0 +1,268 @@
+"""Where the daemon's desired state comes from: a directory or a git branch.
+
+Both kinds of :class:`Source` answer two questions:
+
+* :meth:`Source.checkout` — where the manifests are *now*, and under which
+  revision. Called by the pass itself, so every pass re-reads the source
+  (level-based: a missed notification costs latency, never correctness);
+* :meth:`Source.watch` — block until stopped, calling ``changed()`` whenever
+  the source may have changed. It only wakes the controller up.
+
+:class:`DirectorySource` watches with ``watchfiles`` (debounced, one call per
+burst of writes). Only ``*.yaml`` / ``*.yml`` files outside hidden directories
+count — the files the loader reads — so editor swap, backup and lock files
+(``.x.yaml.swp``, ``x.yaml~``, ``.#x.yaml``, ``#x.yaml#``) never trigger a
+pass. Its revision is ``dir@<hash>`` of the manifests' names and contents:
+saving a file unchanged yields the same revision.
+
+:class:`GitSource` keeps a clone in a cache directory and polls with the host's
+``git`` (any URL it can reach, ``file://`` included), run as an argument list,
+never through a shell, without prompts and with a timeout. Fetching (the
+poller's thread) and checking out (the pass's thread) share one lock, so a
+pass never reads a half-written working tree. The revision is
+``REF@sha1:HASH``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import watchfiles
+
+from reconciler import errors, settings
+from reconciler.models import record
+
+__all__ = [
+    "Checkout",
+    "DirectorySource",
+    "GitSource",
+    "Source",
+    "is_git_url",
+    "is_manifest_path",
+    "relative_messages",
+]
+
+_log = logging.getLogger(__name__)
+_SUFFIXES = (".yaml", ".yml")
+_GIT_TIMEOUT_S = 300.0
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
+_REF_NAME = "refs/infinibay/source"
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkout:
+    """The manifests of one revision: load ``root``; messages are relative to ``base``."""
+
+    root: Path
+    revision: str | None
+    base: Path
+
+
+class Source(Protocol):
+    name: str
+    """The source as the operator gave it (path or URL, password redacted)."""
+
+    trigger: record.Trigger
+    """The trigger recorded on runs caused by a change of this source."""
+
+    def checkout(self) -> Checkout: ...
+
+    def watch(self, stop: threading.Event, changed: Callable[[], None]) -> None: ...
+
+
+def is_git_url(source: str) -> bool:
+    """A URL or scp-like address (``host:path``) for git rather than a local directory."""
+    if "://" in source:
+        return True
+    head, sep, _ = source.partition(":")
+    return bool(sep) and "/" not in head and not Path(source).exists() and len(head) > 1
+
+
+def is_manifest_path(root: Path, path: Path) -> bool:
+    """Whether a change of ``path`` can change what the loader reads under ``root``."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return False
+    if not parts or any(part.startswith((".", "#")) for part in parts):
+        return False
+    return parts[-1].endswith(_SUFFIXES)
+
+
+def relative_messages(messages: Sequence[str], base: Path) -> list[str]:
+    """Loader messages with the checkout's directory cut off: ``vms.yaml:3:5: ...``."""
+    prefix = f"{base}{os.sep}"
+    return [line.replace(prefix, "") for line in messages]
+
+
+class _ManifestFilter(watchfiles.DefaultFilter):
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self._root = root
+
+    def __call__(self, change: watchfiles.Change, path: str) -> bool:
+        return bool(super().__call__(change, path)) and is_manifest_path(self._root, Path(path))
+
+
+def _tree_hash(root: Path) -> str:
+    digest = hashlib.sha256()
+    if root.is_file():
+        digest.update(root.read_bytes())
+        return digest.hexdigest()[:12]
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and is_manifest_path(root, path):
+            digest.update(str(path.relative_to(root)).encode() + b"\0")
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                continue  # removed meanwhile: the watcher reports that change too
+            digest.update(b"\0")
+    return digest.hexdigest()[:12]
+
+
+class DirectorySource:
+    """A local directory (or a single file), watched for changes."""
+
+    trigger = record.Trigger.WATCH
+
+    def __init__(self, path: str, subdir: str = "", *, debounce: float = 0.5) -> None:
+        self.base = Path(path).expanduser().absolute()
+        self.root = self.base / subdir if subdir else self.base
+        self.name = str(self.base)
+        self._debounce_ms = max(int(debounce * 1000), 1)
+        if not self.root.exists():
+            raise errors.SourceError(f"the source directory {self.root} does not exist")
+
+    def checkout(self) -> Checkout:
+        return Checkout(self.root, f"dir@{_tree_hash(self.root)}", self.base)
+
+    def watch(self, stop: threading.Event, changed: Callable[[], None]) -> None:
+        watched = self.root if self.root.is_dir() else self.root.parent
+        for batch in watchfiles.watch(
+            watched,
+            watch_filter=_ManifestFilter(watched),
+            debounce=self._debounce_ms,
+            stop_event=stop,
+            rust_timeout=1000,
+            raise_interrupt=False,
+        ):
+            _log.debug("source changed: %s", sorted(path for _, path in batch))
+            changed()
+
+
+def _default_cache() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "infinibay" / "git"
+
+
+class GitSource:
+    """A branch (or tag) of a git repository, cloned into a cache directory and polled."""
+
+    trigger = record.Trigger.GIT
+
+    def __init__(
+        self,
+        url: str,
+        ref: str = "main",
+        subdir: str = "",
+        *,
+        interval: float = 30.0,
+        cache_dir: str | None = None,
+    ) -> None:
+        if url.startswith("-") or ref.startswith("-") or not ref:
+            raise errors.ConfigError(f"refusing the git source {url!r} at ref {ref!r}")
+        self.url = url
+        self.ref = ref
+        self.name = settings.redact(url)
+        self.interval = interval
+        key = hashlib.sha256(f"{url}\0{ref}".encode()).hexdigest()[:16]
+        self.dir = (Path(cache_dir) if cache_dir else _default_cache()) / key
+        self.root = self.dir / subdir if subdir else self.dir
+        self._lock = threading.Lock()
+        self._fetched: str | None = None
+        self._checked_out: str | None = None
+        self.last_error: str | None = None
+
+    # -- git ---------------------------------------------------------------------
+
+    def _git(self, *args: str) -> str:
+        argv = ["git", "-C", str(self.dir), *args]
+        try:
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=_GIT_TIMEOUT_S,
+                env={**os.environ, **_GIT_ENV},
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise errors.SourceError(
+                settings.redact(f"git {args[0]} of {self.url} failed: {exc}")
+            ) from exc
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            detail = lines[-1].strip() if lines else f"exit {done.returncode}"
+            raise errors.SourceError(settings.redact(f"git {args[0]} of {self.url}: {detail}"))
+        return done.stdout.strip()
+
+    def _ensure_clone(self) -> None:
+        if (self.dir / ".git").is_dir():
+            self._git("remote", "set-url", "origin", self.url)
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._git("init", "--quiet")
+        self._git("remote", "add", "origin", self.url)
+
+    def fetch(self) -> str:
+        """Fetch ``ref`` and return its commit hash."""
+        with self._lock:
+            try:
+                self._ensure_clone()
+                self._git(
+                    "fetch", "--quiet", "--no-tags", "--force", "origin", f"+{self.ref}:{_REF_NAME}"
+                )
+                sha = self._git("rev-parse", "--verify", f"{_REF_NAME}^{{commit}}")
+            except errors.SourceError as exc:
+                self.last_error = str(exc)
+                raise
+            self.last_error = None
+            self._fetched = sha
+            return sha
+
+    def revision(self, sha: str) -> str:
+        return f"{self.ref}@sha1:{sha}"
+
+    # -- Source ------------------------------------------------------------------
+
+    def checkout(self) -> Checkout:
+        sha = self._fetched or self.fetch()
+        with self._lock:
+            if self._checked_out != sha:
+                self._git("checkout", "--quiet", "--force", "--detach", sha)
+                self._git("clean", "--quiet", "-ffdx")
+                self._checked_out = sha
+        return Checkout(self.root, self.revision(sha), self.dir)
+
+    def watch(self, stop: threading.Event, changed: Callable[[], None]) -> None:
+        seen = self._fetched
+        while not stop.wait(self.interval):
+            try:
+                sha = self.fetch()
+            except errors.SourceError as exc:
+                _log.warning("%s; retrying in %gs", exc, self.interval)
+                continue
+            if sha != seen:
+                _log.info(
+                    "new commit %s", self.revision(sha), extra={"revision": self.revision(sha)}
+                )
+                seen = sha
+                changed()
