@@ -18,6 +18,7 @@ import click
 
 from reconciler import errors, settings
 from reconciler.cli import converge, db, validate
+from reconciler.cli import daemon as daemon_command
 from reconciler.cli import inspect as inspect_commands
 
 __all__ = ["cli", "main"]
@@ -106,6 +107,7 @@ cli.add_command(inspect_commands.get)
 cli.add_command(inspect_commands.describe)
 cli.add_command(inspect_commands.events)
 cli.add_command(inspect_commands.history)
+cli.add_command(daemon_command.daemon)
 
 
 def main() -> None:
