@@ -180,12 +180,22 @@ class _Steps:
             out.uuid = self.hv.define_domain(name, document)
         if change.verb is Verb.CREATE or change.field("autostart") is not None:
             self.hv.set_domain_autostart(name, target.shape.autostart)
+        self._hotplug(change, target)
         if change.verb is Verb.CREATE:
             out.step("created", "Created", f"{change.key} defined")
         elif any(not f.path.startswith(("powerState", "restart")) for f in change.fields):
             out.steps.append("updated")
             out.event("Updated", f"{change.key} updated: {_describe(change)}", diff=True)
         self._power(change, target, out)
+
+    def _hotplug(self, change: actions.Change, target: actions.VmTarget) -> None:
+        """Plug NICs planned as live into the running guest (the config has them already)."""
+        if change.verb is Verb.CREATE or self._current_power(change) is kinds.PowerState.STOPPED:
+            return
+        for nic in target.shape.nics:
+            planned = change.field(f"networks[{nic.network}]")
+            if planned is not None and planned.old is None and planned.impact is Impact.LIVE:
+                self.hv.attach_device(change.key.name, xml.render_interface(nic))
 
     def _volumes(self, change: actions.Change, target: actions.VmTarget, out: Outcome) -> None:
         running = (

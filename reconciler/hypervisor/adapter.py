@@ -247,6 +247,12 @@ class Hypervisor:
                 )
             return False
 
+    def attach_device(self, name: str, document: str) -> None:
+        """Hot-plug a device into the running domain (its persistent config is defined apart)."""
+        dom = self._domain(name)
+        with _calling("hot-plug a device into", f"domain {name}"):
+            dom.attachDeviceFlags(document, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
     def undefine_domain(self, name: str) -> None:
         dom = self._domain(name)
         with _calling("undefine", f"domain {name}"):

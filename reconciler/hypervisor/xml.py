@@ -15,7 +15,14 @@ from lxml import etree
 
 from reconciler.models import kinds, observed
 
-__all__ = ["NS", "render_domain", "render_network", "render_pool", "render_volume"]
+__all__ = [
+    "NS",
+    "render_domain",
+    "render_interface",
+    "render_network",
+    "render_pool",
+    "render_volume",
+]
 
 NS = "https://infinibay.io/ns/reconciler/1"
 _IB = f"{{{NS}}}"
@@ -49,6 +56,19 @@ def _target_dev(index: int) -> str:
         index, rest = divmod(index - 1, 26)
         letters = chr(ord("a") + rest) + letters
     return "vd" + letters
+
+
+def _interface(nic: observed.NicShape) -> etree._Element:
+    element = etree.Element("interface", type="network")
+    _sub(element, "mac", address=nic.mac)
+    _sub(element, "source", network=nic.network)
+    _sub(element, "model", type="virtio")
+    return element
+
+
+def render_interface(nic: observed.NicShape) -> str:
+    """One ``<interface>`` device, for hot-plugging into a running domain."""
+    return _serialize(_interface(nic))
 
 
 def render_domain(
@@ -89,10 +109,7 @@ def render_domain(
         _sub(element, "source", pool=disk.pool, volume=disk.volume)
         _sub(element, "target", dev=_target_dev(index), bus="virtio")
     for nic in shape.nics:
-        element = _sub(devices, "interface", type="network")
-        _sub(element, "mac", address=nic.mac)
-        _sub(element, "source", network=nic.network)
-        _sub(element, "model", type="virtio")
+        devices.append(_interface(nic))
     if shape.graphics_type is not kinds.GraphicsType.NONE:
         graphics = _sub(devices, "graphics", type=shape.graphics_type.value, autoport="yes")
         _sub(graphics, "listen", type="address", address=shape.graphics_listen)

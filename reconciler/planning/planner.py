@@ -513,9 +513,12 @@ def _vm_changes(
     new_nics = {n.network: n.mac for n in target.nics}
     for network in sorted(old_nics.keys() | new_nics.keys()):
         if old_nics.get(network) != new_nics.get(network):
+            # A new NIC hot-plugs into a running guest; removing one needs the guest's
+            # cooperation (ACPI unplug), so it waits for a restart.
+            impact = Impact.LIVE if network not in old_nics else cold
             changes.append(
                 actions.FieldChange(
-                    f"networks[{network}]", old_nics.get(network), new_nics.get(network), cold
+                    f"networks[{network}]", old_nics.get(network), new_nics.get(network), impact
                 )
             )
     if list(old_nics) != list(new_nics) and old_nics == new_nics:

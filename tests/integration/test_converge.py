@@ -292,7 +292,8 @@ def test_growing_a_disk_resizes_its_volume_live(h: Harness) -> None:
 
 def test_network_change_is_applied_by_redefining_and_restarting_it(h: Harness) -> None:
     h.write(h.pool(), h.network(), h.template(), h.vm("web", powerState="Stopped"))
-    assert h.apply().exit_code == 0
+    first = h.apply()
+    assert first.exit_code == 0, first.output
     net = h.network()
     net["spec"]["ipv4"]["dhcp"]["end"] = f"{h.subnet}.120"
     h.write(h.pool(), net, h.template(), h.vm("web", powerState="Stopped"))
@@ -332,3 +333,22 @@ def test_dry_run_changes_nothing_and_json_output_is_stable(h: Harness) -> None:
     }
     plan = json.loads(h.plan("-o", "json").output)
     assert plan == {"changes": [], "summary": {}, "empty": True}
+
+
+def test_a_new_nic_is_hot_plugged_into_the_running_guest(h: Harness) -> None:
+    h.write(h.pool(), h.network(), h.network("net2", n=1), h.template(), h.vm("web"))
+    assert h.apply().exit_code == 0
+    nics = [{"network": h.name("net")}, {"network": h.name("net2")}]
+    h.write(h.pool(), h.network(), h.network("net2", n=1), h.template(), h.vm("web", networks=nics))
+    plan = h.plan()
+    assert plan.exit_code == 2
+    assert f"~ virtualmachine/{h.name('web')} (update, live)" in plan.output
+    assert h.apply().exit_code == 0
+    assert len(h.domain_xml("web", inactive=False).findall("devices/interface")) == 2
+    assert len(h.domain_xml("web", inactive=True).findall("devices/interface")) == 2
+    with h.store() as store:
+        web = store.get(record.ResourceKey("VirtualMachine", h.name("web")))
+        assert web is not None
+        conditions = {c["type"]: c["status"] for c in web.status["conditions"]}
+        assert conditions["RestartRequired"] == "False"
+    assert h.plan().exit_code == 0
