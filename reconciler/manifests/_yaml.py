@@ -13,6 +13,13 @@ nearest recorded ancestor, which keeps the walk linear. A document whose
 aliases would expand past :data:`MAX_NODES` is refused before it is built, so
 a hostile commit cannot make validation run for hours.
 Duplicate keys in one mapping are reported (PyYAML would silently keep the last).
+
+Documents are composed with libyaml (``CSafeLoader``, several times faster than
+the pure-Python parser: a directory of 1,000 manifests is read in a fraction of
+a second) when PyYAML was built with it. Its error messages are worded
+differently, so a stream that fails to parse is parsed again with the
+pure-Python loader, whose messages are the documented ones; documents before
+the error are still yielded first, as before.
 """
 
 from __future__ import annotations
@@ -188,7 +195,21 @@ def parse(text: str) -> Iterator[Document | Problem]:
     Documents before a syntax error are still yielded, so their own errors are
     reported in the same run.
     """
-    loader = yaml.SafeLoader(text)
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            documents = list(_parse(text, fast, strict=True))
+        except yaml.MarkedYAMLError:
+            pass  # reported below, in the pure-Python loader's words
+        else:
+            yield from documents
+            return
+    yield from _parse(text, yaml.SafeLoader, strict=False)
+
+
+def _parse(text: str, loader_class: Any, *, strict: bool) -> Iterator[Document | Problem]:
+    """Compose, check and construct each document; ``strict`` lets YAML errors propagate."""
+    loader = loader_class(text)
     index = 0
     try:
         while loader.check_node():
@@ -211,6 +232,8 @@ def parse(text: str) -> Iterator[Document | Problem]:
                 yield Document(index=index, data=data, slots=slots, duplicates=duplicates)
             index += 1
     except yaml.MarkedYAMLError as exc:
+        if strict:
+            raise
         yield _syntax(exc)
     finally:
         loader.dispose()
