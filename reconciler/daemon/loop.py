@@ -283,6 +283,7 @@ class Loop:
                 "pass failed: %s; retrying in %.1fs", exc, delay, extra={"revision": revision}
             )
             self.metrics.pass_error(trigger, time.monotonic() - started)
+            self.queue.forget(ALL)
             self.queue.add_after(ALL, delay, record.Trigger.RESYNC)
             self._finish(PassReport(_now(), trigger, revision, None, ok=False, error=str(exc)))
             return
@@ -318,6 +319,8 @@ class Loop:
             failing.add(key)
             delay = self.backoff.next(key)
             _log.warning("%s; retrying in %.1fs", _outcome_line(outcome), delay, extra=extra)
+            # This pass was a retry of every pending key: the new delay replaces the old.
+            self.queue.forget(key)
             self.queue.add_after(key, delay, record.Trigger.RESYNC)
         for key in self.backoff.retrying():
             if key != ALL and key not in failing:

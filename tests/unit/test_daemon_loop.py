@@ -1,0 +1,173 @@
+"""One daemon pass, on the in-memory fake hypervisor and a real (in-memory SQLite) record.
+
+What is proved here is the loop's own logic — the last good revision stays
+in force, failures are retried per resource with backoff, success clears it;
+the integration suite proves the same against the real libvirtd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler import errors
+from reconciler.daemon import config, loop, metrics, queue, sources
+from reconciler.models import kinds, record
+from reconciler.store import store as store_module
+from tests.unit import fakes
+
+MANIFESTS = """apiVersion: infinibay.io/v1alpha1
+kind: StoragePool
+metadata: {name: p}
+spec: {path: /fake/pool}
+---
+apiVersion: infinibay.io/v1alpha1
+kind: Network
+metadata: {name: n}
+spec: {mode: isolated, bridge: ibfake0}
+---
+apiVersion: infinibay.io/v1alpha1
+kind: Template
+metadata: {name: t}
+spec:
+  cpus: 1
+  memory: 64MiB
+  disks: [{name: root, size: 16MiB, pool: p}]
+  networks: [{network: n}]
+"""
+VM = """---
+apiVersion: infinibay.io/v1alpha1
+kind: VirtualMachine
+metadata: {{name: {name}}}
+spec: {{template: t, cpus: {cpus}}}
+"""
+
+
+class Harness:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.store = store_module.Store.open("sqlite://")
+        self.hv = fakes.FakeHypervisor()
+        self.queue = queue.WorkQueue()
+        self.backoff = queue.Backoff(rng=lambda low, high: high)
+        self.metrics = metrics.Metrics(self.queue.depth)
+        self.source = sources.DirectorySource(str(directory))
+        cfg = config.Config(source=str(directory), shutdown_timeout=0)
+        self.loop = loop.Loop(
+            cfg, self.store, self.hv, self.source, self.queue, self.backoff, self.metrics
+        )  # type: ignore[arg-type]
+
+    def write(self, text: str) -> None:
+        (self.directory / "all.yaml").write_text(text)
+
+    def run(self, trigger: record.Trigger = record.Trigger.WATCH) -> None:
+        self.loop.process([queue.Item(loop.ALL, trigger)])
+
+    def source_events(self) -> list[record.EventRecord]:
+        return self.store.events(record.ResourceKey(loop.SOURCE_KIND, self.source.name))
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Iterator[Harness]:
+    harness = Harness(tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.store.close()
+
+
+def test_a_pass_applies_the_source_and_records_its_revision(h: Harness) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    h.run()
+    assert h.hv.domains["a"].power is kinds.PowerState.RUNNING
+    run = h.store.last_run()
+    assert run is not None and run.trigger is record.Trigger.WATCH
+    assert run.revision == h.source.checkout().revision
+    last = h.loop.last_pass
+    assert last is not None and last.ok and last.run_id == run.id
+    assert h.loop.source_report.applied == run.revision
+
+
+def test_an_invalid_revision_is_not_applied_and_the_last_good_one_stays_in_force(
+    h: Harness,
+) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    h.run()
+    good = h.loop.source_report.applied
+    h.write(MANIFESTS + VM.format(name="a", cpus="lots"))
+    bad = h.source.checkout().revision
+    h.run()
+    h.hv.domains["a"].power = kinds.PowerState.STOPPED  # drift while the source is broken
+    h.run(record.Trigger.RESYNC)
+
+    assert h.hv.domains["a"].power is kinds.PowerState.RUNNING  # healed with the good state
+    report = h.loop.source_report
+    assert (report.applied, report.refused) == (good, bad)
+    assert report.errors and report.errors[0].startswith("all.yaml:")
+    (event,) = h.source_events()
+    assert event.type is record.EventType.WARNING and event.reason == "InvalidRevision"
+    assert bad in event.message and "all.yaml:" in event.message and good in event.message
+    assert event.count == 1  # a resync of the same bad revision does not repeat it
+    assert h.store.last_run().revision == good  # type: ignore[union-attr]
+
+
+def test_after_a_restart_the_record_supplies_the_last_good_state(tmp_path: Path) -> None:
+    first = Harness(tmp_path)
+    first.write(MANIFESTS + VM.format(name="a", cpus=1))
+    first.run()
+    good = first.loop.source_report.applied
+    second = loop.Loop(
+        config.Config(source=str(tmp_path), shutdown_timeout=0),
+        first.store,
+        first.hv,  # type: ignore[arg-type]
+        first.source,
+        first.queue,
+        first.backoff,
+        first.metrics,
+    )
+    first.write("kind: [broken")
+    first.hv.domains["a"].power = kinds.PowerState.STOPPED
+    second.process([queue.Item(loop.ALL, record.Trigger.RESYNC)])
+    assert first.hv.domains["a"].power is kinds.PowerState.RUNNING
+    assert second.source_report.applied == good
+    first.store.close()
+
+
+def test_a_failing_vm_is_retried_with_backoff_and_never_holds_up_the_others(h: Harness) -> None:
+    h.write(MANIFESTS + VM.format(name="bad", cpus=1) + VM.format(name="good", cpus=1))
+    h.hv.fail[("start_domain", "bad")] = errors.HypervisorError("start", "domain bad", "boom")
+    h.run()
+    assert h.hv.domains["good"].power is kinds.PowerState.RUNNING
+    assert h.queue.delayed() == {"virtualmachine/bad": pytest.approx(1.0, abs=0.1)}
+    assert h.backoff.failures("virtualmachine/bad") == 1
+
+    h.run(record.Trigger.RESYNC)  # the retry fails again: the delay doubles
+    assert h.queue.delayed()["virtualmachine/bad"] == pytest.approx(2.0, abs=0.1)
+
+    del h.hv.fail[("start_domain", "bad")]
+    h.run(record.Trigger.RESYNC)
+    assert h.hv.domains["bad"].power is kinds.PowerState.RUNNING
+    assert h.backoff.retrying() == []
+    assert h.queue.delayed() == {}
+
+
+def test_a_pass_that_cannot_run_backs_off_the_whole_pass(h: Harness) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+
+    def broken() -> None:
+        raise errors.HypervisorError("observe", "qemu:///system", "connection reset")
+
+    h.hv.observe = broken  # type: ignore[method-assign]
+    h.run()
+    last = h.loop.last_pass
+    assert last is not None and not last.ok and "connection reset" in (last.error or "")
+    assert h.queue.delayed() == {loop.ALL: pytest.approx(1.0, abs=0.1)}
+
+
+def test_libvirt_events_concern_only_vms_the_daemon_manages(h: Harness) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    h.run()
+    assert h.loop.concerns("a")
+    assert not h.loop.concerns("someone-elses-vm")
