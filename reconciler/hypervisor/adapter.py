@@ -102,19 +102,29 @@ class Hypervisor:
 
     def observe(self) -> observed.World:
         with _calling("observe", self.uri):
+            # A domain listed as inactive is defined and shut off: it needs neither
+            # state() nor isPersistent(), which halves the calls on a host of stopped VMs.
+            shut_off = {
+                d.name()
+                for d in self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE)
+            }
             domains = self._conn.listAllDomains(0)
             networks = self._conn.listAllNetworks(0)
             pools = self._conn.listAllStoragePools(0)
+            seen = (self._observe_domain(d, shut_off=d.name() in shut_off) for d in domains)
             return observed.World(
-                domains={d.name: d for d in map(self._observe_domain, domains) if d is not None},
+                domains={d.name: d for d in seen if d is not None},
                 networks={n.name: n for n in map(self._observe_network, networks) if n is not None},
                 pools={p.name: p for p in map(self._observe_pool, pools) if p is not None},
             )
 
-    def _observe_domain(self, dom: Any) -> observed.ObservedDomain | None:
+    def _observe_domain(self, dom: Any, *, shut_off: bool) -> observed.ObservedDomain | None:
         try:
-            state = dom.state()[0]
-            persistent = dom.isPersistent()
+            if shut_off:
+                state, persistent = libvirt.VIR_DOMAIN_SHUTOFF, True
+            else:
+                state = dom.state()[0]
+                persistent = dom.isPersistent()
             autostart = bool(dom.autostart()) if persistent else False
             flags = libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0
             uuid, owner, shape, _ = projection.parse_domain(dom.XMLDesc(flags), autostart=autostart)
