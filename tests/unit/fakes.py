@@ -303,6 +303,27 @@ class FakeHypervisor:
             domain.power, domain.live, domain.port = kinds.PowerState.STOPPED, None, None
             return timeout > 0  # a guest that sits in firmware never answers ACPI in 0 s
 
+    def attach_device(self, name: str, document: str) -> None:
+        """Hot-plug an ``<interface>`` into the running guest only, as AFFECT_LIVE does."""
+        with self._lock:
+            self._call("attach_device", name)
+            domain = self._domain(name, "hot-plug a device into")
+            if domain.live is None:
+                raise errors.HypervisorError(
+                    "hot-plug a device into", f"domain {name}", "domain is not running"
+                )
+            wrapped = f"<domain><name>{name}</name><devices>{document}</devices></domain>"
+            _, _, shape, _ = projection.parse_domain(wrapped, autostart=False)
+            for nic in shape.nics:
+                network = self.networks.get(nic.network)
+                if network is None or not network.active:
+                    raise errors.HypervisorError(
+                        "hot-plug a device into",
+                        f"domain {name}",
+                        f"network '{nic.network}' is not active",
+                    )
+            domain.live = dataclasses.replace(domain.live, nics=domain.live.nics + shape.nics)
+
     def undefine_domain(self, name: str) -> None:
         with self._lock:
             self._call("undefine_domain", name)
