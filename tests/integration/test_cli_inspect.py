@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -334,19 +337,25 @@ def h(
 
 def test_get_overlays_live_power_graphics_and_drift_of_applied_domains(h: Harness) -> None:
     h.write(h.pool(), h.network(), h.template(), h.vm("run"), h.vm("off", powerState="Stopped"))
-    assert h.apply().exit_code == 0
+    applied = h.apply()
+    assert applied.exit_code == 0, applied.output
     result = h.run("get", "vms")
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
     rows = {row["NAME"]: row for row in _rows(result.stdout)}
     run, off = rows[h.name("run")], rows[h.name("off")]
     port = h.domain_xml("run", inactive=False).find("devices/graphics").get("port")
-    assert (run["POWER"], run["GRAPHICS"], run["DRIFT"]) == ("Running", f"vnc:{port}", "no")
-    assert (off["POWER"], off["GRAPHICS"], off["DRIFT"]) == ("Stopped", "-", "no")
+    assert (run["POWER"], run["GRAPHICS"], run["DRIFT"]) == ("Running", f"vnc:{port}", "no"), (
+        result.stdout
+    )
+    assert (off["POWER"], off["GRAPHICS"], off["DRIFT"]) == ("Stopped", "-", "no"), result.stdout
 
     h.domain("run").destroy()  # out of band, as `virsh destroy` would
-    rows = {row["NAME"]: row for row in _rows(h.run("get", "vms").stdout)}
-    assert (rows[h.name("run")]["POWER"], rows[h.name("run")]["DRIFT"]) == ("Stopped", "yes")
+    after = h.run("get", "vms")
+    rows = {row["NAME"]: row for row in _rows(after.stdout)}
+    assert (rows[h.name("run")]["POWER"], rows[h.name("run")]["DRIFT"]) == ("Stopped", "yes"), (
+        after.output
+    )
     item = json.loads(h.run("get", "vm", h.name("run"), "-o", "json").stdout)
     assert (item["status"]["power"], item["status"]["drift"]) == ("Stopped", True)
     assert item["status"]["uuid"] == h.domain("run").UUIDString()
@@ -545,3 +554,32 @@ def test_history_of_a_resource_that_never_existed_exits_1(seeded: str) -> None:
     assert result.exit_code == 1
     assert result.stderr == "error: virtualmachine/nope not found\n"
     assert run(seeded, "history", "web-1").exit_code == 2  # not KIND/NAME: usage error
+
+
+def test_the_installed_console_script_prints_the_same_table_and_errors(seeded: str) -> None:
+    infinibay = Path(sys.executable).with_name("infinibay")
+    env = {**os.environ, "INFINIBAY_DATABASE_URL": seeded, "INFINIBAY_LIBVIRT_URI": TEST_DRIVER}
+
+    def real(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(infinibay), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    listed = real("get", "vms")
+    assert listed.returncode == 0, listed.stderr
+    ageless = [{k: v for k, v in row.items() if k != "AGE"} for row in _rows(listed.stdout)]
+    assert ageless == [
+        {k: v for k, v in row.items() if k != "AGE"}
+        for row in _rows(run(seeded, "get", "vms").stdout)
+    ]
+    missing = real("describe", "vm", "nope")
+    assert (missing.returncode, missing.stdout, missing.stderr) == (
+        1,
+        "",
+        "error: virtualmachine/nope not found\n",
+    )
