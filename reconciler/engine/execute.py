@@ -247,9 +247,9 @@ class _Steps:
         power = change.field("powerState")
         if power is not None:
             return kinds.PowerState(power.old)
-        return (
-            kinds.PowerState.RUNNING if change.verb is not Verb.CREATE else kinds.PowerState.STOPPED
-        )
+        if change.verb is Verb.CREATE or not isinstance(change.target, actions.VmTarget):
+            return kinds.PowerState.STOPPED
+        return change.target.power  # no powerState change planned: the VM is as declared
 
     def _power(self, change: actions.Change, target: actions.VmTarget, out: Outcome) -> None:
         name = change.key.name
