@@ -58,8 +58,7 @@ from reconciler import errors
 from reconciler.cli import common, output
 from reconciler.cli import inspect_views as views
 from reconciler.engine import recorded
-from reconciler.models import kinds, observed, record
-from reconciler.planning import planner
+from reconciler.models import kinds, record
 from reconciler.store import store as store_module
 
 __all__ = ["describe", "events", "get", "history"]
@@ -90,19 +89,6 @@ def _not_found(key: record.ResourceKey) -> errors.NotFound:
     return errors.NotFound(f"{key} not found")
 
 
-def _drifted(
-    records: Sequence[record.ResourceRecord], world: observed.World, installation: str
-) -> frozenset[record.ResourceKey]:
-    """:func:`recorded.drifted`, planned against the observation already made.
-
-    ``recorded.drifted`` observes libvirt itself; the overlay and the DRIFT
-    column must come from one snapshot, so this plans the same way on ours.
-    """
-    state = recorded.desired_from_record(records)
-    plan = planner.plan(state, records, world, installation=installation)
-    return frozenset(change.key for change in plan.changes if change.drift)
-
-
 def _observe(
     ctx: click.Context, store: store_module.Store, records: Sequence[record.ResourceRecord]
 ) -> views.Live:
@@ -125,7 +111,7 @@ def _observe(
         )
         return views.Live(installation)
     try:
-        drifted = _drifted(records, world, installation)
+        drifted = recorded.drifted(records, world, installation)
     except ValueError as exc:  # a record written by an older schema no longer validates
         click.echo(f"warning: drift not computed: {' '.join(str(exc).split())}", err=True)
         return views.Live(installation, world, leases)

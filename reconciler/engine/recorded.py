@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reconciler.hypervisor import adapter
-from reconciler.models import desired, effective, kinds, record
+from reconciler.models import desired, effective, kinds, observed, record
 from reconciler.planning import planner
 
 __all__ = ["desired_from_record", "drifted"]
@@ -42,10 +41,8 @@ def desired_from_record(records: Sequence[record.ResourceRecord]) -> desired.Des
 
 
 def drifted(
-    records: Sequence[record.ResourceRecord], hv: adapter.Hypervisor, installation: str
-) -> set[record.ResourceKey]:
-    """Resources whose live libvirt state no longer matches their last applied spec."""
-    plan = planner.plan(
-        desired_from_record(records), records, hv.observe(), installation=installation
-    )
-    return {c.key for c in plan.changes if c.drift}
+    records: Sequence[record.ResourceRecord], world: observed.World, installation: str
+) -> frozenset[record.ResourceKey]:
+    """Resources whose observed libvirt state no longer matches their last applied spec."""
+    plan = planner.plan(desired_from_record(records), records, world, installation=installation)
+    return frozenset(c.key for c in plan.changes if c.drift)

@@ -57,6 +57,16 @@ def _calling(operation: str, obj: str) -> Iterator[None]:
         raise errors.HypervisorError(operation, obj, detail) from exc
 
 
+def _network_xml(net: Any) -> str:
+    """The persistent definition; drivers without that flag (test:///default) give the live one."""
+    try:
+        return str(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
+            raise
+        return str(net.XMLDesc(0))
+
+
 def _silence_default_handler(_ctx: Any, _err: Any) -> None:
     """libvirt prints every error to stderr by default; we report them ourselves."""
 
@@ -153,9 +163,7 @@ class Hypervisor:
     def _observe_network(self, net: Any) -> observed.ObservedNetwork | None:
         try:
             autostart = bool(net.autostart())
-            uuid, owner, shape = projection.parse_network(
-                net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE), autostart=autostart
-            )
+            uuid, owner, shape = projection.parse_network(_network_xml(net), autostart=autostart)
             active = bool(net.isActive())
         except libvirt.libvirtError as exc:
             if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
