@@ -11,7 +11,8 @@ errors (libvirt, SQLAlchemy, YAML) are translated at the adapter boundary with
     ├── StoreError           the record cannot be read or written
     │   └── LockTimeout      another reconciler holds the writer lock
     ├── HypervisorError      a libvirt operation failed (object and operation named)
-    │   └── NotFoundError    the libvirt object does not exist
+    │   ├── NotFoundError    the libvirt object does not exist
+    │   └── ExistsError      an object of that name exists already
     ├── RefusedError         a safety gate refused the request (data loss, empty prune)
     ├── SourceError          the daemon cannot read its source (git fetch, checkout)
     └── NotFound             a resource asked for by name is not in the record
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "ConfigError",
+    "ExistsError",
     "HypervisorError",
     "InfinibayError",
     "LockTimeout",
@@ -72,6 +74,10 @@ class HypervisorError(InfinibayError):
 
 class NotFoundError(HypervisorError):
     """The libvirt object does not exist."""
+
+
+class ExistsError(HypervisorError):
+    """An object of that name exists already."""
 
 
 class RefusedError(InfinibayError):

@@ -232,9 +232,7 @@ class _Steps:
     def _create_volume(self, volume: actions.VolumeTarget, out: Outcome) -> None:
         try:
             self.hv.create_volume(volume.pool, volume.volume, volume.size, backing=volume.image)
-        except errors.HypervisorError as exc:
-            if "already exists" not in exc.detail:  # a retained volume or a killed earlier apply
-                raise
+        except errors.ExistsError:  # a retained volume, or one a killed earlier apply created
             out.event("VolumeReused", f"volume {volume.pool}/{volume.volume} exists and is reused")
             return
         out.event(

@@ -38,6 +38,11 @@ _NOT_FOUND = {
     libvirt.VIR_ERR_NO_STORAGE_POOL,
     libvirt.VIR_ERR_NO_STORAGE_VOL,
 }
+_EXISTS = {
+    libvirt.VIR_ERR_STORAGE_VOL_EXIST,
+    libvirt.VIR_ERR_DOM_EXIST,
+    libvirt.VIR_ERR_NETWORK_EXIST,
+}
 _POWER = {
     libvirt.VIR_DOMAIN_RUNNING: kinds.PowerState.RUNNING,
     libvirt.VIR_DOMAIN_BLOCKED: kinds.PowerState.RUNNING,
@@ -54,6 +59,8 @@ def _calling(operation: str, obj: str) -> Iterator[None]:
         detail = exc.get_error_message() or str(exc)
         if exc.get_error_code() in _NOT_FOUND:
             raise errors.NotFoundError(operation, obj, detail) from exc
+        if exc.get_error_code() in _EXISTS:
+            raise errors.ExistsError(operation, obj, detail) from exc
         raise errors.HypervisorError(operation, obj, detail) from exc
 
 

@@ -348,8 +348,8 @@ class FakeHypervisor:
                     )
                 backing_path = posixpath.join(self.pools[pool].path, backing)
             if name in volumes:
-                raise errors.HypervisorError(
-                    "create", f"volume {pool}/{name}", f"storage volume already exists: {name}"
+                raise errors.ExistsError(
+                    "create", f"volume {pool}/{name}", f"storage volume '{name}' exists already"
                 )
             volumes[name] = FakeVolume(capacity, backing_path)
             return observed.ObservedVolume(
