@@ -1,0 +1,175 @@
+"""The daemon's HTTP endpoints, JSON log lines and SQLite leadership, in one process.
+
+The endpoints are served by the real server on a loopback port over a real
+(SQLite) record; the integration suite runs them in the daemon process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler import errors
+from reconciler.daemon import http, leader, logs, metrics
+from reconciler.models import record
+from reconciler.store import store as store_module
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[store_module.Store]:
+    opened = store_module.Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+class Endpoints:
+    def __init__(self, store: store_module.Store) -> None:
+        self.ready = False
+        self.metrics = metrics.Metrics(lambda: 3)
+        probe = http.Probe(lambda: True, lambda: (self.ready, {"role": "leader"}))
+        self.server = http.Server(("127.0.0.1", 0), probe, self.metrics, store)
+        self.server.start()
+
+    def get(self, path: str) -> tuple[int, str, str]:
+        url = f"http://127.0.0.1:{self.server.port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.status, resp.headers["Content-Type"], resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+@pytest.fixture
+def endpoints(store: store_module.Store) -> Iterator[Endpoints]:
+    served = Endpoints(store)
+    try:
+        yield served
+    finally:
+        served.server.close()
+
+
+def _spec_write(name: str) -> record.SpecWrite:
+    return record.SpecWrite(
+        key=record.ResourceKey("Template", name),
+        spec={"spec": {"cpus": 1, "memory": "64MiB"}},
+        spec_hash=f"h-{name}",
+        labels={"team": "qa"},
+        annotations={},
+        source_file="t.yaml",
+        source_document=0,
+        source_revision="main@sha1:abc",
+    )
+
+
+def test_probes_answer_with_status_codes_an_orchestrator_understands(
+    endpoints: Endpoints,
+) -> None:
+    assert endpoints.get("/healthz")[::2] == (200, "ok\n")
+    status, kind, body = endpoints.get("/readyz")
+    assert (status, kind, json.loads(body)) == (
+        503,
+        "application/json",
+        {"ready": False, "role": "leader"},
+    )
+    endpoints.ready = True
+    assert endpoints.get("/readyz")[0] == 200
+
+
+def test_metrics_are_in_prometheus_text_format(endpoints: Endpoints) -> None:
+    endpoints.metrics.revision("main@sha1:abc", "main@sha1:def")
+    status, kind, body = endpoints.get("/metrics")
+    assert status == 200 and kind.startswith("text/plain")
+    assert "infinibay_queue_depth 3.0" in body
+    assert 'infinibay_applied_revision_info{revision="main@sha1:abc"} 1.0' in body
+    assert 'infinibay_refused_revision_info{revision="main@sha1:def"} 1.0' in body
+    assert "infinibay_source_valid 0.0" in body
+
+
+def test_the_api_lists_resources_and_events_from_the_record(
+    endpoints: Endpoints, store: store_module.Store
+) -> None:
+    store.apply_specs([_spec_write("small"), _spec_write("large")])
+    store.record_events(
+        [record.NewEvent(record.ResourceKey("Template", "small"), record.EventType.NORMAL,
+                         "Created", "template/small created", revision="main@sha1:abc")]
+    )  # fmt: skip
+    status, _, body = endpoints.get("/api/v1/resources?kind=templates")
+    items = json.loads(body)["items"]
+    assert status == 200
+    assert [i["metadata"]["name"] for i in items] == ["large", "small"]
+    assert items[1]["spec"] == {"cpus": 1, "memory": "64MiB"}
+    assert items[1]["source"]["revision"] == "main@sha1:abc"
+
+    status, _, body = endpoints.get("/api/v1/resources/template/small")
+    assert status == 200 and json.loads(body)["metadata"]["labels"] == {"team": "qa"}
+    assert endpoints.get("/api/v1/resources/template/none")[0] == 404
+    assert endpoints.get("/api/v1/resources?kind=gadget")[0] == 400
+
+    status, _, body = endpoints.get("/api/v1/events?resource=template/small&limit=5")
+    (event,) = json.loads(body)["items"]
+    assert (event["reason"], event["revision"]) == ("Created", "main@sha1:abc")
+    assert endpoints.get("/api/v1/events?limit=many")[0] == 400
+
+
+def test_the_api_is_read_only(endpoints: Endpoints) -> None:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{endpoints.server.port}/api/v1/resources", method="DELETE"
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=5)
+    assert caught.value.code == 405
+
+
+def test_listening_on_a_taken_port_is_a_clear_error(
+    endpoints: Endpoints, store: store_module.Store
+) -> None:
+    probe = http.Probe(lambda: True, lambda: (True, {}))
+    with pytest.raises(errors.ConfigError, match=r"cannot listen on 127\.0\.0\.1"):
+        http.Server(("127.0.0.1", endpoints.server.port), probe, endpoints.metrics, store)
+
+
+def _json_line(**extra: Any) -> dict[str, Any]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonFormatter())
+    log = logging.getLogger("test.daemon.json")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        with logs.bound(revision="main@sha1:abc", run_id=7):
+            log.warning("vm %s failed", "web-1", extra=extra)
+    finally:
+        log.removeHandler(handler)
+    line: dict[str, Any] = json.loads(stream.getvalue())
+    return line
+
+
+def test_json_log_lines_carry_time_level_message_run_resource_and_revision() -> None:
+    line = _json_line(resource="virtualmachine/web-1")
+    assert line["message"] == "vm web-1 failed"
+    assert line["level"] == "warning"
+    assert line["time"].endswith("+00:00")
+    assert (line["run_id"], line["resource"], line["revision"]) == (
+        7, "virtualmachine/web-1", "main@sha1:abc",
+    )  # fmt: skip
+
+
+def test_a_second_daemon_on_a_sqlite_record_is_refused_naming_the_first(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    with store_module.Store.open(url) as first, store_module.Store.open(url) as second:
+        assert leader.Leadership(first, lease=5).claim()
+        with pytest.raises(errors.RefusedError, match=r"already runs .*\(pid \d+ on host"):
+            leader.Leadership(second, lease=5).claim()
+        assert (tmp_path / "state.db.daemon.lock").exists()
+        first.resign()
+        assert leader.Leadership(second, lease=5).claim()
