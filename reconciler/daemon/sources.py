@@ -19,19 +19,22 @@ saving a file unchanged yields the same revision.
 ``git`` (any URL it can reach, ``file://`` included), run as an argument list,
 never through a shell, without prompts and with a timeout. Fetching (the
 poller's thread) and checking out (the pass's thread) share one lock, so a
-pass never reads a half-written working tree. The revision is
-``REF@sha1:HASH``.
+pass never reads a half-written working tree; the lock is also an ``flock``
+on ``<clone>.lock``, because a leader and a standby on one host share the
+clone of the same URL. The revision is ``REF@sha1:HASH``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import logging
 import os
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -214,6 +217,24 @@ class GitSource:
             raise errors.SourceError(settings.redact(f"git {args[0]} of {self.url}: {detail}"))
         return done.stdout.strip()
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This process's threads, then other processes on this host, one at a time."""
+        with self._lock:
+            self.dir.parent.mkdir(parents=True, exist_ok=True)
+            lock_file = self.dir.with_name(self.dir.name + ".lock")
+            try:
+                fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise errors.SourceError(
+                    f"cannot open the lock file {lock_file}: {exc.strerror}"
+                ) from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # drops the flock
+
     def _ensure_clone(self) -> None:
         if (self.dir / ".git").is_dir():
             self._git("remote", "set-url", "origin", self.url)
@@ -224,7 +245,7 @@ class GitSource:
 
     def fetch(self) -> str:
         """Fetch ``ref`` and return its commit hash."""
-        with self._lock:
+        with self._locked():
             try:
                 self._ensure_clone()
                 self._git(
@@ -245,7 +266,7 @@ class GitSource:
 
     def checkout(self) -> Checkout:
         sha = self._fetched or self.fetch()
-        with self._lock:
+        with self._locked():
             if self._checked_out != sha:
                 self._git("checkout", "--quiet", "--force", "--detach", sha)
                 self._git("clean", "--quiet", "-ffdx")

@@ -193,3 +193,28 @@ def test_an_unreachable_repository_is_a_one_line_source_error(tmp_path: Path) ->
 def test_a_ref_that_looks_like_an_option_is_refused(tmp_path: Path) -> None:
     with pytest.raises(errors.ConfigError):
         sources.GitSource("file:///x.git", "--upload-pack=evil", cache_dir=str(tmp_path))
+
+
+def test_two_daemons_on_one_host_share_a_clone_without_tripping_over_each_other(
+    repo: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bare, _ = repo
+    cache = str(tmp_path / "cache")
+    pair = [sources.GitSource(f"file://{bare}", "main", cache_dir=cache) for _ in range(2)]
+    assert pair[0].dir == pair[1].dir
+    failures: list[BaseException] = []
+
+    def hammer(source: sources.GitSource) -> None:
+        try:
+            for _ in range(10):
+                source.fetch()
+                source.checkout()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(s,)) for s in pair]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
