@@ -45,7 +45,6 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Self
 
-from alembic.util import CommandError
 from sqlalchemy import ColumnElement, Engine, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, CursorResult
@@ -85,6 +84,17 @@ def _translate(operation: str, url: URL, exc: BaseException) -> errors.StoreErro
     return errors.StoreError(
         settings.redact(f"{operation} failed on the record {_display(url)}: {_one_line(exc)}")
     )
+
+
+def _alembic_error() -> type[Exception]:
+    """Alembic's ``CommandError``, imported only once an exception is being handled.
+
+    An ``except`` clause evaluates its tuple only when something was raised, so
+    the store does not import Alembic on the way to a database already at head.
+    """
+    from alembic.util import CommandError
+
+    return CommandError
 
 
 def _chunks(items: Sequence[record.ResourceKey]) -> Iterator[Sequence[record.ResourceKey]]:
@@ -175,7 +185,7 @@ def _engine_for(url: str | None, operation: str) -> Iterator[tuple[Engine, URL]]
     engine = _engine.create(parsed)
     try:
         yield engine, parsed
-    except (SQLAlchemyError, CommandError) as exc:
+    except (SQLAlchemyError, _alembic_error()) as exc:
         raise _translate(operation, parsed, exc) from exc
     finally:
         engine.dispose()
@@ -232,7 +242,7 @@ class Store:
             _migrate.ensure_current(engine)
             store = cls(engine, parsed, lock_timeout)
             store._installation_id = store._ensure_installation()
-        except (SQLAlchemyError, CommandError) as exc:
+        except (SQLAlchemyError, _alembic_error()) as exc:
             engine.dispose()
             raise _translate("opening", parsed, exc) from exc
         except BaseException:
