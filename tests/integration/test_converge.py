@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
@@ -22,20 +21,6 @@ from tests.integration.harness import Harness
 pytestmark = pytest.mark.integration
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def h(
-    db_url: str,
-    libvirt_uri: str,
-    libvirt_conn: libvirt.virConnect,
-    prefix: str,
-    pool_dir: Path,
-    tmp_path: Path,
-) -> Iterator[Harness]:
-    workdir = tmp_path / "manifests"
-    workdir.mkdir()
-    yield Harness(prefix, db_url, libvirt_uri, libvirt_conn, pool_dir, workdir)
 
 
 def _vcpus(h: Harness, vm: str, *, inactive: bool = True) -> int:

@@ -10,7 +10,6 @@ second apply does nothing.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +27,6 @@ _STATES = {
     "Stopped": libvirt.VIR_DOMAIN_SHUTOFF,
     "Paused": libvirt.VIR_DOMAIN_PAUSED,
 }
-
-
-@pytest.fixture
-def h(
-    db_url: str,
-    libvirt_uri: str,
-    libvirt_conn: libvirt.virConnect,
-    prefix: str,
-    pool_dir: Path,
-    tmp_path: Path,
-) -> Iterator[Harness]:
-    workdir = tmp_path / "example"
-    workdir.mkdir()
-    yield Harness(prefix, db_url, libvirt_uri, libvirt_conn, pool_dir, workdir)
 
 
 def _rehome(h: Harness, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,0 +1,25 @@
+"""The end-to-end harness as a fixture: one record, the real libvirtd, this test's prefix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from tests.integration.harness import Harness
+
+
+@pytest.fixture
+def h(
+    db_url: str,
+    libvirt_uri: str,
+    libvirt_conn: libvirt.virConnect,
+    prefix: str,
+    pool_dir: Path,
+    tmp_path: Path,
+) -> Iterator[Harness]:
+    workdir = tmp_path / "manifests"
+    workdir.mkdir()
+    yield Harness(prefix, db_url, libvirt_uri, libvirt_conn, pool_dir, workdir)
