@@ -77,7 +77,8 @@ class Daemon:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
+            with exc:
+                return exc.code, exc.read().decode()
 
     def readyz(self) -> dict[str, Any]:
         """The /readyz document; ``{"ready": False}`` while nothing listens yet."""

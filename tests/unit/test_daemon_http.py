@@ -46,7 +46,8 @@ class Endpoints:
             with urllib.request.urlopen(url, timeout=5) as resp:
                 return resp.status, resp.headers["Content-Type"], resp.read().decode()
         except urllib.error.HTTPError as exc:
-            return exc.code, exc.headers["Content-Type"], exc.read().decode()
+            with exc:
+                return exc.code, exc.headers["Content-Type"], exc.read().decode()
 
 
 @pytest.fixture
@@ -127,6 +128,7 @@ def test_the_api_is_read_only(endpoints: Endpoints) -> None:
     )
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=5)
+    caught.value.close()
     assert caught.value.code == 405
 
 
