@@ -1,15 +1,19 @@
 """Entry point: the click group, global options and the one error boundary.
 
-Command modules define plain click commands; this module adds them to
-:data:`cli`. :class:`_Group` is the single place that turns exceptions into exit
-codes, so ``CliRunner`` tests and the real console script behave alike: errors
-derived from :class:`reconciler.errors.InfinibayError` become one line on stderr
-and exit 1; anything else is a bug and is shown as one line too. Tracebacks only
+Command modules define plain click commands; :data:`cli` names them in
+:data:`_COMMANDS` and imports a command's module only when that command runs (or
+``--help`` lists it): ``infinibay plan`` never pays for the daemon's HTTP and
+metrics stack or the table renderer, which keeps start-up short.
+:class:`_Group` is the single place that turns exceptions into exit codes, so
+``CliRunner`` tests and the real console script behave alike: errors derived
+from :class:`reconciler.errors.InfinibayError` become one line on stderr and exit
+1; anything else is a bug and is shown as one line too. Tracebacks only
 with ``-v``. Passwords in database URLs are redacted from every message.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import traceback
 from typing import Any
@@ -17,14 +21,35 @@ from typing import Any
 import click
 
 from reconciler import errors, settings
-from reconciler.cli import converge, db, validate
-from reconciler.cli import daemon as daemon_command
-from reconciler.cli import inspect as inspect_commands
 
 __all__ = ["cli", "main"]
 
+# Command name -> (module, attribute) of its click command.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("reconciler.cli.validate", "validate"),
+    "plan": ("reconciler.cli.converge", "plan"),
+    "diff": ("reconciler.cli.converge", "diff"),
+    "apply": ("reconciler.cli.converge", "apply"),
+    "delete": ("reconciler.cli.converge", "delete"),
+    "db": ("reconciler.cli.db", "db"),
+    "get": ("reconciler.cli.inspect", "get"),
+    "describe": ("reconciler.cli.inspect", "describe"),
+    "events": ("reconciler.cli.inspect", "events"),
+    "history": ("reconciler.cli.inspect", "history"),
+    "daemon": ("reconciler.cli.daemon", "daemon"),
+}
+
 
 class _Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            module, attribute = _COMMANDS[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return self.commands.get(cmd_name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -97,17 +122,6 @@ def cli(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-cli.add_command(validate.validate)
-for _command in (converge.plan, converge.diff, converge.apply, converge.delete):
-    cli.add_command(_command)
-cli.add_command(db.db)
-cli.add_command(inspect_commands.get)
-cli.add_command(inspect_commands.describe)
-cli.add_command(inspect_commands.events)
-cli.add_command(inspect_commands.history)
-cli.add_command(daemon_command.daemon)
 
 
 def main() -> None:
