@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import Progress
 
 from reconciler.cli import common, render
 from reconciler.engine import execute, reconcile
@@ -22,6 +21,9 @@ from reconciler.manifests import loader
 from reconciler.models import desired, kinds, record
 from reconciler.planning import actions
 from reconciler.store import store as store_module
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 __all__ = ["apply", "delete", "diff", "plan"]
 
@@ -107,6 +109,8 @@ def _run(
     def on_plan(plan: actions.Plan) -> None:
         nonlocal progress, task
         if show_progress and plan.changes:
+            from rich.progress import Progress  # only on a terminal: rich costs start-up time
+
             progress = Progress(transient=True)
             progress.start()
             task = progress.add_task("applying", total=len(plan.changes))
