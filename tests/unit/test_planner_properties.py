@@ -325,7 +325,7 @@ def test_the_property_strategies_cover_templates_protection_and_images() -> None
     """Guard against a strategy that quietly stops generating the interesting cases."""
     seen: set[str] = set()
 
-    @settings(max_examples=60, deadline=None, database=None)
+    @settings(max_examples=100, deadline=None, database=None, derandomize=True)
     @given(documents=desired_documents())
     def collect(documents: list[dict[str, Any]]) -> None:
         state = fakes.state_of(documents)
