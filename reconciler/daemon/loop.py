@@ -17,6 +17,11 @@ Failures are sorted in one place, :func:`_classify`:
 * *terminal* — a conflict with an object we do not own, or a change that
   would destroy data without ``--allow-data-loss``: retrying cannot help;
   the next source change or resync tries again;
+* *flapping* — a resource whose drift had to be corrected
+  :data:`FLAP_LIMIT` times within :data:`FLAP_WINDOW` seconds (a guest that
+  dies right after each start): its own libvirt events no longer wake the
+  daemon; its corrections follow its backoff, like a crash-looping pod,
+  until it stays put for a whole window;
 * a pass that could not run at all (record or libvirt unreachable, lock held
   too long) backs off the key ``all``.
 
@@ -45,10 +50,12 @@ from reconciler.models import desired, kinds, record
 from reconciler.planning import actions
 from reconciler.store import store as store_module
 
-__all__ = ["ALL", "SOURCE_KIND", "Loop", "PassReport", "SourceReport"]
+__all__ = ["ALL", "FLAP_LIMIT", "FLAP_WINDOW", "SOURCE_KIND", "Loop", "PassReport", "SourceReport"]
 
 ALL = "all"
 SOURCE_KIND = "Source"
+FLAP_LIMIT = 3
+FLAP_WINDOW = 60.0
 _ERROR_LINES = 3
 _log = logging.getLogger(__name__)
 
@@ -108,6 +115,10 @@ def _classify(outcome: execute.Outcome, options: execute.Options) -> str:
     return "transient"
 
 
+def _corrected(outcome: execute.Outcome) -> bool:
+    return outcome.ok and any(e.reason == "DriftCorrected" for e in outcome.events)
+
+
 def _outcome_line(outcome: execute.Outcome) -> str:
     if outcome.ok:
         return f"{outcome.change.key} {', '.join(outcome.steps) or 'unchanged'}"
@@ -142,6 +153,7 @@ class Loop:
         self._good: tuple[desired.DesiredState, str | None] | None = None
         self._guard = threading.Lock()
         self._vm_names: frozenset[str] = frozenset()
+        self._corrections: dict[str, list[float]] = {}  # key -> monotonic times
         self._last_pass: PassReport | None = None
         self._source = SourceReport(source.name)
 
@@ -307,11 +319,31 @@ class Loop:
     def _account(self, result: reconcile.Result, revision: str | None) -> None:
         """Log each outcome; back off what failed transiently; clear what now succeeds."""
         failing: set[str] = set()
+        now = time.monotonic()
+        for key, times in list(self._corrections.items()):
+            self._corrections[key] = [t for t in times if now - t < FLAP_WINDOW]
+            if not self._corrections[key]:
+                del self._corrections[key]
         for outcome in result.outcomes:
             key = str(outcome.change.key)
             extra = {"run_id": result.run_id, "resource": key, "revision": revision}
             if outcome.ok:
                 _log.info(_outcome_line(outcome), extra=extra)
+                if _corrected(outcome):
+                    self._corrections.setdefault(key, []).append(now)
+                    if len(self._corrections[key]) >= FLAP_LIMIT:
+                        delay = self.backoff.next(key)
+                        _log.warning(
+                            "%s keeps drifting (%d corrections within %gs); "
+                            "next correction in %.1fs at the earliest",
+                            key,
+                            len(self._corrections[key]),
+                            FLAP_WINDOW,
+                            delay,
+                            extra=extra,
+                        )
+                        self.queue.forget(key)
+                        self.queue.add_after(key, delay, record.Trigger.RESYNC)
                 continue
             if _classify(outcome, self.options) == "terminal":
                 _log.error("%s (not retried)", _outcome_line(outcome), extra=extra)
@@ -322,8 +354,9 @@ class Loop:
             # This pass was a retry of every pending key: the new delay replaces the old.
             self.queue.forget(key)
             self.queue.add_after(key, delay, record.Trigger.RESYNC)
+        flapping = {k for k, times in self._corrections.items() if len(times) >= FLAP_LIMIT}
         for key in self.backoff.retrying():
-            if key != ALL and key not in failing:
+            if key != ALL and key not in failing and key not in flapping:
                 self.backoff.forget(key)
                 self.queue.forget(key)
         self.metrics.failing.set(len(failing))

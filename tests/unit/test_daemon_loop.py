@@ -171,3 +171,22 @@ def test_libvirt_events_concern_only_vms_the_daemon_manages(h: Harness) -> None:
     h.run()
     assert h.loop.concerns("a")
     assert not h.loop.concerns("someone-elses-vm")
+
+
+def test_a_vm_that_keeps_dying_is_corrected_on_its_backoff_not_on_its_own_events(
+    h: Harness,
+) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    h.run()
+    key = "virtualmachine/a"
+    for _ in range(loop.FLAP_LIMIT - 1):
+        h.hv.domains["a"].power = kinds.PowerState.STOPPED  # the guest died again
+        h.loop.process([queue.Item(key, record.Trigger.LIBVIRT_EVENT)])
+        assert h.backoff.failures(key) == 0
+    h.hv.domains["a"].power = kinds.PowerState.STOPPED
+    h.loop.process([queue.Item(key, record.Trigger.LIBVIRT_EVENT)])
+    assert h.hv.domains["a"].power is kinds.PowerState.RUNNING  # still corrected, but:
+    assert h.backoff.failures(key) == 1  # its own events are ignored from now on
+    assert h.queue.delayed() == {key: pytest.approx(1.0, abs=0.1)}
+    h.run(record.Trigger.RESYNC)  # a quiet pass does not end it: only a quiet window does
+    assert h.backoff.failures(key) == 1
