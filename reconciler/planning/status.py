@@ -42,6 +42,10 @@ def condition(
     }
 
 
+def _fields(change: actions.Change) -> str:
+    return "; ".join(f"{f.path}: {f.old} -> {f.new}" for f in change.fields)
+
+
 def compute(
     state: desired.DesiredState,
     records: list[record.ResourceRecord],
@@ -73,12 +77,20 @@ def compute(
             phase, reason, message = "Conflict", "Conflict", change.note
         else:
             phase, reason = "Pending", "Progressing"
-            message = (
-                "; ".join(f"{f.path}: {f.old} -> {f.new}" for f in change.fields) if change else ""
-            )
+            message = _fields(change) if change else ""
+        # Drifted: the world left a spec the resource had converged on, and this pass
+        # did not bring it back (the correction failed, or was refused or skipped).
+        drift = change if change is not None and change.drift else None
         conditions = [
             condition(previous, "Ready", ready, reason, message, stamp),
-            condition(previous, "Drifted", False, "InSync" if ready else reason, "", stamp),
+            condition(
+                previous,
+                "Drifted",
+                drift is not None,
+                "DriftDetected" if drift else "InSync" if ready else reason,
+                (_fields(drift) or drift.verb.value) if drift else "",
+                stamp,
+            ),
         ]
         status: dict[str, Any] = {
             "phase": phase,
