@@ -71,10 +71,10 @@ def compute(
         ready = change is None
         if ready:
             phase, reason, message = "Ready", "Converged", "libvirt matches the spec"
+        elif change is not None and change.verb is actions.Verb.CONFLICT:
+            phase, reason, message = "Conflict", "Conflict", change.note  # a failure too, but why
         elif key in failures:
             phase, reason, message = "Failed", "ApplyFailed", failures[key]
-        elif change is not None and change.verb is actions.Verb.CONFLICT:
-            phase, reason, message = "Conflict", "Conflict", change.note
         else:
             phase, reason = "Pending", "Progressing"
             message = _fields(change) if change else ""
