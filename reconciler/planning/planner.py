@@ -7,6 +7,8 @@ resource had converged on this very spec (same hash, observed generation equal
 to generation): the spec did not move, so the world did. Ownership decides
 what may be touched: domains and networks carry our installation id in their
 metadata; pools, templates and volumes are owned through the record.
+``--adopt`` takes over unmanaged objects only: one carrying another
+installation's id is a conflict whatever the flags (SPEC §2).
 
 Creates and updates are ordered pools, networks, templates, VMs; deletions
 come after, in reverse. Dependencies (a VM on its pools and networks) are
@@ -129,15 +131,25 @@ class _Planner:
             kind=key.kind, name=key.name, installation=self.installation, spec_hash=self.hashes[key]
         )
 
-    def _conflict(self, key: record.ResourceKey, what: str) -> None:
-        self.changes.append(
-            actions.Change(
-                key=key,
-                verb=actions.Verb.CONFLICT,
-                note=f"a libvirt {what} named {key.name!r} exists that this installation does not "
-                "own; rename the manifest or pass --adopt to take it over",
+    def _conflict(
+        self, key: record.ResourceKey, what: str, owner: observed.Ownership | None = None
+    ) -> None:
+        if owner is not None:
+            note = (
+                f"the libvirt {what} named {key.name!r} belongs to another installation "
+                f"({owner.installation}) and is never modified, not even with --adopt; "
+                "rename the manifest"
             )
-        )
+        else:
+            note = (
+                f"a libvirt {what} named {key.name!r} exists that this installation does not "
+                "own; rename the manifest or pass --adopt to take it over"
+            )
+        self.changes.append(actions.Change(key=key, verb=actions.Verb.CONFLICT, note=note))
+
+    def _foreign(self, owner: observed.Ownership | None) -> observed.Ownership | None:
+        """The ownership of an object another installation manages: never ours to adopt."""
+        return owner if owner is not None and owner.installation != self.installation else None
 
     # --- pools ----------------------------------------------------------------
 
@@ -197,8 +209,8 @@ class _Planner:
                 )
                 continue
             owned = current.owner is not None and current.owner.installation == self.installation
-            if not owned and not self.adopt:
-                self._conflict(key, "network")
+            if (foreign := self._foreign(current.owner)) is not None or not (owned or self.adopt):
+                self._conflict(key, "network", foreign)
                 continue
             impacts = {
                 f: Impact.RESTART
@@ -265,8 +277,8 @@ class _Planner:
                 )
                 continue
             owned = current.owner is not None and current.owner.installation == self.installation
-            if not owned and not self.adopt:
-                self._conflict(key, "domain")
+            if (foreign := self._foreign(current.owner)) is not None or not (owned or self.adopt):
+                self._conflict(key, "domain", foreign)
                 continue
             running = current.power is not kinds.PowerState.STOPPED
             changes = _vm_changes(current.shape, target.shape, running) + volume_changes
