@@ -189,20 +189,6 @@ def spawn(
             daemon.kill()
 
 
-@pytest.fixture
-def h(
-    db_url: str,
-    libvirt_uri: str,
-    libvirt_conn: libvirt.virConnect,
-    prefix: str,
-    pool_dir: Path,
-    tmp_path: Path,
-) -> Harness:
-    workdir = tmp_path / "unused"
-    workdir.mkdir()
-    return Harness(prefix, db_url, libvirt_uri, libvirt_conn, pool_dir, workdir)
-
-
 def dump(*docs: dict[str, Any]) -> str:
     return yaml.safe_dump_all(docs, sort_keys=False)
 
@@ -287,10 +273,9 @@ def test_git_daemon_applies_commits_refuses_an_invalid_one_and_converges_back_on
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_vm_destroyed_out_of_band_runs_again_within_10s(
-    h: Harness, spawn: Callable[..., Daemon], tmp_path: Path
+    h: Harness, spawn: Callable[..., Daemon]
 ) -> None:
-    source = tmp_path / "manifests"
-    source.mkdir()
+    source = h.workdir
     (source / "all.yaml").write_text(dump(h.pool(), h.network(), h.template(), h.vm("web")))
     daemon = spawn("--source", str(source), "--interval", "10m")
     until(lambda: running(h, "web"), 120, "the VM runs", daemon)
@@ -324,10 +309,9 @@ def has_template(h: Harness, short: str) -> bool:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_directory_source_applies_a_new_file_within_5s(
-    h: Harness, spawn: Callable[..., Daemon], tmp_path: Path
+    h: Harness, spawn: Callable[..., Daemon]
 ) -> None:
-    source = tmp_path / "manifests"
-    source.mkdir()
+    source = h.workdir
     (source / "a.yaml").write_text(dump(template_doc(h, "a")))
     daemon = spawn("--source", str(source), "--interval", "10m", "--debounce", "200ms")
     until(lambda: daemon.readyz()["ready"], 60, "the first pass converges", daemon)
@@ -350,10 +334,9 @@ def test_directory_source_applies_a_new_file_within_5s(
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_endpoints_answer_sighup_resyncs_and_sigterm_exits_zero(
-    h: Harness, spawn: Callable[..., Daemon], tmp_path: Path
+    h: Harness, spawn: Callable[..., Daemon]
 ) -> None:
-    source = tmp_path / "manifests"
-    source.mkdir()
+    source = h.workdir
     (source / "a.yaml").write_text(dump(template_doc(h, "a")))
     daemon = spawn("--source", str(source), "--interval", "10m")
     until(daemon.answering, 30, "the daemon listens", daemon)
@@ -407,7 +390,7 @@ def test_endpoints_answer_sighup_resyncs_and_sigterm_exits_zero(
 def test_a_second_daemon_on_one_sqlite_record_refuses_to_start(
     db_url: str, libvirt_uri: str, spawn: Callable[..., Daemon], tmp_path: Path
 ) -> None:
-    source = tmp_path / "manifests"
+    source = tmp_path / "empty"
     source.mkdir()
     first = spawn("--source", str(source), "--interval", "10m")
     until(first.answering, 30, "the first daemon listens", first)
@@ -428,10 +411,9 @@ def test_a_second_daemon_on_one_sqlite_record_refuses_to_start(
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_standby_takes_over_when_the_postgres_leader_is_killed(
-    h: Harness, spawn: Callable[..., Daemon], tmp_path: Path
+    h: Harness, spawn: Callable[..., Daemon]
 ) -> None:
-    source = tmp_path / "manifests"
-    source.mkdir()
+    source = h.workdir
     (source / "a.yaml").write_text(dump(template_doc(h, "a")))
     args = ("--source", str(source), "--interval", "10m", "--lease", "3s")
     leader = spawn(*args)

@@ -22,14 +22,14 @@ import pytest
 from reconciler.cli import daemon as daemon_command
 from reconciler.cli import main
 from tests.integration.harness import Harness
-from tests.integration.test_daemon import Daemon, git, h, running, spawn, until
+from tests.integration.test_daemon import Daemon, git, running, spawn, until
 
 pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "daemon"
 UNIT = EXAMPLE / "infinibay-daemon.service"
 
-__all__ = ["h", "spawn"]  # fixtures shared with test_daemon
+__all__ = ["spawn"]  # a fixture shared with test_daemon
 
 
 def _exec_start() -> list[str]:
