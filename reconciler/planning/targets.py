@@ -50,10 +50,27 @@ def generated_mac(installation: str, vm: str, network: str, taken: Collection[st
     raise RuntimeError("no free MAC address")  # 65536 collisions in a row: not reachable
 
 
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` without its deep copies.
+
+    The values are immutable and go straight to JSON; asdict's copying was most
+    of the time of planning 10,000 VMs.
+    """
+    if isinstance(value, str | int | float | None):  # enums here are StrEnums
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
 def spec_document(loaded: desired.Loaded, vm: effective.EffectiveVM | None) -> dict[str, Any]:
     document = loaded.manifest.model_dump(mode="json")
     if vm is not None:
-        document["effective"] = json.loads(json.dumps(dataclasses.asdict(vm), default=str))
+        document["effective"] = json.loads(json.dumps(_plain(vm), default=str))
     return document
 
 
