@@ -168,7 +168,7 @@ class _Steps:
     def _vm(self, change: actions.Change, target: actions.VmTarget, out: Outcome) -> None:
         name = change.key.name
         assert change.owner is not None
-        self._volumes(change, target, out)
+        stopped = self._volumes(change, target, out)
         if change.verb is Verb.CREATE or _config_changed(change):
             document = xml.render_domain(
                 name,
@@ -186,7 +186,7 @@ class _Steps:
         elif any(not f.path.startswith(("powerState", "restart")) for f in change.fields):
             out.steps.append("updated")
             out.event("Updated", f"{change.key} updated: {_describe(change)}", diff=True)
-        self._power(change, target, out)
+        self._power(change, target, out, stopped=stopped)
 
     def _hotplug(self, change: actions.Change, target: actions.VmTarget) -> None:
         """Plug NICs planned as live into the running guest (the config has them already)."""
@@ -197,7 +197,9 @@ class _Steps:
             if planned is not None and planned.old is None and planned.impact is Impact.LIVE:
                 self.hv.attach_device(change.key.name, xml.render_interface(nic))
 
-    def _volumes(self, change: actions.Change, target: actions.VmTarget, out: Outcome) -> None:
+    def _volumes(self, change: actions.Change, target: actions.VmTarget, out: Outcome) -> bool:
+        """Create, grow or recreate the VM's volumes; True when the VM was shut down for it."""
+        stopped = False
         running = (
             change.verb is not Verb.CREATE
             and self._current_power(change) is not kinds.PowerState.STOPPED
@@ -207,7 +209,7 @@ class _Steps:
             if change.field(f"{path}.image") is not None:
                 if running:
                     self.hv.stop_domain(change.key.name, timeout=self.options.shutdown_timeout)
-                    running = False
+                    running, stopped = False, True
                 self.hv.delete_volume(volume.pool, volume.volume)
                 out.event(
                     "VolumeDeleted",
@@ -228,6 +230,7 @@ class _Steps:
                     "VolumeResized",
                     f"volume {volume.pool}/{volume.volume} grown {grow.old} -> {grow.new}",
                 )
+        return stopped
 
     def _create_volume(self, volume: actions.VolumeTarget, out: Outcome) -> None:
         try:
@@ -249,8 +252,17 @@ class _Steps:
             return kinds.PowerState.STOPPED
         return change.target.power  # no powerState change planned: the VM is as declared
 
-    def _power(self, change: actions.Change, target: actions.VmTarget, out: Outcome) -> None:
+    def _power(
+        self, change: actions.Change, target: actions.VmTarget, out: Outcome, *, stopped: bool
+    ) -> None:
         name = change.key.name
+        if stopped:  # shut down to recreate a volume: back to the declared power state
+            if target.power is kinds.PowerState.STOPPED:
+                out.step("stopped", "Stopped", f"{change.key} shut down")
+            else:
+                self.hv.start_domain(name, paused=target.power is kinds.PowerState.PAUSED)
+                out.step("restarted", "Restarted", f"{change.key} restarted on its new volume")
+            return
         current = self._current_power(change)
         if change.verb is Verb.CREATE:
             current = kinds.PowerState.STOPPED
