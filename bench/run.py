@@ -556,9 +556,11 @@ class Daemon:
             f"127.0.0.1:{self.port}",
         ]
         log("daemon: starting over the no-op section's VMs")
-        self.process = subprocess.Popen(
-            command, env=bench.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        self.log_path = bench.workdir / "daemon.log"
+        with self.log_path.open("wb") as log_file:
+            self.process = subprocess.Popen(
+                command, env=bench.env, stdout=log_file, stderr=subprocess.STDOUT
+            )
         try:
             self._wait("starting", self._ready, 120)
             self._wait(
@@ -593,6 +595,7 @@ class Daemon:
                 )
             )
             name = bench.name("d-run")
+            settled = self._finished_runs()
             write_docs(self.directory, [vm_doc(name, "Running")])
 
             def running() -> bool:
@@ -600,6 +603,9 @@ class Daemon:
                 return dom is not None and dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
 
             self._wait("waiting for a Running VM to start", running, 120)
+            # Destroy only once the pass that started it has ended: the daemon learns
+            # which domains it manages at the end of a pass.
+            self._wait("waiting for that pass", lambda: self._finished_runs() > settled, 120)
             dom = self._domain(name)
             assert dom is not None
             dom.destroy()
@@ -626,6 +632,9 @@ class Daemon:
                 )
             if code != 0:
                 log(f"daemon: exited {code} on SIGTERM (expected 0)")
+            if code != 0 or sys.exc_info()[0] is not None:
+                tail = self.log_path.read_text(errors="replace").splitlines()[-20:]
+                log("daemon: last lines of its log:\n  " + "\n  ".join(tail))
 
 
 _COUNT_RUNS = """
