@@ -278,6 +278,9 @@ class Loop:
                 self._finish(PassReport(_now(), trigger, None, None, ok=True))
                 return
             state, revision = wanted
+            # Known before the pass, not only after it: a VM this pass creates and starts
+            # may be stopped out of band before the pass ends, and that event must count.
+            self._vm_names = self._vm_names | frozenset(state.vms)
             with logs.bound(revision=revision):
                 result = reconcile.Reconciler(self.store, self.hv).apply(
                     state,
