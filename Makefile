@@ -20,5 +20,6 @@ fmt:
 schemas:
 	scripts/gen-schemas
 
+# Full benchmark against the raw libvirt floor (bench/README.md); e.g. BENCH_ARGS=--tiny.
 bench:
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -682,6 +682,7 @@ def machine(conn: libvirt.virConnect, domain_type: str) -> dict[str, Any]:
         "libvirt": version(conn.getLibVersion()),
         "qemu": version(conn.getVersion()),
         "python": sys.version.split()[0],
+        "load_before": round(os.getloadavg()[0], 2),
     }
 
 
@@ -759,6 +760,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         log(f"removing everything named {bench.prefix}*")
         bench.cleanup()
+    info["load_after"] = round(os.getloadavg()[0], 2)
     order = {name: index for index, name in enumerate(("setup", *SECTIONS))}
     rows = sorted(bench.rows, key=lambda r: order[r.section])
     sizes = {k: getattr(args, k) for k in ("vms", "apply", "power", "planner", "repeat")}
@@ -779,7 +781,8 @@ def main(argv: list[str] | None = None) -> int:
             f"infinibay bench {info['date']}: {info['nproc']} cores, {info['accel']}, "
             f"libvirt {info['libvirt']}, QEMU {info['qemu']}; "
             f"vms={args.vms} apply={args.apply} power={args.power} "
-            f"planner={','.join(map(str, args.planner))}; medians of {args.repeat}"
+            f"planner={','.join(map(str, args.planner))}; medians of {args.repeat}; "
+            f"load {info['load_before']} -> {info['load_after']}"
         )
         print(table(rows, header))
         if error:
