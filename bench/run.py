@@ -735,27 +735,39 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     bench = Bench(args)
     info = machine(bench.conn, bench.domain_type)
-    error = ""
+    errors: list[str] = []
+
+    def section(name: str, run: Callable[[], None]) -> None:
+        """Run one section; a failure is reported and the next section still runs."""
+        try:
+            run()
+        except BenchError as exc:
+            errors.append(f"{name}: {exc}")
+            log(f"{name}: failed: {exc}")
+            bench.add(Row(name, "did not complete", passed=False, note=str(exc).splitlines()[0]))
+
+    def noop_and_daemon() -> None:
+        db, directory = bench.noop_setup()
+        try:
+            if "noop" in args.only:
+                section("noop", lambda: bench.noop(db, directory))
+            if "daemon" in args.only:
+                section("daemon", lambda: bench.daemon(db, directory))
+        finally:
+            bench.remove(bench.name("n"))
+
     try:
         with _sigterm_as_interrupt():
             if "noop" in args.only or "daemon" in args.only:
-                db, directory = bench.noop_setup()
-                if "noop" in args.only:
-                    bench.noop(db, directory)
-                if "daemon" in args.only:
-                    bench.daemon(db, directory)
-                bench.remove(bench.name("n"))
+                section("setup", noop_and_daemon)
             if "apply" in args.only:
-                bench.apply()
+                section("apply", bench.apply)
             if "power" in args.only:
-                bench.power()
+                section("power", bench.power)
             if "planner" in args.only:
-                bench.planner()
-    except BenchError as exc:
-        error = str(exc)
-        log(f"failed: {error}")
+                section("planner", bench.planner)
     except KeyboardInterrupt:
-        error = "interrupted"
+        errors.append("interrupted")
         log("interrupted; cleaning up")
     finally:
         log(f"removing everything named {bench.prefix}*")
@@ -770,8 +782,8 @@ def main(argv: list[str] | None = None) -> int:
         "prefix": bench.prefix,
         "results": [r.as_json() for r in rows],
     }
-    if error:
-        report["error"] = error
+    if errors:
+        report["error"] = "; ".join(errors)
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.output == "json":
@@ -785,9 +797,9 @@ def main(argv: list[str] | None = None) -> int:
             f"load {info['load_before']} -> {info['load_after']}"
         )
         print(table(rows, header))
-        if error:
+        for error in errors:
             print(f"error: {error}")
-    return 1 if error else 0
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

@@ -24,9 +24,14 @@ def main() -> None:
     conn = libvirt.open(uri)
     total = matched = 0
     for dom in conn.listAllDomains(0):
-        dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-        dom.state()
-        dom.autostart()
+        try:
+            dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            dom.state()
+            dom.autostart()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+            continue  # undefined by someone else since the listing, as the project allows
         total += 1
         matched += dom.name().startswith(prefix)
     conn.close()
