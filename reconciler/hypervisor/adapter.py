@@ -241,11 +241,26 @@ class Hypervisor:
     def suspend_domain(self, name: str) -> None:
         dom = self._domain(name)
         with _calling("pause", f"domain {name}"):
-            dom.suspend()
+            if dom.state()[0] != libvirt.VIR_DOMAIN_PAUSED:
+                dom.suspend()
 
     def resume_domain(self, name: str) -> None:
+        """Resume a paused domain; a no-op once it runs.
+
+        A domain being started shows as paused (reason "starting up") until
+        libvirt resumes it: observed mid-start, for instance after a killed
+        apply, it is planned for a resume it no longer needs by the time it runs.
+        """
         dom = self._domain(name)
         with _calling("resume", f"domain {name}"):
+            for _ in range(50):
+                state, reason = dom.state()
+                if state != libvirt.VIR_DOMAIN_PAUSED:
+                    return
+                if reason != libvirt.VIR_DOMAIN_PAUSED_STARTING_UP:
+                    dom.resume()
+                    return
+                time.sleep(0.1)  # libvirt finishes the start and resumes it itself
             dom.resume()
 
     def stop_domain(self, name: str, *, timeout: float) -> bool:
