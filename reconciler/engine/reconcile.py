@@ -6,7 +6,8 @@ written *before* libvirt is touched (intent), events as each change ends, and
 status last, computed from a fresh observation rather than from what this
 pass believes it did. A pass killed anywhere leaves at worst a record whose
 ``observedGeneration`` lags its ``generation``, and objects that the next
-pass recognises by name and ownership.
+pass recognises by name and ownership; its run row, left open, is closed as
+``aborted`` by the next pass to take the lock.
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ class Reconciler:
         request: Pass,
         on_outcome: Callable[[execute.Outcome], None],
     ) -> Result:
+        self.store.abort_unfinished_runs()  # left open by a pass that died under the lock
         run_id = self.store.start_run(request.trigger, request.revision)
         final = "failed"
         outcomes: list[execute.Outcome] = []

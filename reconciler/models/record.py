@@ -139,4 +139,4 @@ class RunRecord:
     started_at: dt.datetime
     finished_at: dt.datetime | None
     counts: dict[str, int]
-    result: str | None  # "succeeded" | "failed" | None while running
+    result: str | None  # "succeeded" | "failed" | "aborted" (died) | None while running

@@ -630,6 +630,30 @@ class Store:
             if done.rowcount != 1:
                 raise errors.StoreError(f"run {run_id} is not in the record {self.url}")
 
+    def abort_unfinished_runs(self) -> list[record.RunId]:
+        """Close every run still open as ``aborted``; returns their ids, oldest first.
+
+        Only for the writer lock's holder: runs are opened and closed under the
+        lock, so one still open when the lock is taken belongs to a reconciler
+        that died (killed, or the host lost) in the middle of its pass.
+        """
+        with self._session("closing aborted runs", write=True) as session:
+            ids = list(
+                session.scalars(
+                    select(schema.Run.id)
+                    .where(schema.Run.finished_at.is_(None))
+                    .order_by(schema.Run.id)
+                )
+            )
+            if ids:
+                session.execute(
+                    update(schema.Run)
+                    .where(schema.Run.id.in_(ids))
+                    .values(finished_at=_now(), result="aborted")
+                    .execution_options(synchronize_session=False)
+                )
+        return [record.RunId(i) for i in ids]
+
     def runs(self, limit: int = 20) -> list[record.RunRecord]:
         """The newest ``limit`` runs, newest first."""
         stmt = select(schema.Run).order_by(schema.Run.id.desc()).limit(limit)
