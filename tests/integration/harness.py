@@ -43,6 +43,11 @@ class Harness:
     def name(self, short: str) -> str:
         return f"{self.prefix}{short}"
 
+    def subnet_of(self, n: int) -> str:
+        """The first three octets of this test's n-th /24 (n = 0 is :attr:`subnet`)."""
+        first, second, third = self.subnet.split(".")
+        return f"{first}.{second}.{(int(third) + n) % 250}"
+
     def bridge(self, n: int = 0) -> str:
         return f"ib{self.prefix[4:8]}{n}"
 
@@ -52,7 +57,7 @@ class Harness:
         return doc("StoragePool", self.name(short), {"path": str(path or self.pool_dir)})
 
     def network(self, short: str = "net", n: int = 0) -> dict[str, Any]:
-        base = f"{self.subnet[:-1]}{n}" if n else self.subnet
+        base = self.subnet_of(n)
         return doc(
             "Network",
             self.name(short),

@@ -38,7 +38,7 @@ def _rehome(h: Harness, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rehomed = list(yaml.safe_load_all(text))
     for bridge_index, d in enumerate(x for x in rehomed if x["kind"] == "Network"):
         d["spec"]["bridge"] = h.bridge(bridge_index)
-        subnet = h.subnet if bridge_index == 0 else f"{h.subnet[:-1]}{bridge_index}"
+        subnet = h.subnet_of(bridge_index)
         old = d["spec"]["ipv4"]["address"].rsplit(".", 1)[0]
         d["spec"] = yaml.safe_load(yaml.safe_dump(d["spec"]).replace(old + ".", subnet + "."))
     for d in rehomed:
