@@ -343,28 +343,32 @@ def execute(
     with cf.ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
         running: dict[cf.Future[Outcome], actions.Change] = {}
         while pending or running:
-            for change in list(pending):
-                deps = [d for d in change.depends_on if d in planned and d != change.key]
-                if any(d not in done for d in deps):
-                    continue
-                pending.remove(change)
-                failed = [d for d in deps if not done[d].ok]
-                if failed:
-                    outcome = Outcome(
-                        change, ok=False, error=f"depends on {failed[0]}, which failed"
-                    )
+            progressed = True
+            while progressed:  # a DependencyFailed settles at once and may unblock others
+                progressed = False
+                for change in list(pending):
+                    deps = [d for d in change.depends_on if d in planned and d != change.key]
+                    if any(d not in done for d in deps):
+                        continue
+                    pending.remove(change)
+                    progressed = True
+                    failed = [d for d in deps if not done[d].ok]
+                    if failed:
+                        outcome = Outcome(
+                            change, ok=False, error=f"depends on {failed[0]}, which failed"
+                        )
+                        outcome.event("DependencyFailed", outcome.error, warning=True)
+                        done[change.key] = outcome
+                        on_outcome(outcome)
+                        continue
+                    running[pool.submit(steps.run, change)] = change
+            if not running:
+                for change in pending:  # what is left waits on itself: fail it, never spin
+                    outcome = Outcome(change, ok=False, error="dependency cycle")
                     outcome.event("DependencyFailed", outcome.error, warning=True)
                     done[change.key] = outcome
                     on_outcome(outcome)
-                    continue
-                running[pool.submit(steps.run, change)] = change
-            if not running:
-                if pending:  # unreachable dependencies: fail them rather than spin
-                    for change in pending:
-                        outcome = Outcome(change, ok=False, error="dependency cycle")
-                        done[change.key] = outcome
-                        on_outcome(outcome)
-                    pending.clear()
+                pending.clear()
                 continue
             finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for future in finished:

@@ -377,13 +377,6 @@ def test_a_failure_propagates_along_a_chain_of_dependents_listed_in_order() -> N
     assert outcomes["d"].ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reconciler/engine/execute.py execute(): a change listed before the "
-    "dependency that just got DependencyFailed is reported as a 'dependency cycle' "
-    "(with no event) instead of DependencyFailed, because the scheduling loop is not "
-    "re-run after the last change fails without starting new work",
-)
 def test_a_failure_propagates_along_a_chain_of_dependents_listed_in_reverse() -> None:
     hv = fakes.FakeHypervisor()
     failing = actions.Change(
