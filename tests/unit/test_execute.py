@@ -155,12 +155,6 @@ def test_an_image_change_with_allow_data_loss_recreates_the_volume_on_its_backin
     assert volume.backing == "/var/lib/infinibay/pools/default/golden.qcow2"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reconciler/engine/execute.py _volumes stops a running VM to swap a disk "
-    "image and _power never starts it again (no powerState field), so a VM declared "
-    "Running is left shut off until the next pass",
-)
 def test_a_running_vm_whose_image_changes_is_running_again_after_apply() -> None:
     hv, rec = _world(POOL, LAB, _vm("web-1"))
     disks = [{"name": "root", "size": "2GiB", "image": "golden.qcow2"}]
