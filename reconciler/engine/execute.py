@@ -235,8 +235,17 @@ class _Steps:
     def _create_volume(self, volume: actions.VolumeTarget, out: Outcome) -> None:
         try:
             self.hv.create_volume(volume.pool, volume.volume, volume.size, backing=volume.image)
-        except errors.ExistsError:  # a retained volume, or one a killed earlier apply created
-            out.event("VolumeReused", f"volume {volume.pool}/{volume.volume} exists and is reused")
+        except errors.ExistsError:
+            # A retained volume, one a killed earlier apply created, or one that was out of
+            # sight in a stopped pool: reuse it, grown to the declared size if smaller.
+            existing = self.hv.volume(volume.pool, volume.volume)
+            if existing.capacity < volume.size:
+                self.hv.grow_volume(volume.pool, volume.volume, volume.size)
+            out.event(
+                "VolumeReused",
+                f"volume {volume.pool}/{volume.volume} exists and is reused "
+                f"({fields.format_size(max(existing.capacity, volume.size))})",
+            )
             return
         out.event(
             "VolumeCreated",

@@ -288,9 +288,19 @@ class Hypervisor:
             return False
 
     def attach_device(self, name: str, document: str) -> None:
-        """Hot-plug a device into the running domain (its persistent config is defined apart)."""
+        """Hot-plug a device into the running domain (its persistent config is defined apart).
+
+        Idempotent for interfaces: one whose MAC the running guest already has
+        (a NIC removed from the config only, out of band) is not plugged twice.
+        """
         dom = self._domain(name)
         with _calling("hot-plug a device into", f"domain {name}"):
+            mac = etree.fromstring(document.encode()).find("mac")
+            if mac is not None:
+                live = etree.fromstring(dom.XMLDesc(0).encode())
+                plugged = {m.get("address", "").lower() for m in live.iterfind(".//interface/mac")}
+                if mac.get("address", "").lower() in plugged:
+                    return
             dom.attachDeviceFlags(document, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
     def undefine_domain(self, name: str) -> None:
@@ -327,6 +337,11 @@ class Hypervisor:
         with _calling("create", f"volume {pool}/{name}"):
             vol = storage.createXML(document, 0)
             return projection.parse_volume(vol.XMLDesc(0), pool)
+
+    def volume(self, pool: str, name: str) -> observed.ObservedVolume:
+        storage = self._pool(pool)
+        with _calling("look up", f"volume {pool}/{name}"):
+            return projection.parse_volume(storage.storageVolLookupByName(name).XMLDesc(0), pool)
 
     def grow_volume(
         self, pool: str, name: str, capacity: int, *, domain: str | None = None

@@ -173,12 +173,13 @@ class _Planner:
             if not owned and not self.adopt:
                 self._conflict(key, "storage pool")
                 continue
-            changes = _compare(
-                current.shape, target, {"path": Impact.REPLACE, "autostart": Impact.LIVE}
-            )
+            # Moving a pool leaves its volumes behind in the old directory: the VMs on it
+            # get new, empty disks, which is data loss from where they stand.
+            moved = Impact.DATA_LOSS if current.volumes else Impact.REPLACE
+            changes = _compare(current.shape, target, {"path": moved, "autostart": Impact.LIVE})
             if not current.active:
                 changes.append(actions.FieldChange("active", False, True, Impact.LIVE))
-            replace = any(c.impact is Impact.REPLACE for c in changes)
+            replace = current.shape.path != target.path
             if not owned:
                 changes.append(actions.FieldChange("owner", None, self.installation, Impact.RECORD))
             self._emit(
@@ -318,7 +319,15 @@ class _Planner:
         changes = []
         for index, volume in enumerate(target.volumes):
             pool = self.world.pools.get(volume.pool)
-            current = pool.volumes.get(volume.volume) if pool is not None else None
+            wanted = self.state.pools.get(volume.pool)
+            moving = (
+                pool is not None
+                and wanted is not None
+                and isinstance(wanted.manifest, kinds.StoragePool)
+                and wanted.manifest.spec.path != pool.shape.path
+            )
+            # A pool being moved holds none of its volumes at the new path yet.
+            current = pool.volumes.get(volume.volume) if pool is not None and not moving else None
             path = f"disks[{volume.disk}]"
             if current is None:
                 changes.append(

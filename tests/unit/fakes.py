@@ -360,6 +360,18 @@ class FakeHypervisor:
                 backing=backing_path,
             )
 
+    def volume(self, pool: str, name: str) -> observed.ObservedVolume:
+        with self._lock:
+            self._call("volume", name)
+            found = self._volume(pool, name, "look up")
+            return observed.ObservedVolume(
+                pool=pool,
+                name=name,
+                path=posixpath.join(self.pools[pool].path, name),
+                capacity=found.capacity,
+                backing=found.backing,
+            )
+
     def grow_volume(
         self, pool: str, name: str, capacity: int, *, domain: str | None = None
     ) -> None:

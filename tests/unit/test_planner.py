@@ -223,8 +223,18 @@ def test_a_pool_path_change_replaces_the_pool() -> None:
     change = _only(_plan(hv, rec, {**POOL, "spec": {"path": "/elsewhere"}}))
 
     assert change.verb is Verb.REPLACE and change.symbol == "-/+"
-    assert change.impact is Impact.REPLACE
+    # The pool holds golden.qcow2, which stays behind in the old directory.
+    assert change.impact is Impact.DATA_LOSS
     assert change.uuid == hv.pools["default"].uuid
+
+
+def test_moving_an_empty_pool_only_replaces_it() -> None:
+    hv, rec = fakes.FakeHypervisor(), fakes.FakeRecord()
+    rec.converge(fakes.state_of([POOL]), hv)
+
+    change = _only(_plan(hv, rec, {**POOL, "spec": {"path": "/elsewhere"}}))
+
+    assert change.verb is Verb.REPLACE and change.impact is Impact.REPLACE
 
 
 # --- drift ------------------------------------------------------------------------------

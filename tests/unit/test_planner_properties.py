@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -359,13 +358,6 @@ def _stopped_vm(size: str) -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reconciler/planning/planner.py _volume_changes sees no volumes in an "
-    "inactive pool and plans a create; the executor then reuses the existing volume "
-    "(VolumeReused, reconciler/engine/execute.py _create_volume) without growing it, so "
-    "a second pass is needed",
-)
 def test_a_disk_grown_while_its_pool_was_stopped_converges_in_one_pass() -> None:
     hv, record = fakes.FakeHypervisor(), fakes.FakeRecord()
     assert (
@@ -379,12 +371,6 @@ def test_a_disk_grown_while_its_pool_was_stopped_converges_in_one_pass() -> None
     assert _leftovers(again) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reconciler/planning/planner.py pools() plans a pool path change as a "
-    "REPLACE without looking at the VM volumes in it; after the replace those volumes are "
-    "gone from the pool and the next pass plans them as new, empty volumes (impact live)",
-)
 def test_moving_a_pool_that_holds_vm_volumes_converges_in_one_pass() -> None:
     hv, record = fakes.FakeHypervisor(), fakes.FakeRecord()
     assert (
