@@ -365,49 +365,76 @@ class _Planner:
     # --- deletions ------------------------------------------------------------
 
     def deletions(self, keys: Iterable[record.ResourceKey]) -> None:
-        by_kind = sorted(keys, key=lambda k: (-_KIND_ORDER.index(kinds.Kind(k.kind)), k.name))
-        for key in by_kind:
-            rec = self._live_record(key)
+        """Delete ``keys``, VMs first; never a network or pool that a remaining VM uses."""
+        ordered = sorted(keys, key=lambda k: (-_KIND_ORDER.index(kinds.Kind(k.kind)), k.name))
+        protected = {k for k in ordered if self._protected(k)}
+        leaving = {k.name for k in ordered if k.kind == kinds.Kind.VIRTUAL_MACHINE.value} - {
+            k.name for k in protected
+        }
+        for key in ordered:
             kind = kinds.Kind(key.kind)
-            protected = (
-                rec is not None
-                and rec.annotations.get(kinds.PROTECT_ANNOTATION, "").lower() == "true"
-            )
             retained: tuple[actions.VolumeTarget, ...] = ()
             uuid = None
+            staying: set[str] = set()
+            first: set[str] = set()  # VM changes that must let go of it before it goes
             if kind is kinds.Kind.VIRTUAL_MACHINE:
                 domain = self.world.domains.get(key.name)
-                retained = _recorded_volumes(rec, domain)
+                retained = _recorded_volumes(self._live_record(key), domain)
                 uuid = domain.uuid if domain is not None else None
-            dependents = tuple(
-                sorted(
-                    _key(kinds.Kind.VIRTUAL_MACHINE, d.name)
-                    for d in self.world.domains.values()
-                    if d.owner is not None
-                    and d.owner.installation == self.installation
-                    and (
-                        (
-                            kind is kinds.Kind.NETWORK
-                            and any(n.network == key.name for n in d.shape.nics)
-                        )
-                        or (
-                            kind is kinds.Kind.STORAGE_POOL
-                            and any(x.pool == key.name for x in d.shape.disks)
-                        )
-                    )
-                    and d.name not in self.state.vms
-                )
-            )
+            else:
+                will, now = self._users(kind, key.name)
+                first = {n for n in now if n in leaving or n in self.state.vms}
+                staying = will | (now - first)
+            note = ""
+            if key in protected:
+                note = "protected by annotation infinibay.io/protect"
+            elif staying:
+                note = "still used by " + ", ".join(f"virtualmachine/{n}" for n in sorted(staying))
             self.changes.append(
                 actions.Change(
                     key=key,
-                    verb=actions.Verb.PROTECTED if protected else actions.Verb.DELETE,
+                    verb=actions.Verb.PROTECTED if note else actions.Verb.DELETE,
                     retained=retained,
                     uuid=uuid,
-                    depends_on=dependents,
-                    note="protected by annotation infinibay.io/protect" if protected else "",
+                    depends_on=tuple(sorted(_key(kinds.Kind.VIRTUAL_MACHINE, n) for n in first)),
+                    note=note,
                 )
             )
+
+    def _protected(self, key: record.ResourceKey) -> bool:
+        rec = self._live_record(key)
+        return (
+            rec is not None and rec.annotations.get(kinds.PROTECT_ANNOTATION, "").lower() == "true"
+        )
+
+    def _users(self, kind: kinds.Kind, name: str) -> tuple[set[str], set[str]]:
+        """VMs that will use a network or pool (desired), and others using it now."""
+
+        def uses(networks: Iterable[str], pools: Iterable[str]) -> bool:
+            return name in (networks if kind is kinds.Kind.NETWORK else pools)
+
+        will = {
+            vm.name
+            for vm in self.state.effective_vms.values()
+            if uses((n.network for n in vm.nics), (d.pool for d in vm.disks))
+        }
+        now = {
+            d.name
+            for d in self.world.domains.values()
+            if uses((n.network for n in d.shape.nics), (x.pool for x in d.shape.disks))
+        }
+        for key, rec in self.records.items():
+            spec = rec.spec.get("effective", {})
+            if (
+                key.kind == kinds.Kind.VIRTUAL_MACHINE.value
+                and rec.deleted_at is None
+                and uses(
+                    (n["network"] for n in spec.get("nics", [])),
+                    (d["pool"] for d in spec.get("disks", [])),
+                )
+            ):
+                now.add(key.name)
+        return will, now - will
 
     def prunable(self) -> list[record.ResourceKey]:
         """Owned objects and records that are no longer desired."""

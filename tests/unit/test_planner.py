@@ -423,6 +423,30 @@ def test_a_protected_resource_is_reported_not_deleted() -> None:
     assert "infinibay.io/protect" in change.note
 
 
+def test_prune_keeps_the_network_and_pool_a_protected_vm_still_uses() -> None:
+    hv, rec = _converged(
+        POOL, LAB, _vm(metadata={"annotations": {kinds.PROTECT_ANNOTATION: "true"}})
+    )
+
+    plan = _plan(hv, rec, prune=True)
+
+    by_name = {c.key.name: c for c in plan.changes}
+    assert by_name["web-1"].verb is Verb.PROTECTED
+    for name in ("default", "lab"):
+        assert by_name[name].verb is Verb.PROTECTED
+        assert by_name[name].note == "still used by virtualmachine/web-1"
+
+
+def test_prune_deletes_a_network_only_after_the_vms_leaving_it() -> None:
+    hv, rec = _converged(POOL, LAB, _vm())
+
+    plan = _plan(hv, rec, prune=True)
+
+    by_name = {c.key.name: c for c in plan.changes}
+    assert by_name["lab"].verb is Verb.DELETE
+    assert [str(k) for k in by_name["lab"].depends_on] == ["virtualmachine/web-1"]
+
+
 def test_deleting_a_vm_with_reclaim_delete_is_data_loss_and_retain_is_not() -> None:
     disks = [
         {"name": "root", "size": "2GiB", "reclaimPolicy": "Delete"},
