@@ -164,7 +164,13 @@ def _run(
     show_default=True,
     help="Seconds to wait for a graceful (ACPI) shutdown before forcing it.",
 )
-@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Changes run at once; most of their time is spent waiting on libvirtd and QEMU.",
+)
 @click.option("--revision", default=None, help="Source revision to record (e.g. main@sha1:...).")
 @_output
 @click.pass_context

@@ -32,7 +32,9 @@ Verb = actions.Verb
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    workers: int = 4
+    # Starting or forcing off a guest is mostly waiting on QEMU: on 2 cores, 8 at once
+    # start and stop 20 guests about a third faster than 4 did.
+    workers: int = 8
     shutdown_timeout: float = 60.0
     allow_data_loss: bool = False
 
