@@ -99,8 +99,8 @@ def _memory_back(h: Harness) -> None:
 
 def _nic_back(h: Harness) -> None:
     for inactive in (True, False):  # the config has it back; the running guest still has one
-        nics = h.domain_xml("web", inactive=inactive).findall("devices/interface")
-        assert [n.find("source").get("network") for n in nics] == [h.name("net")], inactive
+        sources = h.domain_xml("web", inactive=inactive).findall("devices/interface/source")
+        assert [s.get("network") for s in sources] == [h.name("net")], inactive
 
 
 def _no_autostart(h: Harness) -> None:
@@ -256,7 +256,7 @@ def test_undefined_domain_is_recreated_as_drift_and_keeps_its_volume_and_mac(h: 
     assert result.exit_code == 0, result.output
     assert h.state("web") == libvirt.VIR_DOMAIN_RUNNING
     assert volume.stat().st_ino == inode  # the data stayed; the domain came back onto it
-    assert h.domain_xml("web").find("devices/interface/mac").get("address") == mac
+    assert [m.get("address") for m in h.domain_xml("web").findall("devices/interface/mac")] == [mac]
     reasons = [e.reason for e in _events(h, "web")]
     assert "DriftDetected" in reasons and "DriftCorrected" in reasons
     assert "VolumeCreated" in reasons and "VolumeReused" not in reasons  # only the first apply's

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import pytest
@@ -37,7 +38,7 @@ def h(
 
 def test_history_lists_each_applied_revision_with_its_field_diff(h: Harness) -> None:
     base = [h.pool(), h.network(), h.template()]
-    revisions = [
+    revisions: list[tuple[str, dict[str, Any]]] = [
         ("main@sha1:" + "a" * 40, {}),
         ("main@sha1:" + "b" * 40, {"cpus": 2}),
         ("main@sha1:" + "c" * 40, {"cpus": 2, "memory": "128MiB"}),
