@@ -30,7 +30,9 @@ def plan_lines(plan: actions.Plan) -> list[str]:
         if change.verb is actions.Verb.CONFLICT:
             lines.append(f"? {label}: conflict: {change.note}")
             continue
-        what = "drift" if change.drift and change.verb is actions.Verb.UPDATE else change.verb.value
+        what = change.verb.value
+        if change.drifted:
+            what = "drift" if change.verb is actions.Verb.UPDATE else "drift, recreate"
         if change.adopt:
             what += ", adopt"
         lines.append(f"{change.symbol} {label} ({what}, {change.impact.label})")

@@ -136,7 +136,12 @@ class Change:
 
     @property
     def symbol(self) -> str:
-        return "!" if self.drift and self.verb is Verb.UPDATE else self.verb.symbol
+        return "!" if self.drifted else self.verb.symbol
+
+    @property
+    def drifted(self) -> bool:
+        """Drift of a converged resource: changed, or gone (recreated), behind our back."""
+        return self.drift and self.verb in (Verb.UPDATE, Verb.CREATE)
 
     def field(self, path: str) -> FieldChange | None:
         return next((f for f in self.fields if f.path == path), None)
@@ -169,6 +174,6 @@ class Plan:
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for change in self.changes:
-            label = "drift" if change.drift and change.verb is Verb.UPDATE else change.verb.value
+            label = "drift" if change.drifted else change.verb.value
             counts[label] = counts.get(label, 0) + 1
         return counts

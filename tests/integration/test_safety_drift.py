@@ -250,7 +250,7 @@ def test_undefined_domain_is_recreated_as_drift_and_keeps_its_volume_and_mac(h: 
 
     plan = h.plan()
     assert plan.exit_code == 2, plan.output
-    assert f"+ virtualmachine/{h.name('web')} (create" in plan.output
+    assert f"! virtualmachine/{h.name('web')} (drift, recreate" in plan.output
 
     result = h.apply()
     assert result.exit_code == 0, result.output

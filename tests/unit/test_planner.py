@@ -283,7 +283,7 @@ def test_a_converged_vm_undefined_out_of_band_is_recreated_as_drift() -> None:
 
     change = _only(_plan(hv, rec, POOL, LAB, _vm()))
 
-    assert (change.verb, change.drift, change.symbol) == (Verb.CREATE, True, "+")
+    assert (change.verb, change.drift, change.symbol) == (Verb.CREATE, True, "!")
 
 
 # --- ownership --------------------------------------------------------------------------
