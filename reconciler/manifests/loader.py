@@ -242,7 +242,13 @@ class _Run:
         if self.first.get((kind, manifest.metadata.name)) is not doc:
             return
         start = document.start
-        source = desired.Source(name, start.line, start.column, document.index, self.revision)
+        def locate(path: tuple[str | int, ...]) -> tuple[int, int]:
+            position = doc.document.slot(path)[1].value
+            return position.line, position.column
+
+        source = desired.Source(
+            name, start.line, start.column, document.index, self.revision, locator=locate
+        )
         self.valid[(kind, manifest.metadata.name)] = _Valid(manifest, doc, source)
 
     def declare(self, kind: kinds.Kind, name: str, doc: _Doc) -> None:

@@ -9,25 +9,41 @@ for the change.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from reconciler.models import effective, kinds
 
 __all__ = ["DesiredState", "Loaded", "Source"]
 
 
+Locator = Callable[[tuple[str | int, ...]], tuple[int, int]]
+
+
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """Where a document came from: ``file`` is ``-`` for stdin."""
+    """Where a document came from: ``file`` is ``-`` for stdin.
+
+    ``locator`` maps a field path (``("spec", "disks", 0, "size")``) to its line
+    and column, so a check made after loading (a disk shrink, found against
+    the live volume) still points at the YAML node that asked for it.
+    """
 
     file: str
     line: int
     column: int
     document: int
     revision: str | None = None
+    locator: Locator | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"
+
+    def at(self, path: tuple[str | int, ...]) -> str:
+        """``FILE:LINE:COL`` of the field at ``path``, or of the document when unknown."""
+        if self.locator is None:
+            return str(self)
+        line, column = self.locator(path)
+        return f"{self.file}:{line}:{column}"
 
 
 @dataclasses.dataclass(frozen=True)

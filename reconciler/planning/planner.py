@@ -340,8 +340,12 @@ class _Planner:
                 )
                 continue
             if volume.size < current.capacity:
+                assert isinstance(loaded.manifest, kinds.VirtualMachine)
+                own = [d.name for d in loaded.manifest.spec.disks]
+                index = own.index(volume.disk) if volume.disk in own else index
+                where = loaded.source.at(("spec", "disks", index, "size"))
                 self.errors.append(
-                    f"{loaded.source}: VirtualMachine/{loaded.name}: spec.disks[{index}].size: "
+                    f"{where}: VirtualMachine/{loaded.name}: spec.disks[{index}].size: "
                     f"shrinking disk {volume.disk!r} from "
                     f"{fields.format_size(current.capacity)} to "
                     f"{fields.format_size(volume.size)} would lose data; disks can only grow"

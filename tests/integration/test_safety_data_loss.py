@@ -117,8 +117,12 @@ def test_disk_shrink_is_rejected_before_anything_is_touched_with_a_located_error
         h.vm("other", powerState="Stopped", cpus=2),  # a harmless change that must not run
     )
     manifest = path / "manifests.yaml"
+    lines = manifest.read_text().splitlines()
+    web = next(i for i, text in enumerate(lines) if text.endswith(f"name: {h.name('web')}"))
+    line = next(i for i, text in enumerate(lines, 1) if i > web and "size: 16MiB" in text)
+    column = lines[line - 1].index("16MiB") + 1
     located = re.compile(
-        rf"^{re.escape(str(manifest))}:\d+:\d+: VirtualMachine/{h.name('web')}: "
+        rf"^{re.escape(str(manifest))}:{line}:{column}: VirtualMachine/{h.name('web')}: "
         r"spec\.disks\[0\]\.size: .*32MiB.*16MiB",
         re.M,
     )
