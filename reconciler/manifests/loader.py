@@ -242,6 +242,7 @@ class _Run:
         if self.first.get((kind, manifest.metadata.name)) is not doc:
             return
         start = document.start
+
         def locate(path: tuple[str | int, ...]) -> tuple[int, int]:
             position = doc.document.slot(path)[1].value
             return position.line, position.column
