@@ -15,11 +15,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import libvirt
 import pytest
 import yaml
 from click.testing import CliRunner, Result
@@ -319,20 +317,6 @@ def test_live_overlay_on_real_libvirt_keeps_record_power_for_a_vm_it_does_not_ha
     item = json.loads(run(db_url, "get", "vm", unknown, "-o", "json", uri=libvirt_uri).stdout)
     assert item["status"]["drift"] is False
     assert item["status"]["power"] is None
-
-
-@pytest.fixture
-def h(
-    db_url: str,
-    libvirt_uri: str,
-    libvirt_conn: libvirt.virConnect,
-    prefix: str,
-    pool_dir: Path,
-    tmp_path: Path,
-) -> Iterator[Harness]:
-    workdir = tmp_path / "manifests"
-    workdir.mkdir()
-    yield Harness(prefix, db_url, libvirt_uri, libvirt_conn, pool_dir, workdir)
 
 
 def test_get_overlays_live_power_graphics_and_drift_of_applied_domains(h: Harness) -> None:

@@ -14,8 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import libvirt
 import pytest
@@ -26,20 +24,6 @@ from tests.integration.harness import Harness
 pytestmark = pytest.mark.integration
 
 VMS = ["a", "b", "c"]
-
-
-@pytest.fixture
-def h(
-    db_url: str,
-    libvirt_uri: str,
-    libvirt_conn: libvirt.virConnect,
-    prefix: str,
-    pool_dir: Path,
-    tmp_path: Path,
-) -> Iterator[Harness]:
-    workdir = tmp_path / "manifests"
-    workdir.mkdir()
-    yield Harness(prefix, db_url, libvirt_uri, libvirt_conn, pool_dir, workdir)
 
 
 def _start(h: Harness, *options: str, shutdown_timeout: float = 1) -> subprocess.Popen[str]:

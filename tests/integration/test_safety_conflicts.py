@@ -11,9 +11,6 @@ never pruned.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import libvirt
 import pytest
 from lxml import etree
@@ -25,20 +22,6 @@ from tests.integration.harness import Harness
 pytestmark = pytest.mark.integration
 
 MANAGED = f"metadata/{{{xml.NS}}}managed"
-
-
-@pytest.fixture
-def h(
-    db_url: str,
-    libvirt_uri: str,
-    libvirt_conn: libvirt.virConnect,
-    prefix: str,
-    pool_dir: Path,
-    tmp_path: Path,
-) -> Iterator[Harness]:
-    workdir = tmp_path / "manifests"
-    workdir.mkdir()
-    yield Harness(prefix, db_url, libvirt_uri, libvirt_conn, pool_dir, workdir)
 
 
 def _plain_domain(h: Harness, name: str, domain_type: str, *, installation: str = "") -> str:

@@ -10,8 +10,6 @@ located ``FILE:LINE:COL: VirtualMachine/NAME: spec.disks[0].size: ...`` line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import libvirt
 import pytest
@@ -23,20 +21,6 @@ from tests.integration.harness import Harness
 pytestmark = pytest.mark.integration
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def h(
-    db_url: str,
-    libvirt_uri: str,
-    libvirt_conn: libvirt.virConnect,
-    prefix: str,
-    pool_dir: Path,
-    tmp_path: Path,
-) -> Iterator[Harness]:
-    workdir = tmp_path / "manifests"
-    workdir.mkdir()
-    yield Harness(prefix, db_url, libvirt_uri, libvirt_conn, pool_dir, workdir)
 
 
 def _disk(h: Harness, size: str = "16MiB", **extra: str) -> list[dict[str, str]]:

@@ -10,7 +10,6 @@ empty desired state prunes nothing without ``--allow-empty``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
@@ -20,20 +19,6 @@ from reconciler.models import record
 from tests.integration.harness import Harness
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def h(
-    db_url: str,
-    libvirt_uri: str,
-    libvirt_conn: libvirt.virConnect,
-    prefix: str,
-    pool_dir: Path,
-    tmp_path: Path,
-) -> Iterator[Harness]:
-    workdir = tmp_path / "manifests"
-    workdir.mkdir()
-    yield Harness(prefix, db_url, libvirt_uri, libvirt_conn, pool_dir, workdir)
 
 
 def _base(h: Harness) -> list[dict[str, object]]:

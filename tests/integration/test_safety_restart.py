@@ -10,9 +10,6 @@ QEMU process keeps its CPUs), so it does not clear the condition.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import libvirt
 import pytest
 
@@ -20,20 +17,6 @@ from reconciler.models import record
 from tests.integration.harness import Harness
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def h(
-    db_url: str,
-    libvirt_uri: str,
-    libvirt_conn: libvirt.virConnect,
-    prefix: str,
-    pool_dir: Path,
-    tmp_path: Path,
-) -> Iterator[Harness]:
-    workdir = tmp_path / "manifests"
-    workdir.mkdir()
-    yield Harness(prefix, db_url, libvirt_uri, libvirt_conn, pool_dir, workdir)
 
 
 def _restart_required(h: Harness) -> str:
