@@ -58,7 +58,7 @@ from reconciler import errors
 from reconciler.cli import common, output
 from reconciler.cli import inspect_views as views
 from reconciler.engine import recorded
-from reconciler.models import kinds, record
+from reconciler.models import documents, kinds, record
 from reconciler.store import store as store_module
 
 __all__ = ["describe", "events", "get", "history"]
@@ -316,5 +316,5 @@ def history(ctx: click.Context, ref: str, output_format: str) -> None:
     now = _now()
     lines = views.history_lines(revisions, now)
     if deleted is not None:
-        lines += ["", f"Deleted {output.timestamp(deleted)} ({output.age(deleted, now)} ago)"]
+        lines += ["", f"Deleted {documents.timestamp(deleted)} ({output.age(deleted, now)} ago)"]
     click.echo("\n".join(lines) if lines else f"{key} has no applied revisions.")

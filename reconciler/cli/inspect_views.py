@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.cli import output
-from reconciler.models import fields, kinds, observed, record
+from reconciler.models import documents, fields, kinds, observed, record
 from reconciler.planning import targets
 
 __all__ = [
@@ -330,14 +330,7 @@ def item(
     return {
         "apiVersion": kinds.API_VERSION,
         "kind": rec.key.kind,
-        "metadata": {
-            "name": rec.key.name,
-            "uid": rec.uid,
-            "generation": rec.generation,
-            "labels": dict(rec.labels),
-            "annotations": dict(rec.annotations),
-            "creationTimestamp": output.timestamp(rec.created_at),
-        },
+        "metadata": documents.metadata(rec),
         "spec": _manifest_spec(rec),
         "status": _status(rec, everything, live),
     }
@@ -422,7 +415,7 @@ def describe_text(
     terminal: bool = False,
 ) -> str:
     status = rec.status
-    created = f"{output.timestamp(rec.created_at)} ({output.age(rec.created_at, now)} ago)"
+    created = f"{documents.timestamp(rec.created_at)} ({output.age(rec.created_at, now)} ago)"
     lines = [
         _field("Name", rec.key.name),
         _field("Kind", rec.key.kind),
@@ -508,19 +501,7 @@ def event_row(event: record.EventRecord, now: dt.datetime) -> list[str]:
 
 def event_json(event: record.EventRecord) -> dict[str, Any]:
     """One line of ``infinibay events -o json``."""
-    return {
-        "id": event.id,
-        "time": output.timestamp(event.last_seen),
-        "firstSeen": output.timestamp(event.first_seen),
-        "type": event.type.value,
-        "reason": event.reason,
-        "object": {"kind": event.key.kind, "name": event.key.name, "uid": event.uid},
-        "message": event.message,
-        "count": event.count,
-        "diff": event.diff,
-        "revision": event.revision,
-        "run": event.run_id,
-    }
+    return documents.event(event)
 
 
 # --- history -----------------------------------------------------------------------
@@ -539,7 +520,7 @@ def history_lines(revisions: Sequence[record.RevisionRecord], now: dt.datetime) 
     for rev, diffs in zip(revisions, _changes(revisions), strict=True):
         if lines:
             lines.append("")
-        applied = output.timestamp(rev.applied_at)
+        applied = documents.timestamp(rev.applied_at)
         lines += [
             f"Generation {rev.generation}",
             _field("Applied", f"{applied} ({output.age(rev.applied_at, now)} ago)", 2),
@@ -568,11 +549,11 @@ def history_json(
         "apiVersion": kinds.API_VERSION,
         "kind": "History",
         "object": {"kind": key.kind, "name": key.name},
-        "deletedAt": output.timestamp(deleted_at) if deleted_at is not None else None,
+        "deletedAt": documents.timestamp(deleted_at) if deleted_at is not None else None,
         "revisions": [
             {
                 "generation": rev.generation,
-                "appliedAt": output.timestamp(rev.applied_at),
+                "appliedAt": documents.timestamp(rev.applied_at),
                 "revision": rev.source_revision,
                 "file": rev.source_file,
                 "specHash": rev.spec_hash,

@@ -41,7 +41,6 @@ __all__ = [
     "parse_since",
     "parse_time",
     "table",
-    "timestamp",
     "to_json",
     "to_yaml",
     "value_text",
@@ -66,13 +65,6 @@ def age(then: dt.datetime, now: dt.datetime) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h"
     return f"{seconds // 86400}d"
-
-
-def timestamp(moment: dt.datetime) -> str:
-    """ISO 8601 in UTC to the second, e.g. ``2024-05-01T12:00:00+00:00``."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
 def parse_time(text: str) -> dt.datetime | None:

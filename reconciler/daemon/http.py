@@ -20,7 +20,6 @@ scrapes and probes do not warrant a framework.
 
 from __future__ import annotations
 
-import datetime as dt
 import http.server
 import json
 import logging
@@ -33,7 +32,7 @@ import prometheus_client
 
 from reconciler import errors
 from reconciler.daemon import loop, metrics
-from reconciler.models import kinds, record
+from reconciler.models import documents, kinds, record
 from reconciler.store import store as store_module
 
 __all__ = ["Probe", "Server", "event_json", "resource_json"]
@@ -58,27 +57,12 @@ class Probe:
         self.readiness = readiness
 
 
-def _time(moment: dt.datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
-
-
 def resource_json(rec: record.ResourceRecord) -> dict[str, Any]:
     spec = rec.spec.get("spec")
     return {
         "apiVersion": kinds.API_VERSION,
         "kind": rec.key.kind,
-        "metadata": {
-            "name": rec.key.name,
-            "uid": rec.uid,
-            "generation": rec.generation,
-            "labels": dict(rec.labels),
-            "annotations": dict(rec.annotations),
-            "creationTimestamp": _time(rec.created_at),
-        },
+        "metadata": documents.metadata(rec),
         "spec": dict(spec) if isinstance(spec, dict) else {},
         "status": dict(rec.status),
         "source": {
@@ -90,19 +74,7 @@ def resource_json(rec: record.ResourceRecord) -> dict[str, Any]:
 
 
 def event_json(event: record.EventRecord) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "time": _time(event.last_seen),
-        "firstSeen": _time(event.first_seen),
-        "type": event.type.value,
-        "reason": event.reason,
-        "object": {"kind": event.key.kind, "name": event.key.name, "uid": event.uid},
-        "message": event.message,
-        "count": event.count,
-        "diff": event.diff,
-        "revision": event.revision,
-        "run": event.run_id,
-    }
+    return documents.event(event)
 
 
 class _NotFound(Exception):

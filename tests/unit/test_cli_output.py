@@ -14,7 +14,7 @@ import pytest
 
 from reconciler.cli import inspect_views as views
 from reconciler.cli import output
-from reconciler.models import kinds, observed, record
+from reconciler.models import documents, kinds, observed, record
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -47,8 +47,8 @@ def test_age_of_a_moment_in_the_future_is_zero_not_negative() -> None:
 def test_timestamp_is_utc_to_the_second_whatever_the_input_zone() -> None:
     plus_two = dt.timezone(dt.timedelta(hours=2))
     moment = dt.datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=plus_two)
-    assert output.timestamp(moment) == "2024-05-01T12:00:00+00:00"
-    assert output.timestamp(moment.replace(tzinfo=None)) == "2024-05-01T14:00:00+00:00"
+    assert documents.timestamp(moment) == "2024-05-01T12:00:00+00:00"
+    assert documents.timestamp(moment.replace(tzinfo=None)) == "2024-05-01T14:00:00+00:00"
 
 
 # --- --since -----------------------------------------------------------------------
