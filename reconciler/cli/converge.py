@@ -18,7 +18,7 @@ import click
 from reconciler.cli import common, render
 from reconciler.engine import execute, reconcile
 from reconciler.manifests import loader
-from reconciler.models import desired, kinds, record
+from reconciler.models import desired, record
 from reconciler.planning import actions
 from reconciler.store import store as store_module
 
@@ -46,15 +46,7 @@ _output = click.option(
 def _load(
     store: store_module.Store, paths: tuple[str, ...], revision: str | None = None
 ) -> desired.DesiredState:
-    records = store.resources()
-    templates = {
-        r.key.name: kinds.Template.model_validate(r.spec)
-        for r in records
-        if r.key.kind == kinds.Kind.TEMPLATE.value
-    }
-    return loader.load(
-        list(paths), known=[r.key for r in records], revision=revision, templates=templates
-    )
+    return loader.load_against(list(paths), store.resources(), revision=revision)
 
 
 def _print_plan(plan: actions.Plan, output: str) -> None:
@@ -80,8 +72,9 @@ def _plan_command(name: str, hidden: bool = False) -> click.Command:
     ) -> None:
         """Show what apply would change and what each change costs; exit 2 on changes."""
         with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:
-            state = _load(store, paths)
-            plan = reconcile.Reconciler(store, hv).plan(state, prune=prune, adopt=adopt)
+            plan = reconcile.Reconciler(store, hv).preview(
+                lambda records: loader.load_against(list(paths), records), prune=prune, adopt=adopt
+            )
         _print_plan(plan, output)
         ctx.exit(0 if plan.empty else 2)
 

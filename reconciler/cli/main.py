@@ -13,6 +13,7 @@ with ``-v``. Passwords in database URLs are redacted from every message.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import traceback
@@ -125,4 +126,8 @@ def cli(
 
 
 def main() -> None:
+    # A command builds many long-lived objects (modules, manifests, the observed
+    # world) and little cyclic garbage; at the default thresholds the cycle
+    # collector ran ~375 times in a plan of 1,000 VMs (0.1 s). Run it less often.
+    gc.set_threshold(10_000, 50, 100)
     cli.main(prog_name="infinibay")

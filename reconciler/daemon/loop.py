@@ -176,17 +176,8 @@ class Loop:
     # -- the source ----------------------------------------------------------------
 
     def _load(self, checkout: sources.Checkout) -> desired.DesiredState:
-        records = self.store.resources()
-        templates = {
-            r.key.name: kinds.Template.model_validate(r.spec)
-            for r in records
-            if r.key.kind == kinds.Kind.TEMPLATE.value
-        }
-        return loader.load(
-            [str(checkout.root)],
-            known=[r.key for r in records],
-            revision=checkout.revision,
-            templates=templates,
+        return loader.load_against(
+            [str(checkout.root)], self.store.resources(), revision=checkout.revision
         )
 
     def _warn(self, reason: str, message: str, revision: str | None) -> None:

@@ -13,12 +13,12 @@ pass recognises by name and ownership; its run row, left open, is closed as
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from reconciler import errors
 from reconciler.engine import execute
 from reconciler.hypervisor import adapter
-from reconciler.models import desired, record
+from reconciler.models import desired, observed, record
 from reconciler.planning import actions, planner, status
 from reconciler.store import store as store_module
 
@@ -63,8 +63,39 @@ class Reconciler:
     def plan(
         self, state: desired.DesiredState, *, prune: bool = False, adopt: bool = False
     ) -> actions.Plan:
-        world = self.hv.observe()
+        return self._plan(
+            state,
+            self.store.resources(include_deleted=True),
+            self.hv.observe(),
+            prune=prune,
+            adopt=adopt,
+        )
+
+    def preview(
+        self,
+        load: Callable[[Sequence[record.ResourceRecord]], desired.DesiredState],
+        *,
+        prune: bool = False,
+        adopt: bool = False,
+    ) -> actions.Plan:
+        """Plan what ``load(records)`` declares, reading the record once; nothing is written.
+
+        Without the writer lock: a plan is a read, and may be stale by the time
+        it is read. ``apply`` plans again under the lock.
+        """
         records = self.store.resources(include_deleted=True)
+        state = load(records)
+        return self._plan(state, records, self.hv.observe(), prune=prune, adopt=adopt)
+
+    def _plan(
+        self,
+        state: desired.DesiredState,
+        records: Sequence[record.ResourceRecord],
+        world: observed.World,
+        *,
+        prune: bool,
+        adopt: bool,
+    ) -> actions.Plan:
         result = planner.plan(
             state,
             records,

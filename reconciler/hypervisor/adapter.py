@@ -13,7 +13,9 @@ shapes by :mod:`reconciler.hypervisor.projection`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -32,6 +34,7 @@ __all__ = ["Hypervisor", "LifecycleEvents"]
 
 log = logging.getLogger(__name__)
 
+_READERS = 4  # concurrent domain reads during observation
 _NOT_FOUND = {
     libvirt.VIR_ERR_NO_DOMAIN,
     libvirt.VIR_ERR_NO_NETWORK,
@@ -119,53 +122,42 @@ class Hypervisor:
 
     def observe(self) -> observed.World:
         with _calling("observe", self.uri):
-            # A domain listed as inactive is defined and shut off: it needs neither
-            # state() nor isPersistent(), which halves the calls on a host of stopped VMs.
-            shut_off = {
-                d.name()
-                for d in self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE)
-            }
+            # Filtered listings answer for every domain at once what would otherwise be
+            # one call per domain: shut off (so neither state() nor isPersistent() is
+            # needed), transient, and autostart. On a host of stopped VMs that leaves
+            # one XMLDesc per domain. A domain that changes between the listings is
+            # seen as it was a moment ago, and the next pass sees it as it is.
+            shut_off = self._domain_names(libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE)
+            transient = self._domain_names(libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT)
+            autostart = self._domain_names(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)
             domains = self._conn.listAllDomains(0)
             networks = self._conn.listAllNetworks(0)
             pools = self._conn.listAllStoragePools(0)
-            seen = (self._observe_domain(d, shut_off=d.name() in shut_off) for d in domains)
+
+            def read(dom: Any) -> _DomainReading | None:
+                name = dom.name()
+                return _read_domain(
+                    dom,
+                    shut_off=name in shut_off,
+                    persistent=name not in transient,
+                    autostart=name in autostart,
+                )
+
+            # Each read is a round trip to libvirtd, which answers several at once on
+            # its worker threads; the XML is parsed here as the readings arrive, so
+            # parsing overlaps the reads still in flight.
+            with concurrent.futures.ThreadPoolExecutor(
+                _READERS, thread_name_prefix="observe"
+            ) as pool:
+                seen = [_project_domain(r) for r in pool.map(read, domains) if r is not None]
             return observed.World(
-                domains={d.name: d for d in seen if d is not None},
+                domains={d.name: d for d in seen},
                 networks={n.name: n for n in map(self._observe_network, networks) if n is not None},
                 pools={p.name: p for p in map(self._observe_pool, pools) if p is not None},
             )
 
-    def _observe_domain(self, dom: Any, *, shut_off: bool) -> observed.ObservedDomain | None:
-        try:
-            if shut_off:
-                state, persistent = libvirt.VIR_DOMAIN_SHUTOFF, True
-            else:
-                state = dom.state()[0]
-                persistent = dom.isPersistent()
-            autostart = bool(dom.autostart()) if persistent else False
-            flags = libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0
-            uuid, owner, shape, _ = projection.parse_domain(dom.XMLDesc(flags), autostart=autostart)
-            active = state not in (
-                libvirt.VIR_DOMAIN_SHUTOFF,
-                libvirt.VIR_DOMAIN_CRASHED,
-                libvirt.VIR_DOMAIN_NOSTATE,
-            )
-            live = port = None
-            if active:
-                _, _, live, port = projection.parse_domain(dom.XMLDesc(0), autostart=autostart)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return None  # undefined between the listing and the read
-            raise
-        return observed.ObservedDomain(
-            name=dom.name(),
-            uuid=uuid,
-            owner=owner,
-            shape=shape,
-            live=live,
-            power=_POWER.get(state, kinds.PowerState.STOPPED),
-            graphics_port=port,
-        )
+    def _domain_names(self, flags: int) -> set[str]:
+        return {d.name() for d in self._conn.listAllDomains(flags)}
 
     def _observe_network(self, net: Any) -> observed.ObservedNetwork | None:
         try:
@@ -539,3 +531,50 @@ class LifecycleEvents:
                     continue
                 self._callback("", "reconnected")
                 break
+
+
+@dataclasses.dataclass(frozen=True)
+class _DomainReading:
+    """What libvirt said of one domain, before any XML is parsed."""
+
+    name: str
+    state: int
+    autostart: bool
+    xml: str  # the persistent definition (the running one for a transient domain)
+    live_xml: str | None  # the running definition, when the domain is active
+
+
+def _read_domain(
+    dom: Any, *, shut_off: bool, persistent: bool, autostart: bool
+) -> _DomainReading | None:
+    """The round trips for one domain; ``None`` when it was undefined since the listing."""
+    try:
+        state = libvirt.VIR_DOMAIN_SHUTOFF if shut_off else dom.state()[0]
+        xml_text = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0)
+        active = state not in (
+            libvirt.VIR_DOMAIN_SHUTOFF,
+            libvirt.VIR_DOMAIN_CRASHED,
+            libvirt.VIR_DOMAIN_NOSTATE,
+        )
+        live_xml = dom.XMLDesc(0) if active else None
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise
+    return _DomainReading(dom.name(), state, autostart, xml_text, live_xml)
+
+
+def _project_domain(reading: _DomainReading) -> observed.ObservedDomain:
+    uuid, owner, shape, _ = projection.parse_domain(reading.xml, autostart=reading.autostart)
+    live = port = None
+    if reading.live_xml is not None:
+        _, _, live, port = projection.parse_domain(reading.live_xml, autostart=reading.autostart)
+    return observed.ObservedDomain(
+        name=reading.name,
+        uuid=uuid,
+        owner=owner,
+        shape=shape,
+        live=live,
+        power=_POWER.get(reading.state, kinds.PowerState.STOPPED),
+        graphics_port=port,
+    )

@@ -4,9 +4,10 @@ PyYAML's loaders throw positions away once they build Python objects, but every
 validation message must point at a line and column. So each document is first
 *composed* into a node tree, then *constructed* with the ordinary safe
 constructor (tags, anchors and ``<<`` merge keys behave exactly as users
-expect), and finally the node tree is walked next to the data to record, for
-every data path (``("spec", "disks", 0, "size")``), where its key and its value
-start. Positions are 1-based, as editors show them.
+expect). The node tree is kept with the data; when a message needs a position,
+it is walked next to the data to record, for every data path (``("spec",
+"disks", 0, "size")``), where its key and its value start. Positions are
+1-based, as editors show them. Valid manifests, the usual case, skip that walk.
 
 Aliases are walked once: a path reached only through an alias points at its
 nearest recorded ancestor, which keeps the walk linear. A document whose
@@ -25,6 +26,7 @@ the error are still yielded first, as before.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -75,12 +77,19 @@ class Problem:
 class Document:
     index: int  # 0-based position in the stream, empty documents included
     data: Any
-    slots: dict[Path, Slot]
+    node: yaml.Node = dataclasses.field(repr=False, compare=False)
     duplicates: tuple[Problem, ...] = ()  # keys written twice in one mapping
 
     @property
     def start(self) -> Position:
-        return self.slots[()].value
+        return Position.of(self.node.start_mark)
+
+    @functools.cached_property
+    def slots(self) -> dict[Path, Slot]:
+        """Where every data path sits; walked on first use (a valid manifest rarely needs it)."""
+        slots: dict[Path, Slot] = {}
+        _walk(self.node, (), None, yaml.constructor.SafeConstructor(), slots, set())
+        return slots
 
     def slot(self, path: Path) -> tuple[Path, Slot]:
         """The slot of ``path`` or of its longest recorded prefix."""
@@ -95,7 +104,7 @@ def _normal(path: Path) -> Path:
     return tuple(part if isinstance(part, int) else str(part) for part in path)
 
 
-def _key(node: yaml.Node, loader: yaml.SafeLoader) -> str | int | None:
+def _key(node: yaml.Node, loader: yaml.constructor.SafeConstructor) -> str | int | None:
     if not isinstance(node, yaml.ScalarNode):
         return None
     value = loader.construct_object(node)
@@ -114,7 +123,7 @@ def _walk(
     node: yaml.Node,
     path: Path,
     key: Position | None,
-    loader: yaml.SafeLoader,
+    loader: yaml.constructor.SafeConstructor,
     slots: dict[Path, Slot],
     seen: set[int],
 ) -> None:
@@ -134,45 +143,46 @@ def _walk(
             _walk(item, (*path, index), None, loader, slots, seen)
 
 
-def _duplicate_keys(node: yaml.Node, path: Path, seen: set[int]) -> Iterator[Problem]:
-    """Explicit keys written twice in one mapping (merge keys may be overridden; not these)."""
-    if id(node) in seen:
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        first: dict[tuple[str, str], yaml.Mark] = {}
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
-                ident = (key_node.tag, key_node.value)
-                if ident in first:
-                    where = Position.of(first[ident])
-                    yield Problem(
-                        Position.of(key_node.start_mark),
-                        f"key written twice; first at line {where.line}",
-                        (*path, key_node.value),
-                    )
-                else:
-                    first[ident] = key_node.start_mark
-            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
-            yield from _duplicate_keys(value_node, (*path, name), seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            yield from _duplicate_keys(item, (*path, index), seen)
+def _inspect(node: yaml.Node) -> tuple[int, tuple[Problem, ...]]:
+    """One walk over the node graph: its size once aliases expand, and its duplicate keys.
 
+    Explicit keys written twice in one mapping are reported; merge keys may be
+    overridden. Sizes are memoised per node, so each alias is walked once and a
+    recursive one counts once instead of looping.
+    """
+    sizes: dict[int, int] = {}
+    duplicates: list[Problem] = []
 
-def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
-    """How many nodes the document holds once every alias is expanded (memoised per node)."""
-    known = sizes.get(id(node))
-    if known is not None:
-        return known
-    sizes[id(node)] = 1  # a recursive alias counts once instead of looping
-    total = 1
-    if isinstance(node, yaml.MappingNode):
-        total += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
-    elif isinstance(node, yaml.SequenceNode):
-        total += sum(_expanded_size(item, sizes) for item in node.value)
-    sizes[id(node)] = total
-    return total
+    def size(node: yaml.Node, path: Path) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], yaml.Mark] = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                    ident = (key_node.tag, key_node.value)
+                    if ident in first:
+                        where = Position.of(first[ident])
+                        duplicates.append(
+                            Problem(
+                                Position.of(key_node.start_mark),
+                                f"key written twice; first at line {where.line}",
+                                (*path, key_node.value),
+                            )
+                        )
+                    else:
+                        first[ident] = key_node.start_mark
+                name = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+                total += size(key_node, path) + size(value_node, (*path, name))
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item, (*path, index)) for index, item in enumerate(node.value))
+        sizes[id(node)] = total
+        return total
+
+    return size(node, ()), tuple(duplicates)
 
 
 def _syntax(exc: yaml.MarkedYAMLError) -> Problem:
@@ -216,7 +226,8 @@ def _parse(text: str, loader_class: Any, *, strict: bool) -> Iterator[Document |
             node = loader.get_node()
             if node is None:
                 break
-            if _expanded_size(node, {}) > MAX_NODES:
+            expanded, duplicates = _inspect(node)
+            if expanded > MAX_NODES:
                 yield Problem(
                     Position.of(node.start_mark),
                     f"YAML error: the document expands to more than {MAX_NODES} nodes "
@@ -224,12 +235,9 @@ def _parse(text: str, loader_class: Any, *, strict: bool) -> Iterator[Document |
                 )
                 index += 1
                 continue
-            duplicates = tuple(_duplicate_keys(node, (), set()))
             data = loader.construct_document(node)
             if data is not None:
-                slots: dict[Path, Slot] = {}
-                _walk(node, (), None, loader, slots, set())
-                yield Document(index=index, data=data, slots=slots, duplicates=duplicates)
+                yield Document(index=index, data=data, node=node, duplicates=duplicates)
             index += 1
     except yaml.MarkedYAMLError as exc:
         if strict:

@@ -40,7 +40,7 @@ import dataclasses
 import re
 import sys
 import typing
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -50,7 +50,7 @@ from reconciler import errors
 from reconciler.manifests import _pydantic, _yaml
 from reconciler.models import desired, effective, fields, kinds, record
 
-__all__ = ["STDIN", "load"]
+__all__ = ["STDIN", "load", "load_against"]
 
 STDIN = "-"
 _SUFFIXES = (".yaml", ".yml")
@@ -95,7 +95,7 @@ class _Valid:
 
 def _read(paths: Sequence[str], stdin: TextIO | None) -> Iterator[tuple[str, str | None]]:
     """Yield ``(name, text)``; ``text`` is ``None`` (and ``name`` a message) on failure."""
-    seen: set[Path] = set()
+    seen: set[tuple[int, int]] = set()  # (device, inode): a file named twice is read once
     for raw in paths:
         if raw == STDIN:
             yield STDIN, (stdin if stdin is not None else sys.stdin).read()
@@ -115,10 +115,11 @@ def _read(paths: Sequence[str], stdin: TextIO | None) -> Iterator[tuple[str, str
             yield f"{raw}: no such file or directory", None
             continue
         for file in files:
-            if file.resolve() in seen:
-                continue
-            seen.add(file.resolve())
             try:
+                stat = file.stat()
+                if (stat.st_dev, stat.st_ino) in seen:
+                    continue
+                seen.add((stat.st_dev, stat.st_ino))
                 yield str(file), file.read_text(encoding="utf-8")
             except UnicodeDecodeError as exc:
                 yield f"{file}:1:1: ?/?: not UTF-8 text ({exc.reason} at byte {exc.start})", None
@@ -398,3 +399,26 @@ def load(
     if run.errors:
         raise errors.ManifestError(run.messages())
     return run.state()
+
+
+def load_against(
+    paths: Sequence[str],
+    records: Iterable[record.ResourceRecord],
+    *,
+    revision: str | None = None,
+    stdin: TextIO | None = None,
+) -> desired.DesiredState:
+    """:func:`load`, with references and templates also satisfied by the record.
+
+    Tombstoned ``records`` are ignored, so a caller can pass the listing it also
+    plans with.
+    """
+    live = [r for r in records if r.deleted_at is None]
+    templates = {
+        r.key.name: kinds.Template.model_validate(r.spec)
+        for r in live
+        if r.key.kind == kinds.Kind.TEMPLATE.value
+    }
+    return load(
+        paths, known=[r.key for r in live], revision=revision, stdin=stdin, templates=templates
+    )

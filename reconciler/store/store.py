@@ -45,7 +45,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Self
 
-from sqlalchemy import ColumnElement, Engine, delete, select, tuple_, update
+from sqlalchemy import ColumnElement, Engine, Row, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, CursorResult
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -118,7 +118,7 @@ def _fold_key(event: record.NewEvent) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def _resource(row: schema.Resource) -> record.ResourceRecord:
+def _resource(row: schema.Resource | Row[Any]) -> record.ResourceRecord:
     return record.ResourceRecord(
         key=record.ResourceKey(row.kind, row.name),
         uid=row.uid,
@@ -323,13 +323,16 @@ class Store:
         self, kind: str | None = None, *, include_deleted: bool = False
     ) -> list[record.ResourceRecord]:
         """Every resource (of ``kind``), ordered by kind and name; tombstoned ones on request."""
-        stmt = select(schema.Resource).order_by(schema.Resource.kind, schema.Resource.name)
+        # Plain rows, not ORM objects: every pass lists every resource, and the
+        # identity map and attribute instrumentation would be thrown away at once.
+        table = schema.Resource.__table__
+        stmt = select(table).order_by(table.c.kind, table.c.name)
         if kind is not None:
-            stmt = stmt.where(schema.Resource.kind == kind)
+            stmt = stmt.where(table.c.kind == kind)
         if not include_deleted:
-            stmt = stmt.where(schema.Resource.deleted_at.is_(None))
+            stmt = stmt.where(table.c.deleted_at.is_(None))
         with self._session("listing resources") as session:
-            return [_resource(row) for row in session.scalars(stmt)]
+            return [_resource(row) for row in session.execute(stmt)]
 
     def get(
         self, key: record.ResourceKey, *, include_deleted: bool = False

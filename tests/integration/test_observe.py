@@ -1,0 +1,131 @@
+"""Observation reads power, persistence and autostart from filtered listings.
+
+:meth:`Hypervisor.observe` asks libvirtd once per property for every domain
+(shut off, transient, autostart) instead of once per domain, and reads the XML
+of several domains at once. These tests define real domains in each combination
+and check that each is seen as ``virsh`` would report it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import libvirt
+import pytest
+from lxml import etree
+
+from reconciler.hypervisor import adapter
+from reconciler.models import kinds
+
+pytestmark = pytest.mark.integration
+
+
+def _firmware_only(name: str, domain_type: str) -> str:
+    """A guest with no disk and no OS: it sits in firmware, reaching nothing."""
+    domain = etree.Element("domain", type=domain_type)
+    etree.SubElement(domain, "name").text = name
+    etree.SubElement(domain, "memory", unit="MiB").text = "32"
+    etree.SubElement(domain, "vcpu").text = "1"
+    os_ = etree.SubElement(domain, "os")
+    etree.SubElement(os_, "type").text = "hvm"
+    devices = etree.SubElement(domain, "devices")
+    etree.SubElement(devices, "graphics", type="vnc", port="-1", listen="127.0.0.1")
+    return etree.tostring(domain, encoding="unicode")
+
+
+def _wait_running(dom: libvirt.virDomain) -> None:
+    deadline = time.monotonic() + 30
+    while dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+
+
+def test_power_persistence_and_autostart_of_each_domain_are_observed(
+    libvirt_conn: libvirt.virConnect,
+    libvirt_uri: str,
+    libvirt_cleanup: None,
+    prefix: str,
+    domain_type: str,
+) -> None:
+    conn = libvirt_conn
+    stopped = conn.defineXML(_firmware_only(f"{prefix}stopped", domain_type))
+    auto = conn.defineXML(_firmware_only(f"{prefix}auto", domain_type))
+    auto.setAutostart(1)
+    running = conn.defineXML(_firmware_only(f"{prefix}running", domain_type))
+    running.create()
+    paused = conn.defineXML(_firmware_only(f"{prefix}paused", domain_type))
+    paused.create()
+    _wait_running(paused)
+    paused.suspend()
+    transient = conn.createXML(_firmware_only(f"{prefix}transient", domain_type), 0)
+    _wait_running(running)
+    _wait_running(transient)
+
+    hv = adapter.Hypervisor(libvirt_uri)
+    try:
+        world = hv.observe()
+    finally:
+        hv.close()
+
+    seen = {name: d for name, d in world.domains.items() if name.startswith(prefix)}
+    assert set(seen) == {
+        f"{prefix}{n}" for n in ("stopped", "auto", "running", "paused", "transient")
+    }
+    power = {name.removeprefix(prefix): d.power for name, d in seen.items()}
+    assert power == {
+        "stopped": kinds.PowerState.STOPPED,
+        "auto": kinds.PowerState.STOPPED,
+        "running": kinds.PowerState.RUNNING,
+        "paused": kinds.PowerState.PAUSED,
+        "transient": kinds.PowerState.RUNNING,
+    }
+    autostart = {name.removeprefix(prefix): d.shape.autostart for name, d in seen.items()}
+    assert autostart == {
+        "stopped": False,
+        "auto": True,
+        "running": False,
+        "paused": False,
+        "transient": False,
+    }
+    for short in ("stopped", "auto"):
+        assert seen[f"{prefix}{short}"].live is None
+        assert seen[f"{prefix}{short}"].graphics_port is None
+    for short in ("running", "paused", "transient"):
+        domain = seen[f"{prefix}{short}"]
+        assert domain.live is not None, short
+        assert domain.graphics_port is not None and domain.graphics_port >= 5900, short
+    for short, dom in (("stopped", stopped), ("running", running), ("transient", transient)):
+        assert seen[f"{prefix}{short}"].uuid == dom.UUIDString()
+
+
+def test_a_domain_undefined_during_observation_is_left_out(
+    monkeypatch: pytest.MonkeyPatch,
+    libvirt_conn: libvirt.virConnect,
+    libvirt_uri: str,
+    libvirt_cleanup: None,
+    prefix: str,
+    domain_type: str,
+) -> None:
+    """Observation on a shared host: domains come and go between the listing and the read."""
+    names = [f"{prefix}churn{i}" for i in range(20)]
+    for name in names:
+        libvirt_conn.defineXML(_firmware_only(name, domain_type))
+    hv = adapter.Hypervisor(libvirt_uri)
+    original = adapter._read_domain
+    undefined: list[str] = []
+
+    def read_after_undefine(dom: libvirt.virDomain, **flags: bool) -> object:
+        if dom.name() == names[7]:
+            libvirt_conn.lookupByName(names[7]).undefine()
+            undefined.append(names[7])
+        return original(dom, **flags)
+
+    monkeypatch.setattr(adapter, "_read_domain", read_after_undefine)
+    try:
+        world = hv.observe()
+    finally:
+        hv.close()
+
+    assert undefined == [names[7]]
+    seen = {name for name in world.domains if name.startswith(prefix)}
+    assert seen == set(names) - {names[7]}
