@@ -8,6 +8,7 @@ expected line and column can be checked by eye.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import textwrap
 from collections.abc import Sequence
@@ -609,3 +610,53 @@ def test_manifest_error_summarises_the_count() -> None:
         loader.load(["-"], stdin=io.StringIO(_vm("cpus: 0\nmemory: 1\n")))
 
     assert str(info.value) == "2 invalid manifest entries"
+
+
+def _recorded(
+    kind: kinds.Kind, name: str, spec: dict[str, object], *, deleted: bool = False
+) -> record.ResourceRecord:
+    now = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
+    document = {"apiVersion": kinds.API_VERSION, "kind": kind.value, "metadata": {"name": name}}
+    return record.ResourceRecord(
+        key=record.ResourceKey(kind.value, name),
+        uid=f"uid-{name}",
+        generation=1,
+        spec={**document, "spec": spec},
+        spec_hash="0" * 16,
+        source_file="old.yaml",
+        source_document=0,
+        source_revision=None,
+        labels={},
+        annotations={},
+        status={},
+        created_at=now,
+        updated_at=now,
+        deleted_at=now if deleted else None,
+    )
+
+
+def test_load_against_the_record_merges_recorded_templates_and_ignores_tombstones() -> None:
+    records = [
+        _recorded(kinds.Kind.TEMPLATE, "golden", {"cpus": 4, "memory": "1GiB"}),
+        _recorded(kinds.Kind.STORAGE_POOL, "fast", {"path": "/srv/fast"}),
+        _recorded(kinds.Kind.NETWORK, "gone", {"mode": "isolated"}, deleted=True),
+    ]
+    paths = _write(
+        {
+            "web.yaml": _vm("template: golden\ndisks:\n  - {name: root, size: 1GiB, pool: fast}\n"),
+        }
+    )
+
+    state = loader.load_against(paths, records)
+
+    vm = state.effective_vms["web-1"]
+    assert (vm.cpus, vm.memory) == (4, 1 << 30)
+    assert [d.pool for d in vm.disks] == ["fast"]
+
+    _write({"web.yaml": _vm("template: golden\nnetworks:\n  - network: gone\n")})
+    with pytest.raises(errors.ManifestError) as info:
+        loader.load_against(paths, records)
+    assert info.value.messages == [
+        "web.yaml:7:16: VirtualMachine/web-1: spec.networks[0].network: network 'gone' is "
+        "neither in the manifests nor in the record"
+    ]
