@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler.cli import common, render
+from reconciler.cli import common, options, render
 from reconciler.engine import execute, reconcile
 from reconciler.manifests import loader
 from reconciler.models import desired, record
@@ -27,14 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["apply", "delete", "diff", "plan"]
 
-_files = click.option(
-    "-f",
-    "--filename",
-    "paths",
-    multiple=True,
-    required=True,
-    help="File, directory (recursive) or - for stdin. Repeatable.",
-)
 _prune = click.option(
     "--prune", is_flag=True, help="Delete owned objects missing from the manifests."
 )
@@ -60,7 +52,7 @@ def _print_plan(plan: actions.Plan, output: str) -> None:
 
 def _plan_command(name: str, hidden: bool = False) -> click.Command:
     @click.command(name=name, hidden=hidden)
-    @_files
+    @options.manifest_files
     @_prune
     @click.option(
         "--adopt", is_flag=True, help="Plan taking over same-named objects we do not own."
@@ -138,7 +130,7 @@ def _run(
 
 
 @click.command()
-@_files
+@options.manifest_files
 @_prune
 @click.option("--allow-empty", is_flag=True, help="Allow --prune with an empty desired state.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import click
 
+from reconciler.cli import options
 from reconciler.manifests import loader
 
 __all__ = ["validate"]
 
 
 @click.command()
-@click.option(
-    "-f",
-    "--filename",
-    "paths",
-    multiple=True,
-    required=True,
-    help="File, directory (recursive) or - for stdin. Repeatable.",
-)
+@options.manifest_files
 def validate(paths: tuple[str, ...]) -> None:
     """Load and validate manifests; exit 0 when valid, 1 when not."""
     desired = loader.load(list(paths))

@@ -85,6 +85,18 @@ class SpecWrite:
     source_revision: str | None
     run_id: RunId | None = None
 
+    def applied(self) -> dict[str, Any]:
+        """The resource's fields this write sets, by name (record fields and columns alike)."""
+        return {
+            "spec": self.spec,
+            "spec_hash": self.spec_hash,
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "source_file": self.source_file,
+            "source_document": self.source_document,
+            "source_revision": self.source_revision,
+        }
+
 
 @dataclasses.dataclass(frozen=True)
 class StatusWrite:

@@ -368,15 +368,7 @@ class Store:
             updated: list[dict[str, Any]] = []
             revisions: list[tuple[record.ResourceKey, int | None, int, record.SpecWrite]] = []
             for write in writes:
-                applied = {
-                    "spec": write.spec,
-                    "spec_hash": write.spec_hash,
-                    "labels": write.labels,
-                    "annotations": write.annotations,
-                    "source_file": write.source_file,
-                    "source_document": write.source_document,
-                    "source_revision": write.source_revision,
-                }
+                applied = write.applied()
                 row = existing.get(write.key)
                 if row is None:
                     created.append(

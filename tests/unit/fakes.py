@@ -493,17 +493,7 @@ class FakeRecord:
     def apply_specs(self, writes: Iterable[record.SpecWrite]) -> None:
         for write in writes:
             old = self.by_key.get(write.key)
-            fields: dict[str, Any] = {
-                "spec": write.spec,
-                "spec_hash": write.spec_hash,
-                "labels": write.labels,
-                "annotations": write.annotations,
-                "source_file": write.source_file,
-                "source_document": write.source_document,
-                "source_revision": write.source_revision,
-                "deleted_at": None,
-                "updated_at": EPOCH,
-            }
+            fields: dict[str, Any] = write.applied() | {"deleted_at": None, "updated_at": EPOCH}
             if old is None:
                 self.by_key[write.key] = record.ResourceRecord(
                     key=write.key,
