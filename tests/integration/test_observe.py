@@ -12,25 +12,12 @@ import time
 
 import libvirt
 import pytest
-from lxml import etree
 
 from reconciler.hypervisor import adapter
 from reconciler.models import kinds
+from tests.fixtures.libvirt import firmware_only_domain
 
 pytestmark = pytest.mark.integration
-
-
-def _firmware_only(name: str, domain_type: str) -> str:
-    """A guest with no disk and no OS: it sits in firmware, reaching nothing."""
-    domain = etree.Element("domain", type=domain_type)
-    etree.SubElement(domain, "name").text = name
-    etree.SubElement(domain, "memory", unit="MiB").text = "32"
-    etree.SubElement(domain, "vcpu").text = "1"
-    os_ = etree.SubElement(domain, "os")
-    etree.SubElement(os_, "type").text = "hvm"
-    devices = etree.SubElement(domain, "devices")
-    etree.SubElement(devices, "graphics", type="vnc", port="-1", listen="127.0.0.1")
-    return etree.tostring(domain, encoding="unicode")
 
 
 def _wait_running(dom: libvirt.virDomain) -> None:
@@ -48,16 +35,16 @@ def test_power_persistence_and_autostart_of_each_domain_are_observed(
     domain_type: str,
 ) -> None:
     conn = libvirt_conn
-    stopped = conn.defineXML(_firmware_only(f"{prefix}stopped", domain_type))
-    auto = conn.defineXML(_firmware_only(f"{prefix}auto", domain_type))
+    stopped = conn.defineXML(firmware_only_domain(f"{prefix}stopped", domain_type, vnc=True))
+    auto = conn.defineXML(firmware_only_domain(f"{prefix}auto", domain_type, vnc=True))
     auto.setAutostart(1)
-    running = conn.defineXML(_firmware_only(f"{prefix}running", domain_type))
+    running = conn.defineXML(firmware_only_domain(f"{prefix}running", domain_type, vnc=True))
     running.create()
-    paused = conn.defineXML(_firmware_only(f"{prefix}paused", domain_type))
+    paused = conn.defineXML(firmware_only_domain(f"{prefix}paused", domain_type, vnc=True))
     paused.create()
     _wait_running(paused)
     paused.suspend()
-    transient = conn.createXML(_firmware_only(f"{prefix}transient", domain_type), 0)
+    transient = conn.createXML(firmware_only_domain(f"{prefix}transient", domain_type, vnc=True), 0)
     _wait_running(running)
     _wait_running(transient)
 
@@ -109,7 +96,7 @@ def test_a_domain_undefined_during_observation_is_left_out(
     """Observation on a shared host: domains come and go between the listing and the read."""
     names = [f"{prefix}churn{i}" for i in range(20)]
     for name in names:
-        libvirt_conn.defineXML(_firmware_only(name, domain_type))
+        libvirt_conn.defineXML(firmware_only_domain(name, domain_type, vnc=True))
     hv = adapter.Hypervisor(libvirt_uri)
     original = adapter._read_domain
     undefined: list[str] = []

@@ -17,6 +17,7 @@ from lxml import etree
 
 from reconciler.hypervisor import xml
 from reconciler.models import record
+from tests.fixtures.libvirt import firmware_only_domain
 from tests.integration.harness import Harness
 
 pytestmark = pytest.mark.integration
@@ -26,17 +27,17 @@ MANAGED = f"metadata/{{{xml.NS}}}managed"
 
 def _plain_domain(h: Harness, name: str, domain_type: str, *, installation: str = "") -> str:
     """Define a firmware-only domain by hand, as ``virsh define`` would; return its XML."""
-    metadata = (
-        f'<metadata><ib:managed xmlns:ib="{xml.NS}" kind="VirtualMachine" name="{name}" '
-        f'installation="{installation}" spec-hash="0123456789abcdef"/></metadata>'
+    managed = (
+        {
+            "kind": "VirtualMachine",
+            "name": name,
+            "installation": installation,
+            "spec-hash": "0123456789abcdef",
+        }
         if installation
-        else ""
+        else None
     )
-    document = (
-        f"<domain type='{domain_type}'><name>{name}</name>{metadata}"
-        "<memory unit='KiB'>65536</memory><vcpu>1</vcpu>"
-        "<os><type arch='x86_64' machine='q35'>hvm</type></os></domain>"
-    )
+    document = firmware_only_domain(name, domain_type, memory_mib=64, managed=managed)
     return str(h.conn.defineXML(document).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
 
 

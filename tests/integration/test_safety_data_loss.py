@@ -16,6 +16,7 @@ import pytest
 from lxml import etree
 
 from reconciler.models import record
+from tests.fixtures.libvirt import qcow2_volume
 from tests.integration.harness import Harness
 
 pytestmark = pytest.mark.integration
@@ -46,11 +47,7 @@ def test_changing_a_disk_image_is_refused_without_allow_data_loss(h: Harness) ->
     assert result.exit_code == 0, result.output
     image = f"{h.name('golden')}.qcow2"
     pool = h.conn.storagePoolLookupByName(h.name("pool"))
-    pool.createXML(
-        f"<volume><name>{image}</name><capacity unit='bytes'>{16 * MiB}</capacity>"
-        "<target><format type='qcow2'/></target></volume>",
-        0,
-    )
+    pool.createXML(qcow2_volume(image, 16), 0)
     volume = h.pool_dir / f"{h.name('web')}-root.qcow2"
     before = volume.stat()
     h.write(*base, h.vm("web", disks=_disk(h, image=image)))

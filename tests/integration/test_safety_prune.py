@@ -16,6 +16,7 @@ import libvirt
 import pytest
 
 from reconciler.models import record
+from tests.fixtures.libvirt import firmware_only_domain
 from tests.integration.harness import Harness
 
 pytestmark = pytest.mark.integration
@@ -44,11 +45,7 @@ def test_prune_deletes_only_the_owned_vm_left_out_and_retains_its_volume(
 ) -> None:
     h.write(*_base(h), h.vm("keep"), h.vm("gone"))
     _applied(h)
-    stray = (
-        f"<domain type='{domain_type}'><name>{h.name('stray')}</name>"
-        "<memory unit='KiB'>65536</memory><vcpu>1</vcpu>"
-        "<os><type arch='x86_64' machine='q35'>hvm</type></os></domain>"
-    )
+    stray = firmware_only_domain(h.name("stray"), domain_type, memory_mib=64)
     stray_xml = h.conn.defineXML(stray).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     h.write(*_base(h), h.vm("keep"))
 

@@ -29,21 +29,6 @@ def _psycopg_conninfo(sqlalchemy_url: str) -> str:
     return f"{scheme.split('+')[0]}://{rest}"
 
 
-def _firmware_only_domain(name: str, domain_type: str) -> str:
-    """A guest with no disk and no OS: it sits in firmware, reaching nothing."""
-    domain = etree.Element("domain", type=domain_type)
-    etree.SubElement(domain, "name").text = name
-    etree.SubElement(domain, "memory", unit="MiB").text = "32"
-    etree.SubElement(domain, "vcpu").text = "1"
-    os_ = etree.SubElement(domain, "os")
-    etree.SubElement(os_, "type").text = "hvm"
-    etree.SubElement(os_, "boot", dev="hd")
-    etree.SubElement(domain, "on_poweroff").text = "destroy"
-    etree.SubElement(domain, "on_reboot").text = "destroy"
-    etree.SubElement(domain, "on_crash").text = "destroy"
-    return etree.tostring(domain, encoding="unicode")
-
-
 def test_libvirt_daemon_answers_with_its_version_and_domain_list(
     libvirt_conn: libvirt.virConnect, libvirt_uri: str
 ) -> None:
@@ -68,7 +53,7 @@ def test_firmware_only_domain_is_defined_started_destroyed_and_undefined(
     domain_type: str,
 ) -> None:
     name = f"{prefix}fw"
-    dom = libvirt_conn.defineXML(_firmware_only_domain(name, domain_type))
+    dom = libvirt_conn.defineXML(libvirt_fixtures.firmware_only_domain(name, domain_type))
     assert libvirt_conn.lookupByName(name).UUIDString() == dom.UUIDString()
 
     dom.create()
@@ -112,15 +97,6 @@ def _dir_pool(name: str, path: Path) -> str:
     return etree.tostring(pool, encoding="unicode")
 
 
-def _qcow2_volume(name: str, mib: int) -> str:
-    volume = etree.Element("volume")
-    etree.SubElement(volume, "name").text = name
-    etree.SubElement(volume, "capacity", unit="MiB").text = str(mib)
-    target = etree.SubElement(volume, "target")
-    etree.SubElement(target, "format", type="qcow2")
-    return etree.tostring(volume, encoding="unicode")
-
-
 def test_prefixed_network_pool_and_volume_are_created_then_removed_by_cleanup(
     libvirt_conn: libvirt.virConnect, prefix: str, pool_dir: Path
 ) -> None:
@@ -131,7 +107,7 @@ def test_prefixed_network_pool_and_volume_are_created_then_removed_by_cleanup(
 
     pool = libvirt_conn.storagePoolDefineXML(_dir_pool(f"{prefix}pool", pool_dir))
     pool.create()
-    vol = pool.createXML(_qcow2_volume("disk.qcow2", 1))
+    vol = pool.createXML(libvirt_fixtures.qcow2_volume("disk.qcow2", 1))
     assert Path(vol.path()) == pool_dir / "disk.qcow2"
     assert vol.info()[1] == 1 << 20
 
