@@ -43,6 +43,7 @@ from typing import Any
 import libvirt
 import planner_bench
 import yaml
+from lxml import etree
 
 HERE = Path(__file__).resolve().parent
 FLOOR = HERE / "floor"
@@ -235,25 +236,32 @@ class Bench:
     # --- libvirt objects ----------------------------------------------------
 
     def floor_domain_xml(self, name: str) -> str:
-        return (
-            f"<domain type='{self.domain_type}'><name>{name}</name>"
-            "<memory unit='KiB'>32768</memory><vcpu>1</vcpu>"
-            "<os><type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/></os>"
-            "<features><acpi/><apic/></features>"
-            "<devices><graphics type='vnc' autoport='yes'>"
-            "<listen type='address' address='127.0.0.1'/></graphics>"
-            "<console type='pty'/></devices></domain>"
-        )
+        """A small q35 guest with a loopback VNC display and no disk, as the floor defines."""
+        domain = etree.Element("domain", type=self.domain_type)
+        etree.SubElement(domain, "name").text = name
+        etree.SubElement(domain, "memory", unit="KiB").text = "32768"
+        etree.SubElement(domain, "vcpu").text = "1"
+        os_ = etree.SubElement(domain, "os")
+        etree.SubElement(os_, "type", arch="x86_64", machine="q35").text = "hvm"
+        etree.SubElement(os_, "boot", dev="hd")
+        features = etree.SubElement(domain, "features")
+        etree.SubElement(features, "acpi")
+        etree.SubElement(features, "apic")
+        devices = etree.SubElement(domain, "devices")
+        graphics = etree.SubElement(devices, "graphics", type="vnc", autoport="yes")
+        etree.SubElement(graphics, "listen", type="address", address="127.0.0.1")
+        etree.SubElement(devices, "console", type="pty")
+        return etree.tostring(domain, encoding="unicode")
 
     def make_pool(self, name: str, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
         for directory in (POOL_ROOT, self.pool_dir, path):
             if directory.exists():
                 directory.chmod(0o755)
-        pool = self.conn.storagePoolDefineXML(
-            f"<pool type='dir'><name>{name}</name><target><path>{path}</path></target></pool>", 0
-        )
-        pool.create(0)
+        pool = etree.Element("pool", type="dir")
+        etree.SubElement(pool, "name").text = name
+        etree.SubElement(etree.SubElement(pool, "target"), "path").text = str(path)
+        self.conn.storagePoolDefineXML(etree.tostring(pool, encoding="unicode"), 0).create(0)
 
     def remove(self, start: str) -> list[str]:
         """Remove every domain, pool (with volumes) and network named ``start*``."""
