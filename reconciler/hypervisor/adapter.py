@@ -122,17 +122,24 @@ class Hypervisor:
 
     def observe(self) -> observed.World:
         with _calling("observe", self.uri):
-            # Filtered listings answer for every domain at once what would otherwise be
-            # one call per domain: shut off (so neither state() nor isPersistent() is
-            # needed), transient, and autostart. On a host of stopped VMs that leaves
-            # one XMLDesc per domain. A domain that changes between the listings is
-            # seen as it was a moment ago, and the next pass sees it as it is.
-            shut_off = self._domain_names(libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE)
-            transient = self._domain_names(libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT)
-            autostart = self._domain_names(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)
-            domains = self._conn.listAllDomains(0)
-            networks = self._conn.listAllNetworks(0)
-            pools = self._conn.listAllStoragePools(0)
+            # Filtered listings answer for every object at once what would otherwise be
+            # one call per object: shut off (so neither state() nor isPersistent() is
+            # needed), transient, active, autostart. On a host of stopped VMs that
+            # leaves one XMLDesc per domain. An object that changes between the
+            # listings is seen as it was a moment ago; the next pass sees it as it is.
+            list_domains = self._conn.listAllDomains
+            shut_off = _names(list_domains, libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE)
+            transient = _names(list_domains, libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT)
+            autostart = _names(list_domains, libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)
+            list_networks = self._conn.listAllNetworks
+            networks_active = _names(list_networks, libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE)
+            networks_auto = _names(list_networks, libvirt.VIR_CONNECT_LIST_NETWORKS_AUTOSTART)
+            list_pools = self._conn.listAllStoragePools
+            pools_active = _names(list_pools, libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)
+            pools_auto = _names(list_pools, libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_AUTOSTART)
+            domains = list_domains(0)
+            networks = list_networks(0)
+            pools = list_pools(0)
 
             def read(dom: Any) -> _DomainReading | None:
                 name = dom.name()
@@ -148,50 +155,25 @@ class Hypervisor:
             # parsing overlaps the reads still in flight.
             with concurrent.futures.ThreadPoolExecutor(
                 _READERS, thread_name_prefix="observe"
-            ) as pool:
-                seen = [_project_domain(r) for r in pool.map(read, domains) if r is not None]
+            ) as readers:
+                seen = [_project_domain(r) for r in readers.map(read, domains) if r is not None]
+            found_networks = (
+                _observe_network(
+                    net, active=net.name() in networks_active, autostart=net.name() in networks_auto
+                )
+                for net in networks
+            )
+            found_pools = (
+                _observe_pool(
+                    pool, active=pool.name() in pools_active, autostart=pool.name() in pools_auto
+                )
+                for pool in pools
+            )
             return observed.World(
                 domains={d.name: d for d in seen},
-                networks={n.name: n for n in map(self._observe_network, networks) if n is not None},
-                pools={p.name: p for p in map(self._observe_pool, pools) if p is not None},
+                networks={n.name: n for n in found_networks if n is not None},
+                pools={p.name: p for p in found_pools if p is not None},
             )
-
-    def _domain_names(self, flags: int) -> set[str]:
-        return {d.name() for d in self._conn.listAllDomains(flags)}
-
-    def _observe_network(self, net: Any) -> observed.ObservedNetwork | None:
-        try:
-            autostart = bool(net.autostart())
-            uuid, owner, shape = projection.parse_network(_network_xml(net), autostart=autostart)
-            active = bool(net.isActive())
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
-                return None  # undefined between the listing and the read (a shared host)
-            raise
-        return observed.ObservedNetwork(
-            name=net.name(), uuid=uuid, owner=owner, shape=shape, active=active
-        )
-
-    def _observe_pool(self, pool: Any) -> observed.ObservedPool | None:
-        try:
-            autostart = bool(pool.autostart())
-            uuid, shape = projection.parse_pool(pool.XMLDesc(0), autostart=autostart)
-            active = bool(pool.isActive())
-            volumes: dict[str, observed.ObservedVolume] = {}
-            if active:
-                with contextlib.suppress(libvirt.libvirtError):
-                    pool.refresh(0)
-                for vol in pool.listAllVolumes(0):
-                    with contextlib.suppress(libvirt.libvirtError):
-                        parsed = projection.parse_volume(vol.XMLDesc(0), pool.name())
-                        volumes[parsed.name] = parsed
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
-                return None  # undefined between the listing and the read (a shared host)
-            raise
-        return observed.ObservedPool(
-            name=pool.name(), uuid=uuid, shape=shape, active=active, volumes=volumes
-        )
 
     def dhcp_leases(self) -> dict[str, str]:
         """MAC -> IPv4 address from the DHCP leases of every active network."""
@@ -577,4 +559,41 @@ def _project_domain(reading: _DomainReading) -> observed.ObservedDomain:
         live=live,
         power=_POWER.get(reading.state, kinds.PowerState.STOPPED),
         graphics_port=port,
+    )
+
+
+def _names(listing: Callable[[int], list[Any]], flags: int) -> set[str]:
+    """The names of the objects a filtered ``listAll*`` call returns."""
+    return {item.name() for item in listing(flags)}
+
+
+def _observe_network(net: Any, *, active: bool, autostart: bool) -> observed.ObservedNetwork | None:
+    try:
+        uuid, owner, shape = projection.parse_network(_network_xml(net), autostart=autostart)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+            return None  # undefined between the listing and the read (a shared host)
+        raise
+    return observed.ObservedNetwork(
+        name=net.name(), uuid=uuid, owner=owner, shape=shape, active=active
+    )
+
+
+def _observe_pool(pool: Any, *, active: bool, autostart: bool) -> observed.ObservedPool | None:
+    try:
+        uuid, shape = projection.parse_pool(pool.XMLDesc(0), autostart=autostart)
+        volumes: dict[str, observed.ObservedVolume] = {}
+        if active:
+            with contextlib.suppress(libvirt.libvirtError):
+                pool.refresh(0)
+            for vol in pool.listAllVolumes(0):
+                with contextlib.suppress(libvirt.libvirtError):
+                    parsed = projection.parse_volume(vol.XMLDesc(0), pool.name())
+                    volumes[parsed.name] = parsed
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
+            return None  # undefined between the listing and the read (a shared host)
+        raise
+    return observed.ObservedPool(
+        name=pool.name(), uuid=uuid, shape=shape, active=active, volumes=volumes
     )

@@ -9,13 +9,15 @@ and check that each is seen as ``virsh`` would report it.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import libvirt
 import pytest
+from lxml import etree
 
 from reconciler.hypervisor import adapter
 from reconciler.models import kinds
-from tests.fixtures.libvirt import firmware_only_domain
+from tests.fixtures.libvirt import bridge_name, firmware_only_domain, qcow2_volume
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +118,59 @@ def test_a_domain_undefined_during_observation_is_left_out(
     assert undefined == [names[7]]
     seen = {name for name in world.domains if name.startswith(prefix)}
     assert seen == set(names) - {names[7]}
+
+
+def _isolated_network(name: str, bridge: str) -> str:
+    network = etree.Element("network")
+    etree.SubElement(network, "name").text = name
+    etree.SubElement(network, "bridge", name=bridge)
+    return etree.tostring(network, encoding="unicode")
+
+
+def _dir_pool(name: str, path: Path) -> str:
+    pool = etree.Element("pool", type="dir")
+    etree.SubElement(pool, "name").text = name
+    etree.SubElement(etree.SubElement(pool, "target"), "path").text = str(path)
+    return etree.tostring(pool, encoding="unicode")
+
+
+def test_active_and_autostart_of_networks_and_pools_are_observed(
+    libvirt_conn: libvirt.virConnect,
+    libvirt_uri: str,
+    prefix: str,
+    pool_dir: Path,
+) -> None:
+    conn = libvirt_conn
+    idle = conn.networkDefineXML(_isolated_network(f"{prefix}idle", bridge_name(prefix, 0)))
+    idle.setAutostart(1)
+    up = conn.networkDefineXML(_isolated_network(f"{prefix}up", bridge_name(prefix, 1)))
+    up.create()
+    (pool_dir / "a").mkdir()
+    (pool_dir / "b").mkdir()
+    parked = conn.storagePoolDefineXML(_dir_pool(f"{prefix}parked", pool_dir / "a"), 0)
+    parked.setAutostart(1)
+    serving = conn.storagePoolDefineXML(_dir_pool(f"{prefix}serving", pool_dir / "b"), 0)
+    serving.create(0)
+    serving.createXML(qcow2_volume(f"{prefix}disk.qcow2", 1), 0)
+
+    hv = adapter.Hypervisor(libvirt_uri)
+    try:
+        world = hv.observe()
+    finally:
+        hv.close()
+
+    networks = {
+        name.removeprefix(prefix): (n.active, n.shape.autostart)
+        for name, n in world.networks.items()
+        if name.startswith(prefix)
+    }
+    assert networks == {"idle": (False, True), "up": (True, False)}
+    pools = {
+        name.removeprefix(prefix): (p.active, p.shape.autostart, sorted(p.volumes))
+        for name, p in world.pools.items()
+        if name.startswith(prefix)
+    }
+    assert pools == {
+        "parked": (False, True, []),
+        "serving": (True, False, [f"{prefix}disk.qcow2"]),
+    }
