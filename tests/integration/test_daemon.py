@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from reconciler.models import record
+from tests.fixtures.git import git
 from tests.integration.harness import Harness, doc
 
 pytestmark = pytest.mark.integration
@@ -131,17 +132,6 @@ def until(predicate: Callable[[], T], timeout: float, what: str, daemon: Daemon 
                 f"the daemon exited ({daemon.proc.returncode}) before: {what}\n{daemon.tail()}"
             )
         time.sleep(0.1)
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.invalid", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 class Repo:

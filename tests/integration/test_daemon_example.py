@@ -21,8 +21,9 @@ import pytest
 
 from reconciler.cli import daemon as daemon_command
 from reconciler.cli import main
+from tests.fixtures.git import git
 from tests.integration.harness import Harness
-from tests.integration.test_daemon import Daemon, git, running, spawn, until
+from tests.integration.test_daemon import Daemon, running, spawn, until
 
 pytestmark = pytest.mark.integration
 

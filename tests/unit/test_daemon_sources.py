@@ -6,7 +6,6 @@ daemon does in production.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -15,23 +14,13 @@ import pytest
 
 from reconciler import errors
 from reconciler.daemon import sources
+from tests.fixtures.git import git
 
 TEMPLATE = """apiVersion: infinibay.io/v1alpha1
 kind: Template
 metadata: {{name: {name}}}
 spec: {{cpus: 1, memory: 64MiB}}
 """
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 @pytest.fixture
