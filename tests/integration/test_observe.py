@@ -13,11 +13,16 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from lxml import etree
 
 from reconciler.hypervisor import adapter
 from reconciler.models import kinds
-from tests.fixtures.libvirt import bridge_name, firmware_only_domain, qcow2_volume
+from tests.fixtures.libvirt import (
+    bridge_name,
+    dir_pool,
+    firmware_only_domain,
+    isolated_network,
+    qcow2_volume,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -120,20 +125,6 @@ def test_a_domain_undefined_during_observation_is_left_out(
     assert seen == set(names) - {names[7]}
 
 
-def _isolated_network(name: str, bridge: str) -> str:
-    network = etree.Element("network")
-    etree.SubElement(network, "name").text = name
-    etree.SubElement(network, "bridge", name=bridge)
-    return etree.tostring(network, encoding="unicode")
-
-
-def _dir_pool(name: str, path: Path) -> str:
-    pool = etree.Element("pool", type="dir")
-    etree.SubElement(pool, "name").text = name
-    etree.SubElement(etree.SubElement(pool, "target"), "path").text = str(path)
-    return etree.tostring(pool, encoding="unicode")
-
-
 def test_active_and_autostart_of_networks_and_pools_are_observed(
     libvirt_conn: libvirt.virConnect,
     libvirt_uri: str,
@@ -141,15 +132,15 @@ def test_active_and_autostart_of_networks_and_pools_are_observed(
     pool_dir: Path,
 ) -> None:
     conn = libvirt_conn
-    idle = conn.networkDefineXML(_isolated_network(f"{prefix}idle", bridge_name(prefix, 0)))
+    idle = conn.networkDefineXML(isolated_network(f"{prefix}idle", bridge_name(prefix, 0)))
     idle.setAutostart(1)
-    up = conn.networkDefineXML(_isolated_network(f"{prefix}up", bridge_name(prefix, 1)))
+    up = conn.networkDefineXML(isolated_network(f"{prefix}up", bridge_name(prefix, 1)))
     up.create()
     (pool_dir / "a").mkdir()
     (pool_dir / "b").mkdir()
-    parked = conn.storagePoolDefineXML(_dir_pool(f"{prefix}parked", pool_dir / "a"), 0)
+    parked = conn.storagePoolDefineXML(dir_pool(f"{prefix}parked", pool_dir / "a"), 0)
     parked.setAutostart(1)
-    serving = conn.storagePoolDefineXML(_dir_pool(f"{prefix}serving", pool_dir / "b"), 0)
+    serving = conn.storagePoolDefineXML(dir_pool(f"{prefix}serving", pool_dir / "b"), 0)
     serving.create(0)
     serving.createXML(qcow2_volume(f"{prefix}disk.qcow2", 1), 0)
 

@@ -81,31 +81,15 @@ def _link_exists(name: str) -> bool:
     return True
 
 
-def _isolated_network(name: str, bridge: str) -> str:
-    """No <forward> and no <ip>: a bare bridge, no dnsmasq, no firewall rules."""
-    network = etree.Element("network")
-    etree.SubElement(network, "name").text = name
-    etree.SubElement(network, "bridge", name=bridge)
-    return etree.tostring(network, encoding="unicode")
-
-
-def _dir_pool(name: str, path: Path) -> str:
-    pool = etree.Element("pool", type="dir")
-    etree.SubElement(pool, "name").text = name
-    target = etree.SubElement(pool, "target")
-    etree.SubElement(target, "path").text = str(path)
-    return etree.tostring(pool, encoding="unicode")
-
-
 def test_prefixed_network_pool_and_volume_are_created_then_removed_by_cleanup(
     libvirt_conn: libvirt.virConnect, prefix: str, pool_dir: Path
 ) -> None:
     bridge = libvirt_fixtures.bridge_name(prefix)
-    net = libvirt_conn.networkDefineXML(_isolated_network(f"{prefix}net", bridge))
+    net = libvirt_conn.networkDefineXML(libvirt_fixtures.isolated_network(f"{prefix}net", bridge))
     net.create()
     assert _link_exists(bridge)
 
-    pool = libvirt_conn.storagePoolDefineXML(_dir_pool(f"{prefix}pool", pool_dir))
+    pool = libvirt_conn.storagePoolDefineXML(libvirt_fixtures.dir_pool(f"{prefix}pool", pool_dir))
     pool.create()
     vol = pool.createXML(libvirt_fixtures.qcow2_volume("disk.qcow2", 1))
     assert Path(vol.path()) == pool_dir / "disk.qcow2"
