@@ -118,6 +118,8 @@ def _run(
     outcomes = list(result.outcomes)
     if output == "json":
         click.echo(json.dumps(render.apply_json(result.plan, outcomes, result.run_id), indent=2))
+    elif result.plan.not_found and not outcomes:
+        pass  # only names that exist nowhere: their lines below say so
     elif not outcomes and result.plan.empty:
         click.echo("Nothing to do: everything is converged.")
     else:
@@ -126,6 +128,9 @@ def _run(
         click.echo(f"{title} {verb}: {len(outcomes) - failed} changed, {failed} failed.")
         for outcome in result.failed:
             click.echo(f"error: {render.outcome_line(outcome)}", err=True)
+    if output == "text":
+        for key in result.plan.not_found:
+            click.echo(f"error: {key} not found", err=True)
     ctx.exit(0 if result.ok else 1)
 
 
@@ -213,6 +218,8 @@ def apply(
 @click.option(
     "--allow-data-loss", is_flag=True, help="Allow deleting volumes with reclaimPolicy Delete."
 )
+@click.option("--adopt", is_flag=True, help="Also delete same-named objects we do not own.")
+@click.option("--dry-run", is_flag=True, help="Print the deletion plan; change nothing.")
 @click.option("--shutdown-timeout", type=float, default=60.0, show_default=True)
 @_output
 @click.pass_context
@@ -222,32 +229,55 @@ def delete(
     kind: str | None,
     names: tuple[str, ...],
     allow_data_loss: bool,
+    adopt: bool,
+    dry_run: bool,
     shutdown_timeout: float,
     output: str,
 ) -> None:
-    """Delete resources, honouring reclaim policies and protection."""
+    """Delete resources this installation owns, honouring reclaim policies and protection.
+
+    The whole deletion is planned first; anything refused (not owned, protected,
+    still used by a VM that stays, or data loss without --allow-data-loss) is
+    listed with its reason, left alone, and makes the command exit 1, as does a
+    name that exists nowhere.
+    """
     if bool(paths) == bool(kind):
         raise click.UsageError("give either -f PATH... or KIND NAME...")
     if kind is not None and not names:
         raise click.UsageError("give at least one NAME after KIND")
     request = reconcile.Pass(
         trigger=record.Trigger.DELETE,
-        options=execute.Options(shutdown_timeout=shutdown_timeout, allow_data_loss=allow_data_loss),
+        adopt=adopt,
+        dry_run=dry_run,
+        options=execute.Options(
+            shutdown_timeout=shutdown_timeout,
+            allow_data_loss=allow_data_loss,
+            refusal_fails=True,
+        ),
     )
+
+    def keys(store: store_module.Store) -> list[record.ResourceKey]:
+        if paths:
+            return [record.ResourceKey(item.kind.value, item.name) for item in _load(store, paths)]
+        assert kind is not None
+        resolved = common.parse_kind(kind)
+        return [record.ResourceKey(resolved.value, name) for name in names]
+
+    if dry_run:
+        with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:
+            plan = reconcile.Reconciler(store, hv).delete(keys(store), request).plan
+        _print_plan(plan, output)
+        if output == "text":
+            for key in plan.not_found:
+                click.echo(f"error: {key} not found", err=True)
+        refused = plan.refusals(allow_data_loss=allow_data_loss)
+        ctx.exit(1 if refused or plan.not_found else 0)
 
     def action(
         rec: reconcile.Reconciler,
         on_outcome: Callable[[execute.Outcome], None],
         on_plan: Callable[[actions.Plan], None],
     ) -> reconcile.Result:
-        if paths:
-            keys = [
-                record.ResourceKey(item.kind.value, item.name) for item in _load(rec.store, paths)
-            ]
-        else:
-            assert kind is not None
-            resolved = common.parse_kind(kind)
-            keys = [record.ResourceKey(resolved.value, name) for name in names]
-        return rec.delete(keys, request, on_outcome)
+        return rec.delete(keys(rec.store), request, on_outcome)
 
     _run(ctx, "Delete", output, action)

@@ -74,6 +74,7 @@ def plan_json(plan: actions.Plan) -> dict[str, Any]:
         "changes": [c.as_json() for c in plan.changes],
         "summary": plan.counts(),
         "empty": plan.empty,
+        "notFound": [str(k) for k in plan.not_found],
     }
 
 
@@ -102,5 +103,5 @@ def apply_json(
             }
             for o in outcomes
         ],
-        "converged": all(o.ok for o in outcomes),
+        "converged": all(o.ok for o in outcomes) and not plan.not_found,
     }

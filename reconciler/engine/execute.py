@@ -37,6 +37,9 @@ class Options:
     workers: int = 8
     shutdown_timeout: float = 60.0
     allow_data_loss: bool = False
+    # A deletion asked for by name (``infinibay delete``) that is protected or still in
+    # use is a failure; the same deletion found by a prune is the expected outcome.
+    refusal_fails: bool = False
 
 
 @dataclasses.dataclass
@@ -108,6 +111,8 @@ class _Steps:
             if change.verb is Verb.PROTECTED:
                 outcome.event("DeletionProtected", change.note, warning=True)
                 outcome.steps.append("protected")
+                if self.options.refusal_fails:
+                    outcome.ok, outcome.error = False, f"not deleted: {change.note}"
             elif change.verb is Verb.DELETE:
                 self._delete(change, outcome)
             elif isinstance(change.target, actions.PoolTarget):

@@ -46,7 +46,7 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return all(o.ok for o in self.outcomes)
+        return all(o.ok for o in self.outcomes) and not self.plan.not_found
 
     @property
     def failed(self) -> list[execute.Outcome]:
@@ -137,9 +137,14 @@ class Reconciler:
             records = self.store.resources(include_deleted=True)
             world = self.hv.observe()
             plan = planner.plan_deletions(
-                keys, records, world, installation=self.store.installation_id()
+                keys,
+                records,
+                world,
+                installation=self.store.installation_id(),
+                adopt=request.adopt,
+                allow_data_loss=request.options.allow_data_loss,
             )
-            if request.dry_run:
+            if request.dry_run or plan.empty:  # nothing at all to do: no run, no event
                 return Result(plan)
             return self._execute(desired.DesiredState(), plan, request, on_outcome)
 

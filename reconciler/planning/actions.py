@@ -166,10 +166,20 @@ class Plan:
     in_sync: tuple[record.ResourceKey, ...] = ()
     spec_writes: tuple[record.SpecWrite, ...] = ()  # record updates, applied with each change
     errors: tuple[str, ...] = ()  # located refusals (e.g. a disk shrink): nothing may run
+    not_found: tuple[record.ResourceKey, ...] = ()  # named for deletion, exist nowhere
 
     @property
     def empty(self) -> bool:
         return not self.changes
+
+    def refusals(self, *, allow_data_loss: bool) -> list[Change]:
+        """The changes that will not be carried out, each with its reason in ``note``."""
+        return [
+            c
+            for c in self.changes
+            if c.verb in (Verb.CONFLICT, Verb.PROTECTED)
+            or (c.impact is Impact.DATA_LOSS and not allow_data_loss)
+        ]
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

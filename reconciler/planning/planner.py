@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import posixpath
+import typing
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -34,6 +35,14 @@ _KIND_ORDER = [
     kinds.Kind.TEMPLATE,
     kinds.Kind.VIRTUAL_MACHINE,
 ]
+
+
+_LIBVIRT_WHAT = {
+    kinds.Kind.VIRTUAL_MACHINE: "domain",
+    kinds.Kind.NETWORK: "network",
+    kinds.Kind.STORAGE_POOL: "storage pool",
+    kinds.Kind.TEMPLATE: "template",
+}
 
 
 def _key(kind: kinds.Kind, name: str) -> record.ResourceKey:
@@ -368,42 +377,126 @@ class _Planner:
 
     # --- deletions ------------------------------------------------------------
 
-    def deletions(self, keys: Iterable[record.ResourceKey]) -> None:
-        """Delete ``keys``, VMs first; never a network or pool that a remaining VM uses."""
+    def deletions(
+        self, keys: Iterable[record.ResourceKey], *, allow_data_loss: bool = True
+    ) -> None:
+        """Delete ``keys``, VMs first; never what we do not own or what a remaining VM uses.
+
+        Every refusal is decided here, before anything runs, so that what a refused
+        VM uses (its template, pools, networks) is refused with it as still in use.
+        A VM whose deletion would destroy volumes stays when ``allow_data_loss`` is
+        false; the executor refuses its change with the same reason.
+        """
         ordered = sorted(keys, key=lambda k: (-_KIND_ORDER.index(kinds.Kind(k.kind)), k.name))
-        protected = {k for k in ordered if self._protected(k)}
+        conflicts = {k: note for k in ordered if (note := self._not_ours(k))}
+        retained = {
+            k: _recorded_volumes(self._live_record(k), self.world.domains.get(k.name))
+            for k in ordered
+            if k.kind == kinds.Kind.VIRTUAL_MACHINE.value
+        }
+        losing = {
+            k
+            for k, volumes in retained.items()
+            if not allow_data_loss and any(v.reclaim is kinds.ReclaimPolicy.DELETE for v in volumes)
+        }
+        staying_vms = {k for k in ordered if self._protected(k)} | conflicts.keys() | losing
         leaving = {k.name for k in ordered if k.kind == kinds.Kind.VIRTUAL_MACHINE.value} - {
-            k.name for k in protected
+            k.name for k in staying_vms if k.kind == kinds.Kind.VIRTUAL_MACHINE.value
         }
         for key in ordered:
+            if key in conflicts:
+                self.changes.append(
+                    actions.Change(key=key, verb=actions.Verb.CONFLICT, note=conflicts[key])
+                )
+                continue
             kind = kinds.Kind(key.kind)
-            retained: tuple[actions.VolumeTarget, ...] = ()
             uuid = None
             staying: set[str] = set()
             first: set[str] = set()  # VM changes that must let go of it before it goes
             if kind is kinds.Kind.VIRTUAL_MACHINE:
                 domain = self.world.domains.get(key.name)
-                retained = _recorded_volumes(self._live_record(key), domain)
                 uuid = domain.uuid if domain is not None else None
             else:
                 will, now = self._users(kind, key.name)
                 first = {n for n in now if n in leaving or n in self.state.vms}
                 staying = will | (now - first)
-            note = ""
-            if key in protected:
+            verb, note = actions.Verb.PROTECTED, ""
+            if self._protected(key):
                 note = "protected by annotation infinibay.io/protect"
             elif staying:
                 note = "still used by " + ", ".join(f"virtualmachine/{n}" for n in sorted(staying))
+            else:
+                verb = actions.Verb.DELETE
+                if key in losing:
+                    note = "reclaimPolicy Delete would delete its volumes; pass --allow-data-loss"
             self.changes.append(
                 actions.Change(
                     key=key,
-                    verb=actions.Verb.PROTECTED if note else actions.Verb.DELETE,
-                    retained=retained,
+                    verb=verb,
+                    retained=retained.get(key, ()),
                     uuid=uuid,
                     depends_on=tuple(sorted(_key(kinds.Kind.VIRTUAL_MACHINE, n) for n in first)),
                     note=note,
                 )
             )
+
+    def exists(self, key: record.ResourceKey) -> bool:
+        """Whether ``key`` names anything at all: a live record or a libvirt object."""
+        if self._live_record(key) is not None:
+            return True
+        match kinds.Kind(key.kind):
+            case kinds.Kind.VIRTUAL_MACHINE:
+                return key.name in self.world.domains
+            case kinds.Kind.NETWORK:
+                return key.name in self.world.networks
+            case kinds.Kind.STORAGE_POOL:
+                return key.name in self.world.pools
+            case kinds.Kind.TEMPLATE:
+                return False  # a template exists only in the record
+            case unreachable:
+                typing.assert_never(unreachable)
+
+    def _owner_of(self, key: record.ResourceKey) -> tuple[bool, observed.Ownership | None]:
+        """Whether the libvirt object of ``key`` (if any) is ours, and its foreign owner."""
+        match kinds.Kind(key.kind):
+            case kinds.Kind.VIRTUAL_MACHINE | kinds.Kind.NETWORK as kind:
+                found: observed.ObservedDomain | observed.ObservedNetwork | None = (
+                    self.world.domains.get(key.name)
+                    if kind is kinds.Kind.VIRTUAL_MACHINE
+                    else self.world.networks.get(key.name)
+                )
+                if found is None:
+                    return True, None
+                owner = found.owner
+                ours = owner is not None and owner.installation == self.installation
+                return ours, self._foreign(owner)
+            case kinds.Kind.STORAGE_POOL:
+                pool = self.world.pools.get(key.name)
+                rec = self._live_record(key)
+                ours = pool is None or (
+                    rec is not None and rec.status.get("uuid") in (None, pool.uuid)
+                )
+                return ours, None
+            case kinds.Kind.TEMPLATE:
+                return True, None  # owned through the record alone
+            case unreachable:
+                typing.assert_never(unreachable)
+
+    def _not_ours(self, key: record.ResourceKey) -> str:
+        """Why deleting ``key`` is refused for ownership, or "" when it may go."""
+        ours, foreign = self._owner_of(key)
+        what = _LIBVIRT_WHAT[kinds.Kind(key.kind)]
+        if foreign is not None:
+            return (
+                f"not owned: the libvirt {what} {key.name!r} belongs to another installation "
+                f"({foreign.installation}) and is never deleted, not even with --adopt"
+            )
+        if not ours and not self.adopt:
+            return (
+                f"not owned: the libvirt {what} {key.name!r} was not made by this installation; "
+                "pass --adopt to delete it anyway"
+            )
+        return ""
 
     def _protected(self, key: record.ResourceKey) -> bool:
         rec = self._live_record(key)
@@ -412,20 +505,34 @@ class _Planner:
         )
 
     def _users(self, kind: kinds.Kind, name: str) -> tuple[set[str], set[str]]:
-        """VMs that will use a network or pool (desired), and others using it now."""
+        """VMs that will use a network, pool or template (desired), and others using it now.
 
-        def uses(networks: Iterable[str], pools: Iterable[str]) -> bool:
-            return name in (networks if kind is kinds.Kind.NETWORK else pools)
+        "Now" is libvirt's domains and the record's live VMs; a template leaves no
+        trace in libvirt, so for a template only the record says who uses it now.
+        """
+
+        def uses(template: str | None, networks: Iterable[str], pools: Iterable[str]) -> bool:
+            match kind:
+                case kinds.Kind.NETWORK:
+                    return name in networks
+                case kinds.Kind.STORAGE_POOL:
+                    return name in pools
+                case kinds.Kind.TEMPLATE:
+                    return template == name
+                case kinds.Kind.VIRTUAL_MACHINE:
+                    return False
+                case unreachable:
+                    typing.assert_never(unreachable)
 
         will = {
             vm.name
             for vm in self.state.effective_vms.values()
-            if uses((n.network for n in vm.nics), (d.pool for d in vm.disks))
+            if uses(vm.template, (n.network for n in vm.nics), (d.pool for d in vm.disks))
         }
         now = {
             d.name
             for d in self.world.domains.values()
-            if uses((n.network for n in d.shape.nics), (x.pool for x in d.shape.disks))
+            if uses(None, (n.network for n in d.shape.nics), (x.pool for x in d.shape.disks))
         }
         for key, rec in self.records.items():
             spec = rec.spec.get("effective", {})
@@ -433,6 +540,7 @@ class _Planner:
                 key.kind == kinds.Kind.VIRTUAL_MACHINE.value
                 and rec.deleted_at is None
                 and uses(
+                    spec.get("template"),
                     (n["network"] for n in spec.get("nics", [])),
                     (d["pool"] for d in spec.get("disks", [])),
                 )
@@ -625,8 +733,18 @@ def plan_deletions(
     world: observed.World,
     *,
     installation: str,
+    adopt: bool = False,
+    allow_data_loss: bool = False,
 ) -> actions.Plan:
-    """Plan the deletion of named resources (``infinibay delete``)."""
-    planner = _Planner(desired.DesiredState(), records, world, installation, adopt=False)
-    planner.deletions(keys)
-    return actions.Plan(changes=tuple(planner.changes))
+    """Plan the deletion of named resources (``infinibay delete``), all of it before any runs.
+
+    A name that exists nowhere (neither in the record nor in libvirt) is listed
+    in ``not_found`` and planned no change at all.
+    """
+    planner = _Planner(desired.DesiredState(), records, world, installation, adopt=adopt)
+    present = [k for k in keys if planner.exists(k)]
+    planner.deletions(present, allow_data_loss=allow_data_loss)
+    return actions.Plan(
+        changes=tuple(planner.changes),
+        not_found=tuple(k for k in keys if k not in present),
+    )

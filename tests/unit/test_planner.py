@@ -479,6 +479,106 @@ def test_plan_deletions_names_the_resources_to_delete() -> None:
     assert [v.volume for v in plan.changes[0].retained] == ["web-1-root.qcow2"]
 
 
+def _deletion_plan(
+    hv: fakes.FakeHypervisor, rec: fakes.FakeRecord, *keys: record.ResourceKey, **kw: Any
+) -> actions.Plan:
+    return planner.plan_deletions(
+        list(keys), rec.records, hv.observe(), installation=rec.installation, **kw
+    )
+
+
+def test_a_template_a_remaining_vm_uses_is_never_pruned_and_an_unused_one_is() -> None:
+    unused = {**SMALL, "metadata": {"name": "unused"}}
+    hv, rec = _converged(POOL, LAB, SMALL, unused, _vm(template="small", disks=[]))
+
+    plan = _plan(hv, rec, POOL, LAB, _vm(template="small", disks=[]), prune=True)
+
+    by_name = {c.key.name: c for c in plan.changes}
+    assert (by_name["small"].verb, by_name["small"].note) == (
+        Verb.PROTECTED,
+        "still used by virtualmachine/web-1",
+    )
+    assert by_name["unused"].verb is Verb.DELETE
+
+
+def test_deleting_a_template_with_its_vm_waits_for_the_vm_and_without_it_is_refused() -> None:
+    hv, rec = _converged(POOL, LAB, SMALL, _vm(template="small", disks=[]))
+    template = fakes.key(kinds.Kind.TEMPLATE, "small")
+    vm = fakes.key(kinds.Kind.VIRTUAL_MACHINE, "web-1")
+
+    alone = _only(_deletion_plan(hv, rec, template))
+    together = {c.key: c for c in _deletion_plan(hv, rec, template, vm).changes}
+
+    assert (alone.verb, alone.note) == (Verb.PROTECTED, "still used by virtualmachine/web-1")
+    assert together[template].verb is Verb.DELETE
+    assert together[template].depends_on == (vm,)
+
+
+def test_a_vm_refused_for_data_loss_keeps_its_template_pool_and_network() -> None:
+    disks = [{"name": "root", "size": "2GiB", "reclaimPolicy": "Delete"}]
+    documents = [POOL, LAB, SMALL, _vm(template="small", disks=disks)]
+    hv, rec = _converged(*documents)
+    keys = [fakes.key(kinds.Kind(d["kind"]), d["metadata"]["name"]) for d in documents]
+
+    refused = _deletion_plan(hv, rec, *keys)
+    allowed = _deletion_plan(hv, rec, *keys, allow_data_loss=True)
+
+    by_name = {c.key.name: c for c in refused.changes}
+    assert by_name["web-1"].impact is Impact.DATA_LOSS
+    assert "--allow-data-loss" in by_name["web-1"].note
+    for name in ("small", "default", "lab"):
+        assert (by_name[name].verb, by_name[name].note) == (
+            Verb.PROTECTED,
+            "still used by virtualmachine/web-1",
+        )
+    assert len(refused.refusals(allow_data_loss=False)) == 4
+    assert {c.verb for c in allowed.changes} == {Verb.DELETE}
+    assert allowed.refusals(allow_data_loss=True) == []
+
+
+def test_deleting_a_name_that_exists_nowhere_plans_nothing_and_says_not_found() -> None:
+    hv, rec = _converged(POOL, LAB, _vm())
+    missing = fakes.key(kinds.Kind.VIRTUAL_MACHINE, "missing")
+    template = fakes.key(kinds.Kind.TEMPLATE, "missing")
+
+    plan = _deletion_plan(hv, rec, missing, template)
+
+    assert plan.changes == ()
+    assert plan.not_found == (missing, template)
+
+
+@pytest.mark.parametrize(
+    "owner",
+    [None, observed.Ownership("VirtualMachine", "web-1", "another-installation", "x")],
+    ids=["unmanaged", "other-installation"],
+)
+def test_deleting_a_domain_we_do_not_own_is_refused_and_adopt_only_takes_an_unmanaged_one(
+    owner: observed.Ownership | None,
+) -> None:
+    world = observed.World(domains={"web-1": _foreign_domain(owner)})
+    key = fakes.key(kinds.Kind.VIRTUAL_MACHINE, "web-1")
+
+    refused = _only(planner.plan_deletions([key], [], world, installation="inst-1"))
+    adopted = _only(planner.plan_deletions([key], [], world, installation="inst-1", adopt=True))
+
+    assert refused.verb is Verb.CONFLICT and refused.note.startswith("not owned: ")
+    if owner is None:
+        assert "--adopt" in refused.note
+        assert adopted.verb is Verb.DELETE
+    else:
+        assert "another installation" in refused.note
+        assert adopted.verb is Verb.CONFLICT
+
+
+def test_deleting_a_pool_outside_the_record_is_refused_as_not_owned() -> None:
+    hv, _rec = _converged(POOL, LAB)
+    pool = fakes.key(kinds.Kind.STORAGE_POOL, "default")
+
+    change = _only(planner.plan_deletions([pool], [], hv.observe(), installation="inst-1"))
+
+    assert change.verb is Verb.CONFLICT and "not owned" in change.note
+
+
 # --- templates --------------------------------------------------------------------------
 
 
