@@ -1,3 +1,3 @@
-"""Shared fixtures live in plugin modules, one per real service they provide."""
+"""Shared fixtures live in plugin modules: one per real service, and the trust boundary."""
 
-pytest_plugins = ["tests.fixtures.database", "tests.fixtures.libvirt"]
+pytest_plugins = ["tests.fixtures.database", "tests.fixtures.libvirt", "tests.fixtures.boundary"]

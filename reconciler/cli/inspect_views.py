@@ -173,8 +173,8 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return str(value)
+        return output.escape(",".join(str(v) for v in value))
+    return output.escape(str(value))
 
 
 def _size(value: Any) -> str:
@@ -359,11 +359,17 @@ def _field(label: str, value: Any, indent: int = 0) -> str:
 
 
 def _pairs(values: Mapping[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(values.items())) or "<none>"
+    return output.escape(",".join(f"{k}={v}" for k, v in sorted(values.items()))) or "<none>"
 
 
 def _indented(text: str, indent: int = 2) -> list[str]:
     return [" " * indent + line for line in text.splitlines()]
+
+
+def _yaml_lines(document: Any) -> list[str]:
+    """``document`` as indented YAML; PyYAML escapes C0 controls, this the bidi ones too."""
+    text = output.to_yaml(document).rstrip("\n")
+    return ["  " + output.escape(line) for line in text.split("\n")]
 
 
 def _compact(value: Any) -> Any:
@@ -427,11 +433,11 @@ def describe_text(
         _field("Labels", _pairs(rec.labels)),
         _field("Annotations", _pairs(rec.annotations)),
         "Spec:",
-        *_indented(output.to_yaml(_compact(_manifest_spec(rec)))),
+        *_yaml_lines(_compact(_manifest_spec(rec))),
     ]
     effective = _effective(rec)
     if rec.key.kind == _KIND.VIRTUAL_MACHINE and effective:
-        lines += ["Effective Spec:", *_indented(output.to_yaml(_readable_effective(effective)))]
+        lines += ["Effective Spec:", *_yaml_lines(_readable_effective(effective))]
     lines += ["Status:", _field("Phase", status.get("phase"), 2)]
     if rec.key.kind == _KIND.VIRTUAL_MACHINE:
         facts = vm_facts(rec, live)

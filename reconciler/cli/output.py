@@ -7,6 +7,10 @@ on its own (``tests/unit/test_cli_output.py``):
   to wrap, so each row is one line of space-separated columns that ``awk`` can cut.
   Colour (a bold header) only when the caller says stdout is a terminal. Cells are
   :class:`rich.text.Text`, never markup: a message holding ``[brackets]`` prints as is.
+* **Control characters are escaped** (:func:`escape`): a label, an annotation or
+  an event message is written by whoever writes manifests, and a terminal
+  would obey an ESC sequence in it. Cells, fields and diff lines show ``\x1b``
+  instead; JSON output is left to ``json``, which escapes them itself.
 * **Ages** read like kubectl's: ``45s``, ``5m``, ``2h``, ``3d``.
 * **Times** are ISO 8601 in UTC with seconds, the form status conditions use.
 * **Diffs** between two JSON-shaped documents are lists of :class:`FieldDiff`,
@@ -38,6 +42,7 @@ __all__ = [
     "diff_documents",
     "diff_line",
     "document",
+    "escape",
     "parse_since",
     "parse_time",
     "table",
@@ -50,9 +55,25 @@ NONE = "-"
 """What a cell shows when there is no value: one token, so columns stay parseable."""
 
 _COLUMN_GAP = 3
+# C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal shows.
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _DURATION_RE = re.compile(r"^(?:\d+[smhdw])+$")
 _DURATION_PART_RE = re.compile(r"(\d+)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED_CONTROLS.get(char)
+    if named is not None:
+        return named
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def escape(text: str) -> str:
+    """``text`` with every control character written as an escape: ESC becomes ``\\x1b``."""
+    return _CONTROL_RE.sub(_escaped, text)
 
 
 def age(then: dt.datetime, now: dt.datetime) -> str:
@@ -104,7 +125,7 @@ def table(
     header: bool = True,
 ) -> str:
     """Aligned columns, upper-case headers, no trailing spaces; a bold header on a terminal."""
-    body = [list(row) for row in rows]
+    body = [[escape(cell) for cell in row] for row in rows]
     grid = Table(
         box=None,
         pad_edge=False,
@@ -211,7 +232,9 @@ def diff_documents(old: Any, new: Any, path: str = "") -> list[FieldDiff]:
 
 def diff_line(diff: FieldDiff) -> str:
     if diff.op is DiffOp.ADDED:
-        return f"+ {diff.path}: {value_text(diff.new)}"
-    if diff.op is DiffOp.REMOVED:
-        return f"- {diff.path}: {value_text(diff.old)}"
-    return f"~ {diff.path}: {value_text(diff.old)} -> {value_text(diff.new)}"
+        line = f"+ {diff.path}: {value_text(diff.new)}"
+    elif diff.op is DiffOp.REMOVED:
+        line = f"- {diff.path}: {value_text(diff.old)}"
+    else:
+        line = f"~ {diff.path}: {value_text(diff.old)} -> {value_text(diff.new)}"
+    return escape(line)

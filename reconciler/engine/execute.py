@@ -19,7 +19,7 @@ import concurrent.futures as cf
 import dataclasses
 from collections.abc import Callable, Iterable
 
-from reconciler import errors
+from reconciler import errors, settings
 from reconciler.hypervisor import adapter, xml
 from reconciler.models import fields, kinds, record
 from reconciler.planning import actions
@@ -40,6 +40,9 @@ class Options:
     # A deletion asked for by name (``infinibay delete``) that is protected or still in
     # use is a failure; the same deletion found by a prune is the expected outcome.
     refusal_fails: bool = False
+    # Read when the plan runs, not when it was validated: a symlink on a pool's path
+    # can be swapped in between (SPEC §13).
+    boundary: settings.Boundary = dataclasses.field(default_factory=settings.Boundary.from_environ)
 
 
 @dataclasses.dataclass
@@ -141,6 +144,10 @@ class _Steps:
 
     def _pool(self, change: actions.Change, target: actions.PoolTarget, out: Outcome) -> None:
         name = change.key.name
+        # Defining or starting a pool builds its directory and hands libvirt its files.
+        problem = self.options.boundary.pool_problem(target.shape.path, images=target.images)
+        if problem is not None:
+            raise errors.RefusedError(f"storage pool {name}: {problem}")
         if change.verb is Verb.REPLACE:
             self.hv.undefine_pool(name)
         if change.verb in (Verb.CREATE, Verb.REPLACE):
@@ -241,7 +248,13 @@ class _Steps:
 
     def _create_volume(self, volume: actions.VolumeTarget, out: Outcome) -> None:
         try:
-            self.hv.create_volume(volume.pool, volume.volume, volume.size, backing=volume.image)
+            self.hv.create_volume(
+                volume.pool,
+                volume.volume,
+                volume.size,
+                backing=volume.image,
+                backing_pool=volume.image_pool,
+            )
         except errors.ExistsError:
             # A retained volume, one a killed earlier apply created, or one that was out of
             # sight in a stopped pool: reuse it, grown to the declared size if smaller.

@@ -295,16 +295,32 @@ class Hypervisor:
             return self._conn.storagePoolLookupByName(name)
 
     def create_volume(
-        self, pool: str, name: str, capacity: int, *, backing: str | None = None
+        self,
+        pool: str,
+        name: str,
+        capacity: int,
+        *,
+        backing: str | None = None,
+        backing_pool: str | None = None,
     ) -> observed.ObservedVolume:
+        """Create a qcow2 volume; over ``backing``, a volume of ``backing_pool`` (default ``pool``).
+
+        The backing file must be a regular file inside the image pool's directory
+        once symlinks are resolved, checked now rather than at validation: a
+        volume in a pool can be a symlink to any host file.
+        """
         storage = self._pool(pool)
         backing_path = backing_format = None
         if backing is not None:
-            with _calling("look up", f"image {backing} in pool {pool}"):
-                image = storage.storageVolLookupByName(backing)
+            source = backing_pool or pool
+            images = self._pool(source) if source != pool else storage
+            with _calling("look up", f"image {backing} in pool {source}"):
+                image = images.storageVolLookupByName(backing)
                 backing_path = image.path()
                 image_format = etree.fromstring(image.XMLDesc(0).encode()).find("target/format")
                 backing_format = image_format.get("type") if image_format is not None else None
+                directory = etree.fromstring(images.XMLDesc(0).encode()).findtext("target/path")
+            _contained(backing_path, directory or "", f"image {backing} in pool {source}")
         document = xml.render_volume(
             name, capacity, backing_path=backing_path, backing_format=backing_format or "qcow2"
         )
@@ -577,6 +593,16 @@ def _observe_network(net: Any, *, active: bool, autostart: bool) -> observed.Obs
     return observed.ObservedNetwork(
         name=net.name(), uuid=uuid, owner=owner, shape=shape, active=active
     )
+
+
+def _contained(path: str, directory: str, what: str) -> None:
+    """Refuse ``path`` unless it resolves to a regular file inside ``directory``."""
+    real, root = os.path.realpath(path), os.path.realpath(directory)
+    if not directory or os.path.commonpath([real, root]) != root or not os.path.isfile(real):
+        raise errors.RefusedError(
+            f"{what} is not a regular file inside the pool's directory {root!r} "
+            "once symlinks are resolved; refusing to use it as a backing file"
+        )
 
 
 def _observe_pool(pool: Any, *, active: bool, autostart: bool) -> observed.ObservedPool | None:

@@ -15,6 +15,16 @@ aliases would expand past :data:`MAX_NODES` is refused before it is built, so
 a hostile commit cannot make validation run for hours.
 Duplicate keys in one mapping are reported (PyYAML would silently keep the last).
 
+Nothing the YAML library raises escapes :func:`parse`: syntax errors, reader
+errors (a NUL byte, other non-printable characters), values a tag cannot
+construct (``!!int abc``, a 13th month) and anything unforeseen become a
+:class:`Problem` with a position. Nesting deeper than the caller's limit is
+refused while events are read, before the recursive composer could exhaust the
+stack (libyaml itself stops at 1,000 levels), and a stream stops after the
+caller's document budget. Messages are built from the library's *problem* and
+*context* words only, never from ``str(exc)``: that adds a snippet of the
+offending line, and the line may be a secret.
+
 Documents are composed with libyaml (``CSafeLoader``, several times faster than
 the pure-Python parser: a directory of 1,000 manifests is read in a fraction of
 a second) when PyYAML was built with it. Its error messages are worded
@@ -27,12 +37,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import yaml
 
-__all__ = ["MAX_NODES", "Document", "Path", "Position", "Problem", "Slot", "parse"]
+__all__ = ["MAX_NODES", "Document", "Parsed", "Path", "Position", "Problem", "Slot", "parse"]
 
 Path = tuple[str | int, ...]
 MAX_NODES = 100_000  # far beyond any real manifest; stops "billion laughs" alias bombs
@@ -71,6 +80,7 @@ class Problem:
     position: Position
     message: str
     path: Path = ()
+    over_budget: bool = False  # the stream holds more documents than the caller allowed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,20 +153,34 @@ def _walk(
             _walk(item, (*path, index), None, loader, slots, seen)
 
 
-def _inspect(node: yaml.Node) -> tuple[int, tuple[Problem, ...]]:
+class _TooDeep(yaml.MarkedYAMLError):
+    """Nesting beyond the caller's limit, raised where it is first exceeded."""
+
+    def __init__(self, limit: int, mark: Any) -> None:
+        super().__init__(
+            problem=f"nesting deeper than {limit} levels (INFINIBAY_MAX_DEPTH); "
+            "refusing to load it",
+            problem_mark=mark,
+        )
+
+
+def _inspect(node: yaml.Node, max_depth: int) -> tuple[int, tuple[Problem, ...]]:
     """One walk over the node graph: its size once aliases expand, and its duplicate keys.
 
     Explicit keys written twice in one mapping are reported; merge keys may be
     overridden. Sizes are memoised per node, so each alias is walked once and a
-    recursive one counts once instead of looping.
+    recursive one counts once instead of looping. A node deeper than
+    ``max_depth`` raises :class:`_TooDeep`, which also bounds this recursion.
     """
     sizes: dict[int, int] = {}
     duplicates: list[Problem] = []
 
-    def size(node: yaml.Node, path: Path) -> int:
+    def size(node: yaml.Node, path: Path, depth: int = 0) -> int:
         known = sizes.get(id(node))
         if known is not None:
             return known
+        if depth > max_depth:
+            raise _TooDeep(max_depth, node.start_mark)
         sizes[id(node)] = 1
         total = 1
         if isinstance(node, yaml.MappingNode):
@@ -176,9 +200,12 @@ def _inspect(node: yaml.Node) -> tuple[int, tuple[Problem, ...]]:
                     else:
                         first[ident] = key_node.start_mark
                 name = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
-                total += size(key_node, path) + size(value_node, (*path, name))
+                total += size(key_node, path, depth + 1)
+                total += size(value_node, (*path, name), depth + 1)
         elif isinstance(node, yaml.SequenceNode):
-            total += sum(size(item, (*path, index)) for index, item in enumerate(node.value))
+            total += sum(
+                size(item, (*path, index), depth + 1) for index, item in enumerate(node.value)
+            )
         sizes[id(node)] = total
         return total
 
@@ -194,54 +221,147 @@ def _syntax(exc: yaml.MarkedYAMLError) -> Problem:
         if where != position:
             problem = f"{problem} ({exc.context} at line {where.line}, column {where.column})"
     what = (
-        "YAML error" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error"
+        "YAML error"
+        if isinstance(exc, yaml.constructor.ConstructorError | _TooDeep)
+        else "YAML syntax error"
     )
     return Problem(position, f"{what}: {problem}")
 
 
-def parse(text: str) -> Iterator[Document | Problem]:
-    """Yield each non-empty document of ``text``; a syntax error ends the stream.
+def _unreadable(exc: yaml.reader.ReaderError, text: str) -> Problem:
+    """A character the YAML reader refuses, located from its offset into ``text``."""
+    before = text[: exc.position]
+    line = before.count("\n") + 1
+    column = exc.position - (before.rfind("\n") + 1) + 1
+    return Problem(
+        Position(line, column),
+        f"YAML error: unacceptable character #x{exc.character:04x}: {exc.reason}",
+    )
 
-    Documents before a syntax error are still yielded, so their own errors are
-    reported in the same run.
+
+class _Guarded:
+    """Loader mixin: a value its tag cannot construct is a located ConstructorError.
+
+    SafeConstructor lets Python's own errors through (``int('abc')`` for
+    ``!!int abc``, ``datetime`` for a 13th month); their text would echo the
+    value, so only the tag and the error's type are kept.
     """
-    fast = getattr(yaml, "CSafeLoader", None)
-    if fast is not None:
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
-            documents = list(_parse(text, fast, strict=True))
-        except yaml.MarkedYAMLError:
-            pass  # reported below, in the pure-Python loader's words
-        else:
-            yield from documents
-            return
-    yield from _parse(text, yaml.SafeLoader, strict=False)
+            return super().construct_object(node, deep)  # type: ignore[misc]
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:
+            raise yaml.constructor.ConstructorError(
+                problem=f"a value tagged {node.tag.rsplit(':', 1)[-1]!r} cannot be "
+                f"constructed ({type(exc).__name__})",
+                problem_mark=node.start_mark,
+            ) from exc
 
 
-def _parse(text: str, loader_class: Any, *, strict: bool) -> Iterator[Document | Problem]:
+class _Pure(_Guarded, yaml.SafeLoader):
+    """The pure-Python loader, counting nesting as events are read.
+
+    Its composer recurses once per level, so depth is checked here, before a
+    100,000-level ``[[[...`` could reach Python's recursion limit.
+    """
+
+    max_depth = 64
+    _depth = 0
+
+    def get_event(self) -> Any:
+        event = super().get_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.CollectionStartEvent):
+            self._depth += 1
+            if self._depth > self.max_depth:
+                raise _TooDeep(self.max_depth, event.start_mark)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            self._depth -= 1
+        return event
+
+
+_C_LOADER = getattr(yaml, "CSafeLoader", None)
+_Fast: Any = type("_Fast", (_Guarded, _C_LOADER), {}) if _C_LOADER is not None else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Parsed:
+    """What :func:`parse` read: documents and problems in order, and how many documents."""
+
+    items: list[Document | Problem]
+    count: int  # documents in the stream read so far, empty ones included
+
+
+def parse(text: str, *, max_depth: int = 64, budget: int | None = None) -> Parsed:
+    """Read each non-empty document of ``text``; a syntax error ends the stream.
+
+    Documents before a syntax error are still returned, so their own errors are
+    reported in the same run. Past ``budget`` documents the stream stops with a
+    problem marked ``over_budget``.
+    """
+    if _Fast is not None:
+        try:
+            return _parse(text, _Fast, strict=True, max_depth=max_depth, budget=budget)
+        except Exception:  # reported below, in the pure-Python loader's words
+            pass
+    try:
+        return _parse(text, _Pure, strict=False, max_depth=max_depth, budget=budget)
+    except yaml.reader.ReaderError as exc:  # raised before any document is read
+        return Parsed([_unreadable(exc, text)], 0)
+
+
+def _parse(
+    text: str, loader_class: Any, *, strict: bool, max_depth: int, budget: int | None
+) -> Parsed:
     """Compose, check and construct each document; ``strict`` lets YAML errors propagate."""
     loader = loader_class(text)
+    loader.max_depth = max_depth
+    items: list[Document | Problem] = []
     index = 0
+    start = Position(1, 1)
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 break
-            expanded, duplicates = _inspect(node)
+            start = Position.of(node.start_mark)
+            if budget is not None and index >= budget:
+                items.append(
+                    Problem(
+                        start,
+                        f"more than {budget} documents; refusing to load any of them",
+                        over_budget=True,
+                    )
+                )
+                break
+            expanded, duplicates = _inspect(node, max_depth)
             if expanded > MAX_NODES:
-                yield Problem(
-                    Position.of(node.start_mark),
-                    f"YAML error: the document expands to more than {MAX_NODES} nodes "
-                    "through aliases; refusing to load it",
+                items.append(
+                    Problem(
+                        start,
+                        f"YAML error: the document expands to more than {MAX_NODES} nodes "
+                        "through aliases; refusing to load it",
+                    )
                 )
                 index += 1
                 continue
             data = loader.construct_document(node)
             if data is not None:
-                yield Document(index=index, data=data, node=node, duplicates=duplicates)
+                items.append(Document(index=index, data=data, node=node, duplicates=duplicates))
             index += 1
     except yaml.MarkedYAMLError as exc:
         if strict:
             raise
-        yield _syntax(exc)
+        items.append(_syntax(exc))
+    except Exception as exc:
+        if strict:
+            raise
+        mark = loader.get_mark() if hasattr(loader, "get_mark") else None
+        where = Position.of(mark) if mark is not None else start
+        items.append(
+            Problem(where, f"YAML error: the document cannot be read ({type(exc).__name__})")
+        )
     finally:
         loader.dispose()
+    return Parsed(items, index)

@@ -13,7 +13,7 @@ mapping) leave the ``FIELD.PATH: `` part out, and a path that cannot be read is
 reported as ``PATH: message``. Lines are sorted by file (in the order read), line
 and column.
 
-The checks run in three passes, each only over what the previous one accepted,
+The checks run in four passes, each only over what the previous one accepted,
 so one mistake yields one message rather than a cascade:
 
 1. per document: YAML, ``apiVersion``, ``kind``, then the pydantic model of the
@@ -21,23 +21,33 @@ so one mistake yields one message rather than a cascade:
 2. across documents: duplicate ``kind/name``; references to templates, networks
    and pools that are neither declared in this run nor in ``known`` (the record).
    A reference to a document that is declared but invalid is not reported again;
-3. each VirtualMachine is merged over its template
-   (:func:`reconciler.models.effective.merge`); a merge error and a disk left in
-   an undeclared pool (the default pool included) are located on the VM.
+3. the trust boundary (SPEC §13, :class:`reconciler.settings.Boundary`): pool
+   paths inside the operator's roots, graphics on loopback, and ``image:``
+   only from image pools (``images: true``);
+4. each VirtualMachine is merged over its template
+   (:func:`reconciler.models.effective.merge`); a merge error, a disk left in
+   an undeclared pool (the default pool included) and an image taken from a
+   pool that is not an image pool are located on the VM.
 
 A VM whose template is known only from the record is merged over the
 record's template spec, which the caller passes as ``templates``.
 
 Directories are walked recursively for ``*.yaml`` and ``*.yml`` in sorted order;
-hidden files and directories (``.git``, ``.github``) are skipped. A file named
-twice is read once. A top-level ``status`` is ignored: it is never read from
-manifests.
+hidden files and directories (``.git``, ``.github``) are skipped, symlinked
+directories are not entered, and a file that resolves outside its source root
+(the directory named, or the directory a named file is in) is refused unread.
+Caps from :class:`reconciler.settings.Limits` bound the size of each file, the
+nesting of each document and the documents of the whole run; past the document
+cap the run stops at once with that one message. A file named twice is read
+once. A top-level ``status`` is ignored: it is never read from manifests.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import stat as stat_mode
 import sys
 import typing
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -46,7 +56,7 @@ from typing import Any, TextIO
 
 import pydantic
 
-from reconciler import errors
+from reconciler import errors, settings
 from reconciler.manifests import _pydantic, _yaml
 from reconciler.models import desired, effective, fields, kinds, record
 
@@ -59,6 +69,7 @@ _NO_SIZE = re.compile(r"^disk '(.+)' has no size")
 _DNS_LABEL = re.compile(fields.DNS_LABEL)
 _REFERENCES = (
     ("disks", "pool", kinds.Kind.STORAGE_POOL),
+    ("disks", "imagePool", kinds.Kind.STORAGE_POOL),
     ("networks", "network", kinds.Kind.NETWORK),
 )
 
@@ -93,38 +104,96 @@ class _Valid:
     source: desired.Source
 
 
-def _read(paths: Sequence[str], stdin: TextIO | None) -> Iterator[tuple[str, str | None]]:
-    """Yield ``(name, text)``; ``text`` is ``None`` (and ``name`` a message) on failure."""
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _walk(root: Path) -> list[Path]:
+    """Manifest files under ``root``, sorted; hidden entries skipped, symlinked dirs not entered."""
+    found: list[Path] = []
+    for directory, subdirs, names in os.walk(root):
+        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+        found.extend(
+            Path(directory, name)
+            for name in names
+            if not name.startswith(".") and name.endswith(_SUFFIXES)
+        )
+    return sorted(found)
+
+
+def _read_file(file: Path, root: str, limits: settings.Limits) -> tuple[str, str | None]:
+    """``(name, text)``; ``text`` is ``None`` and ``name`` a located message on failure.
+
+    A file that resolves outside ``root`` (a symlink to ``/etc/shadow``) is
+    refused without being opened, and its content can never reach a message.
+    The resolved file is opened with ``O_NOFOLLOW``, so swapping a symlink in
+    after the check does not lead out either.
+    """
+    real = os.path.realpath(file)
+    if not _inside(real, root):
+        return f"{file}:1:1: ?/?: a symlink leading outside the source root {root}; not read", None
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        return f"{file}: cannot read: {exc.strerror or exc}", None
+    with os.fdopen(fd, "rb") as handle:
+        size = os.fstat(fd).st_size
+        data = handle.read(limits.file_bytes + 1) if size <= limits.file_bytes else b""
+    if size > limits.file_bytes or len(data) > limits.file_bytes:
+        return (
+            f"{file}:1:1: ?/?: the file is larger than {limits.file_bytes} bytes "
+            "(INFINIBAY_MAX_FILE_BYTES); not read"
+        ), None
+    try:
+        return str(file), data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        return (
+            f"{file}:{line}:{column}: ?/?: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ), None
+
+
+def _read(
+    paths: Sequence[str], stdin: TextIO | None, limits: settings.Limits
+) -> Iterator[tuple[str, str | None]]:
+    """Yield ``(name, text)``; ``text`` is ``None`` (and ``name`` a message) on failure.
+
+    The source root of a directory is the directory itself, of a file the
+    directory it is named in, both with symlinks resolved.
+    """
     seen: set[tuple[int, int]] = set()  # (device, inode): a file named twice is read once
     for raw in paths:
         if raw == STDIN:
-            yield STDIN, (stdin if stdin is not None else sys.stdin).read()
+            text = (stdin if stdin is not None else sys.stdin).read(limits.file_bytes + 1)
+            if len(text.encode("utf-8", "surrogatepass")) > limits.file_bytes:
+                yield (
+                    (
+                        f"{STDIN}:1:1: ?/?: the input is larger than {limits.file_bytes} bytes "
+                        "(INFINIBAY_MAX_FILE_BYTES); not read"
+                    ),
+                    None,
+                )
+            else:
+                yield STDIN, text
             continue
         path = Path(raw)
         if path.is_dir():
-            files = sorted(
-                found
-                for found in path.rglob("*")
-                if found.suffix in _SUFFIXES
-                and found.is_file()
-                and not any(part.startswith(".") for part in found.relative_to(path).parts)
-            )
+            root, files = os.path.realpath(path), _walk(path)
         elif path.exists():
-            files = [path]
+            root, files = os.path.realpath(path.parent), [path]
         else:
             yield f"{raw}: no such file or directory", None
             continue
         for file in files:
             try:
                 stat = file.stat()
-                if (stat.st_dev, stat.st_ino) in seen:
-                    continue
-                seen.add((stat.st_dev, stat.st_ino))
-                yield str(file), file.read_text(encoding="utf-8")
-            except UnicodeDecodeError as exc:
-                yield f"{file}:1:1: ?/?: not UTF-8 text ({exc.reason} at byte {exc.start})", None
-            except OSError as exc:
-                yield f"{file}: cannot read: {exc.strerror or exc}", None
+            except OSError:
+                continue  # a dangling symlink, or removed meanwhile
+            if not stat_mode.S_ISREG(stat.st_mode) or (stat.st_dev, stat.st_ino) in seen:
+                continue
+            seen.add((stat.st_dev, stat.st_ino))
+            yield _read_file(file, root, limits)
 
 
 def _is_name(value: Any) -> typing.TypeGuard[str]:
@@ -149,9 +218,17 @@ class _Run:
         known: Collection[record.ResourceKey],
         revision: str | None,
         templates: Mapping[str, kinds.Template],
+        pools: Mapping[str, kinds.StoragePool],
+        boundary: settings.Boundary,
+        limits: settings.Limits,
     ) -> None:
         self.revision = revision
         self.recorded_templates = templates
+        self.recorded_pools = pools
+        self.boundary = boundary
+        self.limits = limits
+        self.documents = 0  # documents read so far, against limits.documents
+        self.image_reported: set[tuple[str, str]] = set()  # (template, disk)
         self.known = {(str(key.kind), key.name) for key in known}
         self.errors: list[_Error] = []
         self.declared: list[tuple[kinds.Kind, _Doc]] = []
@@ -176,7 +253,22 @@ class _Run:
     # --- pass 1: each document ---------------------------------------------------
 
     def file(self, order: int, name: str, text: str) -> None:
-        for item in _yaml.parse(text):
+        parsed = _yaml.parse(
+            text, max_depth=self.limits.depth, budget=self.limits.documents - self.documents
+        )
+        self.documents += parsed.count
+        over = [p for p in parsed.items if isinstance(p, _yaml.Problem) and p.over_budget]
+        if over:
+            # The one message of the run: what was read so far is not validated at all.
+            where = over[0].position
+            raise errors.ManifestError(
+                [
+                    f"{name}:{where.line}:{where.column}: ?/?: more than "
+                    f"{self.limits.documents} documents in this run (INFINIBAY_MAX_DOCUMENTS); "
+                    "refusing to load any of them"
+                ]
+            )
+        for item in parsed.items:
             if isinstance(item, _yaml.Problem):
                 pos = item.position
                 self.errors.append(
@@ -300,7 +392,53 @@ class _Run:
                     if isinstance(item, dict) and _is_name(item.get(field)):
                         self.reference(doc, ("spec", member, i, field), target, item[field])
 
-    # --- pass 3: effective VMs ---------------------------------------------------------
+    # --- pass 3: the trust boundary ----------------------------------------------------
+
+    def trust(self) -> None:
+        """Pool paths, graphics listen addresses and template images, checked as written."""
+        for (_kind, name), valid in self.valid.items():
+            manifest = valid.manifest
+            if isinstance(manifest, kinds.StoragePool):
+                problem = self.boundary.pool_problem(
+                    manifest.spec.path, images=manifest.spec.images
+                )
+                if problem is not None:
+                    self.error(valid.doc, ("spec", "path"), problem)
+            elif isinstance(manifest, kinds.Template | kinds.VirtualMachine):
+                graphics = manifest.spec.graphics
+                if graphics is not None and "listen" in graphics.model_fields_set:
+                    problem = self.boundary.listen_problem(graphics.listen)
+                    if problem is not None:
+                        self.error(valid.doc, ("spec", "graphics", "listen"), problem)
+            if isinstance(manifest, kinds.Template):
+                for index, disk in enumerate(manifest.spec.disks):
+                    if disk.image is None:
+                        continue
+                    source = disk.imagePool or disk.pool or effective.DEFAULT_POOL
+                    problem = self.image_problem(disk.image, source)
+                    if problem is not None:
+                        self.image_reported.add((name, disk.name))
+                        where = "imagePool" if disk.imagePool else "image"
+                        self.error(valid.doc, ("spec", "disks", index, where), problem)
+
+    def image_problem(self, image: str, pool: str) -> str | None:
+        """Why ``image`` may not come from ``pool``; ``None`` also when reported elsewhere."""
+        valid = self.valid.get((kinds.Kind.STORAGE_POOL, pool))
+        declared = valid.manifest if valid is not None else self.recorded_pools.get(pool)
+        if declared is None and (
+            (kinds.Kind.STORAGE_POOL, pool) in self.first
+            or (kinds.Kind.STORAGE_POOL.value, pool) not in self.known
+        ):
+            return None  # invalid or undeclared: reported as such
+        if isinstance(declared, kinds.StoragePool) and declared.spec.images:
+            return None
+        return (
+            f"image {image!r} must come from an image pool; storage pool {pool!r} is not "
+            "marked 'images: true' (set it on a pool under INFINIBAY_IMAGE_ROOTS, or name "
+            "one with 'imagePool')"
+        )
+
+    # --- pass 4: effective VMs ---------------------------------------------------------
 
     def merge_all(self) -> None:
         for (kind, name), valid in self.valid.items():
@@ -336,6 +474,7 @@ class _Run:
                 self.error(doc, ("spec", "template") if template else ("spec",), str(exc))
             return
         self.effective[name] = result
+        self.vm_images(vm, template, doc, result, own)
         for disk in result.disks:
             if self.exists(kinds.Kind.STORAGE_POOL, disk.pool) or self.pool_written(
                 vm, template, disk.name
@@ -351,6 +490,42 @@ class _Run:
                 f"disk {disk.name!r} uses the default storage pool {disk.pool!r}, which is neither "
                 "in the manifests nor in the record; declare it or set 'pool'",
             )
+
+    def vm_images(
+        self,
+        vm: kinds.VirtualMachine,
+        template: kinds.Template | None,
+        doc: _Doc,
+        result: effective.EffectiveVM,
+        own: Mapping[str, int],
+    ) -> None:
+        """Report an effective disk's image that no image pool provides, where the VM decides it."""
+        for disk in result.disks:
+            source = disk.image_source
+            if disk.image is None or source is None:
+                continue
+            index = own.get(disk.name)
+            written = vm.spec.disks[index] if index is not None else None
+            fields_set = written.model_fields_set if written is not None else set()
+            decided = [f for f in ("imagePool", "image", "pool") if f in fields_set]
+            if (
+                not decided
+                and template is not None
+                and (
+                    (template.metadata.name, disk.name) in self.image_reported
+                    or (kinds.Kind.TEMPLATE, template.metadata.name) in self.valid
+                )
+            ):
+                continue  # the template decides, and its own check covers it
+            problem = self.image_problem(disk.image, source)
+            if problem is None:
+                continue
+            path: _yaml.Path = (
+                ("spec", "disks", index, decided[0])
+                if index is not None and decided
+                else ("spec", "template")
+            )
+            self.error(doc, path, problem)
 
     @staticmethod
     def pool_written(vm: kinds.VirtualMachine, template: kinds.Template | None, disk: str) -> bool:
@@ -380,21 +555,29 @@ def load(
     revision: str | None = None,
     stdin: TextIO | None = None,
     templates: Mapping[str, kinds.Template] | None = None,
+    pools: Mapping[str, kinds.StoragePool] | None = None,
+    boundary: settings.Boundary | None = None,
+    limits: settings.Limits | None = None,
 ) -> desired.DesiredState:
     """Read and validate every manifest under ``paths``; raise ManifestError listing all problems.
 
     ``paths`` are files, directories (recursive) or ``-`` for ``stdin`` (default
     ``sys.stdin``). ``known`` holds the resources already in the record, so a
     reference to one of them is satisfied. ``revision`` is stored in each
-    document's :class:`~reconciler.models.desired.Source`.
+    document's :class:`~reconciler.models.desired.Source`. ``templates`` and
+    ``pools`` are the record's, by name. ``boundary`` and ``limits`` default to
+    the operator's environment.
     """
-    run = _Run(known, revision, templates or {})
-    for order, (name, text) in enumerate(_read(paths, stdin)):
+    limits = limits if limits is not None else settings.Limits.from_environ()
+    boundary = boundary if boundary is not None else settings.Boundary.from_environ()
+    run = _Run(known, revision, templates or {}, pools or {}, boundary, limits)
+    for order, (name, text) in enumerate(_read(paths, stdin, limits)):
         if text is None:
             run.unlocated(order, name)
         else:
             run.file(order, name, text)
     run.references()
+    run.trust()
     run.merge_all()
     if run.errors:
         raise errors.ManifestError(run.messages())
@@ -419,6 +602,16 @@ def load_against(
         for r in live
         if r.key.kind == kinds.Kind.TEMPLATE.value
     }
+    pools = {
+        r.key.name: kinds.StoragePool.model_validate(r.spec)
+        for r in live
+        if r.key.kind == kinds.Kind.STORAGE_POOL.value
+    }
     return load(
-        paths, known=[r.key for r in live], revision=revision, stdin=stdin, templates=templates
+        paths,
+        known=[r.key for r in live],
+        revision=revision,
+        stdin=stdin,
+        templates=templates,
+        pools=pools,
     )

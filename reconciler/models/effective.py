@@ -37,6 +37,12 @@ class EffectiveDisk:
     pool: str
     image: str | None
     reclaim: kinds.ReclaimPolicy
+    image_pool: str | None = None  # ``imagePool`` as written; else ``image`` is in ``pool``
+
+    @property
+    def image_source(self) -> str | None:
+        """The pool ``image`` is read from, when there is an image."""
+        return (self.image_pool or self.pool) if self.image is not None else None
 
     def volume_name(self, vm: str) -> str:
         """The volume's file name in its pool: owned by VM and disk name, never a UUID."""
@@ -100,6 +106,7 @@ def merge(vm: kinds.VirtualMachine, template: kinds.Template | None) -> Effectiv
                 pool=disk.get("pool", DEFAULT_POOL),
                 image=disk.get("image"),
                 reclaim=kinds.ReclaimPolicy(disk.get("reclaimPolicy", kinds.ReclaimPolicy.RETAIN)),
+                image_pool=disk.get("imagePool"),
             )
         )
     return EffectiveVM(

@@ -118,6 +118,11 @@ class Metadata(_Strict):
 class StoragePoolSpec(_Strict):
     path: str = Field(description="Absolute directory of a libvirt 'dir' pool.")
     autostart: bool = True
+    images: bool = Field(
+        default=False,
+        description="Whether disks may take their 'image' backing files from this pool; "
+        "the operator's INFINIBAY_IMAGE_ROOTS must contain its path.",
+    )
 
     @field_validator("path")
     @classmethod
@@ -236,7 +241,14 @@ class Disk(_Strict):
     name: fields.DnsLabel
     size: fields.Size | None = None
     pool: fields.DnsLabel | None = None
-    image: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+    image: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$",
+        description="Backing volume, from an image pool: 'imagePool', else the disk's own pool.",
+    )
+    imagePool: fields.DnsLabel | None = Field(
+        default=None, description="The image pool ('images: true') that holds 'image'."
+    )
     reclaimPolicy: ReclaimPolicy | None = None
 
 

@@ -81,6 +81,7 @@ class VolumeTarget:
     size: int
     image: str | None
     reclaim: kinds.ReclaimPolicy
+    image_pool: str | None = None  # the image pool ``image`` is read from; else ``pool``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +100,7 @@ class NetworkTarget:
 @dataclasses.dataclass(frozen=True)
 class PoolTarget:
     shape: observed.PoolShape
+    images: bool = False  # an image pool: its path must lie under the image roots
 
 
 @dataclasses.dataclass(frozen=True)

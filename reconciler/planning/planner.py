@@ -174,7 +174,7 @@ class _Planner:
                     key,
                     [],
                     verb=actions.Verb.CREATE,
-                    target=actions.PoolTarget(target),
+                    target=actions.PoolTarget(target, images=loaded.manifest.spec.images),
                     drift=converged(rec),
                 )
                 continue
@@ -195,7 +195,7 @@ class _Planner:
                 key,
                 changes,
                 verb=actions.Verb.REPLACE if replace else actions.Verb.UPDATE,
-                target=actions.PoolTarget(target),
+                target=actions.PoolTarget(target, images=loaded.manifest.spec.images),
                 uuid=current.uuid,
                 adopt=not owned,
             )

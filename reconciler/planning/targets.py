@@ -150,6 +150,7 @@ def vm_target(
             size=d.size,
             image=d.image,
             reclaim=d.reclaim,
+            image_pool=d.image_pool,
         )
         for d in vm.disks
     )

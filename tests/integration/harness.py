@@ -53,8 +53,14 @@ class Harness:
 
     # --- manifests ----------------------------------------------------------
 
-    def pool(self, short: str = "pool", path: Path | None = None) -> dict[str, Any]:
-        return doc("StoragePool", self.name(short), {"path": str(path or self.pool_dir)})
+    def pool(
+        self, short: str = "pool", path: Path | None = None, *, images: bool = False
+    ) -> dict[str, Any]:
+        """A dir pool on ``path`` (default: this test's pool directory), an image pool if asked."""
+        spec: dict[str, Any] = {"path": str(path or self.pool_dir)}
+        if images:
+            spec["images"] = True
+        return doc("StoragePool", self.name(short), spec)
 
     def network(self, short: str = "net", n: int = 0) -> dict[str, Any]:
         base = self.subnet_of(n)

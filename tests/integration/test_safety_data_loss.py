@@ -41,7 +41,7 @@ def _backing(h: Harness, volume: str) -> str | None:
 
 
 def test_changing_a_disk_image_is_refused_without_allow_data_loss(h: Harness) -> None:
-    base = [h.pool(), h.network(), h.template()]
+    base = [h.pool(images=True), h.network(), h.template()]
     h.write(*base, h.vm("web", disks=_disk(h)))
     result = h.apply()
     assert result.exit_code == 0, result.output

@@ -333,20 +333,28 @@ class FakeHypervisor:
     # --- volumes --------------------------------------------------------------
 
     def create_volume(
-        self, pool: str, name: str, capacity: int, *, backing: str | None = None
+        self,
+        pool: str,
+        name: str,
+        capacity: int,
+        *,
+        backing: str | None = None,
+        backing_pool: str | None = None,
     ) -> observed.ObservedVolume:
         with self._lock:
             self._call("create_volume", name)
             volumes = self._volumes(pool, "create", name)
             backing_path = None
             if backing is not None:
-                if backing not in volumes:
+                source = backing_pool or pool
+                images = self._volumes(source, "look up", backing)
+                if backing not in images:
                     raise errors.NotFoundError(
                         "look up",
-                        f"image {backing} in pool {pool}",
+                        f"image {backing} in pool {source}",
                         f"Storage volume not found: no storage vol with matching name '{backing}'",
                     )
-                backing_path = posixpath.join(self.pools[pool].path, backing)
+                backing_path = posixpath.join(self.pools[source].path, backing)
             if name in volumes:
                 raise errors.ExistsError(
                     "create", f"volume {pool}/{name}", f"storage volume '{name}' exists already"
