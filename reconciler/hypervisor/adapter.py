@@ -612,7 +612,15 @@ def _observe_pool(pool: Any, *, active: bool, autostart: bool) -> observed.Obser
         if active:
             with contextlib.suppress(libvirt.libvirtError):
                 pool.refresh(0)
-            for vol in pool.listAllVolumes(0):
+            try:
+                listed = pool.listAllVolumes(0)
+            except libvirt.libvirtError as exc:
+                # Stopped between the listing and the read (a shared host): it is seen
+                # as inactive now, as the next listing would show it.
+                if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID or pool.isActive():
+                    raise
+                listed, active = [], False
+            for vol in listed:
                 with contextlib.suppress(libvirt.libvirtError):
                     parsed = projection.parse_volume(vol.XMLDesc(0), pool.name())
                     volumes[parsed.name] = parsed

@@ -165,3 +165,36 @@ def test_active_and_autostart_of_networks_and_pools_are_observed(
         "parked": (False, True, []),
         "serving": (True, False, [f"{prefix}disk.qcow2"]),
     }
+
+
+def test_a_pool_stopped_during_observation_is_seen_inactive(
+    monkeypatch: pytest.MonkeyPatch,
+    libvirt_conn: libvirt.virConnect,
+    libvirt_uri: str,
+    prefix: str,
+    pool_dir: Path,
+) -> None:
+    """Another client stops a pool between the listing and the volume read: no failure."""
+    (pool_dir / "c").mkdir()
+    churn = libvirt_conn.storagePoolDefineXML(dir_pool(f"{prefix}churn", pool_dir / "c"), 0)
+    churn.create(0)
+    original = adapter._observe_pool
+    stopped: list[str] = []
+
+    def observe_after_stop(pool: libvirt.virStoragePool, **flags: bool) -> object:
+        if pool.name() == f"{prefix}churn":
+            libvirt_conn.storagePoolLookupByName(pool.name()).destroy()
+            stopped.append(pool.name())
+        return original(pool, **flags)
+
+    monkeypatch.setattr(adapter, "_observe_pool", observe_after_stop)
+    hv = adapter.Hypervisor(libvirt_uri)
+    try:
+        world = hv.observe()
+    finally:
+        hv.close()
+        churn.undefine()
+
+    assert stopped == [f"{prefix}churn"]
+    assert world.pools[f"{prefix}churn"].active is False
+    assert world.pools[f"{prefix}churn"].volumes == {}
