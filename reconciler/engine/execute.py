@@ -363,8 +363,14 @@ def execute(
     changes: Iterable[actions.Change],
     options: Options,
     on_outcome: Callable[[Outcome], None],
+    on_start: Callable[[list[actions.Change]], None] = lambda _c: None,
 ) -> list[Outcome]:
-    """Run ``changes`` respecting dependencies; call ``on_outcome`` on this thread as each ends."""
+    """Run ``changes`` respecting dependencies, on this thread's terms.
+
+    ``on_start`` is called with the changes about to start, before any of
+    them reaches a worker, and ``on_outcome`` as each ends; both on this
+    thread, so the workers never write the record or the journal.
+    """
     pending = list(changes)
     planned = {c.key for c in pending}
     done: dict[record.ResourceKey, Outcome] = {}
@@ -373,6 +379,7 @@ def execute(
         running: dict[cf.Future[Outcome], actions.Change] = {}
         while pending or running:
             progressed = True
+            ready: list[actions.Change] = []
             while progressed:  # a DependencyFailed settles at once and may unblock others
                 progressed = False
                 for change in list(pending):
@@ -390,7 +397,10 @@ def execute(
                         done[change.key] = outcome
                         on_outcome(outcome)
                         continue
-                    running[pool.submit(steps.run, change)] = change
+                    ready.append(change)
+            if ready:
+                on_start(ready)
+                running.update({pool.submit(steps.run, change): change for change in ready})
             if not running:
                 for change in pending:  # what is left waits on itself: fail it, never spin
                     outcome = Outcome(change, ok=False, error="dependency cycle")

@@ -8,6 +8,12 @@ pass believes it did. A pass killed anywhere leaves at worst a record whose
 ``observedGeneration`` lags its ``generation``, and objects that the next
 pass recognises by name and ownership; its run row, left open, is closed as
 ``aborted`` by the next pass to take the lock.
+
+Events and tombstones go through the audit journal
+(:mod:`reconciler.engine.journal`): each change's intent is written before it
+starts, its outcome as it ends, and both reach the record as soon as the
+record answers — so actions done while the record is down, or by a pass that
+is killed, are recorded by a later pass instead of lost.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 from reconciler import errors
-from reconciler.engine import execute
+from reconciler.engine import execute, journal
 from reconciler.hypervisor import adapter
 from reconciler.models import desired, observed, record
 from reconciler.planning import actions, planner, status
@@ -121,11 +127,13 @@ class Reconciler:
                 "pass --allow-empty if that is really intended"
             )
         with self.store.writer_lock():
-            plan = self.plan(state, prune=request.prune, adopt=request.adopt)
+            records = self.store.resources(include_deleted=True)
+            world = self.hv.observe()
+            plan = self._plan(state, records, world, prune=request.prune, adopt=request.adopt)
             on_plan(plan)
             if request.dry_run:
                 return Result(plan)
-            return self._execute(state, plan, request, on_outcome)
+            return self._execute(state, plan, world, request, on_outcome)
 
     def delete(
         self,
@@ -146,16 +154,20 @@ class Reconciler:
             )
             if request.dry_run or plan.empty:  # nothing at all to do: no run, no event
                 return Result(plan)
-            return self._execute(desired.DesiredState(), plan, request, on_outcome)
+            return self._execute(desired.DesiredState(), plan, world, request, on_outcome)
 
     def _execute(
         self,
         state: desired.DesiredState,
         plan: actions.Plan,
+        world: observed.World,
         request: Pass,
         on_outcome: Callable[[execute.Outcome], None],
     ) -> Result:
         self.store.abort_unfinished_runs()  # left open by a pass that died under the lock
+        audit = journal.Journal.of(self.store.installation_id())
+        audit.close_interrupted(plan, world)  # intents of a pass that was killed
+        audit.flush(self.store, force=True)  # and what a record outage kept from the record
         run_id = self.store.start_run(request.trigger, request.revision)
         final = "failed"
         outcomes: list[execute.Outcome] = []
@@ -164,19 +176,26 @@ class Reconciler:
                 [dataclasses.replace(w, run_id=run_id) for w in plan.spec_writes]
             )
 
+            def starting(changes: list[actions.Change]) -> None:
+                audit.begin(changes, run_id, request.revision)
+                audit.flush(self.store)
+
             def finished(outcome: execute.Outcome) -> None:
-                self.store.record_events(
+                deleted = outcome.ok and outcome.change.verb is actions.Verb.DELETE
+                audit.finish(
+                    outcome.change.key,
                     [
                         dataclasses.replace(e, run_id=run_id, revision=request.revision)
                         for e in outcome.events
-                    ]
+                    ],
+                    [outcome.change.key] if deleted else [],
                 )
-                if outcome.ok and outcome.change.verb is actions.Verb.DELETE:
-                    self.store.tombstone([outcome.change.key])
+                audit.flush(self.store)
                 outcomes.append(outcome)
                 on_outcome(outcome)
 
-            execute.execute(self.hv, plan.changes, request.options, finished)
+            execute.execute(self.hv, plan.changes, request.options, finished, starting)
+            audit.flush(self.store, force=True)
             self._write_status(state, outcomes)
             final = "succeeded" if all(o.ok for o in outcomes) else "failed"
         finally:

@@ -1,0 +1,141 @@
+"""The audit journal: intents before actions, outcomes kept through a record outage.
+
+A real SQLite record in ``tmp_path`` stands for the record; the fake
+hypervisor supplies plans and observations. The end-to-end proofs (a real
+PostgreSQL stopped mid-pass, a SIGKILLed apply) are in
+``tests/integration/test_audit.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.engine import journal
+from reconciler.models import record
+from reconciler.planning import actions
+from reconciler.store import store as store_module
+from tests.unit import fakes
+
+POOL = {
+    "kind": "StoragePool",
+    "metadata": {"name": "default"},
+    "spec": {"path": "/var/lib/infinibay/pools/default"},
+}
+LAB = {
+    "kind": "Network",
+    "metadata": {"name": "lab"},
+    "spec": {"mode": "nat", "ipv4": {"address": "10.20.0.1/24"}},
+}
+
+
+def _vm(name: str, **spec: Any) -> dict[str, Any]:
+    spec.setdefault("disks", [{"name": "root", "size": "2GiB"}])
+    spec.setdefault("networks", [{"network": "lab"}])
+    return {"kind": "VirtualMachine", "metadata": {"name": name}, "spec": spec}
+
+
+def _key(name: str) -> record.ResourceKey:
+    return record.ResourceKey("VirtualMachine", name)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    with store_module.Store.open(f"sqlite:///{tmp_path / 'state.db'}") as opened:
+        yield opened
+
+
+def _reasons(store: store_module.Store, name: str) -> list[str]:
+    return [e.reason for e in store.events(_key(name))]
+
+
+def test_intents_name_the_action_a_change_is_about_to_take() -> None:
+    hv, rec = fakes.FakeHypervisor(), fakes.FakeRecord()
+    plan = rec.plan(fakes.state_of([POOL, LAB, _vm("web-1")]), hv)
+    assert {journal.intent_reasons(c) for c in plan.changes} == {("Creating", "Created")}
+    rec.converge(fakes.state_of([POOL, LAB, _vm("web-1")]), hv)
+    stopped = rec.plan(fakes.state_of([POOL, LAB, _vm("web-1", powerState="Stopped")]), hv)
+    assert [journal.intent_reasons(c) for c in stopped.changes] == [("Stopping", "Stopped")]
+    paused = rec.plan(fakes.state_of([POOL, LAB, _vm("web-1", powerState="Paused")]), hv)
+    assert [journal.intent_reasons(c) for c in paused.changes] == [("Pausing", "Paused")]
+    gone = rec.plan(fakes.state_of([POOL, LAB]), hv, prune=True)
+    assert [journal.intent_reasons(c) for c in gone.changes] == [("Deleting", "Deleted")]
+
+
+def test_a_killed_pass_leaves_intents_that_the_next_closes_by_observation(
+    tmp_path: Path, store: store_module.Store
+) -> None:
+    path = tmp_path / "journal" / "inst.jsonl"
+    hv, rec = fakes.FakeHypervisor(), fakes.FakeRecord()
+    state = fakes.state_of([POOL, LAB, _vm("web-1"), _vm("web-2")])
+    plan = rec.plan(state, hv)
+    run_id = store.start_run(record.Trigger.APPLY, "main@sha1:abc")
+    killed = journal.Journal(path)
+    killed.begin(list(plan.changes), run_id, "main@sha1:abc")
+    # The pass got as far as web-1 (and its pool and network), then was killed.
+    rec.converge(fakes.state_of([POOL, LAB, _vm("web-1")]), hv)
+    del killed
+
+    following = journal.Journal(path)
+    assert sorted(i.key.name for i in following.open_intents) == [
+        "default",
+        "lab",
+        "web-1",
+        "web-2",
+    ]
+    closed = following.close_interrupted(rec.plan(state, hv), hv.observe())
+    assert len(closed) == 4 and following.open_intents == []
+    assert following.flush(store)
+
+    assert _reasons(store, "web-1") == ["Creating", "Created"]
+    created = store.events(_key("web-1"))[-1]
+    assert created.message.endswith("(observed after an interrupted pass)")
+    assert created.run_id == run_id and created.revision == "main@sha1:abc"
+    assert _reasons(store, "web-2") == ["Creating", journal.INTERRUPTED]
+    assert store.events(_key("web-2"))[-1].type is record.EventType.WARNING
+    assert path.read_text() == ""  # everything in the record: nothing left to keep
+
+
+def test_outcomes_during_a_record_outage_stay_on_disk_until_a_later_flush(
+    tmp_path: Path, store: store_module.Store
+) -> None:
+    path = tmp_path / "journal" / "inst.jsonl"
+    down = store_module.Store.open(f"sqlite:///{tmp_path / 'other.db'}")
+    down.close()  # a closed record refuses every write, as one that is unreachable
+    during = journal.Journal(path)
+    stopped = record.NewEvent(
+        _key("web-1"), record.EventType.NORMAL, "Stopped", "virtualmachine/web-1 shut down"
+    )
+    during.finish(_key("web-1"), [stopped], [_key("web-1")])
+    assert during.flush(down) is False
+    assert during.flush(down) is False  # not retried at once: each try may cost a timeout
+    assert during.queued_events == [stopped]
+
+    later = journal.Journal(path)  # the next pass, maybe another process
+    assert later.queued_events == [stopped]
+    assert later.flush(store, force=True)
+    assert _reasons(store, "web-1") == ["Stopped"]
+    assert journal.Journal(path).queued_events == []
+
+
+def test_the_journal_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "journal" / "inst.jsonl"
+    old = os.umask(0)
+    try:
+        journal.Journal(path).finish(
+            _key("web-1"),
+            [record.NewEvent(_key("web-1"), record.EventType.NORMAL, "Started", "started")],
+        )
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_changes_that_touch_nothing_have_no_intent() -> None:
+    change = actions.Change(_key("web-1"), actions.Verb.CONFLICT, note="not ours")
+    assert journal.intent_reasons(change) is None
