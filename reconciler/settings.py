@@ -2,8 +2,27 @@
 
 One place decides defaults (SPEC §4): ``--db`` / ``INFINIBAY_DATABASE_URL`` with
 the SQLite file under ``$XDG_STATE_HOME`` as fallback, and ``-c`` /
-``INFINIBAY_LIBVIRT_URI`` defaulting to ``qemu:///system``. :func:`redact`
-hides a database password wherever a URL is shown.
+``INFINIBAY_LIBVIRT_URI`` defaulting to ``qemu:///system``.
+
+Secrets never travel on a command line: a database password can come from the
+file named by ``INFINIBAY_DATABASE_PASSWORD_FILE`` (read once, its trailing
+newline stripped), or from libpq's own ``~/.pgpass`` / ``PGPASSFILE``, which
+psycopg reads whenever the URL carries no password.
+
+:func:`redact` is the one function every shown text goes through (errors, logs,
+``/readyz``, the API). It works by parsing, not by one lucky pattern:
+
+* each URL in the text is split at ``://`` and at the *last* ``@`` of its
+  authority, so a raw ``@`` inside a password hides the whole password; the
+  password is replaced by ``***`` and the user name kept; a userinfo that
+  cannot be parsed (or a URL whose host and port do not parse) is masked whole;
+* ``key=value`` pairs whose key names a secret (``password``, ``sslpassword``,
+  ``token``, ...) — a URL's query string or a libpq conninfo string — keep the
+  key and lose the value;
+* every secret the process knows (:func:`remember_secret`: the database
+  password however it was given, a git token) is masked wherever it appears,
+  also in its percent-encoded form, which catches a driver message that
+  quotes a fragment of a connection string.
 
 The trust boundary (SPEC §13) is also decided here, by the operator through the
 environment, never by a manifest, because whoever can commit to the source
@@ -31,9 +50,12 @@ repository writes the manifests:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import os
 import re
+import threading
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -43,26 +65,132 @@ __all__ = [
     "DEFAULT_IMAGE_ROOTS",
     "DEFAULT_LIBVIRT_URI",
     "DEFAULT_POOL_ROOTS",
+    "PASSWORD_FILE_ENV",
     "SYSTEM_PATHS",
     "Boundary",
     "Limits",
     "Settings",
+    "database_password",
     "default_database_url",
+    "private_dir",
     "redact",
+    "redact_url",
+    "remember_secret",
+    "secret_from_file",
+    "state_dir",
 ]
 
 DEFAULT_LIBVIRT_URI = "qemu:///system"
-_PASSWORD_RE = re.compile(r"(?P<head>[a-z0-9+.-]+://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)", re.I)
+PASSWORD_FILE_ENV = "INFINIBAY_DATABASE_PASSWORD_FILE"
+_MASK = "***"
+_URL_RE = re.compile(r"[a-z][a-z0-9+.-]*://[^\s'\"<>`]+", re.I)
+_SECRET_KEYS = "password|passwd|pwd|pass|sslpassword|token|access_token|private_token|secret"
+_PAIR_RE = re.compile(
+    rf"(?P<key>\b(?:{_SECRET_KEYS}))(?P<eq>\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|[^\s&'\"]+)", re.I
+)
+# Shorter values would mask ordinary words; URLs and key=value pairs are masked anyway.
+_MIN_SECRET = 3
+_secrets: set[str] = set()
+_secrets_guard = threading.Lock()
+
+
+def state_dir() -> Path:
+    """``$XDG_STATE_HOME/infinibay`` (``~/.local/state/infinibay``)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "infinibay"
 
 
 def default_database_url() -> str:
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return f"sqlite:///{Path(state) / 'infinibay' / 'state.db'}"
+    return f"sqlite:///{state_dir() / 'state.db'}"
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) readable by this user only, whatever the umask.
+
+    Only the directories created here are tightened; an existing one the
+    operator made stays as it is.
+    """
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o700)
+    return path
+
+
+def remember_secret(value: str | None) -> None:
+    """Mask ``value`` (and its percent-encoded form) in every text :func:`redact` sees."""
+    if value is None or len(value) < _MIN_SECRET:
+        return
+    with _secrets_guard:
+        _secrets.update({value, urllib.parse.quote(value, safe="")})
+
+
+def secret_from_file(variable: str) -> str | None:
+    """The secret in the file named by the environment ``variable``; ``None`` when unset.
+
+    The file's one trailing newline (``echo pw > file``) is not part of the secret.
+    """
+    name = os.environ.get(variable)
+    if not name:
+        return None
+    try:
+        text = Path(name).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise errors.ConfigError(f"cannot read {variable} {name}: {reason}") from exc
+    secret = text.removesuffix("\n").removesuffix("\r")
+    remember_secret(secret)
+    return secret
+
+
+@functools.cache
+def database_password() -> str | None:
+    """The password from ``INFINIBAY_DATABASE_PASSWORD_FILE``, read once; ``None`` when unset."""
+    return secret_from_file(PASSWORD_FILE_ENV)
+
+
+def _mask_pairs(text: str) -> str:
+    return _PAIR_RE.sub(lambda m: f"{m['key']}{m['eq']}{_MASK}", text)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password, and any secret query parameter, replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return _mask_pairs(url)
+    # The authority ends at the first "?" or "#": a password may hold "/" (SQLAlchemy
+    # reads it so) and a raw "@" (urllib splits at the last one), so the userinfo is
+    # everything before the last "@" ahead of the query.
+    end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, end)
+    if at >= 0:
+        userinfo, host = rest[:at], rest[at + 1 :]
+        user, colon, _password = userinfo.partition(":")
+        try:
+            parsed = urllib.parse.urlsplit(f"{scheme}://x@{host}")
+            parsed.port  # noqa: B018 - raises ValueError when the authority is not a URL's
+            parseable = bool(user) and all(c not in user for c in "/@[]")
+        except ValueError:
+            parseable = False
+        if not parseable:
+            userinfo = _MASK
+        elif colon:
+            userinfo = f"{user}:{_MASK}"
+        rest = f"{userinfo}@{host}"
+    return f"{scheme}{sep}{_mask_pairs(rest)}"
 
 
 def redact(text: str) -> str:
-    """Replace any password inside a URL in ``text`` with ``***``."""
-    return _PASSWORD_RE.sub(r"\g<head>***\g<tail>", text)
+    """``text`` with every password and token in it replaced by ``***`` (see the module doc)."""
+    text = _mask_pairs(_URL_RE.sub(lambda m: redact_url(m.group(0)), text))
+    with _secrets_guard:
+        known = sorted(_secrets, key=len, reverse=True)
+    for secret in known:
+        text = text.replace(secret, _MASK)
+    return text
 
 
 @dataclasses.dataclass(frozen=True)

@@ -123,6 +123,17 @@ def cli(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)
+
+
+def _redact_record(rec: logging.LogRecord) -> bool:
+    """Replace the record's message by its redacted text (see :func:`settings.redact`)."""
+    rec.msg = settings.redact(rec.getMessage())
+    rec.args = None
+    if rec.exc_info and not rec.exc_text:
+        rec.exc_text = settings.redact(logging.Formatter().formatException(rec.exc_info))
+    return True
 
 
 def main() -> None:

@@ -15,7 +15,8 @@
 
 Nothing here writes: the record is only read, so a standby serves the API
 too. The server is the standard library's threading server — a handful of
-scrapes and probes do not warrant a framework.
+scrapes and probes do not warrant a framework. Every JSON body goes through
+:func:`reconciler.settings.redact`: an error may quote a URL or a driver's message.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 import prometheus_client
 
-from reconciler import errors
+from reconciler import errors, settings
 from reconciler.daemon import loop, metrics
 from reconciler.models import documents, kinds, record
 from reconciler.store import store as store_module
@@ -180,7 +181,8 @@ def _handler(
                 self.wfile.write(body)
 
         def _json(self, code: int, document: Any) -> None:
-            body = (json.dumps(document, indent=2, default=str) + "\n").encode()
+            text = json.dumps(document, indent=2, default=str) + "\n"
+            body = settings.redact(text).encode()
             self._send(code, body, "application/json")
 
         def do_HEAD(self) -> None:

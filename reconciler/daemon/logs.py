@@ -6,6 +6,10 @@
 from the call's ``extra=`` or, for every line logged while a pass runs
 (the engine's included), from :func:`bound` — a context variable, so each
 thread sees only its own pass.
+
+Both formats pass every line, tracebacks included, through
+:func:`reconciler.settings.redact`, so no password or token reaches the log
+whichever library wrote the message.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import logging
 import sys
 from collections.abc import Iterator
 from typing import Any
+
+from reconciler import settings
 
 __all__ = ["CONTEXT_FIELDS", "JsonFormatter", "TextFormatter", "bound", "configure"]
 
@@ -55,11 +61,11 @@ class JsonFormatter(logging.Formatter):
             ),
             "level": rec.levelname.lower(),
             "logger": rec.name,
-            "message": rec.getMessage(),
+            "message": settings.redact(rec.getMessage()),
             **_fields(rec),
         }
         if rec.exc_info:
-            line["exception"] = self.formatException(rec.exc_info)
+            line["exception"] = settings.redact(self.formatException(rec.exc_info))
         return json.dumps(line, default=str)
 
 
@@ -68,7 +74,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(message)s")
 
     def format(self, rec: logging.LogRecord) -> str:
-        text = super().format(rec)
+        text = settings.redact(super().format(rec))
         extra = " ".join(f"{k}={v}" for k, v in _fields(rec).items())
         return f"{text} [{extra}]" if extra else text
 

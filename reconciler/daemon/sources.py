@@ -22,6 +22,17 @@ poller's thread) and checking out (the pass's thread) share one lock, so a
 pass never reads a half-written working tree; the lock is also an ``flock``
 on ``<clone>.lock``, because a leader and a standby on one host share the
 clone of the same URL. The revision is ``REF@sha1:HASH``.
+
+Credentials never land on disk or in a log: the user and password (or token)
+of a URL such as ``https://ci:TOKEN@git.example.org/infra.git`` are cut from
+the URL before git sees it, so the clone's ``.git/config`` names the bare
+URL. The password may instead come from the file named by
+``INFINIBAY_GIT_PASSWORD_FILE``, which keeps it out of ``ps`` as well. git
+gets them through a credential helper given per command
+(``-c credential.helper=...``) that echoes two environment variables set only
+in that git child's environment; the host's own helpers are switched off for
+those commands, so none of them stores the token either. The cache
+directories are 0700 and the lock files 0600, whatever the umask.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import logging
 import os
 import subprocess
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -58,6 +70,14 @@ _SUFFIXES = (".yaml", ".yml")
 _GIT_TIMEOUT_S = 300.0
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
 _REF_NAME = "refs/infinibay/source"
+GIT_PASSWORD_FILE_ENV = "INFINIBAY_GIT_PASSWORD_FILE"
+_USER_ENV = "IB_GIT_USER"
+_PASSWORD_ENV = "IB_GIT_PASSWORD"
+# Answers git's "get" with the two variables of its own environment; ignores "store"/"erase".
+_HELPER = (
+    f'!f() {{ test "$1" = get || return 0; echo "username=${_USER_ENV}"; '
+    f'echo "password=${_PASSWORD_ENV}"; }}; f'
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +118,31 @@ def is_manifest_path(root: Path, path: Path) -> bool:
     if not parts or any(part.startswith((".", "#")) for part in parts):
         return False
     return parts[-1].endswith(_SUFFIXES)
+
+
+def split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``https://u:pw@host/x`` -> (``https://host/x``, ``"u"``, ``"pw"``).
+
+    An ssh login (``ssh://git@host/x``) is not a secret and stays in the URL,
+    which ssh needs; only its password, if any, is cut. scp-like addresses
+    (``git@host:x``) are returned as they are.
+    """
+    scheme, sep, rest = url.partition("://")
+    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=-1)
+    at = rest.rfind("@", 0, len(rest) if end < 0 else end)
+    if not sep or at < 0:
+        return url, None, None
+    user, colon, password = rest[:at].partition(":")
+    host = rest[at + 1 :]
+    if "ssh" in scheme.lower().split("+"):
+        if not colon:
+            return url, None, None
+        return f"{scheme}{sep}{user}@{host}", None, urllib.parse.unquote(password)
+    return (
+        f"{scheme}{sep}{host}",
+        urllib.parse.unquote(user) or None,
+        urllib.parse.unquote(password) if colon else None,
+    )
 
 
 def relative_messages(messages: Sequence[str], base: Path) -> list[str]:
@@ -185,12 +230,23 @@ class GitSource:
         cache_dir: str | None = None,
     ) -> None:
         if url.startswith("-") or ref.startswith("-") or not ref:
-            raise errors.ConfigError(f"refusing the git source {url!r} at ref {ref!r}")
-        self.url = url
+            raise errors.ConfigError(
+                settings.redact(
+                    f"refusing the git source {split_credentials(url)[0]!r} at ref {ref!r}"
+                )
+            )
+        self.url, user, password = split_credentials(url)
+        settings.remember_secret(password)
+        if password is None:
+            settings.remember_secret(user)  # a token given as the user name (GitHub's way)
+        password = settings.secret_from_file(GIT_PASSWORD_FILE_ENV) or password
+        self._credentials: dict[str, str] = {}
+        if user is not None or password is not None:
+            self._credentials = {_USER_ENV: user or "git", _PASSWORD_ENV: password or ""}
         self.ref = ref
-        self.name = settings.redact(url)
+        self.name = settings.redact(self.url)
         self.interval = interval
-        key = hashlib.sha256(f"{url}\0{ref}".encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"{self.url}\0{ref}".encode()).hexdigest()[:16]
         self.dir = (Path(cache_dir) if cache_dir else _default_cache()) / key
         self.root = self.dir / subdir if subdir else self.dir
         self._lock = threading.Lock()
@@ -201,14 +257,15 @@ class GitSource:
     # -- git ---------------------------------------------------------------------
 
     def _git(self, *args: str) -> str:
-        argv = ["git", "-C", str(self.dir), *args]
+        helper = ["-c", "credential.helper=", "-c", f"credential.helper={_HELPER}"]
+        argv = ["git", "-C", str(self.dir), *(helper if self._credentials else []), *args]
         try:
             done = subprocess.run(
                 argv,
                 capture_output=True,
                 text=True,
                 timeout=_GIT_TIMEOUT_S,
-                env={**os.environ, **_GIT_ENV},
+                env={**os.environ, **_GIT_ENV, **self._credentials},
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -225,10 +282,10 @@ class GitSource:
     def _locked(self) -> Iterator[None]:
         """This process's threads, then other processes on this host, one at a time."""
         with self._lock:
-            self.dir.parent.mkdir(parents=True, exist_ok=True)
             lock_file = self.dir.with_name(self.dir.name + ".lock")
             try:
-                fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+                settings.private_dir(self.dir.parent)
+                fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
             except OSError as exc:
                 raise errors.SourceError(
                     f"cannot open the lock file {lock_file}: {exc.strerror}"
@@ -243,7 +300,7 @@ class GitSource:
         if (self.dir / ".git").is_dir():
             self._git("remote", "set-url", "origin", self.url)
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        settings.private_dir(self.dir)
         self._git("init", "--quiet")
         self._git("remote", "add", "origin", self.url)
 

@@ -142,7 +142,7 @@ class FileLock:
 
     def acquire(self, timeout: float) -> None:
         try:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise errors.StoreError(
                 f"cannot open the lock file {self._path}: {exc.strerror}"

@@ -34,6 +34,7 @@ Design choices:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -508,6 +509,8 @@ class Store:
         now = _now()
         folded: dict[str, dict[str, Any]] = {}
         for event in events:
+            # A message may quote a driver's or git's error: no secret reaches the record.
+            event = dataclasses.replace(event, message=settings.redact(event.message))
             fold_key = _fold_key(event)
             latest = {
                 "type": event.type.value,
