@@ -46,7 +46,9 @@ class Secured:
             with admin.connect() as conn:
                 # A utility statement takes no bound parameters: the server quotes them.
                 create = conn.execute(
-                    sa.text("SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :role ::text, :pw ::text)"),
+                    sa.text(
+                        "SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :role ::text, :pw ::text)"
+                    ),
                     {"role": ROLE, "pw": self.password},
                 ).scalar_one()
                 conn.exec_driver_sql(create)
