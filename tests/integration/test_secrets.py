@@ -47,7 +47,8 @@ class Secured:
                 # A utility statement takes no bound parameters: the server quotes them.
                 create = conn.execute(
                     sa.text(
-                        "SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :role ::text, :pw ::text)"
+                        "SELECT format('CREATE ROLE %I LOGIN PASSWORD %L',"
+                        " CAST(:role AS text), CAST(:pw AS text))"
                     ),
                     {"role": ROLE, "pw": self.password},
                 ).scalar_one()
