@@ -81,6 +81,34 @@ DURATION = _Duration()
 )
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option(
+    "--http-workers",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Threads answering /api and /metrics (each probe has its own).",
+)
+@click.option(
+    "--http-max-connections",
+    type=click.IntRange(1, 65536),
+    default=256,
+    show_default=True,
+    help="Open HTTP connections at most; beyond it, anything but a probe gets 503.",
+)
+@click.option(
+    "--http-header-timeout",
+    type=DURATION,
+    default="10s",
+    show_default=True,
+    help="How long a client may take to send a request's headers.",
+)
+@click.option(
+    "--http-idle-timeout",
+    type=DURATION,
+    default="5s",
+    show_default=True,
+    help="How long a kept-alive HTTP connection may wait for its next request.",
+)
+@click.option(
     "--shutdown-timeout",
     type=DURATION,
     default="60s",
@@ -126,6 +154,10 @@ def daemon(
     allow_data_loss: bool,
     listen: tuple[str, int] | None,
     workers: int,
+    http_workers: int,
+    http_max_connections: int,
+    http_header_timeout: float,
+    http_idle_timeout: float,
     shutdown_timeout: float,
     drain_timeout: float,
     lease: float,
@@ -139,6 +171,8 @@ def daemon(
     """
     if interval <= 0 or git_interval <= 0 or lease <= 0:
         raise click.BadParameter("--interval, --git-interval and --lease must be positive")
+    if http_header_timeout <= 0 or http_idle_timeout <= 0:
+        raise click.BadParameter("--http-header-timeout and --http-idle-timeout must be positive")
     settings = common.settings_of(ctx)
     logs.configure(settings.log_format, settings.verbose)
     cfg = config.Config(
@@ -157,6 +191,12 @@ def daemon(
         lease=lease,
         debounce=debounce,
         cache_dir=cache_dir,
+        http=config.HttpLimits(
+            workers=http_workers,
+            max_connections=http_max_connections,
+            header_timeout=http_header_timeout,
+            idle_timeout=http_idle_timeout,
+        ),
     )
     daemon_module.Daemon(
         cfg,

@@ -3,7 +3,8 @@
 Durations are written the way operators write them in Flux and systemd
 (``30s``, ``5m``, ``1h``, ``1h30m``, ``500ms``; a bare number means seconds).
 The listen address is ``HOST:PORT`` (``[::1]:9180`` for IPv6; port 0 picks
-a free one, which the daemon logs).
+a free one, which the daemon logs). :class:`HttpLimits` bounds the HTTP
+server on it (see :mod:`reconciler.daemon.http` for what each limit stops).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 
 from reconciler import errors
 
-__all__ = ["Config", "parse_duration", "parse_listen"]
+__all__ = ["Config", "HttpLimits", "parse_duration", "parse_listen"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -59,6 +60,22 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 @dataclasses.dataclass(frozen=True)
+class HttpLimits:
+    """What one client, or many, may cost the HTTP server: threads, sockets, time."""
+
+    workers: int = 4
+    """Threads that answer ``/api`` and ``/metrics``; each probe has a thread of its own."""
+    max_connections: int = 256
+    """Open connections at most; beyond it a request is answered 503 unless it is a probe."""
+    header_timeout: float = 10.0
+    """Seconds from a request's first byte (or the accept) to the end of its headers."""
+    idle_timeout: float = 5.0
+    """Seconds a kept-alive connection may wait for its next request."""
+    write_timeout: float = 10.0
+    """Seconds a response may take to reach a client that reads slowly."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything ``infinibay daemon`` was told, resolved."""
 
@@ -77,3 +94,4 @@ class Config:
     cache_dir: str | None = None
     adopt: bool = False
     allow_data_loss: bool = False
+    http: HttpLimits = dataclasses.field(default_factory=HttpLimits)

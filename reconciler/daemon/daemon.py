@@ -12,7 +12,8 @@ Threads, and what each may do:
   resources on ``--workers`` threads within it.
 * **source watcher**, **resync timer**, **libvirt events** — only *add keys*
   to the queue; the queue de-duplicates, so a burst costs one pass.
-* **http** — reads the record and the loop's reports, never writes.
+* **http** — reads the record (through a store and engine of its own) and the
+  loop's reports, never writes; a bounded pool (:mod:`reconciler.daemon.http`).
 
 Signals: SIGHUP queues a full pass now. SIGTERM and SIGINT stop the queue
 (no new pass starts), let the pass in flight finish for up to
@@ -203,8 +204,17 @@ class Daemon:
             events.start()
             stack.callback(events.stop)
             if cfg.listen is not None:
+                # The API reads through a record of its own, so its readers never hold
+                # a connection that a pass waits for.
+                api_store = stack.enter_context(
+                    store_module.Store.open(self.database_url, lock_timeout=self.lock_timeout)
+                )
                 server = http.Server(
-                    cfg.listen, self._probe(work, leadership, store), self.metrics, store
+                    cfg.listen,
+                    self._probe(work, leadership, store),
+                    self.metrics,
+                    api_store,
+                    cfg.http,
                 )
                 server.start()
                 stack.callback(server.close)

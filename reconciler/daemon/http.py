@@ -14,17 +14,65 @@
   oldest first, each shaped like a line of ``infinibay events -o json``.
 
 Nothing here writes: the record is only read, so a standby serves the API
-too. The server is the standard library's threading server — a handful of
-scrapes and probes do not warrant a framework. Every JSON body goes through
+too. The daemon hands the server a :class:`~reconciler.store.store.Store` of
+its own (its own engine and connection pool), so API readers never hold a
+connection a pass is waiting for. Every JSON body goes through
 :func:`reconciler.settings.redact`: an error may quote a URL or a driver's message.
+
+**Bounded, whatever the clients do.** A thread per connection (the standard
+library's ``ThreadingHTTPServer``, which this replaced) lets 200 clients
+start 200 threads that starve the pass of the GIL and of database
+connections, and lets idle or trickling sockets pile up until the process
+runs out of file descriptors. Here:
+
+* One *event-loop* thread owns every socket. It accepts, reads request heads
+  without blocking, and keeps idle keep-alive connections; none of that
+  costs a thread.
+* A request whose head is complete goes to a *lane*: a fixed pool of
+  ``workers`` threads for ``/api`` and ``/metrics``, and one thread for each
+  probe, so ``/healthz`` and ``/readyz`` never queue behind the API. A
+  worker answers one request and hands the connection back to the loop.
+* Deadlines are absolute, checked by the loop: the head must be complete
+  within ``header_timeout`` of the accept (or of the first byte of a
+  kept-alive connection's next request), however slowly it trickles in
+  (slowloris gets a 408 and the close); an idle keep-alive connection is
+  closed after ``idle_timeout``; a response may take ``write_timeout``.
+  A head larger than 16 KiB is answered 431.
+* At most ``max_connections`` are open. A new one makes room by closing
+  the oldest idle keep-alive connection, else the one that has been reading
+  its head the longest, for more than a second (503), so neither idle nor
+  trickling sockets can lock out a probe. When every open connection is
+  being answered, a newcomer may still ask for a probe (a reserve of 16);
+  anything else gets 503 and the close. The limit may take at most half of
+  ``ulimit -n``, so HTTP clients never exhaust the daemon's descriptors;
+  should accepting fail anyway (``EMFILE``), the loop leaves the rest in the
+  kernel's backlog for a moment.
+
+Why not a framework: uvicorn (the ASGI server Starlette would run on) has a
+connection limit and a keep-alive timeout, but no deadline for receiving a
+request's head — its keep-alive timer restarts on every byte, so a
+trickling client holds a connection for good — and ASGI middleware runs
+only once the head is parsed. The access issue's streaming and web UI may
+still move this onto an ASGI stack; the limits above are the contract it
+must keep. Until that issue adds tokens, a ``--listen`` that is not a
+loopback address logs a warning that everything here is readable.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http
 import http.server
+import io
+import ipaddress
 import json
 import logging
+import queue
+import resource
+import selectors
+import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +80,7 @@ from typing import Any
 import prometheus_client
 
 from reconciler import errors, settings
-from reconciler.daemon import loop, metrics
+from reconciler.daemon import config, loop, metrics
 from reconciler.models import documents, kinds, record
 from reconciler.store import store as store_module
 
@@ -128,8 +176,126 @@ class _Api:
         return {"items": [event_json(e) for e in self.store.events(key, limit=limit)]}
 
 
+_PROBES = ("healthz", "readyz")
+_PROBE_RESERVE = 16  # connections over the limit that may still ask for a probe
+_MAX_HEAD = 16 * 1024
+_READ_CHUNK = 64 * 1024
+_ACCEPT_BATCH = 64  # accepts per loop turn, so a flood cannot starve the reads
+_SWEEP = 0.1  # seconds between deadline checks; also the loop's longest sleep
+_GRACE = 1.0  # seconds a head may take before a newcomer at the limit may cut it
+_ACCEPT_PAUSE = 0.5  # seconds without accepting after the process ran out of descriptors
+_BACKLOG = 128
+
+
+def _plain(status: http.HTTPStatus, text: str) -> bytes:
+    """A complete ``Connection: close`` response, sent by the loop before it closes."""
+    body = f"{text}\n".encode()
+    return (
+        f"HTTP/1.1 {status.value} {status.phrase}\r\n"
+        "Content-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n"
+        "Retry-After: 1\r\n\r\n"
+    ).encode() + body
+
+
+_BUSY = _plain(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many connections; try again")
+_SLOW = _plain(http.HTTPStatus.REQUEST_TIMEOUT, "the request headers took too long")
+_LARGE = _plain(
+    http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "the request headers are too large"
+)
+
+
+class _Connection:
+    """One client socket and what the loop knows of it."""
+
+    __slots__ = ("address", "buffer", "deadline", "idle", "over_limit", "sock")
+
+    def __init__(self, sock: socket.socket, address: Any, deadline: float, over_limit: bool):
+        self.sock = sock
+        self.address = address
+        self.buffer = b""
+        self.deadline = deadline
+        self.idle = False  # kept alive between requests (not reading a head)
+        self.over_limit = over_limit  # admitted from the reserve: one probe, then closed
+
+
+def _head_length(buffer: bytes) -> int:
+    """Length of the request head at the start of ``buffer``, blank line included; -1 if partial."""
+    ends = [at + len(mark) for mark in (b"\r\n\r\n", b"\n\n") if (at := buffer.find(mark)) >= 0]
+    return min(ends) if ends else -1
+
+
+def _probe_of(head: bytes) -> str | None:
+    """``"healthz"`` or ``"readyz"`` when the head asks for that probe, else ``None``."""
+    words = head.split(b"\n", 1)[0].split()
+    if len(words) < 2:
+        return None
+    try:
+        path = urllib.parse.urlsplit(words[1].decode("latin-1")).path
+    except ValueError:
+        return None
+    parts = [part for part in path.split("/") if part]
+    return parts[0] if len(parts) == 1 and parts[0] in _PROBES else None
+
+
+def _listen(address: tuple[str, int]) -> socket.socket:
+    host, port = address
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+            0
+        ][0]
+        sock = socket.create_server((host, port), family=family, backlog=_BACKLOG)
+    except OSError as exc:
+        raise errors.ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+def _check_descriptors(limits: config.HttpLimits) -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return
+    if (limits.max_connections + _PROBE_RESERVE) * 2 > soft:
+        raise errors.ConfigError(
+            f"--http-max-connections {limits.max_connections} would let HTTP clients take more "
+            f"than half of the {soft} file descriptors this process may open (ulimit -n); "
+            "lower it or raise the limit (systemd: LimitNOFILE=)"
+        )
+
+
+def _warn_unless_loopback(host: str, port: int) -> None:
+    try:
+        loopback = ipaddress.ip_address(host.partition("%")[0]).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        _log.warning(
+            "listening on %s:%d, which is not a loopback address: there is no access control "
+            "yet, so anyone who can reach it can read every resource, event and metric; "
+            "listen on 127.0.0.1 or put an authenticating proxy in front",
+            host,
+            port,
+        )
+
+
+class _SocketWriter(io.BufferedIOBase):
+    """The handler's ``wfile``: every write is a ``sendall`` under the socket's timeout."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._sock.sendall(data)
+        with memoryview(data) as view:
+            return view.nbytes
+
+
 class Server:
-    """The HTTP server on its own thread; :attr:`port` is the bound port."""
+    """The bounded HTTP server on its own threads; :attr:`port` is the bound port."""
 
     def __init__(
         self,
@@ -137,37 +303,282 @@ class Server:
         probe: Probe,
         gauges: metrics.Metrics,
         store: store_module.Store,
+        limits: config.HttpLimits | None = None,
     ) -> None:
-        api = _Api(store)
-        handler = _handler(probe, gauges, api)
-        try:
-            self._server = http.server.ThreadingHTTPServer(address, handler)
-        except OSError as exc:
-            raise errors.ConfigError(
-                f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}"
-            ) from exc
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="http", kwargs={"poll_interval": 0.2}
-        )
-        self._thread.daemon = True
+        self.limits = limits or config.HttpLimits()
+        _check_descriptors(self.limits)
+        self._listener = _listen(address)
+        bound = self._listener.getsockname()
+        self.port = int(bound[1])
+        _warn_unless_loopback(str(bound[0]), self.port)
+        self._gauges = gauges
+        self._handler = _handler(probe, gauges, _Api(store))
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._returned: queue.SimpleQueue[tuple[_Connection, bool]] = queue.SimpleQueue()
+        self._lanes: dict[str | None, queue.SimpleQueue[_Connection | None]] = {
+            lane: queue.SimpleQueue() for lane in (None, *_PROBES)
+        }
+        # Owned by the loop thread alone: connections it reads, and those a worker answers.
+        self._reading: dict[socket.socket, _Connection] = {}
+        self._busy: set[_Connection] = set()
+        self._paused_until: float | None = None
+        self._next_sweep = 0.0
+        self._stopping = threading.Event()
+        self._closed = False
+        self._loop = threading.Thread(target=self._serve, name="http", daemon=True)
+        self._workers = [
+            threading.Thread(target=self._work, args=(None,), name=f"http-worker-{n}", daemon=True)
+            for n in range(self.limits.workers)
+        ] + [
+            threading.Thread(target=self._work, args=(lane,), name=f"http-{lane}", daemon=True)
+            for lane in _PROBES
+        ]
+
+    @property
+    def alive(self) -> bool:
+        """Whether the loop and every worker still run (for the daemon's liveness)."""
+        return all(t.is_alive() for t in (self._loop, *self._workers))
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in (*self._workers, self._loop):
+            thread.start()
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping.set()
+        self._wake()
+        if self._loop.is_alive():
+            self._loop.join()
+        for thread in self._workers:
+            if thread.name.startswith("http-worker"):
+                self._lanes[None].put(None)
+        for lane in _PROBES:
+            self._lanes[lane].put(None)
+        for thread in self._workers:
+            if thread.is_alive():
+                thread.join(1.0)  # a worker stuck on a slow client is a daemon thread
+        for conn in [*self._reading.values(), *self._busy]:
+            with contextlib.suppress(OSError):
+                conn.sock.close()
+        for sock in (self._listener, self._wake_r, self._wake_w):
+            sock.close()
+        self._selector.close()
+
+    # -- the event loop ------------------------------------------------------------
+
+    def _open(self) -> int:
+        return len(self._reading) + len(self._busy)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # full: the loop wakes anyway
+            self._wake_w.send(b"\0")
+
+    def _serve(self) -> None:
+        self._selector.register(self._listener, selectors.EVENT_READ)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        while not self._stopping.is_set():
+            for key, _ in self._selector.select(_SWEEP):
+                if key.fileobj is self._listener:
+                    self._accept()
+                elif key.fileobj is self._wake_r:
+                    with contextlib.suppress(OSError):
+                        self._wake_r.recv(4096)
+                else:
+                    self._receive(key.data)
+            self._take_back()
+            self._sweep(time.monotonic())
+            self._gauges.http_connections.set(self._open())
+
+    def _accept(self) -> None:
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # EMFILE, ENFILE, ENOBUFS: the rest waits in the backlog; retrying at
+                # once would spin on a listener that stays readable.
+                _log.warning("http: cannot accept a connection: %s", exc.strerror or exc)
+                self._gauges.http_dropped.labels("accept_failed").inc()
+                self._selector.unregister(self._listener)
+                self._paused_until = time.monotonic() + _ACCEPT_PAUSE
+                return
+            self._admit(sock, address)
+
+    def _admit(self, sock: socket.socket, address: Any) -> None:
+        limit = self.limits.max_connections
+        if self._open() >= limit:
+            self._evict()
+        count = self._open()
+        if count >= limit + _PROBE_RESERVE:
+            self._drop(sock, _BUSY, "limit")
+            return
+        sock.setblocking(False)
+        conn = _Connection(
+            sock, address, time.monotonic() + self.limits.header_timeout, count >= limit
+        )
+        self._reading[sock] = conn
+        self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _evict(self) -> None:
+        """Make room: close an idle keep-alive connection, else the one reading longest.
+
+        A head still being read is cut only once it has taken ``_GRACE``: a burst of
+        clients arriving together must not evict one another before they had a chance
+        to send.
+        """
+        waiting = self._reading.values()
+        if idle := [conn for conn in waiting if conn.idle]:
+            self._close(min(idle, key=lambda conn: conn.deadline))
+            return
+        started_before = time.monotonic() + self.limits.header_timeout - _GRACE
+        if slow := [conn for conn in waiting if conn.deadline <= started_before]:
+            self._refuse(min(slow, key=lambda conn: conn.deadline), _BUSY, "limit")
+
+    def _receive(self, conn: _Connection) -> None:
+        try:
+            data = conn.sock.recv(_READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(conn)
+            return
+        if conn.idle:  # the next request starts: its head has header_timeout
+            conn.idle = False
+            conn.deadline = time.monotonic() + self.limits.header_timeout
+        conn.buffer += data
+        self._examine(conn)
+
+    def _examine(self, conn: _Connection) -> None:
+        """Hand the connection to a lane once its buffer holds a complete head."""
+        conn.buffer = conn.buffer.lstrip(b"\r\n")  # RFC 9112 2.2: ignore blank lines first
+        length = _head_length(conn.buffer)
+        if length > _MAX_HEAD or (length < 0 and len(conn.buffer) > _MAX_HEAD):
+            self._refuse(conn, _LARGE, "head_too_large")
+            return
+        if length < 0:
+            return
+        lane = _probe_of(conn.buffer[:length])
+        if conn.over_limit and lane is None:
+            self._refuse(conn, _BUSY, "limit")
+            return
+        self._selector.unregister(conn.sock)
+        del self._reading[conn.sock]
+        self._busy.add(conn)
+        conn.sock.settimeout(self.limits.write_timeout)
+        self._lanes[lane].put(conn)
+
+    def _take_back(self) -> None:
+        """Keep alive, or close, the connections the workers have answered."""
+        while True:
+            try:
+                conn, keep = self._returned.get_nowait()
+            except queue.Empty:
+                return
+            self._busy.discard(conn)
+            if not keep or conn.over_limit or self._stopping.is_set():
+                self._close(conn)
+                continue
+            conn.sock.setblocking(False)
+            self._reading[conn.sock] = conn
+            self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+            if conn.buffer:  # pipelined: the next head is already here
+                conn.deadline = time.monotonic() + self.limits.header_timeout
+                self._examine(conn)
+            else:
+                conn.idle = True
+                conn.deadline = time.monotonic() + self.limits.idle_timeout
+
+    def _sweep(self, now: float) -> None:
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + _SWEEP
+        for conn in [c for c in self._reading.values() if c.deadline <= now]:
+            if conn.idle:
+                self._close(conn)
+            else:
+                self._refuse(conn, _SLOW, "header_timeout")
+        if self._paused_until is not None and now >= self._paused_until:
+            self._paused_until = None
+            self._selector.register(self._listener, selectors.EVENT_READ)
+
+    def _close(self, conn: _Connection) -> None:
+        if self._reading.pop(conn.sock, None) is not None:
+            self._selector.unregister(conn.sock)
+        self._busy.discard(conn)
+        with contextlib.suppress(OSError):
+            conn.sock.close()
+
+    def _refuse(self, conn: _Connection, response: bytes, reason: str) -> None:
+        if self._reading.pop(conn.sock, None) is not None:
+            self._selector.unregister(conn.sock)
+        self._drop(conn.sock, response, reason)
+
+    def _drop(self, sock: socket.socket, response: bytes, reason: str) -> None:
+        """Answer ``response`` if the socket takes it at once, and close: never wait."""
+        self._gauges.http_dropped.labels(reason).inc()
+        with contextlib.suppress(OSError):
+            sock.setblocking(False)
+            sock.send(response)
+            sock.shutdown(socket.SHUT_WR)
+            sock.recv(_READ_CHUNK)  # unread input would turn the close into a reset
+        with contextlib.suppress(OSError):
+            sock.close()
+
+    # -- the workers ---------------------------------------------------------------
+
+    def _work(self, lane: str | None) -> None:
+        requests = self._lanes[lane]
+        while (conn := requests.get()) is not None:
+            keep = False
+            try:
+                keep = self._answer(conn)
+            except OSError as exc:  # the client went away, or stopped reading
+                _log.debug("http: %s: %s", conn.address, exc)
+            except Exception:
+                _log.exception("http: answering %s failed", conn.address)
+            finally:
+                self._returned.put((conn, keep))
+                self._wake()
+
+    def _answer(self, conn: _Connection) -> bool:
+        """Answer the request at the head of the connection's buffer; True to keep it alive."""
+        handler = self._handler(conn.sock, conn.address, conn.buffer)
+        handler.handle_one_request()
+        conn.buffer = handler.rfile.read()  # whatever followed: a pipelined request
+        return not handler.close_connection
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """One request already read into memory, answered on its socket.
+
+    The loop has read the head, so the standard library's parser reads it
+    from a buffer; only the response touches the socket. :meth:`__init__`
+    therefore skips the stream set-up (and the serving loop) of the base.
+    """
+
+    server_version = "infinibay-daemon"
+    protocol_version = "HTTP/1.1"
+
+    def __init__(self, sock: socket.socket, address: Any, head: bytes) -> None:
+        self.request = self.connection = sock
+        self.client_address = address
+        self.rfile = io.BytesIO(head)
+        self.wfile = _SocketWriter(sock)
+        self.close_connection = True
 
 
 def _handler(
     probe: Probe, gauges: metrics.Metrics, api: _Api
-) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        server_version = "infinibay-daemon"
-        protocol_version = "HTTP/1.1"
-
+) -> Callable[[socket.socket, Any, bytes], _Handler]:
+    class Handler(_Handler):
         def log_message(self, format: str, *args: Any) -> None:
             _log.debug("http: " + format, *args)
 
@@ -176,6 +587,8 @@ def _handler(
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
@@ -200,6 +613,12 @@ def _handler(
                 self._json(400, {"error": str(exc)})
             except errors.InfinibayError as exc:
                 self._json(503, {"error": str(exc)})
+            except OSError:
+                raise  # the client's socket: the worker closes it
+            except Exception:  # a bug: say so, keep serving; the traceback goes to the log
+                _log.exception("http: GET %s failed", url.path)
+                self.close_connection = True
+                self._json(500, {"error": "internal error; see the daemon's log"})
 
         def _route(self, parts: list[str], query: dict[str, list[str]]) -> None:
             if parts == ["healthz"]:
@@ -220,6 +639,7 @@ def _handler(
                 raise _NotFound(f"no such endpoint: /{'/'.join(parts)}")
 
         def _refuse(self) -> None:
+            self.close_connection = True  # a body, if any, is never read
             self._json(405, {"error": "read-only: only GET and HEAD are served"})
 
         do_POST = do_PUT = do_PATCH = do_DELETE = _refuse

@@ -82,6 +82,16 @@ class Metrics:
             "When the last pass that converged everything finished.",
             registry=r,
         )
+        self.http_connections = prom.Gauge(
+            "infinibay_http_connections", "Open connections to the HTTP server.", registry=r
+        )
+        self.http_dropped = prom.Counter(
+            "infinibay_http_dropped_connections",
+            "Connections the HTTP server refused or cut, by reason (limit, header_timeout, "
+            "head_too_large, accept_failed).",
+            ["reason"],
+            registry=r,
+        )
         self._guard = threading.Lock()
 
     def pass_done(self, trigger: record.Trigger, result: reconcile.Result, seconds: float) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from reconciler import errors
-from reconciler.daemon import http, leader, logs, metrics
+from reconciler.daemon import config, http, leader, logs, metrics
 from reconciler.models import record
 from reconciler.store import store as store_module
 
@@ -33,11 +33,11 @@ def store(tmp_path: Path) -> Iterator[store_module.Store]:
 
 
 class Endpoints:
-    def __init__(self, store: store_module.Store) -> None:
+    def __init__(self, store: store_module.Store, limits: config.HttpLimits | None = None) -> None:
         self.ready = False
         self.metrics = metrics.Metrics(lambda: 3)
         probe = http.Probe(lambda: True, lambda: (self.ready, {"role": "leader"}))
-        self.server = http.Server(("127.0.0.1", 0), probe, self.metrics, store)
+        self.server = http.Server(("127.0.0.1", 0), probe, self.metrics, store, limits)
         self.server.start()
 
     def get(self, path: str) -> tuple[int, str, str]:

@@ -1,0 +1,300 @@
+"""The HTTP server's bounds: deadlines, the connection limit, fixed threads, the warning.
+
+Real sockets on a loopback port against the real server over a real (SQLite)
+record, with limits small enough that each bound is reached within a second
+or two. The daemon-level proof under 200 clients, with a real libvirtd,
+is tests/integration/test_daemon_http_load.py.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import logging
+import resource
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler import errors
+from reconciler.daemon import config, metrics
+from reconciler.daemon import http as http_module
+from reconciler.store import store as store_module
+from tests.unit.test_daemon_http import Endpoints
+
+_GET_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+_GET_READYZ = b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"
+_GET_RESOURCES = b"GET /api/v1/resources HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[store_module.Store]:
+    opened = store_module.Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+Serve = Callable[[config.HttpLimits], Endpoints]
+
+
+@pytest.fixture
+def serve(store: store_module.Store) -> Iterator[Serve]:
+    started: list[Endpoints] = []
+
+    def start(limits: config.HttpLimits) -> Endpoints:
+        started.append(Endpoints(store, limits))
+        return started[-1]
+
+    yield start
+    for served in started:
+        served.server.close()
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One response with a Content-Length body, read from a kept-alive socket."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def dropped(gauges: metrics.Metrics, reason: str) -> float:
+    wanted = f'infinibay_http_dropped_connections_total{{reason="{reason}"}} '
+    for line in gauges.exposition().decode().splitlines():
+        if line.startswith(wanted):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_client_trickling_its_headers_is_cut_at_the_deadline_not_per_byte(
+    serve: Serve,
+) -> None:
+    endpoints = serve(config.HttpLimits(header_timeout=1.0))
+    sock = connect(endpoints.server.port)
+    started = time.monotonic()
+    sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+    with sock:
+        for n in range(30):  # one header line every 0.1 s: each read is prompt
+            try:
+                sock.sendall(f"X-Slow-{n}: y\r\n".encode())
+            except OSError:
+                break
+            time.sleep(0.1)
+        answer = read_until_closed(sock)
+    elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert 0.9 <= elapsed < 2.5
+    assert dropped(endpoints.metrics, "header_timeout") == 1.0
+
+
+def test_a_connection_that_never_sends_a_request_is_closed_at_the_deadline(
+    serve: Serve,
+) -> None:
+    endpoints = serve(config.HttpLimits(header_timeout=0.5))
+    started = time.monotonic()
+    with connect(endpoints.server.port) as sock:
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert 0.4 <= time.monotonic() - started < 2.0
+
+
+def test_a_kept_alive_connection_serves_requests_then_closes_when_idle(
+    serve: Serve,
+) -> None:
+    endpoints = serve(config.HttpLimits(idle_timeout=0.5))
+    with connect(endpoints.server.port) as sock:
+        for _ in range(3):
+            sock.sendall(_GET_HEALTHZ)
+            assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+        idle = time.monotonic()
+        assert read_until_closed(sock) == b""
+    assert 0.4 <= time.monotonic() - idle < 2.0
+
+
+def test_pipelined_requests_are_answered_in_order_on_one_connection(
+    serve: Serve,
+) -> None:
+    endpoints = serve(config.HttpLimits())
+    with connect(endpoints.server.port) as sock:
+        sock.sendall(_GET_HEALTHZ + b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n" + _GET_HEALTHZ)
+        answers = [read_response(sock) for _ in range(3)]
+    assert [a.split(b" ", 2)[1] for a in answers] == [b"200", b"404", b"200"]
+
+
+def test_a_request_head_over_16kib_is_refused_with_431(serve: Serve) -> None:
+    endpoints = serve(config.HttpLimits())
+    with connect(endpoints.server.port) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 20_000)
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert dropped(endpoints.metrics, "head_too_large") == 1.0
+
+
+def test_at_the_limit_the_idle_then_the_longest_reading_connection_makes_room(
+    serve: Serve,
+) -> None:
+    endpoints = serve(config.HttpLimits(max_connections=2, idle_timeout=30, header_timeout=30))
+    port = endpoints.server.port
+    with connect(port) as silent, connect(port) as kept:
+        silent.settimeout(0.5)
+        kept.sendall(_GET_RESOURCES)
+        assert read_response(kept).startswith(b"HTTP/1.1 200 ")
+        time.sleep(1.2)  # the silent one has been reading for longer than the grace
+        with connect(port) as newcomer:  # 1: the idle one goes, though it is younger
+            newcomer.sendall(_GET_HEALTHZ)
+            assert read_response(newcomer).startswith(b"HTTP/1.1 200 ")
+            assert read_until_closed(kept) == b""
+            with pytest.raises(TimeoutError):
+                silent.recv(1)  # still open, still waiting for its request
+            newcomer.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            assert read_until_closed(newcomer).startswith(b"HTTP/1.1 200 ")
+        time.sleep(0.2)  # the loop has closed the newcomer's connection
+        with connect(port) as burst, connect(port) as newcomer:  # 2: the silent one goes
+            newcomer.sendall(_GET_HEALTHZ)
+            assert read_response(newcomer).startswith(b"HTTP/1.1 200 ")
+            silent.settimeout(5)
+            assert read_until_closed(silent).startswith(b"HTTP/1.1 503 ")
+            burst.sendall(_GET_HEALTHZ)  # it arrived with the newcomer: never cut for it
+            assert read_response(burst).startswith(b"HTTP/1.1 200 ")
+    assert dropped(endpoints.metrics, "limit") == 1.0
+
+
+def test_when_every_connection_is_being_answered_only_probes_get_in(
+    store: store_module.Store,
+) -> None:
+    release = threading.Event()
+
+    def readiness() -> tuple[bool, dict[str, Any]]:
+        release.wait(30)  # /readyz hangs: its lane holds every connection
+        return True, {}
+
+    gauges = metrics.Metrics(lambda: 0)
+    probe = http_module.Probe(lambda: True, readiness)
+    limits = config.HttpLimits(max_connections=3)
+    server = http_module.Server(("127.0.0.1", 0), probe, gauges, store, limits)
+    server.start()
+    waiting = [connect(server.port) for _ in range(3)]
+    try:
+        for sock in waiting:
+            sock.sendall(_GET_READYZ)
+        time.sleep(0.3)
+        with connect(server.port) as over:
+            over.sendall(_GET_RESOURCES)
+            answer = read_until_closed(over)
+        assert answer.startswith(b"HTTP/1.1 503 ")
+        assert b"Connection: close" in answer
+        with connect(server.port) as prober:
+            prober.sendall(_GET_HEALTHZ)
+            assert read_until_closed(prober).startswith(b"HTTP/1.1 200 ")  # one probe, closed
+
+        reserve = [connect(server.port) for _ in range(16)]
+        try:
+            for sock in reserve:
+                sock.sendall(_GET_READYZ)
+            time.sleep(0.3)
+            with connect(server.port) as refused:
+                assert read_until_closed(refused).startswith(b"HTTP/1.1 503 ")
+        finally:
+            release.set()
+            for sock in reserve:
+                sock.close()
+        for sock in waiting:
+            assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+    finally:
+        release.set()
+        for sock in waiting:
+            sock.close()
+        server.close()
+    assert dropped(gauges, "limit") == 2.0
+
+
+def test_many_concurrent_clients_are_served_by_a_fixed_set_of_threads(
+    serve: Serve,
+) -> None:
+    endpoints = serve(config.HttpLimits(workers=2))
+    threads_before = {t.name for t in threading.enumerate() if t.name.startswith("http")}
+    clients = [connect(endpoints.server.port) for _ in range(100)]
+    try:
+        for sock in clients:
+            sock.sendall(_GET_RESOURCES)
+        during = {t.name for t in threading.enumerate() if t.name.startswith("http")}
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(read_response, clients))
+    finally:
+        for sock in clients:
+            sock.close()
+    assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers)
+    assert during == threads_before == {
+        "http", "http-worker-0", "http-worker-1", "http-healthz", "http-readyz",
+    }  # fmt: skip
+
+
+def test_a_limit_that_could_take_most_file_descriptors_is_refused(
+    store: store_module.Store,
+) -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    probe = http_module.Probe(lambda: True, lambda: (True, {}))
+    with pytest.raises(errors.ConfigError, match=r"more than half of the \d+ file descriptors"):
+        http_module.Server(
+            ("127.0.0.1", 0),
+            probe,
+            metrics.Metrics(lambda: 0),
+            store,
+            config.HttpLimits(max_connections=soft),
+        )
+
+
+def test_a_listen_address_that_is_not_loopback_warns_that_everything_is_readable(
+    store: store_module.Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    probe = http_module.Probe(lambda: True, lambda: (True, {}))
+    caplog.set_level(logging.WARNING, logger="reconciler.daemon.http")
+    for host in ("127.0.0.1", "0.0.0.0"):
+        server = http_module.Server((host, 0), probe, metrics.Metrics(lambda: 0), store)
+        server.close()
+    (warning,) = caplog.records
+    assert warning.getMessage().startswith(f"listening on 0.0.0.0:{server.port}, which is not")
+    assert "anyone who can reach it can read every resource" in warning.getMessage()
+
+
+def test_the_standard_client_keeps_one_connection_alive_across_requests(serve: Serve) -> None:
+    endpoints = serve(config.HttpLimits())
+    conn = http.client.HTTPConnection("127.0.0.1", endpoints.server.port, timeout=5)
+    statuses, sockets = [], set()
+    try:
+        for path in ("/healthz", "/readyz", "/api/v1/resources", "/nope"):
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            statuses.append(response.status)
+            sockets.add(conn.sock)
+    finally:
+        conn.close()
+    assert statuses == [200, 503, 200, 404]
+    assert len(sockets) == 1
