@@ -237,9 +237,9 @@ class GitSource:
             )
         self.url, user, password = split_credentials(url)
         settings.remember_secret(password)
+        password = settings.secret_from_file(GIT_PASSWORD_FILE_ENV) or password
         if password is None:
             settings.remember_secret(user)  # a token given as the user name (GitHub's way)
-        password = settings.secret_from_file(GIT_PASSWORD_FILE_ENV) or password
         self._credentials: dict[str, str] = {}
         if user is not None or password is not None:
             self._credentials = {_USER_ENV: user or "git", _PASSWORD_ENV: password or ""}
