@@ -6,6 +6,11 @@ changes it depends on (pools and networks of a VM, VMs of a network being
 deleted) have succeeded. A failure fails that change and, with
 ``DependencyFailed``, exactly its dependents — never its neighbours.
 
+Creation renders an object from its shape; every later change patches what
+libvirt has (:mod:`reconciler.hypervisor.patch`): the current definition is read,
+only the owned fields are edited, and the result is defined, so devices and
+settings the manifests do not model survive updates and adoption.
+
 Workers only talk to libvirt and return a :class:`Outcome` with the events they
 produced; the caller's thread does all record writes, so the store is never
 used concurrently. Every step is idempotent by name (a volume that exists is
@@ -20,7 +25,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 
 from reconciler import errors, settings
-from reconciler.hypervisor import adapter, xml
+from reconciler.hypervisor import adapter, patch, xml
 from reconciler.models import fields, kinds, record
 from reconciler.planning import actions
 
@@ -149,8 +154,10 @@ class _Steps:
         if problem is not None:
             raise errors.RefusedError(f"storage pool {name}: {problem}")
         if change.verb is Verb.REPLACE:
+            document = patch.patch_pool(self.hv.pool_definition(name), target.shape)
             self.hv.undefine_pool(name)
-        if change.verb in (Verb.CREATE, Verb.REPLACE):
+            out.uuid = self.hv.define_pool(name, document)
+        elif change.verb is Verb.CREATE:
             out.uuid = self.hv.define_pool(name, xml.render_pool(name, target.shape))
         self.hv.start_pool(name)
         self.hv.set_pool_autostart(name, target.shape.autostart)
@@ -160,8 +167,12 @@ class _Steps:
         name = change.key.name
         assert change.owner is not None
         restart = any(f.impact is Impact.RESTART for f in change.fields)
-        if change.verb is Verb.CREATE or restart or change.adopt:
+        if change.verb is Verb.CREATE:
             document = xml.render_network(name, target.shape, owner=change.owner, uuid=change.uuid)
+            out.uuid = self.hv.define_network(name, document)
+        elif restart or change.adopt:
+            current = self.hv.network_definition(name)
+            document = patch.patch_network(current, target.shape, owner=change.owner)
             out.uuid = self.hv.define_network(name, document)
         if restart:
             self.hv.stop_network(name)
@@ -183,13 +194,21 @@ class _Steps:
         name = change.key.name
         assert change.owner is not None
         stopped = self._volumes(change, target, out)
-        if change.verb is Verb.CREATE or _config_changed(change):
+        if change.verb is Verb.CREATE:
             document = xml.render_domain(
                 name,
                 target.shape,
                 domain_type=self.hv.domain_type,
                 owner=change.owner,
                 uuid=change.uuid,
+            )
+            out.uuid = self.hv.define_domain(name, document)
+        elif _config_changed(change):
+            document = patch.patch_domain(
+                self.hv.domain_definition(name),
+                target.shape,
+                owner=change.owner,
+                pools=self.hv.pool_directories(),
             )
             out.uuid = self.hv.define_domain(name, document)
         if change.verb is Verb.CREATE or change.field("autostart") is not None:
@@ -207,7 +226,10 @@ class _Steps:
         if change.verb is Verb.CREATE or self._current_power(change) is kinds.PowerState.STOPPED:
             return
         for nic in target.shape.nics:
-            planned = change.field(f"networks[{nic.network}]")
+            # The plan names a NIC by network, or by network and MAC where NICs share one.
+            planned = change.field(actions.nic_path(nic, ())) or change.field(
+                actions.nic_path(nic, {nic.network})
+            )
             if planned is not None and planned.old is None and planned.impact is Impact.LIVE:
                 self.hv.attach_device(change.key.name, xml.render_interface(nic))
 

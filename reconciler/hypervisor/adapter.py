@@ -141,6 +141,20 @@ class Hypervisor:
             networks = list_networks(0)
             pools = list_pools(0)
 
+            found_pools = [
+                p
+                for p in (
+                    _observe_pool(
+                        pool,
+                        active=pool.name() in pools_active,
+                        autostart=pool.name() in pools_auto,
+                    )
+                    for pool in pools
+                )
+                if p is not None
+            ]
+            directories = _pool_directories(found_pools)
+
             def read(dom: Any) -> _DomainReading | None:
                 name = dom.name()
                 return _read_domain(
@@ -156,23 +170,21 @@ class Hypervisor:
             with concurrent.futures.ThreadPoolExecutor(
                 _READERS, thread_name_prefix="observe"
             ) as readers:
-                seen = [_project_domain(r) for r in readers.map(read, domains) if r is not None]
+                seen = [
+                    _project_domain(r, directories)
+                    for r in readers.map(read, domains)
+                    if r is not None
+                ]
             found_networks = (
                 _observe_network(
                     net, active=net.name() in networks_active, autostart=net.name() in networks_auto
                 )
                 for net in networks
             )
-            found_pools = (
-                _observe_pool(
-                    pool, active=pool.name() in pools_active, autostart=pool.name() in pools_auto
-                )
-                for pool in pools
-            )
             return observed.World(
                 domains={d.name: d for d in seen},
                 networks={n.name: n for n in found_networks if n is not None},
-                pools={p.name: p for p in found_pools if p is not None},
+                pools={p.name: p for p in found_pools},
             )
 
     def dhcp_leases(self) -> dict[str, str]:
@@ -190,6 +202,34 @@ class Hypervisor:
                     if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
                         leases[str(lease["mac"]).lower()] = str(lease["ipaddr"])
         return leases
+
+    # --- definitions: what a patch starts from --------------------------------
+
+    def domain_definition(self, name: str) -> str:
+        """The persistent XML, secrets included (a graphics password must survive a patch)."""
+        dom = self._domain(name)
+        with _calling("read the definition of", f"domain {name}"):
+            return str(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
+
+    def network_definition(self, name: str) -> str:
+        net = self._network(name)
+        with _calling("read the definition of", f"network {name}"):
+            return _network_xml(net)
+
+    def pool_definition(self, name: str) -> str:
+        pool = self._pool(name)
+        with _calling("read the definition of", f"pool {name}"):
+            return str(pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE))
+
+    def pool_directories(self) -> dict[str, str]:
+        """Pool directory -> pool name, for mapping file disks back onto volumes."""
+        with _calling("list the pools of", self.uri):
+            found = {}
+            for pool in self._conn.listAllStoragePools(0):
+                with contextlib.suppress(libvirt.libvirtError):
+                    _, shape = projection.parse_pool(pool.XMLDesc(0), autostart=False)
+                    found[shape.path] = pool.name()
+            return found
 
     # --- domains ------------------------------------------------------------
 
@@ -562,11 +602,21 @@ def _read_domain(
     return _DomainReading(dom.name(), state, autostart, xml_text, live_xml)
 
 
-def _project_domain(reading: _DomainReading) -> observed.ObservedDomain:
-    uuid, owner, shape, _ = projection.parse_domain(reading.xml, autostart=reading.autostart)
+def _pool_directories(pools: list[observed.ObservedPool]) -> dict[str, str]:
+    return {p.shape.path: p.name for p in pools}
+
+
+def _project_domain(
+    reading: _DomainReading, directories: dict[str, str]
+) -> observed.ObservedDomain:
+    uuid, owner, shape, _ = projection.parse_domain(
+        reading.xml, autostart=reading.autostart, pools=directories
+    )
     live = port = None
     if reading.live_xml is not None:
-        _, _, live, port = projection.parse_domain(reading.live_xml, autostart=reading.autostart)
+        _, _, live, port = projection.parse_domain(
+            reading.live_xml, autostart=reading.autostart, pools=directories
+        )
     return observed.ObservedDomain(
         name=reading.name,
         uuid=uuid,
@@ -575,6 +625,7 @@ def _project_domain(reading: _DomainReading) -> observed.ObservedDomain:
         live=live,
         power=_POWER.get(reading.state, kinds.PowerState.STOPPED),
         graphics_port=port,
+        unmodelled=projection.unmodelled_domain(reading.xml, directories),
     )
 
 
@@ -585,13 +636,19 @@ def _names(listing: Callable[[int], list[Any]], flags: int) -> set[str]:
 
 def _observe_network(net: Any, *, active: bool, autostart: bool) -> observed.ObservedNetwork | None:
     try:
-        uuid, owner, shape = projection.parse_network(_network_xml(net), autostart=autostart)
+        document = _network_xml(net)
+        uuid, owner, shape = projection.parse_network(document, autostart=autostart)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
             return None  # undefined between the listing and the read (a shared host)
         raise
     return observed.ObservedNetwork(
-        name=net.name(), uuid=uuid, owner=owner, shape=shape, active=active
+        name=net.name(),
+        uuid=uuid,
+        owner=owner,
+        shape=shape,
+        active=active,
+        unmodelled=projection.unmodelled_network(document),
     )
 
 

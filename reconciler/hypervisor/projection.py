@@ -6,11 +6,21 @@ PCI addresses, aliases, controllers, a generated UUID, ``<nat><port/>`` and
 loader and NVRAM paths. Each parser here reads only the owned fields and maps
 libvirt's spellings back onto the manifest's vocabulary, which is what keeps
 plans empty after an apply.
+
+A ``type='file'`` disk whose path lies directly inside a known pool's
+directory is that pool's volume (virt-install's
+``/var/lib/libvirt/images/NAME.qcow2`` is volume ``NAME.qcow2`` of the pool on
+that directory), so a manifest can name it. NICs are told apart by MAC, never by
+network: two may share one. What the schema cannot represent is listed by
+:func:`unmodelled_domain` and :func:`unmodelled_network`, which is what an
+honest ``plan --adopt`` reports.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import posixpath
+from collections.abc import Mapping
 
 from lxml import etree
 
@@ -18,10 +28,14 @@ from reconciler.hypervisor import xml
 from reconciler.models import kinds, observed
 
 __all__ = [
+    "disk_shape",
     "parse_domain",
     "parse_network",
     "parse_pool",
     "parse_volume",
+    "tree",
+    "unmodelled_domain",
+    "unmodelled_network",
     "volume_disk_name",
 ]
 
@@ -43,8 +57,18 @@ _MEMORY_UNITS = {
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
+_ARCH = "x86_64"
+_DOMAIN_TYPES = ("kvm", "qemu")
+_FORWARD_MODES = ("nat", "route", "bridge")
+
+
 def _root(text: str) -> etree._Element:
     return etree.fromstring(text.encode(), parser=_PARSER)
+
+
+def tree(text: str) -> etree._Element:
+    """Parse libvirt XML as every reader here does (no entities, no network): for patches."""
+    return _root(text)
 
 
 def _owner(root: etree._Element) -> observed.Ownership | None:
@@ -105,25 +129,37 @@ def _graphics(devices: etree._Element | None) -> tuple[kinds.GraphicsType, str, 
     return kinds.GraphicsType(kind), address or graphics.get("listen") or "", port_number
 
 
-def _disks(name: str, devices: etree._Element | None) -> tuple[observed.DiskShape, ...]:
+def disk_shape(
+    vm: str, disk: etree._Element, pools: Mapping[str, str] | None = None
+) -> observed.DiskShape | None:
+    """The shape of one ``<disk device='disk'>``; ``None`` for a cdrom or a disk without source.
+
+    ``pools`` maps pool directories to pool names: a file disk directly inside
+    one is that pool's volume.
+    """
+    if disk.get("device", "disk") != "disk":
+        return None
+    source = disk.find("source")
+    if source is None:
+        return None
+    pool = source.get("pool")
+    volume = source.get("volume")
+    if pool is None or volume is None:
+        path = source.get("file") or source.get("dev") or ""
+        pool, volume = "", path
+        directory = posixpath.dirname(posixpath.normpath(path)) if path else ""
+        if disk.get("type", "file") == "file" and pools and directory in pools:
+            pool, volume = pools[directory], posixpath.basename(path)
+    return observed.DiskShape(name=volume_disk_name(vm, volume), pool=pool, volume=volume)
+
+
+def _disks(
+    name: str, devices: etree._Element | None, pools: Mapping[str, str] | None
+) -> tuple[observed.DiskShape, ...]:
     if devices is None:
         return ()
-    disks = []
-    for disk in devices.findall("disk"):
-        if disk.get("device", "disk") != "disk":
-            continue
-        source = disk.find("source")
-        if source is None:
-            continue
-        pool = source.get("pool")
-        volume = source.get("volume")
-        if pool is None or volume is None:
-            path = source.get("file") or source.get("dev") or ""
-            pool, volume = "", path
-        disks.append(
-            observed.DiskShape(name=volume_disk_name(name, volume), pool=pool, volume=volume)
-        )
-    return tuple(disks)
+    shapes = (disk_shape(name, disk, pools) for disk in devices.findall("disk"))
+    return tuple(shape for shape in shapes if shape is not None)
 
 
 def _nics(devices: etree._Element | None) -> tuple[observed.NicShape, ...]:
@@ -145,9 +181,12 @@ def _nics(devices: etree._Element | None) -> tuple[observed.NicShape, ...]:
 
 
 def parse_domain(
-    text: str, *, autostart: bool
+    text: str, *, autostart: bool, pools: Mapping[str, str] | None = None
 ) -> tuple[str, observed.Ownership | None, observed.VmShape, int | None]:
-    """Return (uuid, owner, shape, graphics port) of a domain XML document."""
+    """Return (uuid, owner, shape, graphics port) of a domain XML document.
+
+    ``pools`` maps pool directories to pool names (see :func:`disk_shape`).
+    """
     root = _root(text)
     name = root.findtext("name", "")
     devices = root.find("devices")
@@ -162,7 +201,7 @@ def parse_domain(
         machine=_machine(os_element),
         graphics_type=graphics_type,
         graphics_listen=listen,
-        disks=_disks(name, devices),
+        disks=_disks(name, devices, pools),
         nics=_nics(devices),
         autostart=autostart,
     )
@@ -236,4 +275,72 @@ def parse_volume(text: str, pool: str) -> observed.ObservedVolume:
         path=root.findtext("target/path", ""),
         capacity=_scaled(root.find("capacity"), default_unit="bytes"),
         backing=backing or None,
+        allocation=_scaled(root.find("allocation"), default_unit="bytes"),
     )
+
+
+def unmodelled_domain(
+    text: str, pools: Mapping[str, str] | None = None
+) -> tuple[observed.Unmodelled, ...]:
+    """What of a domain the schema cannot represent, one entry per part.
+
+    Another architecture, hypervisor or OS type refuses adoption; NICs off any
+    libvirt network and disks outside every pool are kept as they are; a vCPU
+    count below its maximum keeps the maximum.
+    """
+    root = _root(text)
+    name = root.findtext("name", "")
+    found: list[observed.Unmodelled] = []
+    domain_type = root.get("type", "")
+    if domain_type not in _DOMAIN_TYPES:
+        found.append(observed.Unmodelled(f"domain type {domain_type!r} (kvm or qemu)", False))
+    os_type = root.find("os/type")
+    arch = os_type.get("arch", _ARCH) if os_type is not None else _ARCH
+    if arch != _ARCH:
+        found.append(observed.Unmodelled(f"architecture {arch!r} ({_ARCH} only)", False))
+    kind = (os_type.text or "hvm").strip() if os_type is not None else "hvm"
+    if kind != "hvm":
+        found.append(observed.Unmodelled(f"OS type {kind!r} (hvm only)", False))
+    vcpu = root.find("vcpu")
+    if vcpu is not None and vcpu.get("current") is not None:
+        current, maximum = int(vcpu.get("current", "0")), int((vcpu.text or "0").strip())
+        if current < maximum:
+            found.append(
+                observed.Unmodelled(
+                    f"vcpu current {current} of maximum {maximum} (the maximum is kept)", True
+                )
+            )
+    devices = root.find("devices")
+    for disk in devices.findall("disk") if devices is not None else ():
+        shape = disk_shape(name, disk, pools)
+        if shape is None or shape.modelled:
+            continue
+        target = disk.find("target")
+        dev = target.get("dev", "?") if target is not None else "?"
+        source = disk.find("source")
+        detail = shape.volume
+        if disk.get("type") == "network" and source is not None:
+            detail = f"{source.get('protocol', '?')} {source.get('name', '')}".strip()
+        elif disk.get("type") == "nvme" and source is not None:
+            detail = f"nvme {source.get('type', '')}".strip()
+        found.append(
+            observed.Unmodelled(
+                f"disk {dev} ({disk.get('type', 'file')}: {detail}) in no storage pool",
+                True,
+            )
+        )
+    for nic in _nics(devices):
+        if not nic.modelled:
+            found.append(observed.Unmodelled(f"interface {nic.network} {nic.mac}", True))
+    return tuple(found)
+
+
+def unmodelled_network(text: str) -> tuple[observed.Unmodelled, ...]:
+    """What of a network the schema cannot represent: a forward mode other than ours."""
+    forward = _root(text).find("forward")
+    if forward is None:
+        return ()
+    mode = forward.get("mode", "nat")
+    if mode in _FORWARD_MODES:
+        return ()
+    return (observed.Unmodelled(f"forward mode {mode!r} (nat, route, bridge or none)", False),)

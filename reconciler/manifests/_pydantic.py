@@ -165,6 +165,7 @@ _REFINEMENTS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], Any], _yaml.
     (re.compile(r"^memory "), _fixed("memory")),
     (re.compile(r"^disk '(.+)' is listed twice"), _listed_twice("disks", "name")),
     (re.compile(r"^network '(.+)' is listed twice"), _listed_twice("networks", "network")),
+    (re.compile(r"^MAC '(.+)' is listed twice"), _listed_twice("networks", "mac")),
 )
 
 

@@ -2,7 +2,9 @@
 
 Merge rules (SPEC §1): scalar fields of the VM override the template's; ``disks``
 merge by ``name`` and ``networks`` by ``network``, field by field, so a VM can
-grow the template's root disk without restating its pool. What remains unset
+grow the template's root disk without restating its pool. A network listed more
+than once (NICs told apart by MAC) is not merged: the VM's NICs on it, if it
+lists any, replace the template's. What remains unset
 after the merge takes the installation-wide default below. The result is a
 frozen value with every field resolved, which is what the planner compares and
 what the XML renderer writes.
@@ -82,6 +84,24 @@ def _merge_members(
     return list(merged.values())
 
 
+def _merge_nics(base: list[dict[str, Any]], over: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def count(items: list[dict[str, Any]], network: str) -> int:
+        return sum(1 for item in items if item["network"] == network)
+
+    def paired(network: str) -> bool:
+        return count(base, network) == 1 and count(over, network) == 1
+
+    merged = []
+    for nic in base:
+        network = nic["network"]
+        if paired(network):
+            merged.append({**nic, **next(o for o in over if o["network"] == network)})
+        elif count(over, network) == 0:
+            merged.append(dict(nic))
+    merged += [dict(nic) for nic in over if not paired(nic["network"])]
+    return merged
+
+
 def _explicit(model: kinds._Hardware) -> dict[str, Any]:
     """The fields the user wrote (None and defaults are not overrides)."""
     return model.model_dump(exclude_none=True, exclude_unset=True)
@@ -92,7 +112,7 @@ def merge(vm: kinds.VirtualMachine, template: kinds.Template | None) -> Effectiv
     base = _explicit(template.spec) if template is not None else {}
     over = _explicit(vm.spec)
     disks = _merge_members(base.get("disks", []), over.get("disks", []), "name")
-    nics = _merge_members(base.get("networks", []), over.get("networks", []), "network")
+    nics = _merge_nics(base.get("networks", []), over.get("networks", []))
     scalars = {**base, **over}
     graphics = {**base.get("graphics", {}), **over.get("graphics", {})}
     effective_disks = []

@@ -279,7 +279,15 @@ class _Hardware(_Strict):
     @model_validator(mode="after")
     def _unique_members(self) -> Self:
         _unique([d.name for d in self.disks], "disk")
-        _unique([n.network for n in self.networks], "network")
+        networks = [n.network for n in self.networks]
+        for nic in self.networks:
+            # NICs are told apart by MAC: two may share a network when each names its own.
+            if networks.count(nic.network) > 1 and nic.mac is None:
+                raise ValueError(
+                    f"network {nic.network!r} is listed twice; NICs that share a network "
+                    "need a 'mac' each"
+                )
+        _unique([n.mac for n in self.networks if n.mac is not None], "MAC")
         if self.memory is not None and self.memory < (16 << 20):
             raise ValueError("memory must be at least 16MiB")
         return self

@@ -27,6 +27,7 @@ __all__ = [
     "Ownership",
     "PoolShape",
     "StaticLease",
+    "Unmodelled",
     "VmShape",
     "World",
 ]
@@ -45,14 +46,24 @@ class Ownership:
 @dataclasses.dataclass(frozen=True)
 class DiskShape:
     name: str
-    pool: str
+    pool: str  # "" for a disk outside every known pool (a path, a network or nvme disk)
     volume: str
+
+    @property
+    def modelled(self) -> bool:
+        """A volume of a pool, which a manifest can name; anything else is left as it is."""
+        return self.pool != ""
 
 
 @dataclasses.dataclass(frozen=True)
 class NicShape:
-    network: str
+    network: str  # "<bridge>", "<direct>", ... for an interface that is not on a network
     mac: str
+
+    @property
+    def modelled(self) -> bool:
+        """On a libvirt network, which a manifest can name; anything else is left as it is."""
+        return not self.network.startswith("<")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +107,20 @@ class PoolShape:
 
 
 @dataclasses.dataclass(frozen=True)
+class Unmodelled:
+    """A part of a libvirt object the manifest schema cannot represent.
+
+    ``kept`` parts are never touched by a patch (a bridge NIC, a network disk), so
+    adopting the object leaves them as they are and the plan says so; the others
+    (an aarch64 guest, a network in ``open`` forward mode) make the object
+    impossible to adopt honestly, and adoption is refused.
+    """
+
+    what: str
+    kept: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class ObservedDomain:
     name: str
     uuid: str
@@ -104,6 +129,7 @@ class ObservedDomain:
     live: VmShape | None  # running config when the domain is active
     power: kinds.PowerState
     graphics_port: int | None
+    unmodelled: tuple[Unmodelled, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +139,7 @@ class ObservedNetwork:
     owner: Ownership | None
     shape: NetworkShape
     active: bool
+    unmodelled: tuple[Unmodelled, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +149,9 @@ class ObservedVolume:
     path: str
     capacity: int
     backing: str | None  # path of the backing file, if any
+    # Bytes the volume takes on disk, what a replaced disk would lose; it moves as the
+    # guest writes, so it is reported, never compared.
+    allocation: int = dataclasses.field(default=0, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from reconciler.models import kinds, observed, record
@@ -25,6 +26,8 @@ __all__ = [
     "Verb",
     "VmTarget",
     "VolumeTarget",
+    "nic_path",
+    "shared_networks",
 ]
 
 
@@ -189,3 +192,19 @@ class Plan:
             label = "drift" if change.drifted else change.verb.value
             counts[label] = counts.get(label, 0) + 1
         return counts
+
+
+def nic_path(nic: observed.NicShape, shared: Collection[str]) -> str:
+    """``networks[lab]``; ``networks[lab/MAC]`` for a network several of the VM's NICs share."""
+    if nic.network in shared:
+        return f"networks[{nic.network}/{nic.mac}]"
+    return f"networks[{nic.network}]"
+
+
+def shared_networks(*nic_lists: Iterable[observed.NicShape]) -> set[str]:
+    """Networks that more than one NIC of one list is on."""
+    shared: set[str] = set()
+    for nics in nic_lists:
+        networks = [n.network for n in nics]
+        shared |= {n for n in networks if networks.count(n) > 1}
+    return shared

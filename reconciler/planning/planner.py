@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import posixpath
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from reconciler.models import desired, fields, kinds, observed, record
@@ -29,6 +29,7 @@ from reconciler.planning import actions, targets
 __all__ = ["plan", "plan_deletions"]
 
 Impact = actions.Impact
+_Volumes = Callable[[str, str], observed.ObservedVolume | None]
 _KIND_ORDER = [
     kinds.Kind.STORAGE_POOL,
     kinds.Kind.NETWORK,
@@ -156,6 +157,20 @@ class _Planner:
             )
         self.changes.append(actions.Change(key=key, verb=actions.Verb.CONFLICT, note=note))
 
+    def _unrepresentable(
+        self, key: record.ResourceKey, what: str, parts: tuple[observed.Unmodelled, ...]
+    ) -> bool:
+        """Refuse to adopt an object the schema cannot represent (one line); True if refused."""
+        refused = [p.what for p in parts if not p.kept]
+        if not refused:
+            return False
+        note = (
+            f"the libvirt {what} named {key.name!r} cannot be adopted: the manifests cannot "
+            f"represent its {'; '.join(refused)}; it is left untouched"
+        )
+        self.changes.append(actions.Change(key=key, verb=actions.Verb.CONFLICT, note=note))
+        return True
+
     def _foreign(self, owner: observed.Ownership | None) -> observed.Ownership | None:
         """The ownership of an object another installation manages: never ours to adopt."""
         return owner if owner is not None and owner.installation != self.installation else None
@@ -221,6 +236,8 @@ class _Planner:
             owned = current.owner is not None and current.owner.installation == self.installation
             if (foreign := self._foreign(current.owner)) is not None or not (owned or self.adopt):
                 self._conflict(key, "network", foreign)
+                continue
+            if not owned and self._unrepresentable(key, "network", current.unmodelled):
                 continue
             impacts = {
                 f: Impact.RESTART
@@ -290,8 +307,12 @@ class _Planner:
             if (foreign := self._foreign(current.owner)) is not None or not (owned or self.adopt):
                 self._conflict(key, "domain", foreign)
                 continue
+            if not owned and self._unrepresentable(key, "domain", current.unmodelled):
+                continue
             running = current.power is not kinds.PowerState.STOPPED
-            changes = _vm_changes(current.shape, target.shape, running) + volume_changes
+            changes = (
+                _vm_changes(current.shape, target.shape, running, self._volume) + volume_changes
+            )
             if current.power is not target.power:
                 changes.append(
                     actions.FieldChange(
@@ -320,7 +341,15 @@ class _Planner:
                 owner=self._owner(key),
                 depends_on=depends,
                 adopt=not owned,
+                note="" if owned else _kept(current.unmodelled),
             )
+
+    def _volume(self, pool: str, volume: str) -> observed.ObservedVolume | None:
+        """The observed volume; one of allocation -1 when its pool cannot be read."""
+        found = self.world.pools.get(pool)
+        if found is None or not found.active:
+            return observed.ObservedVolume(pool, volume, "", 0, None, allocation=-1)
+        return found.volumes.get(volume)
 
     def _volume_changes(
         self, loaded: desired.Loaded, target: actions.VmTarget
@@ -571,6 +600,12 @@ class _Planner:
         return sorted(keys)
 
 
+def _kept(parts: tuple[observed.Unmodelled, ...]) -> str:
+    """What adoption leaves as it is because the manifests cannot represent it."""
+    kept = [p.what for p in parts if p.kept]
+    return "not modelled, kept as is: " + "; ".join(kept) if kept else ""
+
+
 def _recorded_volumes(
     rec: record.ResourceRecord | None, domain: observed.ObservedDomain | None
 ) -> tuple[actions.VolumeTarget, ...]:
@@ -624,7 +659,10 @@ def _compare(current: Any, target: Any, impacts: dict[str, Impact]) -> list[acti
 
 
 def _vm_changes(
-    current: observed.VmShape, target: observed.VmShape, running: bool
+    current: observed.VmShape,
+    target: observed.VmShape,
+    running: bool,
+    volumes: _Volumes | None = None,
 ) -> list[actions.FieldChange]:
     cold = Impact.RESTART if running else Impact.LIVE
     changes = _compare(
@@ -652,37 +690,91 @@ def _vm_changes(
                 cold,
             )
         )
-    old_disks = {d.name: d for d in current.disks}
-    new_disks = {d.name: d for d in target.disks}
-    for name in sorted(old_disks.keys() | new_disks.keys()):
-        old, new = old_disks.get(name), new_disks.get(name)
-        if old != new:
-            changes.append(
-                actions.FieldChange(
-                    f"disks[{name}]",
-                    f"{old.pool}/{old.volume}" if old else None,
-                    f"{new.pool}/{new.volume}" if new else None,
-                    cold,
-                )
+    changes += _disk_changes(current, target, cold, volumes)
+    changes += _nic_changes(current, target, cold)
+    return changes
+
+
+def _held(disk: observed.DiskShape, volumes: _Volumes | None) -> tuple[str, bool]:
+    """How the plan names a disk's volume, and whether it holds data the guest would lose.
+
+    A volume that cannot be seen (its pool is stopped or unknown) is taken to hold data.
+    """
+    name = f"{disk.pool}/{disk.volume}"
+    if volumes is None:
+        return name, True
+    found = volumes(disk.pool, disk.volume)
+    if found is None:
+        return f"{name} (not found)", False
+    if found.allocation < 0:
+        return f"{name} (allocation unknown)", True
+    return f"{name} ({found.allocation} bytes allocated)", found.allocation > 0
+
+
+def _disk_changes(
+    current: observed.VmShape, target: observed.VmShape, cold: Impact, volumes: _Volumes | None
+) -> list[actions.FieldChange]:
+    """Disks matched by pool and volume; a disk that leaves or changes volume loses its data.
+
+    Detaching a disk, or pointing it at another volume, takes the data on the old
+    volume away from the guest (it boots the new, empty one): ``data-loss``, with
+    the volume and its allocation named, whatever the guest's power state.
+    """
+    old = [d for d in current.disks if d.modelled]
+    new = list(target.disks)
+    old_volumes = {(d.pool, d.volume) for d in old}
+    new_volumes = {(d.pool, d.volume) for d in new}
+    gone = {d.name: d for d in old if (d.pool, d.volume) not in new_volumes}
+    came = {d.name: d for d in new if (d.pool, d.volume) not in old_volumes}
+    changes = []
+    for name in sorted(gone.keys() | came.keys()):
+        before, after = gone.get(name), came.get(name)
+        impact = cold
+        shown = None
+        if before is not None:
+            shown, holds = _held(before, volumes)
+            impact = Impact.DATA_LOSS if holds else cold
+        changes.append(
+            actions.FieldChange(
+                f"disks[{name}]", shown, f"{after.pool}/{after.volume}" if after else None, impact
             )
-    if [d.name for d in current.disks] != [
-        d.name for d in target.disks
-    ] and old_disks.keys() == new_disks.keys():
-        changes.append(actions.FieldChange("disks.order", list(old_disks), list(new_disks), cold))
-    old_nics = {n.network: n.mac for n in current.nics}
-    new_nics = {n.network: n.mac for n in target.nics}
-    for network in sorted(old_nics.keys() | new_nics.keys()):
-        if old_nics.get(network) != new_nics.get(network):
-            # A new NIC hot-plugs into a running guest; removing one needs the guest's
-            # cooperation (ACPI unplug), so it waits for a restart.
-            impact = Impact.LIVE if network not in old_nics else cold
+        )
+    old_order = [(d.pool, d.volume) for d in old]
+    new_order = [(d.pool, d.volume) for d in new]
+    if old_order != new_order and old_volumes == new_volumes:
+        changes.append(
+            actions.FieldChange("disks.order", [d.name for d in old], [d.name for d in new], cold)
+        )
+    return changes
+
+
+def _nic_changes(
+    current: observed.VmShape, target: observed.VmShape, cold: Impact
+) -> list[actions.FieldChange]:
+    """NICs by network, or by MAC on a network several NICs share.
+
+    A new NIC hot-plugs into a running guest; removing one needs the guest's
+    cooperation (ACPI unplug), so it waits for a restart. NICs off any libvirt
+    network (bridge, direct) are not modelled and never compared.
+    """
+    old = [n for n in current.nics if n.modelled]
+    new = list(target.nics)
+    shared = actions.shared_networks(old, new)
+    old_nics = {actions.nic_path(n, shared): n.mac for n in old}
+    new_nics = {actions.nic_path(n, shared): n.mac for n in new}
+    changes = []
+    for path in sorted(old_nics.keys() | new_nics.keys()):
+        if old_nics.get(path) != new_nics.get(path):
+            impact = Impact.LIVE if path not in old_nics else cold
             changes.append(
-                actions.FieldChange(
-                    f"networks[{network}]", old_nics.get(network), new_nics.get(network), impact
-                )
+                actions.FieldChange(path, old_nics.get(path), new_nics.get(path), impact)
             )
     if list(old_nics) != list(new_nics) and old_nics == new_nics:
-        changes.append(actions.FieldChange("networks.order", list(old_nics), list(new_nics), cold))
+        changes.append(
+            actions.FieldChange(
+                "networks.order", [n.network for n in old], [n.network for n in new], cold
+            )
+        )
     return changes
 
 

@@ -108,11 +108,16 @@ def _resolve_macs(
     installation: str,
     taken: set[str],
 ) -> tuple[observed.NicShape, ...]:
-    existing = {n.network: n.mac for n in current.shape.nics} if current is not None else {}
+    declared = {n.mac for n in vm.nics if n.mac}
+    existing: dict[str, list[str]] = {}
+    for seen in current.shape.nics if current is not None else ():
+        if seen.modelled and seen.mac not in declared:
+            existing.setdefault(seen.network, []).append(seen.mac)
     remembered: dict[str, str] = recorded.status.get("macs", {}) if recorded is not None else {}
     nics = []
     for nic in vm.nics:
-        mac = nic.mac or existing.get(nic.network) or remembered.get(nic.network)
+        kept = existing.get(nic.network, [])
+        mac = nic.mac or (kept.pop(0) if kept else None) or remembered.get(nic.network)
         if mac is None:
             mac = generated_mac(installation, vm.name, nic.network, taken)
         taken.add(mac)

@@ -34,6 +34,8 @@ import uuid as uuid_module
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from lxml import etree
+
 from reconciler import errors
 from reconciler.engine import execute
 from reconciler.hypervisor import projection
@@ -82,6 +84,15 @@ class FakePool:
 class FakeVolume:
     capacity: int
     backing: str | None = None
+
+
+def _with_uuid(document: str, uuid: str) -> str:
+    """The definition as libvirt hands it back: with the UUID it assigned."""
+    root = etree.fromstring(document.encode())
+    if root.find("uuid") is None:
+        root.find("name").addnext(etree.Element("uuid"))  # type: ignore[union-attr]
+        root.find("uuid").text = uuid  # type: ignore[union-attr]
+    return etree.tostring(root, encoding="unicode")
 
 
 class FakeHypervisor:
@@ -210,6 +221,26 @@ class FakeHypervisor:
                     for nic in domain.live.nics:
                         leases[nic.mac] = f"10.99.0.{10 + index}"
             return leases
+
+    # --- definitions ----------------------------------------------------------
+
+    def domain_definition(self, name: str) -> str:
+        with self._lock:
+            domain = self._domain(name, "read the definition of")
+            return _with_uuid(domain.document, domain.uuid)
+
+    def network_definition(self, name: str) -> str:
+        with self._lock:
+            network = self._network(name, "read the definition of")
+            return _with_uuid(network.document, network.uuid)
+
+    def pool_definition(self, name: str) -> str:
+        with self._lock:
+            return self._pool(name, "read the definition of").document
+
+    def pool_directories(self) -> dict[str, str]:
+        with self._lock:
+            return {pool.path: pool.name for pool in self.pools.values()}
 
     # --- domains --------------------------------------------------------------
 
