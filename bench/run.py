@@ -185,7 +185,12 @@ class Bench:
         self.infinibay = self._console_script()
         self.domain_type = self._domain_type()
         self.rows: list[Row] = []
-        self.env = {**os.environ, "XDG_STATE_HOME": str(self.workdir / "state")}
+        self.env = {
+            **os.environ,
+            "XDG_STATE_HOME": str(self.workdir / "state"),
+            # The bench's pools live under POOL_ROOT, which the operator's roots must name.
+            "INFINIBAY_POOL_ROOTS": str(POOL_ROOT),
+        }
         self.env.pop("INFINIBAY_DATABASE_URL", None)
 
     @staticmethod
