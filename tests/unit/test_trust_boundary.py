@@ -19,7 +19,9 @@ import pytest
 
 from reconciler import errors, settings
 from reconciler.cli import output
+from reconciler.engine import execute
 from reconciler.manifests import loader
+from tests.unit import fakes
 
 SECRET = "s3cr3t-Hunter2-do-not-print"
 
@@ -156,6 +158,29 @@ def test_a_pool_under_the_roots_loads(roots: Path) -> None:
     state = loader.load([name], boundary=_boundary(roots))
 
     assert list(state.pools) == ["fast"]
+
+
+def test_the_executor_refuses_a_pool_path_swapped_to_a_symlink_after_validation(
+    roots: Path,
+) -> None:
+    target = roots / "pools" / "later"
+    pool = {"kind": "StoragePool", "metadata": {"name": "p"}, "spec": {"path": str(target)}}
+    state = fakes.state_of([pool])
+    hv, rec = fakes.FakeHypervisor(), fakes.FakeRecord()
+    plan = rec.plan(state, hv)
+    target.symlink_to("/etc")  # swapped in between validation and execution
+
+    (outcome,) = execute.execute(
+        hv, plan.changes, execute.Options(boundary=_boundary(roots)), lambda _o: None
+    )
+
+    assert not outcome.ok
+    assert outcome.error == (
+        f"storage pool p: '{target}' (resolved to '/etc') is the system path '/etc' or "
+        "inside it; pools may not live there"
+    )
+    assert hv.pools == {}
+    assert [e.reason for e in outcome.events] == ["ApplyRefused"]
 
 
 # --- images -----------------------------------------------------------------------
