@@ -190,3 +190,45 @@ def test_a_vm_that_keeps_dying_is_corrected_on_its_backoff_not_on_its_own_events
     assert h.queue.delayed() == {key: pytest.approx(1.0, abs=0.1)}
     h.run(record.Trigger.RESYNC)  # a quiet pass does not end it: only a quiet window does
     assert h.backoff.failures(key) == 1
+
+
+@pytest.mark.parametrize(
+    ("hostile", "located"),
+    [
+        (b'kind: "a\x00b"\n', "hostile.yaml:1:9: ?/?: YAML error: unacceptable character #x0000"),
+        (b"[" * 100_000, "hostile.yaml:1:65: ?/?: YAML error: nesting deeper than 64 levels"),
+        (b"a: caf\xe9\n", "hostile.yaml:1:7: ?/?: not UTF-8 text"),
+    ],
+    ids=["nul", "deep", "utf8"],
+)
+def test_hostile_yaml_is_an_invalid_revision_and_the_loop_keeps_healing(
+    h: Harness, hostile: bytes, located: str
+) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    h.run()
+    (h.directory / "hostile.yaml").write_bytes(hostile)
+    h.run()
+    h.hv.domains["a"].power = kinds.PowerState.STOPPED
+    h.run(record.Trigger.RESYNC)
+
+    assert h.hv.domains["a"].power is kinds.PowerState.RUNNING
+    assert h.loop.source_report.errors[0].startswith(located)
+    (event,) = h.source_events()
+    assert event.reason == "InvalidRevision" and located in event.message
+
+
+def test_a_symlinked_secret_in_the_source_is_refused_and_never_reaches_an_event(
+    h: Harness, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    secret = tmp_path_factory.mktemp("outside") / "shadow"
+    secret.write_text("root:$6$Stand-In-Shadow-Hash:19000::\nkind: [root:$6$Stand-In\n")
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    (h.directory / "shadow.yaml").symlink_to(secret)
+    h.run()
+
+    assert "a" not in h.hv.domains
+    assert list(h.loop.source_report.errors) == [
+        f"shadow.yaml:1:1: ?/?: a symlink leading outside the source root {h.directory}; not read"
+    ]
+    (event,) = h.source_events()
+    assert "Stand-In" not in event.message and "shadow.yaml:1:1" in event.message
