@@ -71,6 +71,18 @@ _POWER = {
 }
 
 
+# Intent reason -> (the verb it stands for, as far as closing it goes; its outcome).
+_INTENT_OF: dict[str, tuple[actions.Verb, str]] = {
+    intent: (verb if verb in _GERUNDS else actions.Verb.UPDATE, done)
+    for verb, (intent, done) in [
+        *_GERUNDS.items(),
+        *((actions.Verb.UPDATE, reasons) for reasons in _POWER.values()),
+        (actions.Verb.UPDATE, ("Restarting", "Restarted")),
+        (actions.Verb.UPDATE, ("Updating", "Updated")),
+    ]
+}
+
+
 def intent_reasons(change: actions.Change) -> tuple[str, str] | None:
     """(intent, outcome) reasons, e.g. ``("Stopping", "Stopped")``; ``None``: no libvirt action."""
     if change.verb in (actions.Verb.CONFLICT, actions.Verb.PROTECTED):
@@ -171,6 +183,38 @@ def _exists(world: observed.World, key: record.ResourceKey) -> bool | None:
             return None
         case unreachable:
             typing.assert_never(unreachable)
+
+
+def _closing(intent: Intent, plan: actions.Plan, world: observed.World) -> record.NewEvent:
+    """The event that closes ``intent`` of a pass that stopped, from what is observed now."""
+    exists = _exists(world, intent.key)
+    if intent.verb is actions.Verb.CREATE and exists is not None:
+        done = exists
+    elif intent.verb is actions.Verb.DELETE and exists is not None:
+        done = not exists
+    else:
+        done = all(c.key != intent.key for c in plan.changes)
+    if done:
+        return record.NewEvent(
+            key=intent.key,
+            type=record.EventType.NORMAL,
+            reason=intent.done,
+            message=f"{intent.key} {intent.done.lower()} ({OBSERVED})",
+            revision=intent.revision,
+            run_id=intent.run_id,
+        )
+    run = f"run {intent.run_id}" if intent.run_id is not None else "a pass"
+    return record.NewEvent(
+        key=intent.key,
+        type=record.EventType.WARNING,
+        reason=INTERRUPTED,
+        message=(
+            f"{intent.reason.lower()} {intent.key} was interrupted ({run} "
+            "stopped before it ended); the next change takes it up"
+        ),
+        revision=intent.revision,
+        run_id=intent.run_id,
+    )
 
 
 class Journal:
@@ -322,40 +366,38 @@ class Journal:
     def close_interrupted(self, plan: actions.Plan, world: observed.World) -> list[Intent]:
         """Close the intents an earlier pass left open with what this pass observes."""
         stale = [i for i in self._open.values() if i.id not in self._by_key.values()]
-        planned = {c.key: c for c in plan.changes}
         for intent in stale:
-            exists = _exists(world, intent.key)
-            if intent.verb is actions.Verb.CREATE and exists is not None:
-                done = exists
-            elif intent.verb is actions.Verb.DELETE and exists is not None:
-                done = not exists
-            else:
-                done = intent.key not in planned
-            if done:
-                event = record.NewEvent(
-                    key=intent.key,
-                    type=record.EventType.NORMAL,
-                    reason=intent.done,
-                    message=f"{intent.key} {intent.done.lower()} ({OBSERVED})",
-                    revision=intent.revision,
-                    run_id=intent.run_id,
-                )
-            else:
-                run = f"run {intent.run_id}" if intent.run_id is not None else "a pass"
-                event = record.NewEvent(
-                    key=intent.key,
-                    type=record.EventType.WARNING,
-                    reason=INTERRUPTED,
-                    message=(
-                        f"{intent.reason.lower()} {intent.key} was interrupted ({run} "
-                        "stopped before it ended); the next change takes it up"
-                    ),
-                    revision=intent.revision,
-                    run_id=intent.run_id,
-                )
             self._open.pop(intent.id, None)
+            event = _closing(intent, plan, world)
             self._append([self._queue([event], ()), {"op": "closed", "id": intent.id}])
         return stale
+
+    def close_unrecorded(
+        self, events: Sequence[record.EventRecord], plan: actions.Plan, world: observed.World
+    ) -> list[Intent]:
+        """Close intents found only in the record: ``events`` of runs that were aborted.
+
+        The journal of a daemon that died on another host is out of reach, but
+        its intents reached the record: an intent event that no other event of
+        the same object and run follows was never closed.
+        """
+        answered = {(e.key, e.run_id) for e in events if e.reason not in _INTENT_OF}
+        found = [
+            Intent(
+                uuid.uuid4().hex,
+                e.key,
+                _INTENT_OF[e.reason][0],
+                e.reason,
+                _INTENT_OF[e.reason][1],
+                record.RunId(e.run_id) if e.run_id is not None else None,
+                e.revision,
+            )
+            for e in events
+            if e.reason in _INTENT_OF and (e.key, e.run_id) not in answered
+        ]
+        if found:
+            self._append([self._queue([_closing(i, plan, world) for i in found], ())])
+        return found
 
     def flush(self, store: store_module.Store, *, force: bool = False) -> bool:
         """Write what is queued to the record; False (logged) while the record is unreachable.

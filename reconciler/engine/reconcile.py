@@ -164,10 +164,13 @@ class Reconciler:
         request: Pass,
         on_outcome: Callable[[execute.Outcome], None],
     ) -> Result:
-        self.store.abort_unfinished_runs()  # left open by a pass that died under the lock
+        aborted = self.store.abort_unfinished_runs()  # left by a pass that died under the lock
         audit = journal.Journal.of(self.store.installation_id())
         audit.close_interrupted(plan, world)  # intents of a pass that was killed
         audit.flush(self.store, force=True)  # and what a record outage kept from the record
+        # A pass killed on another host (a daemon's leader) left its intents in the record only.
+        audit.close_unrecorded(self.store.events_of_runs(aborted), plan, world)
+        audit.flush(self.store, force=True)
         run_id = self.store.start_run(request.trigger, request.revision)
         final = "failed"
         outcomes: list[execute.Outcome] = []

@@ -591,6 +591,18 @@ class Store:
             rows = [_event(row) for row in session.scalars(stmt)]
         return rows if limit is None else rows[::-1]
 
+    def events_of_runs(self, run_ids: Sequence[record.RunId]) -> list[record.EventRecord]:
+        """The events whose latest occurrence was written by one of ``run_ids``, oldest first."""
+        if not run_ids:
+            return []
+        stmt = (
+            select(schema.Event)
+            .where(schema.Event.run_id.in_(list(run_ids)))
+            .order_by(schema.Event.last_seen, schema.Event.id)
+        )
+        with self._session("reading the events of aborted runs") as session:
+            return [_event(row) for row in session.scalars(stmt)]
+
     def prune_events(self, older_than: dt.timedelta) -> int:
         """Delete events last seen more than ``older_than`` ago; returns how many."""
         cutoff = _now() - older_than

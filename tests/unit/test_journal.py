@@ -139,3 +139,35 @@ def test_the_journal_is_private_whatever_the_umask(tmp_path: Path) -> None:
 def test_changes_that_touch_nothing_have_no_intent() -> None:
     change = actions.Change(_key("web-1"), actions.Verb.CONFLICT, note="not ours")
     assert journal.intent_reasons(change) is None
+
+
+def test_intents_found_only_in_the_record_are_closed_too(
+    tmp_path: Path, store: store_module.Store
+) -> None:
+    """A pass killed on another host: its journal is out of reach, its intents are not."""
+    hv, rec = fakes.FakeHypervisor(), fakes.FakeRecord()
+    state = fakes.state_of([POOL, LAB, _vm("web-1"), _vm("web-2")])
+    plan = rec.plan(state, hv)
+    run_id = store.start_run(record.Trigger.GIT, "main@sha1:abc")
+    elsewhere = journal.Journal(tmp_path / "other-host.jsonl")
+    elsewhere.begin(list(plan.changes), run_id, "main@sha1:abc")
+    assert elsewhere.flush(store)  # the intents reached the record, then the host died
+    rec.converge(fakes.state_of([POOL, LAB, _vm("web-1")]), hv)
+    store.record_events(  # pool and network had ended and been recorded
+        [
+            record.NewEvent(key, record.EventType.NORMAL, "Created", "created", run_id=run_id)
+            for key in (
+                record.ResourceKey("StoragePool", "default"),
+                record.ResourceKey("Network", "lab"),
+            )
+        ]
+    )
+    assert store.abort_unfinished_runs() == [run_id]
+
+    here = journal.Journal(tmp_path / "this-host.jsonl")
+    found = here.close_unrecorded(store.events_of_runs([run_id]), rec.plan(state, hv), hv.observe())
+    assert sorted(i.key.name for i in found) == ["web-1", "web-2"]
+    assert here.flush(store)
+    assert _reasons(store, "web-1") == ["Creating", "Created"]
+    assert _reasons(store, "web-2") == ["Creating", journal.INTERRUPTED]
+    assert here.close_unrecorded(store.events_of_runs([run_id]), plan, hv.observe()) == []
