@@ -3,7 +3,8 @@
 Parses options into a :class:`~reconciler.daemon.config.Config` and hands it
 to :class:`~reconciler.daemon.daemon.Daemon`; everything else lives in
 :mod:`reconciler.daemon`. Exits 0 on SIGTERM/SIGINT, 1 when it cannot start
-(for example a second daemon on one SQLite record).
+(for example a second daemon on one SQLite record) or when a thread it
+depends on died, so that systemd restarts it.
 """
 
 from __future__ import annotations
@@ -130,6 +131,13 @@ DURATION = _Duration()
     help="Leadership lease: a standby takes over within it when the leader dies.",
 )
 @click.option(
+    "--unhealthy-after",
+    type=DURATION,
+    default="60s",
+    show_default=True,
+    help="How long libvirt or the record may be unreachable before /healthz says 503.",
+)
+@click.option(
     "--debounce",
     type=DURATION,
     default="500ms",
@@ -161,6 +169,7 @@ def daemon(
     shutdown_timeout: float,
     drain_timeout: float,
     lease: float,
+    unhealthy_after: float,
     debounce: float,
     cache_dir: str | None,
 ) -> None:
@@ -189,6 +198,7 @@ def daemon(
         shutdown_timeout=shutdown_timeout,
         drain_timeout=drain_timeout,
         lease=lease,
+        unhealthy_after=unhealthy_after,
         debounce=debounce,
         cache_dir=cache_dir,
         http=config.HttpLimits(

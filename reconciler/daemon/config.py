@@ -90,6 +90,7 @@ class Config:
     shutdown_timeout: float = 60.0
     drain_timeout: float = 60.0
     lease: float = 15.0
+    unhealthy_after: float = 60.0
     debounce: float = 0.5
     cache_dir: str | None = None
     adopt: bool = False

@@ -15,6 +15,17 @@ Threads, and what each may do:
 * **http** — reads the record (through a store and engine of its own) and the
   loop's reports, never writes; a bounded pool (:mod:`reconciler.daemon.http`).
 
+None of them may stop silently. A pass cannot kill the runner (every
+exception is a failed pass). If a thread dies anyway, or a component's
+thread (http, libvirt events) is found dead, the daemon is unhealthy at
+once — ``/healthz`` and ``/readyz`` answer 503 — then stops as on SIGTERM and
+exits 1, so that systemd restarts it and a standby takes over meanwhile.
+While libvirt is away the connection is reopened with backoff, by the next
+pass or by the **libvirt reconnect** thread (:meth:`Daemon._keep_connected`),
+and a full pass follows since events were missed; ``/healthz`` turns 503 only once
+libvirt or the record has been unreachable for longer than
+``--unhealthy-after`` (:mod:`reconciler.daemon.health`).
+
 Signals: SIGHUP queues a full pass now. SIGTERM and SIGINT stop the queue
 (no new pass starts), let the pass in flight finish for up to
 ``--drain-timeout`` seconds — abandoning it after that is safe, the engine
@@ -32,8 +43,9 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from reconciler import errors
 from reconciler.daemon import config as config_module
-from reconciler.daemon import http, leader, loop, metrics, queue, sources
+from reconciler.daemon import health, http, leader, loop, metrics, queue, sources
 from reconciler.hypervisor import adapter
 from reconciler.models import kinds, record
 from reconciler.store import store as store_module
@@ -41,6 +53,8 @@ from reconciler.store import store as store_module
 __all__ = ["Daemon", "make_source"]
 
 _log = logging.getLogger(__name__)
+RECONNECT_BASE = 0.5  # seconds between attempts to reopen libvirt, doubling up to:
+RECONNECT_CAP = 2.0
 
 
 def make_source(cfg: config_module.Config) -> sources.Source:
@@ -72,7 +86,9 @@ class Daemon:
         self.queue = queue.WorkQueue()
         self.backoff = queue.Backoff()
         self.metrics = metrics.Metrics(self.queue.depth)
+        self.health = health.Health(cfg.unhealthy_after)
         self._runner: threading.Thread | None = None
+        self._components: list[tuple[str, Callable[[], bool]]] = []  # name, alive()
 
     # -- signals -------------------------------------------------------------------
 
@@ -112,15 +128,69 @@ class Daemon:
     # -- threads -------------------------------------------------------------------
 
     def _thread(self, name: str, target: Callable[[], None]) -> threading.Thread:
-        def guarded() -> None:
+        """Start a thread the daemon depends on: if it ends before :meth:`stop`, the daemon does."""
+
+        def supervised() -> None:
             try:
                 target()
-            except Exception:
-                _log.exception("the %s thread failed", name)
+            except BaseException as exc:
+                _log.exception("the %s thread died", name)
+                self._die(f"the {name} thread died ({type(exc).__name__})")
+                return
+            if not self.stopping.is_set():
+                _log.error("the %s thread ended unexpectedly", name)
+                self._die(f"the {name} thread ended")
 
-        thread = threading.Thread(target=guarded, name=name, daemon=True)
+        thread = threading.Thread(target=supervised, name=name, daemon=True)
         thread.start()
         return thread
+
+    def _die(self, reason: str) -> None:
+        """Unhealthy from now on (the probes say 503), then stop: :meth:`run` raises."""
+        self.health.thread_died(reason)
+        _log.error("%s: stopping, to be restarted", reason)
+        self.stop()
+
+    def _supervise(self) -> None:
+        """Poll the components' own threads (http, libvirt events): each must still run."""
+        for name, alive in self._components:
+            if not alive() and not self.stopping.is_set():
+                _log.error("the %s thread is gone", name)
+                self._die(f"the {name} thread died")
+
+    def _keep_connected(self, hv: adapter.Hypervisor) -> None:
+        """Reopen a dead libvirt connection with backoff, whether or not passes run.
+
+        A standby runs no pass, and an idle leader none until the next trigger.
+        The backoff stays short (:data:`RECONNECT_CAP`): an attempt on a socket
+        nobody listens on costs nothing, and libvirt's return must be seen within
+        seconds. Once reconnected a full pass follows: events were missed meanwhile.
+        """
+        reconnects = queue.Backoff(base=RECONNECT_BASE, cap=RECONNECT_CAP)
+        delay = RECONNECT_BASE
+        while not self.stopping.wait(delay):
+            delay = RECONNECT_BASE
+            if hv.down_since is None:
+                continue
+            try:
+                hv.ensure_alive()
+            except errors.HypervisorError as exc:
+                delay = reconnects.next("libvirt")
+                _log.debug("%s; trying again in %.1fs", exc, delay)
+                continue
+            reconnects.forget("libvirt")
+            self.queue.add(loop.ALL, record.Trigger.LIBVIRT_EVENT)
+
+    def _check_record(self, leadership: leader.Leadership, work: loop.Loop) -> None:
+        """The record's reachability as the leadership poll sees it.
+
+        A failed poll counts for anyone; a good one clears the outage only for a
+        standby, whose polls are its sole use of the record: a leader's passes judge.
+        """
+        if not leadership.healthy:
+            work.record_outage.down()
+        elif not leadership.leading.is_set():
+            work.record_outage.up()
 
     def _run_passes(self, work: loop.Loop, leadership: leader.Leadership) -> None:
         while not self.stopping.is_set():
@@ -150,7 +220,7 @@ class Daemon:
                 if domain
                 else loop.ALL
             )
-            if self.backoff.failures(key):
+            if self.backoff.failures(key) and event != "reconnected":
                 return  # failing already: its backoff decides when to try again
             _log.debug("libvirt event: domain %s %s", domain or "*", event)
             self.queue.add(key, record.Trigger.LIBVIRT_EVENT)
@@ -164,19 +234,26 @@ class Daemon:
     ) -> http.Probe:
         def healthy() -> bool:
             runner = self._runner
-            return runner is not None and runner.is_alive() and not self.stopping.is_set()
+            return (
+                runner is not None
+                and runner.is_alive()
+                and not self.stopping.is_set()
+                and not self.health.problems()
+            )
 
         def readiness() -> tuple[bool, dict[str, Any]]:
             last = work.last_pass
             leading = leadership.leading.is_set()
+            problems = self.health.problems()
             if leading:
                 ready = last is not None and last.ok
                 holder: str | None = "this daemon"
             else:
                 ready = leadership.healthy and not self.stopping.is_set()
                 holder = store.leader()
-            return ready, {
+            return ready and not problems, {
                 "role": "leader" if leading else "standby",
+                "problems": problems,
                 "leader": holder,
                 "lastPass": last.as_json() if last else None,
                 "source": work.source_report.as_json(),
@@ -188,7 +265,8 @@ class Daemon:
     # -- the process ---------------------------------------------------------------
 
     def run(self, on_listening: Callable[[int], None] = lambda _port: None) -> None:
-        """Run until :meth:`stop` (or SIGTERM/SIGINT); raises if it cannot start."""
+        """Run until :meth:`stop` (or SIGTERM/SIGINT); raises if it cannot start, and
+        :class:`~reconciler.errors.InfinibayError` when a thread it depends on died."""
         cfg = self.cfg
         with contextlib.ExitStack() as stack:
             store = stack.enter_context(
@@ -198,11 +276,16 @@ class Daemon:
             leadership.claim()
             stack.callback(leadership.resign)
             source = make_source(cfg)
-            hv = stack.enter_context(adapter.Hypervisor(self.libvirt_uri))
+            hv = stack.enter_context(adapter.Hypervisor(self.libvirt_uri, keepalive=True))
             work = loop.Loop(cfg, store, hv, source, self.queue, self.backoff, self.metrics)
-            events = adapter.LifecycleEvents(self.libvirt_uri, self._on_libvirt_event(work))
+            self.health.watch("libvirt", lambda: hv.down_since)
+            self.health.watch("the record", lambda: work.record_outage.since)
+            events = adapter.LifecycleEvents(
+                self.libvirt_uri, self._on_libvirt_event(work), retry=RECONNECT_CAP
+            )
             events.start()
             stack.callback(events.stop)
+            self._components.append(("libvirt events", events.alive))
             if cfg.listen is not None:
                 # The API reads through a record of its own, so its readers never hold
                 # a connection that a pass waits for.
@@ -218,6 +301,7 @@ class Daemon:
                 )
                 server.start()
                 stack.callback(server.close)
+                self._components.append(("http", lambda: server.alive))
                 _log.info("listening on http://%s:%d", cfg.listen[0], server.port)
                 on_listening(server.port)
             stack.enter_context(self._signals())
@@ -232,6 +316,7 @@ class Daemon:
                 "source", lambda: source.watch(self.stopping, self._source_changed(source))
             )
             self._thread("resync", self._resync_timer)
+            self._thread("libvirt reconnect", lambda: self._keep_connected(hv))
             self._runner = self._thread("runner", lambda: self._run_passes(work, leadership))
             if leadership.leading.is_set():
                 self._became_leader(source)
@@ -241,7 +326,15 @@ class Daemon:
                     self._became_leader(source)
                 elif change is False:
                     self.metrics.leader.set(0)
+                self._check_record(leadership, work)
+                self._supervise()
             self._drain()
+        fatal = self.health.fatal
+        if fatal is not None:
+            raise errors.InfinibayError(
+                f"{fatal}; the daemon stopped so that its service manager restarts it "
+                "(the log has the traceback)"
+            )
 
     def _source_changed(self, source: sources.Source) -> Callable[[], None]:
         def changed() -> None:

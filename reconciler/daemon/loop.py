@@ -42,7 +42,7 @@ from typing import Any
 
 from reconciler import errors
 from reconciler.daemon import config as config_module
-from reconciler.daemon import logs, metrics, queue, sources
+from reconciler.daemon import health, logs, metrics, queue, sources
 from reconciler.engine import execute, reconcile, recorded
 from reconciler.hypervisor import adapter
 from reconciler.manifests import loader
@@ -156,6 +156,7 @@ class Loop:
         self._corrections: dict[str, list[float]] = {}  # key -> monotonic times
         self._last_pass: PassReport | None = None
         self._source = SourceReport(source.name)
+        self.record_outage = health.Outage()  # the record unreachable, as passes see it
 
     # -- what the HTTP endpoints and the event filter read --------------------------
 
@@ -176,9 +177,23 @@ class Loop:
     # -- the source ----------------------------------------------------------------
 
     def _load(self, checkout: sources.Checkout) -> desired.DesiredState:
-        return loader.load_against(
-            [str(checkout.root)], self.store.resources(), revision=checkout.revision
-        )
+        records = self.store.resources()
+        try:
+            return loader.load_against([str(checkout.root)], records, revision=checkout.revision)
+        except errors.InfinibayError:
+            raise
+        except Exception as exc:
+            # The loader broke on this input (a bug): refused like invalid manifests, so
+            # the last good revision stays in force instead of every pass failing.
+            _log.exception(
+                "loading revision %s failed unexpectedly",
+                checkout.revision,
+                extra={"revision": checkout.revision},
+            )
+            self.metrics.unexpected(type(exc).__name__)
+            raise errors.ManifestError(
+                [f"the manifests could not be loaded: {_unexpected(exc)}"]
+            ) from exc
 
     def _warn(self, reason: str, message: str, revision: str | None) -> None:
         _log.warning(message, extra={"revision": revision})
@@ -256,13 +271,17 @@ class Loop:
     # -- one pass ------------------------------------------------------------------
 
     def process(self, items: list[queue.Item]) -> None:
-        """Run one pass for the due ``items`` and schedule what must be retried."""
+        """Run one pass for the due ``items`` and schedule what must be retried.
+
+        Never raises: whatever goes wrong is a failed pass, retried with backoff.
+        """
         trigger = max((i.trigger for i in items), key=lambda t: queue.PRIORITY.get(t, 0))
         keys = sorted(i.key for i in items)
         started = time.monotonic()
         revision: str | None = None
         _log.debug("pass for %s (%s)", ", ".join(keys), trigger.value)
         try:
+            self.hv.ensure_alive()
             wanted = self.desired()
             if wanted is None:
                 _log.info("nothing to apply yet: the source is unusable and the record empty")
@@ -283,22 +302,25 @@ class Loop:
                         options=self.options,
                     ),
                 )
+            self.record_outage.up()
+            self.backoff.forget(ALL)
+            self.metrics.pass_done(trigger, result, time.monotonic() - started)
+            self._account(result, revision)
+            self._vm_names = frozenset(state.vms) | {
+                r.key.name for r in self.store.resources(kinds.Kind.VIRTUAL_MACHINE.value)
+            }
         except errors.InfinibayError as exc:
-            delay = self.backoff.next(ALL)
-            _log.error(
-                "pass failed: %s; retrying in %.1fs", exc, delay, extra={"revision": revision}
-            )
-            self.metrics.pass_error(trigger, time.monotonic() - started)
-            self.queue.forget(ALL)
-            self.queue.add_after(ALL, delay, record.Trigger.RESYNC)
-            self._finish(PassReport(_now(), trigger, revision, None, ok=False, error=str(exc)))
+            if isinstance(exc, errors.StoreError) and not isinstance(exc, errors.LockTimeout):
+                self.record_outage.down()
+            self._failed(trigger, revision, started, str(exc))
             return
-        self.backoff.forget(ALL)
-        self.metrics.pass_done(trigger, result, time.monotonic() - started)
-        self._account(result, revision)
-        self._vm_names = frozenset(state.vms) | {
-            r.key.name for r in self.store.resources(kinds.Kind.VIRTUAL_MACHINE.value)
-        }
+        except Exception as exc:
+            # Not one of ours: a bug, or the process out of something (file descriptors,
+            # memory). The traceback goes to the log; the daemon goes on.
+            _log.exception("pass failed unexpectedly", extra={"revision": revision})
+            self.metrics.unexpected(type(exc).__name__)
+            self._failed(trigger, revision, started, _unexpected(exc))
+            return
         self._finish(
             PassReport(
                 _now(),
@@ -309,6 +331,17 @@ class Loop:
                 failed=tuple(str(o.change.key) for o in result.failed),
             )
         )
+
+    def _failed(
+        self, trigger: record.Trigger, revision: str | None, started: float, error: str
+    ) -> None:
+        """A pass that could not run (or broke off): back off the whole pass."""
+        delay = self.backoff.next(ALL)
+        _log.error("pass failed: %s; retrying in %.1fs", error, delay, extra={"revision": revision})
+        self.metrics.pass_error(trigger, time.monotonic() - started)
+        self.queue.forget(ALL)
+        self.queue.add_after(ALL, delay, record.Trigger.RESYNC)
+        self._finish(PassReport(_now(), trigger, revision, None, ok=False, error=error))
 
     def _account(self, result: reconcile.Result, revision: str | None) -> None:
         """Log each outcome; back off what failed transiently; clear what now succeeds."""
@@ -370,3 +403,12 @@ class Loop:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _unexpected(exc: BaseException) -> str:
+    """An unexpected exception for reports and events: its type only.
+
+    Its text may quote the input (a manifest's content), which the API must not
+    serve; the traceback with the text is in the daemon's log.
+    """
+    return f"unexpected {type(exc).__name__} (the daemon's log has the traceback)"

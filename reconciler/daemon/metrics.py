@@ -92,6 +92,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.unexpected_errors = prom.Counter(
+            "infinibay_unexpected_errors",
+            "Exceptions that are not the daemon's own (bugs, exhausted resources), by type; "
+            "each failed a pass or a source load, whose traceback is in the log.",
+            ["type"],
+            registry=r,
+        )
         self._guard = threading.Lock()
 
     def pass_done(self, trigger: record.Trigger, result: reconcile.Result, seconds: float) -> None:
@@ -110,6 +117,9 @@ class Metrics:
     def pass_error(self, trigger: record.Trigger, seconds: float) -> None:
         self.runs.labels(trigger.value, "error").inc()
         self.duration.labels(trigger.value).observe(seconds)
+
+    def unexpected(self, kind: str) -> None:
+        self.unexpected_errors.labels(kind).inc()
 
     def revision(self, applied: str | None, refused: str | None) -> None:
         with self._guard:

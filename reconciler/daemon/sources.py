@@ -194,7 +194,13 @@ class DirectorySource:
             raise errors.SourceError(f"the source directory {self.root} does not exist")
 
     def checkout(self) -> Checkout:
-        return Checkout(self.root, f"dir@{_tree_hash(self.root)}", self.base)
+        try:
+            revision = f"dir@{_tree_hash(self.root)}"
+        except OSError as exc:  # e.g. out of file descriptors: the last good state stays
+            raise errors.SourceError(
+                f"cannot read the source directory {self.root}: {exc.strerror or exc}"
+            ) from exc
+        return Checkout(self.root, revision, self.base)
 
     def watch(self, stop: threading.Event, changed: Callable[[], None]) -> None:
         watched = self.root if self.root.is_dir() else self.root.parent

@@ -9,6 +9,16 @@ thread-safe and the Python binding releases the GIL around each call.
 Observation is one bulk pass (``listAllDomains``, ``listAllNetworks``,
 ``listAllStoragePools``, then each object's XML and state) projected onto
 shapes by :mod:`reconciler.hypervisor.projection`.
+
+A connection dies when libvirtd restarts or its socket is cut, and libvirt
+never reopens one by itself: every later call fails with "client socket is
+closed". A long-lived caller (the daemon) therefore opens the connection
+with ``keepalive=True`` — libvirt's event loop then runs, keepalives find a
+hung peer and a close callback marks the connection dead at once — and calls
+:meth:`Hypervisor.ensure_alive` before each pass, which reopens a dead
+connection (also one found dead by ``isAlive()``). The caller decides how
+often to try: the daemon's passes back off while libvirt stays away.
+:attr:`Hypervisor.down_since` says since when it has been unreachable.
 """
 
 from __future__ import annotations
@@ -52,6 +62,12 @@ _POWER = {
     libvirt.VIR_DOMAIN_PAUSED: kinds.PowerState.PAUSED,
     libvirt.VIR_DOMAIN_PMSUSPENDED: kinds.PowerState.PAUSED,
 }
+_CLOSE_REASONS = {
+    libvirt.VIR_CONNECT_CLOSE_REASON_ERROR: "a socket error",
+    libvirt.VIR_CONNECT_CLOSE_REASON_EOF: "libvirtd went away",
+    libvirt.VIR_CONNECT_CLOSE_REASON_KEEPALIVE: "keepalive timed out",
+    libvirt.VIR_CONNECT_CLOSE_REASON_CLIENT: "closed by us",
+}
 
 
 @contextlib.contextmanager
@@ -82,18 +98,92 @@ def _silence_default_handler(_ctx: Any, _err: Any) -> None:
 
 
 class Hypervisor:
-    """A connection to one libvirt daemon with the operations the engine needs."""
+    """A connection to one libvirt daemon with the operations the engine needs.
 
-    def __init__(self, uri: str) -> None:
+    ``keepalive``: run libvirt's event loop so that the connection sends
+    keepalives and its death is noticed when it happens, not at the next call
+    (see the module docstring). One-shot commands do without.
+    """
+
+    def __init__(self, uri: str, *, keepalive: bool = False) -> None:
         self.uri = uri
+        self._keepalive = keepalive
+        self._reopening = threading.Lock()
+        self._dead = threading.Event()  # set by the close callback
+        self._down_since: float | None = None
         libvirt.registerErrorHandler(_silence_default_handler, None)
-        with _calling("connect to", uri):
-            self._conn = libvirt.open(uri)
+        if keepalive:
+            _ensure_event_loop()
+        self._conn = self._open("connect to")
         self.domain_type = self._detect_domain_type()
 
-    def close(self) -> None:
+    def _open(self, operation: str) -> Any:
+        with _calling(operation, self.uri):
+            conn = libvirt.open(self.uri)
+            if self._keepalive:
+                try:
+                    conn.setKeepAlive(5, 3)
+                    conn.registerCloseCallback(self._on_close, None)
+                except libvirt.libvirtError as exc:
+                    if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                        with contextlib.suppress(libvirt.libvirtError):
+                            conn.close()
+                        raise
+                    # A local driver (test:///default) has no socket that could break.
+        return conn
+
+    def _on_close(self, conn: Any, reason: int, _opaque: Any) -> None:
+        # Runs on libvirt's event loop thread: no lock here, ensure_alive may hold it
+        # while it waits on libvirt.
+        if conn is not self._conn:
+            return  # the connection replaced by a reopen, closed late
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        self._dead.set()
+        log.warning(
+            "the libvirt connection to %s closed (%s); it is reopened before the next pass",
+            self.uri,
+            _CLOSE_REASONS.get(reason, f"reason {reason}"),
+        )
+
+    @property
+    def down_since(self) -> float | None:
+        """When (``time.monotonic()``) libvirt became unreachable; ``None`` while connected."""
+        return self._down_since
+
+    def ensure_alive(self) -> None:
+        """Reopen the connection if it died; :class:`HypervisorError` if libvirt is still away.
+
+        Cheap when the connection is fine: ``isAlive()`` is answered locally.
+        """
+        with self._reopening:
+            if not self._dead.is_set():
+                with contextlib.suppress(libvirt.libvirtError):
+                    if self._conn.isAlive() == 1:
+                        return
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+            self._discard(self._conn)
+            try:
+                self._conn = self._open("reconnect to")
+            except errors.HypervisorError:
+                self._dead.set()  # still gone; the dead handle is not used again
+                raise
+            down = time.monotonic() - self._down_since
+            self._dead.clear()
+            self._down_since = None
+        log.info("reconnected to %s after %.1fs", self.uri, down)
+
+    def _discard(self, conn: Any) -> None:
+        if self._keepalive:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.unregisterCloseCallback()
         with contextlib.suppress(libvirt.libvirtError):
-            self._conn.close()
+            conn.close()
+
+    def close(self) -> None:
+        with self._reopening:
+            self._discard(self._conn)
 
     def __enter__(self) -> Hypervisor:
         return self
@@ -482,11 +572,13 @@ def _ensure_event_loop() -> None:
             libvirt.virEventRegisterDefaultImpl()
 
         def run() -> None:
+            # Keepalives and close callbacks of every connection depend on this thread:
+            # whatever a callback raises, it must go on.
             while True:
                 try:
                     libvirt.virEventRunDefaultImpl()
-                except libvirt.libvirtError as exc:  # pragma: no cover - defensive
-                    log.warning("libvirt event loop: %s", exc)
+                except Exception:  # pragma: no cover - defensive
+                    log.exception("libvirt event loop")
                     time.sleep(1)
 
         threading.Thread(target=run, name="libvirt-events", daemon=True).start()
@@ -498,9 +590,10 @@ class LifecycleEvents:
 
     ``event`` is a word such as ``stopped`` or ``started``. The subscription
     has its own connection with keepalives; when libvirtd goes away it is
-    re-opened every ``retry`` seconds and ``callback("", "reconnected")`` is
-    called, because events were missed meanwhile. The callback runs on the
-    event loop's thread and must return quickly.
+    re-opened with backoff (from 0.5 s doubling up to ``retry`` seconds) and
+    ``callback("", "reconnected")`` is called, because events were missed
+    meanwhile. The callback runs on the event loop's thread and must return
+    quickly.
     """
 
     def __init__(
@@ -523,6 +616,10 @@ class LifecycleEvents:
         self._stop.set()
         self._closed.set()
         self._thread.join(timeout=5)
+
+    def alive(self) -> bool:
+        """Whether the thread that renews the subscription still runs."""
+        return self._thread.is_alive()
 
     def _on_event(self, _conn: Any, dom: Any, event: int, _detail: int, _opaque: Any) -> None:
         with contextlib.suppress(libvirt.libvirtError):
@@ -560,12 +657,16 @@ class LifecycleEvents:
         while not self._stop.is_set():
             self._closed.wait()
             self._unsubscribe()
+            delay = min(0.5, self._retry)
+            report = log.warning  # the first failure; the retries only at debug level
             while not self._stop.is_set():
                 try:
                     self._subscribe()
                 except errors.HypervisorError as exc:
-                    log.warning("%s; retrying in %gs", exc, self._retry)
-                    self._stop.wait(self._retry)
+                    report("%s; retrying with backoff up to %gs", exc, self._retry)
+                    report = log.debug
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, self._retry)
                     continue
                 self._callback("", "reconnected")
                 break

@@ -162,6 +162,13 @@ class FakeHypervisor:
             )
         return volumes[name]
 
+    # --- the connection ------------------------------------------------------
+
+    down_since: float | None = None  # an in-memory connection is never lost
+
+    def ensure_alive(self) -> None:
+        """Nothing to reopen; a test replaces this to stand for libvirt gone away."""
+
     # --- observation ----------------------------------------------------------
 
     def observe(self) -> observed.World:

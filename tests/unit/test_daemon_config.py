@@ -76,3 +76,15 @@ def test_daemon_command_documents_its_options() -> None:
         "--lease",
     ):
         assert option in result.output
+
+
+def test_unhealthy_after_is_a_documented_duration() -> None:
+    result = CliRunner().invoke(main.cli, ["daemon", "--help"])
+    assert result.exit_code == 0
+    assert "--unhealthy-after" in result.output and "[default: 60s]" in result.output
+    result = CliRunner().invoke(
+        main.cli, ["--db", "sqlite://", "daemon", "--source", ".", "--unhealthy-after", "later"]
+    )
+    assert result.exit_code == 2
+    assert "cannot read the duration 'later'" in result.output
+    assert config.Config(source=".").unhealthy_after == 60.0

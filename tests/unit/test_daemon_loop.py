@@ -7,6 +7,7 @@ the integration suite proves the same against the real libvirtd.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from reconciler import errors
 from reconciler.daemon import config, loop, metrics, queue, sources
+from reconciler.manifests import loader
 from reconciler.models import kinds, record
 from reconciler.store import store as store_module
 from tests.unit import fakes
@@ -232,3 +234,104 @@ def test_a_symlinked_secret_in_the_source_is_refused_and_never_reaches_an_event(
     ]
     (event,) = h.source_events()
     assert "Stand-In" not in event.message and "shadow.yaml:1:1" in event.message
+
+
+def test_an_unexpected_exception_fails_the_pass_with_its_traceback_and_the_next_one_runs(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    observe = h.hv.observe
+
+    def broken() -> None:
+        raise RuntimeError("a bug in the adapter")
+
+    h.hv.observe = broken  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="reconciler.daemon.loop"):
+        h.run()  # does not raise: the runner thread would die of it
+    (logged,) = [r for r in caplog.records if r.getMessage() == "pass failed unexpectedly"]
+    assert logged.exc_info is not None and logged.exc_info[0] is RuntimeError
+    last = h.loop.last_pass
+    assert last is not None and not last.ok
+    assert last.error == "unexpected RuntimeError (the daemon's log has the traceback)"
+    exposition = h.metrics.exposition().decode()
+    assert 'infinibay_unexpected_errors_total{type="RuntimeError"} 1.0' in exposition
+    assert 'infinibay_reconcile_runs_total{result="error",trigger="watch"} 1.0' in exposition
+    assert h.queue.delayed() == {loop.ALL: pytest.approx(1.0, abs=0.1)}
+    assert h.backoff.failures(loop.ALL) == 1
+
+    h.hv.observe = observe  # type: ignore[method-assign]
+    h.run(record.Trigger.RESYNC)  # the retry
+    assert h.hv.domains["a"].power is kinds.PowerState.RUNNING
+    last = h.loop.last_pass
+    assert last is not None and last.ok
+    assert h.backoff.failures(loop.ALL) == 0
+
+
+def test_a_loader_bug_is_refused_like_an_invalid_revision_and_counted(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    h.run()
+    good = h.loop.source_report.applied
+    h.write(MANIFESTS + VM.format(name="a", cpus=2))
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise KeyError("secret: hunter2")
+
+    monkeypatch.setattr(loader, "load_against", broken)
+    h.run()
+    report = h.loop.source_report
+    assert report.applied == good and report.refused == h.source.checkout().revision
+    assert report.errors == (
+        "the manifests could not be loaded: unexpected KeyError "
+        "(the daemon's log has the traceback)",
+    )
+    (event,) = h.source_events()
+    assert event.reason == "InvalidRevision" and "hunter2" not in event.message
+    exposition = h.metrics.exposition().decode()
+    assert 'infinibay_unexpected_errors_total{type="KeyError"} 1.0' in exposition
+    last = h.loop.last_pass
+    assert last is not None and last.ok and last.revision == good  # the good state, applied
+
+
+def test_a_pass_first_reopens_libvirt_and_fails_while_it_stays_away(h: Harness) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    reopened: list[bool] = []
+
+    def away() -> None:
+        reopened.append(False)
+        raise errors.HypervisorError("reconnect to", "qemu:///system", "no such file")
+
+    h.hv.ensure_alive = away  # type: ignore[method-assign]
+    h.run()
+    assert reopened == [False] and "a" not in h.hv.domains
+    last = h.loop.last_pass
+    assert last is not None and not last.ok and "reconnect to" in (last.error or "")
+    assert h.queue.delayed() == {loop.ALL: pytest.approx(1.0, abs=0.1)}
+    assert h.loop.record_outage.since is None  # libvirt's outage, not the record's
+
+    h.hv.ensure_alive = lambda: reopened.append(True)  # type: ignore[method-assign]
+    h.run(record.Trigger.RESYNC)
+    assert reopened == [False, True]
+    assert h.hv.domains["a"].power is kinds.PowerState.RUNNING
+
+
+def test_a_record_outage_is_dated_from_the_first_failed_pass_and_ends_with_a_good_one(
+    h: Harness,
+) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    resources = h.store.resources
+
+    def unreachable(*_args: object, **_kwargs: object) -> None:
+        raise errors.StoreError("cannot reach the record: connection refused")
+
+    h.store.resources = unreachable  # type: ignore[method-assign]
+    h.run()
+    since = h.loop.record_outage.since
+    assert since is not None
+    h.run(record.Trigger.RESYNC)
+    assert h.loop.record_outage.since == since  # still the first failure
+
+    h.store.resources = resources  # type: ignore[method-assign]
+    h.run(record.Trigger.RESYNC)
+    assert h.loop.record_outage.since is None
