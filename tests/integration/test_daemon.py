@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,15 +46,25 @@ def free_port() -> int:
 
 
 class Daemon:
-    """One ``infinibay daemon`` subprocess with its log file and HTTP port."""
+    """One ``infinibay daemon`` subprocess with its log file and HTTP port.
 
-    def __init__(self, db_url: str, uri: str, log: Path, *args: str) -> None:
+    ``entry`` is what the interpreter runs: ``-m reconciler``, or ``-c CODE`` for a
+    test that injects a fault into the real process before it starts the CLI.
+    """
+
+    def __init__(
+        self,
+        db_url: str,
+        uri: str,
+        log: Path,
+        *args: str,
+        entry: Sequence[str] = ("-m", "reconciler"),
+    ) -> None:
         self.port = free_port()
         self.log = log
         self.argv = [
             sys.executable,
-            "-m",
-            "reconciler",
+            *entry,
             "--db",
             db_url,
             "-c",
