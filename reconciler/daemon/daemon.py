@@ -250,7 +250,10 @@ class Daemon:
                 holder: str | None = "this daemon"
             else:
                 ready = leadership.healthy and not self.stopping.is_set()
-                holder = store.leader()
+                try:
+                    holder = store.leader()
+                except errors.StoreError:  # the record is away: say so, with the problems
+                    ready, holder = False, None
             return ready and not problems, {
                 "role": "leader" if leading else "standby",
                 "problems": problems,

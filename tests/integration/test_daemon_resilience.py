@@ -23,8 +23,11 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.models import record
+from reconciler.store import store as store_module
+from tests.fixtures import database
 from tests.fixtures.proxy import LibvirtProxy
-from tests.integration.harness import Harness
+from tests.integration.harness import Harness, doc
 from tests.integration.test_daemon import Daemon, dump, running, template_doc, until
 
 pytestmark = pytest.mark.integration
@@ -158,6 +161,53 @@ def test_a_cut_libvirt_socket_is_reported_after_unhealthy_after_and_reopened(
         proxy.close()
     messages = [line["message"] for line in daemon.lines()]
     assert any(m.startswith("reconnected to qemu+unix:///system?socket=") for m in messages)
+
+
+def test_a_record_outage_turns_healthz_503_only_after_unhealthy_after(
+    private_postgres: database.PostgresServer, libvirt_uri: str, tmp_path: Path, prefix: str
+) -> None:
+    source = tmp_path / "manifests"
+    source.mkdir()
+    (source / "a.yaml").write_text(
+        dump(doc("Template", f"{prefix}a", {"cpus": 1, "memory": "64MiB"}))
+    )
+    url = private_postgres.url
+    args = (
+        "--source",
+        str(source),
+        "--interval",
+        "10m",
+        "--lease",
+        "3s",
+        "--unhealthy-after",
+        "4s",
+    )
+    daemon = Daemon(url, libvirt_uri, tmp_path / "daemon.log", *args)
+    try:
+        until(lambda: daemon.answering() and daemon.readyz()["ready"], 60, "ready", daemon)
+        private_postgres.stop("fast")
+        stopped = time.monotonic()
+        time.sleep(2)
+        assert daemon.http("/healthz") == (200, "ok\n")  # a short outage is ridden out
+        until(lambda: daemon.http("/healthz")[0] == 503, 15, "healthz shows the outage", daemon)
+        assert time.monotonic() - stopped > 4
+        problems = daemon.readyz()["problems"]
+        assert any(p.startswith("the record unreachable") for p in problems), problems
+
+        private_postgres.start()
+        until(lambda: daemon.http("/healthz") == (200, "ok\n"), 30, "healthy again", daemon)
+        (source / "b.yaml").write_text(
+            dump(doc("Template", f"{prefix}b", {"cpus": 1, "memory": "64MiB"}))
+        )
+
+        def recorded() -> bool:
+            with store_module.Store.open(url) as store:
+                return store.get(record.ResourceKey("Template", f"{prefix}b")) is not None
+
+        until(recorded, 30, "the daemon reconciles again", daemon)
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
 
 
 # The fault: once the file named by argv[1] exists, the resync timer raises; while
