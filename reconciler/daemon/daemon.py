@@ -4,7 +4,8 @@ Threads, and what each may do:
 
 * **main** — leadership: claim it at start-up (a second SQLite daemon stops
   here), then poll every ``lease / 5`` seconds: a standby tries to take over,
-  a leader checks that it still leads. Signals are handled here.
+  a leader checks that it still leads; each poll also checks that the
+  components' threads still run. Signals are handled here.
 * **runner** — the only thread that reconciles: takes every due key from the
   queue and runs one :meth:`~reconciler.daemon.loop.Loop.process` pass for
   them, while this daemon leads. Passes are serial on purpose: each one
@@ -22,8 +23,8 @@ once — ``/healthz`` and ``/readyz`` answer 503 — then stops as on SIGTERM an
 exits 1, so that systemd restarts it and a standby takes over meanwhile.
 While libvirt is away the connection is reopened with backoff, by the next
 pass or by the **libvirt reconnect** thread (:meth:`Daemon._keep_connected`),
-and a full pass follows since events were missed; ``/healthz`` turns 503 only once
-libvirt or the record has been unreachable for longer than
+and a full pass follows since events were missed; ``/healthz`` turns 503
+only once libvirt or the record has been unreachable for longer than
 ``--unhealthy-after`` (:mod:`reconciler.daemon.health`).
 
 Signals: SIGHUP queues a full pass now. SIGTERM and SIGINT stop the queue

@@ -1,11 +1,14 @@
 """The daemon's HTTP endpoints on ``--listen``: probes, metrics, a read-only API.
 
-* ``GET /healthz`` — 200 ``ok`` while the daemon's threads run (liveness: a
-  503 means restart me).
+* ``GET /healthz`` — 200 ``ok`` while the daemon's threads run and neither
+  libvirt nor the record has been unreachable for longer than
+  ``--unhealthy-after`` (liveness: a 503 means restart me; see
+  :mod:`reconciler.daemon.health`).
 * ``GET /readyz`` — 200 when this daemon is the leader and its last pass
-  converged, or a standby that reaches the record; 503 otherwise. The JSON
-  body says why: role, leader, last pass (run id, revision, failed resources)
-  and source (the revision in force, a refused revision and its first errors).
+  converged, or a standby that reaches the record; 503 otherwise, and always
+  while it is unhealthy. The JSON body says why: role, leader, problems (why
+  it is unhealthy), last pass (run id, revision, failed resources) and source
+  (the revision in force, a refused revision and its first errors).
 * ``GET /metrics`` — Prometheus text format (:mod:`reconciler.daemon.metrics`).
 * ``GET /api/v1/resources[?kind=vm]`` and ``/api/v1/resources/KIND/NAME`` —
   the record's resources, shaped like ``infinibay get -o json`` without the
