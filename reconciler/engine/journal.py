@@ -24,7 +24,11 @@ A pass killed mid-way leaves intents that no outcome closed. The next pass —
 under the writer lock, so no other pass is running — closes each with what it
 observes: ``Created``/``Deleted`` when libvirt shows the object as the intent
 wanted it, the intent's outcome for a change that is no longer planned, else a
-``Warning`` ``Interrupted`` (this pass takes the change up again).
+``Warning`` ``Interrupted`` (this pass takes the change up again). A pass
+killed on another host (a daemon leader whose standby takes over) left its
+journal out of reach, but its intents reached the record: an intent event of
+an aborted run that no other event of that object and run follows is closed
+the same way.
 
 The executor's worker threads never touch the journal or the record: all of
 this runs on the caller's thread, between the workers' results. The file is
@@ -51,7 +55,7 @@ from reconciler.models import kinds, observed, record
 from reconciler.planning import actions
 from reconciler.store import store as store_module
 
-__all__ = ["INTERRUPTED", "Intent", "Journal", "intent_reasons"]
+__all__ = ["INTERRUPTED", "OBSERVED", "Intent", "Journal", "intent_reasons"]
 
 INTERRUPTED = "Interrupted"
 OBSERVED = "observed after an interrupted pass"
@@ -404,6 +408,10 @@ class Journal:
 
         After a failure, further attempts wait :data:`_RETRY_S` unless ``force``:
         a record that does not answer costs each outcome a connection timeout.
+        A forced flush that fails tries each entry alone: when some are written
+        and others still fail, those cannot be written at all (a run the record
+        no longer has, say) and are dropped with an error, so that one bad
+        entry never holds back every later event.
         """
         if not self._queued:
             self._compact()
@@ -411,21 +419,44 @@ class Journal:
         if not force and time.monotonic() < self._retry_at:
             return False
         ids = list(self._queued)
-        events = [e for i in ids for e in self._queued[i].events]
-        tombstones = [k for i in ids for k in self._queued[i].tombstones]
         try:
-            store.record_events(events)
-            store.tombstone(tombstones)
+            self._write(store, ids)
         except errors.StoreError as exc:
-            self._retry_at = time.monotonic() + _RETRY_S
-            _log.warning(
-                "%d events kept in the audit journal until the record answers: %s",
-                len(events),
-                exc,
-            )
+            if not (force and len(ids) > 1 and self._write_each(store, ids)):
+                self._retry_at = time.monotonic() + _RETRY_S
+                _log.warning(
+                    "%d events kept in the audit journal until the record answers: %s",
+                    sum(len(self._queued[i].events) for i in ids),
+                    exc,
+                )
+                return False
+        self._flushed(ids)
+        return True
+
+    def _write(self, store: store_module.Store, ids: Sequence[str]) -> None:
+        store.record_events([e for i in ids for e in self._queued[i].events])
+        store.tombstone([k for i in ids for k in self._queued[i].tombstones])
+
+    def _write_each(self, store: store_module.Store, ids: Sequence[str]) -> bool:
+        """Write entry by entry; False when none could be written (the record is down)."""
+        failed: list[tuple[str, errors.StoreError]] = []
+        for entry in ids:
+            try:
+                self._write(store, [entry])
+            except errors.StoreError as exc:
+                failed.append((entry, exc))
+        if len(failed) == len(ids):
             return False
+        for entry, refusal in failed:
+            _log.error(
+                "dropping audit events the record refuses: %s (%s)",
+                [f"{e.key} {e.reason}" for e in self._queued[entry].events],
+                refusal,
+            )
+        return True
+
+    def _flushed(self, ids: Sequence[str]) -> None:
         for done in ids:
             del self._queued[done]
-        self._append([{"op": "flushed", "ids": ids}])
+        self._append([{"op": "flushed", "ids": list(ids)}])
         self._compact()
-        return True

@@ -171,3 +171,19 @@ def test_intents_found_only_in_the_record_are_closed_too(
     assert _reasons(store, "web-1") == ["Creating", "Created"]
     assert _reasons(store, "web-2") == ["Creating", journal.INTERRUPTED]
     assert here.close_unrecorded(store.events_of_runs([run_id]), plan, hv.observe()) == []
+
+
+def test_an_entry_the_record_refuses_for_good_never_holds_back_the_others(
+    tmp_path: Path, store: store_module.Store
+) -> None:
+    path = tmp_path / "journal" / "inst.jsonl"
+    kept = journal.Journal(path)
+    orphan = record.NewEvent(  # of a run this record does not have: refused for good
+        _key("web-1"), record.EventType.NORMAL, "Started", "started", run_id=record.RunId(999)
+    )
+    fine = record.NewEvent(_key("web-2"), record.EventType.NORMAL, "Started", "started")
+    kept.finish(_key("web-1"), [orphan])
+    kept.finish(_key("web-2"), [fine])
+    assert kept.flush(store, force=True)
+    assert _reasons(store, "web-2") == ["Started"] and _reasons(store, "web-1") == []
+    assert journal.Journal(path).queued_events == []
