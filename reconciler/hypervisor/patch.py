@@ -13,7 +13,9 @@ Each owned field is compared with the current XML's projection first and
 edited only when it differs, so an object that already matches comes back
 unchanged apart from the ``<ib:managed>`` metadata. Where an edit has to touch
 more than the field itself, the reason is written next to it: a new machine
-type drops the PCI addresses and controllers libvirt assigned for the old one.
+type drops the PCI addresses and controllers libvirt assigned for the old one
+(and moves IDE disks to SATA on q35), and leaving spice drops the devices that
+only work through spice (its channels, USB redirection and audio).
 
 Devices are matched the way the planner matches them: disks by pool and
 volume (a file inside a pool's directory is that pool's volume), NICs by MAC.
@@ -162,6 +164,22 @@ def _machine(root: etree._Element, os_element: etree._Element, machine: kinds.Ma
         address.getparent().remove(address)  # type: ignore[union-attr]
     for controller in devices.findall("controller[@type='pci']"):
         devices.remove(controller)
+    if machine is kinds.Machine.Q35:
+        # q35 has no IDE controller: IDE disks and cdroms move to its SATA controller.
+        for controller in devices.findall("controller[@type='ide']"):
+            devices.remove(controller)
+        taken = {t.get("dev", "") for t in devices.iterfind("disk/target")}
+        for disk in devices.findall("disk"):
+            target = disk.find("target[@bus='ide']")
+            if target is None:
+                continue
+            target.set("bus", "sata")
+            dev = target.get("dev", "")
+            if dev.startswith("hd") and "sd" + dev[2:] not in taken:
+                target.set("dev", "sd" + dev[2:])
+                taken.add("sd" + dev[2:])
+            for address in disk.findall("address[@type='drive']"):
+                disk.remove(address)
 
 
 def _graphics_element(kind: kinds.GraphicsType, listen: str) -> etree._Element:
@@ -170,8 +188,23 @@ def _graphics_element(kind: kinds.GraphicsType, listen: str) -> etree._Element:
     return element
 
 
+_SPICE_DEVICES = (
+    "channel[@type='spicevmc']",
+    "channel[@type='spiceport']",
+    "redirdev[@type='spicevmc']",
+    "smartcard[@type='spicevmc']",
+    "audio[@type='spice']",
+)
+
+
 def _graphics(devices: etree._Element, kind: kinds.GraphicsType, listen: str) -> None:
     ours = [g for g in devices.findall("graphics") if g.get("type") in ("vnc", "spice")]
+    if kind is not kinds.GraphicsType.SPICE and any(g.get("type") == "spice" for g in ours):
+        # Channels, USB redirection and audio through spice cannot exist without spice
+        # graphics: libvirt refuses the domain. They leave with the spice display.
+        for path in _SPICE_DEVICES:
+            for device in devices.findall(path):
+                devices.remove(device)
     if kind is kinds.GraphicsType.NONE:
         for element in ours:
             devices.remove(element)

@@ -67,23 +67,46 @@ def _owned_device(device: etree._Element) -> bool:
     return False
 
 
-def _strip_pci(root: etree._Element) -> None:
-    """What a machine change may drop: the old bus layout's PCI addresses and controllers."""
+def _strip_bus_layout(root: etree._Element) -> None:
+    """What a machine change may redo: PCI addresses and controllers, IDE moved to SATA."""
     for address in root.iterfind(".//devices//address[@type='pci']"):
         address.getparent().remove(address)  # type: ignore[union-attr]
-    for controller in root.findall("devices/controller[@type='pci']"):
-        controller.getparent().remove(controller)  # type: ignore[union-attr]
+    for controller in root.findall("devices/controller"):
+        if controller.get("type") in ("pci", "ide"):
+            root.find("devices").remove(controller)  # type: ignore[union-attr]
+    for disk in root.findall("devices/disk"):
+        for part in disk.findall("target") + disk.findall("address[@type='drive']"):
+            disk.remove(part)
+
+
+_SPICE_ONLY = ("channel", "spicevmc"), ("redirdev", "spicevmc"), ("audio", "spice")
+
+
+def _strip_spice(root: etree._Element) -> None:
+    """What leaving spice graphics drops: the devices that only work through spice."""
+    devices = root.find("devices")
+    for tag, kind in _SPICE_ONLY:
+        for device in devices.findall(f"{tag}[@type='{kind}']") if devices is not None else ():
+            devices.remove(device)  # type: ignore[union-attr]
 
 
 _OWNED_TOP = {"name", "memory", "currentMemory", "vcpu"}
 _OWNED_OS = {"type", "loader", "nvram", "firmware"}
 
 
-def unowned(document: str, *, machine_changed: bool = False) -> list[tuple[str, bytes]]:
-    """Every element the schema does not own, as (where, canonical form), in document order."""
+def unowned(
+    document: str, *, machine_changed: bool = False, spice_left: bool = False
+) -> list[tuple[str, bytes]]:
+    """Every element the schema does not own, as (where, canonical form), in document order.
+
+    ``machine_changed`` and ``spice_left`` leave out what those owned changes must
+    redo (see :mod:`reconciler.hypervisor.patch`).
+    """
     root = etree.fromstring(document.encode())
     if machine_changed:
-        _strip_pci(root)
+        _strip_bus_layout(root)
+    if spice_left:
+        _strip_spice(root)
     found: list[tuple[str, bytes]] = [("domain@", repr(sorted(root.attrib.items())).encode())]
     for child in root:
         if not isinstance(child.tag, str) or child.tag in _OWNED_TOP:
@@ -114,8 +137,8 @@ def kept_parts(
     before = etree.fromstring(original.encode())
     after = etree.fromstring(patched.encode())
     if machine_changed:
-        _strip_pci(before)
-        _strip_pci(after)
+        _strip_bus_layout(before)
+        _strip_bus_layout(after)
 
     def disks(root: etree._Element) -> dict[tuple[str, str], bytes]:
         found = {}
@@ -209,10 +232,13 @@ def test_patching_owned_fields_never_changes_an_unowned_element(
     patched = patch.patch_domain(original, target, owner=owner(name), pools=POOLS)
 
     assert owned(shape_of(patched)) == owned(target)
-    machine_changed = before.machine != target.machine
-    assert unowned(patched, machine_changed=machine_changed) == unowned(
-        original, machine_changed=machine_changed
-    )
+    changed = {
+        "machine_changed": before.machine != target.machine,
+        "spice_left": before.graphics_type is kinds.GraphicsType.SPICE
+        and target.graphics_type is not kinds.GraphicsType.SPICE,
+    }
+    assert unowned(patched, **changed) == unowned(original, **changed)
+    machine_changed = changed["machine_changed"]
     kept_parts(original, patched, target, machine_changed=machine_changed)
     managed = etree.fromstring(patched.encode()).find(f"metadata/{MANAGED}")
     assert managed is not None and managed.get("installation") == "inst-1"

@@ -58,6 +58,15 @@ def test_two_nics_share_a_network_and_removing_one_names_it_by_mac() -> None:
     assert _fields(_vm_change(plan)) == {f"networks[lab/{MAC_A}]": (MAC_A, None, Impact.RESTART)}
 
 
+def test_the_status_lists_every_mac_of_nics_that_share_a_network() -> None:
+    both = [{"network": "lab", "mac": MAC_A}, {"network": "lab", "mac": MAC_B}]
+    _, rec = _converged(POOL, LAB, _vm(networks=both))
+
+    status = rec.by_key[fakes.key(kinds.Kind.VIRTUAL_MACHINE, "web-1")].status
+
+    assert status["macs"] == {f"lab/{MAC_A}": MAC_A, f"lab/{MAC_B}": MAC_B}
+
+
 def test_the_same_network_twice_needs_a_mac_on_each_nic() -> None:
     twice = [{"network": "lab", "mac": MAC_A}, {"network": "lab"}]
 
