@@ -126,7 +126,12 @@ def create(url: URL) -> Engine:
 
 
 def _private_file(path: Path) -> None:
-    """Create the SQLite file 0600 (its directory 0700) unless it exists; never loosen one."""
+    """Create the SQLite file 0600 (its directory 0700) unless it exists.
+
+    A file elsewhere that exists keeps the mode its operator gave it; in the
+    default state directory, which is ours, one left group- or world-readable
+    by an older version is tightened.
+    """
     try:
         settings.private_dir(path.parent)
     except OSError as exc:
@@ -136,6 +141,8 @@ def _private_file(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        if path.parent == settings.state_dir():
+            _tighten(path)
         return
     except OSError as exc:
         raise errors.StoreError(f"cannot create the record {path}: {exc.strerror}") from exc
@@ -143,6 +150,20 @@ def _private_file(path: Path) -> None:
         os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
+
+
+def _tighten(path: Path) -> None:
+    """0700 for the state directory and 0600 for the record's files in it, where ours."""
+    files = [
+        path.with_name(path.name + suffix)
+        for suffix in ("", "-wal", "-shm", ".lock", ".daemon.lock")
+    ]
+    for target, mode in [(path.parent, 0o700), *((f, 0o600) for f in files)]:
+        try:
+            if target.stat().st_uid == os.geteuid() and target.stat().st_mode & 0o077:
+                os.chmod(target, mode)
+        except OSError:
+            continue  # gone meanwhile, or not ours to change
 
 
 def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _: ConnectionPoolEntry) -> None:

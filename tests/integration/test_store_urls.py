@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
 
 from reconciler import errors
 from reconciler.store import _engine
+from reconciler.store.store import Store
 
 
 @pytest.mark.parametrize(
@@ -51,3 +53,31 @@ def test_opening_a_sqlite_file_creates_its_directory_and_uses_wal(tmp_path: Path
     finally:
         engine.dispose()
     assert (tmp_path / "deep" / "er" / "state.db").is_file()
+
+
+def test_a_record_left_readable_by_an_older_version_in_the_state_directory_is_tightened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    home = tmp_path / "infinibay"
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    old = Store.open()  # creates the record; then loosen it as the old version left it
+    old.close()
+    for name in ("state.db", "state.db.lock"):
+        (home / name).touch()
+        (home / name).chmod(0o644)
+    home.chmod(0o755)
+
+    Store.open().close()
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((home / "state.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE((home / "state.db.lock").stat().st_mode) == 0o600
+
+
+def test_a_record_elsewhere_keeps_the_mode_its_operator_gave_it(tmp_path: Path) -> None:
+    database = tmp_path / "shared" / "state.db"
+    Store.open(f"sqlite:///{database}").close()
+    database.chmod(0o640)
+    Store.open(f"sqlite:///{database}").close()
+    assert stat.S_IMODE(database.stat().st_mode) == 0o640
