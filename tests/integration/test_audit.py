@@ -34,6 +34,7 @@ from reconciler.manifests import loader
 from reconciler.models import record
 from reconciler.store import store as store_module
 from tests.fixtures import database
+from tests.integration import test_daemon
 from tests.integration.harness import Harness
 
 pytestmark = pytest.mark.integration
@@ -223,3 +224,52 @@ def test_a_killed_apply_leaves_intents_that_the_next_apply_closes_with_what_it_o
     if next_on == "same-host":
         assert journal.Journal(journal_file).open_intents == []
         assert journal_file.read_text() == ""
+
+
+def test_a_daemon_records_a_stop_it_finished_while_postgres_was_down(
+    on_private_postgres: Harness, private_postgres: database.PostgresServer, tmp_path: Path
+) -> None:
+    """The daemon as a real process: the record goes away while it waits out a shutdown."""
+    h = on_private_postgres
+    base = [h.pool(), h.network(), h.template()]
+    h.write(*base, h.vm("web"))
+    log = tmp_path / "daemon.log"
+    daemon = test_daemon.Daemon(
+        h.db_url, h.uri, log, "--source", str(h.workdir), "--shutdown-timeout", "8s"
+    )
+    try:
+        test_daemon.until(
+            lambda: test_daemon.running(h, "web") and daemon.readyz()["ready"],
+            120,
+            "the VM runs and the daemon is ready",
+            daemon,
+        )
+        h.write(*base, h.vm("web", powerState="Stopped"))
+        test_daemon.until(
+            lambda: "Stopping" in {e.reason for e in _events(h, "web")},
+            30,
+            "the daemon is stopping the VM",
+            daemon,
+        )
+        private_postgres.stop("fast")  # the VM is still waiting out its ACPI shutdown
+        test_daemon.until(
+            lambda: h.state("web") == libvirt.VIR_DOMAIN_SHUTOFF,
+            30,
+            "the VM is forced off during the outage",
+            daemon,
+        )
+        private_postgres.start()
+        stopped = test_daemon.until(
+            lambda: [e for e in _events(h, "web") if e.reason == "Stopped"],
+            90,
+            "the Stopped event reaches the record after the outage",
+            daemon,
+        )
+    finally:
+        daemon.terminate(timeout=60)
+    assert len(stopped) == 1
+    assert stopped[0].message == f"virtualmachine/{h.name('web')} forced off after 8s"
+    assert stopped[0].uid is not None
+    with h.store() as store:
+        runs = {r.id: r for r in store.runs()}
+    assert runs[stopped[0].run_id].trigger is record.Trigger.WATCH  # the pass that did it
