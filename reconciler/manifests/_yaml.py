@@ -281,6 +281,8 @@ class _Pure(_Guarded, yaml.SafeLoader):
         return event
 
 
+# libyaml composes in C and stops at 1,000 levels by itself; the caller's lower limit is
+# checked on the composed node graph (:func:`_inspect`), so only the mixin is needed here.
 _C_LOADER = getattr(yaml, "CSafeLoader", None)
 _Fast: Any = type("_Fast", (_Guarded, _C_LOADER), {}) if _C_LOADER is not None else None
 

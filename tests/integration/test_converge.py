@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import libvirt
 import pytest
@@ -212,7 +211,10 @@ def test_delete_removes_the_domain_and_retains_its_volume(h: Harness) -> None:
 
 
 def test_one_failing_vm_leaves_the_others_converged(h: Harness) -> None:
-    bad = h.pool("bad", path=Path("/proc/ibt-unwritable/pool"))
+    # Inside the pool roots (SPEC §13), but a file stands where a parent directory must be.
+    blocker = h.pool_dir / "not-a-directory"
+    blocker.write_text("")
+    bad = h.pool("bad", path=blocker / "pool")
     h.write(
         h.pool(),
         bad,
