@@ -24,7 +24,7 @@ from typing import Any
 
 from reconciler.cli import output
 from reconciler.models import documents, fields, kinds, observed, record
-from reconciler.planning import targets
+from reconciler.planning import actions, targets
 
 __all__ = [
     "Live",
@@ -105,7 +105,7 @@ def vm_facts(rec: record.ResourceRecord, live: Live) -> VmFacts:
     domain = live.domain(rec.key.name)
     macs = {str(k): str(v) for k, v in (status.get("macs") or {}).items()}
     if domain is not None:
-        macs.update({nic.network: nic.mac for nic in domain.shape.nics})
+        macs.update(actions.nic_macs(domain.shape.nics))
     if live.world is not None:
         found = {live.leases.get(mac.lower()) for mac in macs.values()}
         ips = sorted(ip for ip in found if ip is not None)

@@ -26,6 +26,7 @@ __all__ = [
     "Verb",
     "VmTarget",
     "VolumeTarget",
+    "nic_macs",
     "nic_path",
     "shared_networks",
 ]
@@ -208,3 +209,10 @@ def shared_networks(*nic_lists: Iterable[observed.NicShape]) -> set[str]:
         networks = [n.network for n in nics]
         shared |= {n for n in networks if networks.count(n) > 1}
     return shared
+
+
+def nic_macs(nics: Iterable[observed.NicShape]) -> dict[str, str]:
+    """MAC by network; by ``network/MAC`` where NICs share a network, so none is hidden."""
+    listed = list(nics)
+    shared = shared_networks(listed)
+    return {(f"{n.network}/{n.mac}" if n.network in shared else n.network): n.mac for n in listed}

@@ -117,7 +117,7 @@ def compute(
                 status.update(
                     uuid=domain.uuid,
                     power=domain.power.value,
-                    macs=_macs(domain.shape.nics),
+                    macs=actions.nic_macs(domain.shape.nics),
                     graphicsPort=domain.graphics_port,
                     ips=sorted(ip for n in domain.shape.nics if (ip := (leases or {}).get(n.mac))),
                 )
@@ -132,9 +132,3 @@ def compute(
         status["conditions"] = conditions
         writes.append(record.StatusWrite(key=key, status=status))
     return writes
-
-
-def _macs(nics: tuple[observed.NicShape, ...]) -> dict[str, str]:
-    """MAC by network; by ``network/MAC`` where NICs share a network, so none is hidden."""
-    shared = actions.shared_networks(nics)
-    return {(f"{n.network}/{n.mac}" if n.network in shared else n.network): n.mac for n in nics}
