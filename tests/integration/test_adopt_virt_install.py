@@ -171,6 +171,14 @@ def test_replacing_the_disk_of_an_adopted_domain_is_data_loss_and_refused(
     assert _inactive(h, "vm") == before
     assert _fingerprint(disk) == fingerprint
 
+    result = h.apply("--adopt", "--allow-data-loss")
+    assert result.exit_code == 0, result.output
+    sources = h.domain_xml("vm").findall("devices/disk[@device='disk']/source")
+    assert [s.get("pool") for s in sources] == [h.name("pool")]
+    assert sources[0].get("volume") != disk.name
+    assert _fingerprint(disk) == fingerprint  # detached, never deleted
+    assert h.plan().exit_code == 0
+
 
 def test_adopting_a_network_keeps_ipv6_dns_hosts_and_the_lease_time(h: Harness) -> None:
     base = h.subnet_of(0)
