@@ -121,16 +121,19 @@ def _walk(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _read_file(file: Path, root: str, limits: settings.Limits) -> tuple[str, str | None]:
+def _read_file(
+    file: Path, root: str, limits: settings.Limits, *, linked: bool
+) -> tuple[str, str | None]:
     """``(name, text)``; ``text`` is ``None`` and ``name`` a located message on failure.
 
-    A file that resolves outside ``root`` (a symlink to ``/etc/shadow``) is
-    refused without being opened, and its content can never reach a message.
-    The resolved file is opened with ``O_NOFOLLOW``, so swapping a symlink in
-    after the check does not lead out either.
+    A symlink (``linked``) that resolves outside ``root`` (to ``/etc/shadow``)
+    is refused without being opened, and its content can never reach a message.
+    Any other file lies inside ``root`` already, since the walk does not enter
+    symlinked directories. The file is opened with ``O_NOFOLLOW``, so a
+    symlink swapped in after the check does not lead out either.
     """
-    real = os.path.realpath(file)
-    if not _inside(real, root):
+    real = os.path.realpath(file) if linked else str(file)
+    if linked and not _inside(real, root):
         return f"{file}:1:1: ?/?: a symlink leading outside the source root {root}; not read", None
     try:
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
@@ -187,13 +190,16 @@ def _read(
             continue
         for file in files:
             try:
-                stat = file.stat()
+                stat = os.lstat(file)
+                linked = stat_mode.S_ISLNK(stat.st_mode)
+                if linked:
+                    stat = os.stat(file)
             except OSError:
                 continue  # a dangling symlink, or removed meanwhile
             if not stat_mode.S_ISREG(stat.st_mode) or (stat.st_dev, stat.st_ino) in seen:
                 continue
             seen.add((stat.st_dev, stat.st_ino))
-            yield _read_file(file, root, limits)
+            yield _read_file(file, root, limits, linked=linked)
 
 
 def _is_name(value: Any) -> typing.TypeGuard[str]:
