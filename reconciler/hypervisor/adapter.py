@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import posixpath
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -318,7 +319,7 @@ class Hypervisor:
             for pool in self._conn.listAllStoragePools(0):
                 with contextlib.suppress(libvirt.libvirtError):
                     _, shape = projection.parse_pool(pool.XMLDesc(0), autostart=False)
-                    found[shape.path] = pool.name()
+                    found[posixpath.normpath(shape.path)] = pool.name()
             return found
 
     # --- domains ------------------------------------------------------------
@@ -704,7 +705,7 @@ def _read_domain(
 
 
 def _pool_directories(pools: list[observed.ObservedPool]) -> dict[str, str]:
-    return {p.shape.path: p.name for p in pools}
+    return {posixpath.normpath(p.shape.path): p.name for p in pools}
 
 
 def _project_domain(
