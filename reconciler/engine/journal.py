@@ -231,6 +231,7 @@ class Journal:
         self._by_key: dict[record.ResourceKey, str] = {}
         self._retry_at = 0.0
         self._disk = True
+        self._dir_ready = False
         self._load()
 
     @classmethod
@@ -274,7 +275,9 @@ class Journal:
             return
         text = "".join(json.dumps(e, default=str) + "\n" for e in entries)
         try:
-            settings.private_dir(self.path.parent)
+            if not self._dir_ready:
+                settings.private_dir(self.path.parent)
+                self._dir_ready = True
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.write(fd, text.encode())

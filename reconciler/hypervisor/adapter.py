@@ -98,6 +98,15 @@ def _silence_default_handler(_ctx: Any, _err: Any) -> None:
     """libvirt prints every error to stderr by default; we report them ourselves."""
 
 
+def _resume(dom: libvirt.virDomain) -> None:
+    """``resume``, which may race libvirt finishing a start: running is what was wanted."""
+    try:
+        dom.resume()
+    except libvirt.libvirtError:
+        if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+            raise
+
+
 class Hypervisor:
     """A connection to one libvirt daemon with the operations the engine needs.
 
@@ -363,10 +372,10 @@ class Hypervisor:
                 if state != libvirt.VIR_DOMAIN_PAUSED:
                     return
                 if reason != libvirt.VIR_DOMAIN_PAUSED_STARTING_UP:
-                    dom.resume()
+                    _resume(dom)
                     return
                 time.sleep(0.1)  # libvirt finishes the start and resumes it itself
-            dom.resume()
+            _resume(dom)
 
     def stop_domain(self, name: str, *, timeout: float) -> bool:
         """Shut down gracefully (ACPI), then force after ``timeout``; True when graceful."""
