@@ -83,7 +83,9 @@ __all__ = [
 DEFAULT_LIBVIRT_URI = "qemu:///system"
 PASSWORD_FILE_ENV = "INFINIBAY_DATABASE_PASSWORD_FILE"
 _MASK = "***"
-_URL_RE = re.compile(r"[a-z][a-z0-9+.-]*://[^\s'\"<>`]+", re.I)
+# A scheme starts where no scheme character precedes it and is at most 32 long: so a
+# long run of letters (an API body, a label) is scanned once, not once per letter.
+_URL_RE = re.compile(r"(?<![a-z0-9+.-])[a-z][a-z0-9+.-]{0,31}://[^\s'\"<>`]+", re.I)
 _SECRET_KEYS = "password|passwd|pwd|pass|sslpassword|token|access_token|private_token|secret"
 _PAIR_RE = re.compile(
     rf"(?P<key>\b(?:{_SECRET_KEYS}))(?P<eq>\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|[^\s&'\"]+)", re.I

@@ -84,7 +84,7 @@ DURATION = _Duration()
 @click.option(
     "--http-workers",
     type=click.IntRange(1, 64),
-    default=4,
+    default=2,
     show_default=True,
     help="Threads answering /api and /metrics (each probe has its own).",
 )

@@ -63,8 +63,12 @@ def parse_listen(text: str) -> tuple[str, int]:
 class HttpLimits:
     """What one client, or many, may cost the HTTP server: threads, sockets, time."""
 
-    workers: int = 4
-    """Threads that answer ``/api`` and ``/metrics``; each probe has a thread of its own."""
+    workers: int = 2
+    """Threads that answer ``/api`` and ``/metrics``; each probe has a thread of its own.
+
+    Two keep one computing while the other waits for the record; more rarely help, as
+    the process has one GIL and every busy worker takes a share of it from the pass.
+    """
     max_connections: int = 256
     """Open connections at most; beyond it a request is answered 503 unless it is a probe."""
     header_timeout: float = 10.0

@@ -34,7 +34,8 @@ runs out of file descriptors. Here:
 * A request whose head is complete goes to a *lane*: a fixed pool of
   ``workers`` threads for ``/api`` and ``/metrics``, and one thread for each
   probe, so ``/healthz`` and ``/readyz`` never queue behind the API. A
-  worker answers one request and hands the connection back to the loop.
+  worker answers one request in memory and hands the bytes back: the loop
+  sends them, so no client, however slowly it reads, holds a worker.
 * Deadlines are absolute, checked by the loop: the head must be complete
   within ``header_timeout`` of the accept (or of the first byte of a
   kept-alive connection's next request), however slowly it trickles in
@@ -188,6 +189,7 @@ _SWEEP = 0.1  # seconds between deadline checks; also the loop's longest sleep
 _GRACE = 1.0  # seconds a head may take before a newcomer at the limit may cut it
 _ACCEPT_PAUSE = 0.5  # seconds without accepting after the process ran out of descriptors
 _BACKLOG = 128
+_STOP_WAIT = 5.0  # seconds close() waits for the workers' last answers
 
 
 def _plain(status: http.HTTPStatus, text: str) -> bytes:
@@ -210,16 +212,23 @@ _LARGE = _plain(
 
 
 class _Connection:
-    """One client socket and what the loop knows of it."""
+    """One client socket and what the loop knows of it.
 
-    __slots__ = ("address", "buffer", "deadline", "idle", "over_limit", "sock")
+    Its phase: reading a head (``out`` empty, not ``idle``), with a worker
+    (in the server's ``_busy``), writing the response (``out``), or kept alive
+    between requests (``idle``). ``deadline`` ends the phase it is in.
+    """
+
+    __slots__ = ("address", "buffer", "deadline", "idle", "keep", "out", "over_limit", "sock")
 
     def __init__(self, sock: socket.socket, address: Any, deadline: float, over_limit: bool):
         self.sock = sock
         self.address = address
-        self.buffer = b""
+        self.buffer = b""  # received and not yet answered
+        self.out = b""  # the response, as far as it is not sent yet
+        self.keep = False  # keep the connection alive once ``out`` is sent
         self.deadline = deadline
-        self.idle = False  # kept alive between requests (not reading a head)
+        self.idle = False
         self.over_limit = over_limit  # admitted from the reserve: one probe, then closed
 
 
@@ -282,21 +291,6 @@ def _warn_unless_loopback(host: str, port: int) -> None:
         )
 
 
-class _SocketWriter(io.BufferedIOBase):
-    """The handler's ``wfile``: every write is a ``sendall`` under the socket's timeout."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        self._sock.sendall(data)
-        with memoryview(data) as view:
-            return view.nbytes
-
-
 class Server:
     """The bounded HTTP server on its own threads; :attr:`port` is the bound port."""
 
@@ -320,12 +314,12 @@ class Server:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._returned: queue.SimpleQueue[tuple[_Connection, bool]] = queue.SimpleQueue()
+        self._answered: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
         self._lanes: dict[str | None, queue.SimpleQueue[_Connection | None]] = {
             lane: queue.SimpleQueue() for lane in (None, *_PROBES)
         }
-        # Owned by the loop thread alone: connections it reads, and those a worker answers.
-        self._reading: dict[socket.socket, _Connection] = {}
+        # Owned by the loop thread alone: the connections it watches, and those with a worker.
+        self._watched: dict[socket.socket, _Connection] = {}
         self._busy: set[_Connection] = set()
         self._paused_until: float | None = None
         self._next_sweep = 0.0
@@ -333,21 +327,22 @@ class Server:
         self._closed = False
         self._loop = threading.Thread(target=self._serve, name="http", daemon=True)
         self._workers = [
-            threading.Thread(target=self._work, args=(None,), name=f"http-worker-{n}", daemon=True)
-            for n in range(self.limits.workers)
-        ] + [
-            threading.Thread(target=self._work, args=(lane,), name=f"http-{lane}", daemon=True)
-            for lane in _PROBES
+            (lane, threading.Thread(target=self._work, args=(lane,), name=name, daemon=True))
+            for lane, name in [
+                *((None, f"http-worker-{n}") for n in range(self.limits.workers)),
+                *((lane, f"http-{lane}") for lane in _PROBES),
+            ]
         ]
 
     @property
     def alive(self) -> bool:
         """Whether the loop and every worker still run (for the daemon's liveness)."""
-        return all(t.is_alive() for t in (self._loop, *self._workers))
+        return all(t.is_alive() for t in (self._loop, *(t for _, t in self._workers)))
 
     def start(self) -> None:
-        for thread in (*self._workers, self._loop):
+        for _, thread in self._workers:
             thread.start()
+        self._loop.start()
 
     def close(self) -> None:
         if self._closed:
@@ -357,25 +352,23 @@ class Server:
         self._wake()
         if self._loop.is_alive():
             self._loop.join()
-        for thread in self._workers:
-            if thread.name.startswith("http-worker"):
-                self._lanes[None].put(None)
-        for lane in _PROBES:
+        for lane, _ in self._workers:
             self._lanes[lane].put(None)
-        for thread in self._workers:
+        deadline = time.monotonic() + _STOP_WAIT
+        for _, thread in self._workers:  # a worker can only be waiting for the record
             if thread.is_alive():
-                thread.join(1.0)  # a worker stuck on a slow client is a daemon thread
-        for conn in [*self._reading.values(), *self._busy]:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        for conn in [*self._watched.values(), *self._busy]:
             with contextlib.suppress(OSError):
                 conn.sock.close()
         for sock in (self._listener, self._wake_r, self._wake_w):
             sock.close()
         self._selector.close()
 
-    # -- the event loop ------------------------------------------------------------
+    # -- the event loop: every socket operation happens here, none blocks -----------
 
     def _open(self) -> int:
-        return len(self._reading) + len(self._busy)
+        return len(self._watched) + len(self._busy)
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):  # full: the loop wakes anyway
@@ -391,11 +384,24 @@ class Server:
                 elif key.fileobj is self._wake_r:
                     with contextlib.suppress(OSError):
                         self._wake_r.recv(4096)
+                elif key.data.out:
+                    self._send(key.data)
                 else:
                     self._receive(key.data)
-            self._take_back()
+            self._take_answers()
             self._sweep(time.monotonic())
             self._gauges.http_connections.set(self._open())
+
+    def _watch(self, conn: _Connection, events: int) -> None:
+        if conn.sock in self._watched:
+            self._selector.modify(conn.sock, events, conn)
+        else:
+            self._watched[conn.sock] = conn
+            self._selector.register(conn.sock, events, conn)
+
+    def _unwatch(self, conn: _Connection) -> None:
+        if self._watched.pop(conn.sock, None) is not None:
+            self._selector.unregister(conn.sock)
 
     def _accept(self) -> None:
         for _ in range(_ACCEPT_BATCH):
@@ -422,20 +428,17 @@ class Server:
             self._drop(sock, _BUSY, "limit")
             return
         sock.setblocking(False)
-        conn = _Connection(
-            sock, address, time.monotonic() + self.limits.header_timeout, count >= limit
-        )
-        self._reading[sock] = conn
-        self._selector.register(sock, selectors.EVENT_READ, conn)
+        deadline = time.monotonic() + self.limits.header_timeout
+        self._watch(_Connection(sock, address, deadline, count >= limit), selectors.EVENT_READ)
 
     def _evict(self) -> None:
         """Make room: close an idle keep-alive connection, else the one reading longest.
 
         A head still being read is cut only once it has taken ``_GRACE``: a burst of
         clients arriving together must not evict one another before they had a chance
-        to send.
+        to send. A connection being answered is never cut to make room.
         """
-        waiting = self._reading.values()
+        waiting = [conn for conn in self._watched.values() if not conn.out]
         if idle := [conn for conn in waiting if conn.idle]:
             self._close(min(idle, key=lambda conn: conn.deadline))
             return
@@ -472,39 +475,56 @@ class Server:
         if conn.over_limit and lane is None:
             self._refuse(conn, _BUSY, "limit")
             return
-        self._selector.unregister(conn.sock)
-        del self._reading[conn.sock]
+        self._unwatch(conn)
         self._busy.add(conn)
-        conn.sock.settimeout(self.limits.write_timeout)
         self._lanes[lane].put(conn)
 
-    def _take_back(self) -> None:
-        """Keep alive, or close, the connections the workers have answered."""
+    def _take_answers(self) -> None:
+        """Start sending what the workers have answered."""
         while True:
             try:
-                conn, keep = self._returned.get_nowait()
+                conn = self._answered.get_nowait()
             except queue.Empty:
                 return
             self._busy.discard(conn)
-            if not keep or conn.over_limit or self._stopping.is_set():
+            if not conn.out or self._stopping.is_set():
                 self._close(conn)
                 continue
-            conn.sock.setblocking(False)
-            self._reading[conn.sock] = conn
-            self._selector.register(conn.sock, selectors.EVENT_READ, conn)
-            if conn.buffer:  # pipelined: the next head is already here
-                conn.deadline = time.monotonic() + self.limits.header_timeout
-                self._examine(conn)
-            else:
-                conn.idle = True
-                conn.deadline = time.monotonic() + self.limits.idle_timeout
+            conn.deadline = time.monotonic() + self.limits.write_timeout
+            self._watch(conn, selectors.EVENT_WRITE)
+            self._send(conn)
+
+    def _send(self, conn: _Connection) -> None:
+        try:
+            sent = conn.sock.send(conn.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # the client went away
+            self._close(conn)
+            return
+        conn.out = conn.out[sent:]
+        if conn.out:
+            return
+        if not conn.keep or conn.over_limit:
+            self._close(conn)
+        elif conn.buffer:  # pipelined: the next head may be here already
+            conn.deadline = time.monotonic() + self.limits.header_timeout
+            self._watch(conn, selectors.EVENT_READ)
+            self._examine(conn)
+        else:
+            conn.idle = True
+            conn.deadline = time.monotonic() + self.limits.idle_timeout
+            self._watch(conn, selectors.EVENT_READ)
 
     def _sweep(self, now: float) -> None:
         if now < self._next_sweep:
             return
         self._next_sweep = now + _SWEEP
-        for conn in [c for c in self._reading.values() if c.deadline <= now]:
-            if conn.idle:
+        for conn in [c for c in self._watched.values() if c.deadline <= now]:
+            if conn.out:
+                self._gauges.http_dropped.labels("write_timeout").inc()
+                self._close(conn)
+            elif conn.idle:
                 self._close(conn)
             else:
                 self._refuse(conn, _SLOW, "header_timeout")
@@ -513,15 +533,13 @@ class Server:
             self._selector.register(self._listener, selectors.EVENT_READ)
 
     def _close(self, conn: _Connection) -> None:
-        if self._reading.pop(conn.sock, None) is not None:
-            self._selector.unregister(conn.sock)
+        self._unwatch(conn)
         self._busy.discard(conn)
         with contextlib.suppress(OSError):
             conn.sock.close()
 
     def _refuse(self, conn: _Connection, response: bytes, reason: str) -> None:
-        if self._reading.pop(conn.sock, None) is not None:
-            self._selector.unregister(conn.sock)
+        self._unwatch(conn)
         self._drop(conn.sock, response, reason)
 
     def _drop(self, sock: socket.socket, response: bytes, reason: str) -> None:
@@ -535,52 +553,49 @@ class Server:
         with contextlib.suppress(OSError):
             sock.close()
 
-    # -- the workers ---------------------------------------------------------------
+    # -- the workers: they parse and answer in memory, and never touch a socket -------
 
     def _work(self, lane: str | None) -> None:
         requests = self._lanes[lane]
         while (conn := requests.get()) is not None:
-            keep = False
             try:
-                keep = self._answer(conn)
-            except OSError as exc:  # the client went away, or stopped reading
-                _log.debug("http: %s: %s", conn.address, exc)
+                self._answer(conn)
             except Exception:
                 _log.exception("http: answering %s failed", conn.address)
+                conn.out = b""  # the loop closes the connection
             finally:
-                self._returned.put((conn, keep))
+                self._answered.put(conn)
                 self._wake()
 
-    def _answer(self, conn: _Connection) -> bool:
-        """Answer the request at the head of the connection's buffer; True to keep it alive."""
-        handler = self._handler(conn.sock, conn.address, conn.buffer)
+    def _answer(self, conn: _Connection) -> None:
+        """Answer the request at the head of the connection's buffer, into ``conn.out``."""
+        handler = self._handler(conn.address, conn.buffer)
         handler.handle_one_request()
         conn.buffer = handler.rfile.read()  # whatever followed: a pipelined request
-        return not handler.close_connection
+        conn.out = handler.wfile.getvalue()
+        conn.keep = not handler.close_connection
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """One request already read into memory, answered on its socket.
+    """One request answered in memory: the head from a buffer, the response into one.
 
-    The loop has read the head, so the standard library's parser reads it
-    from a buffer; only the response touches the socket. :meth:`__init__`
-    therefore skips the stream set-up (and the serving loop) of the base.
+    The loop reads the head and sends the response, so the standard library's
+    parser and response writer work on buffers here; :meth:`__init__` skips the
+    base's socket set-up and serving loop.
     """
 
     server_version = "infinibay-daemon"
     protocol_version = "HTTP/1.1"
+    wfile: io.BytesIO
 
-    def __init__(self, sock: socket.socket, address: Any, head: bytes) -> None:
-        self.request = self.connection = sock
+    def __init__(self, address: Any, head: bytes) -> None:
         self.client_address = address
         self.rfile = io.BytesIO(head)
-        self.wfile = _SocketWriter(sock)
+        self.wfile = io.BytesIO()
         self.close_connection = True
 
 
-def _handler(
-    probe: Probe, gauges: metrics.Metrics, api: _Api
-) -> Callable[[socket.socket, Any, bytes], _Handler]:
+def _handler(probe: Probe, gauges: metrics.Metrics, api: _Api) -> Callable[[Any, bytes], _Handler]:
     class Handler(_Handler):
         def log_message(self, format: str, *args: Any) -> None:
             _log.debug("http: " + format, *args)
@@ -616,8 +631,6 @@ def _handler(
                 self._json(400, {"error": str(exc)})
             except errors.InfinibayError as exc:
                 self._json(503, {"error": str(exc)})
-            except OSError:
-                raise  # the client's socket: the worker closes it
             except Exception:  # a bug: say so, keep serving; the traceback goes to the log
                 _log.exception("http: GET %s failed", url.path)
                 self.close_connection = True

@@ -88,7 +88,7 @@ class Metrics:
         self.http_dropped = prom.Counter(
             "infinibay_http_dropped_connections",
             "Connections the HTTP server refused or cut, by reason (limit, header_timeout, "
-            "head_too_large, accept_failed).",
+            "head_too_large, write_timeout, accept_failed).",
             ["reason"],
             registry=r,
         )

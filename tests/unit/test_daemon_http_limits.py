@@ -24,6 +24,7 @@ import pytest
 from reconciler import errors
 from reconciler.daemon import config, metrics
 from reconciler.daemon import http as http_module
+from reconciler.models import record
 from reconciler.store import store as store_module
 from tests.unit.test_daemon_http import Endpoints
 
@@ -298,3 +299,37 @@ def test_the_standard_client_keeps_one_connection_alive_across_requests(serve: S
         conn.close()
     assert statuses == [200, 503, 200, 404]
     assert len(sockets) == 1
+
+
+def test_a_client_that_does_not_read_holds_no_worker_and_is_cut_at_the_write_deadline(
+    serve: Serve, store: store_module.Store
+) -> None:
+    store.apply_specs(
+        [
+            record.SpecWrite(
+                key=record.ResourceKey("Template", f"t-{n}"),
+                spec={"spec": {"cpus": 1, "memory": "64MiB"}},
+                spec_hash=f"h-{n}",
+                labels={"padding": "x" * 4096},
+                annotations={},
+                source_file="t.yaml",
+                source_document=n,
+                source_revision=None,
+            )
+            for n in range(2000)
+        ]
+    )  # /api/v1/resources is now over 8 MB: more than the kernel's buffers take
+    endpoints = serve(config.HttpLimits(workers=1, write_timeout=1.0))
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", endpoints.server.port))
+    with stalled:
+        stalled.sendall(_GET_RESOURCES)
+        time.sleep(0.5)  # answered; the loop is stuck sending it, the worker is not
+        with connect(endpoints.server.port) as other:
+            started = time.monotonic()
+            other.sendall(b"GET /api/v1/resources/template/t-1 HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_response(other).startswith(b"HTTP/1.1 200 ")
+            assert time.monotonic() - started < 1.0
+        time.sleep(1.5)
+    assert dropped(endpoints.metrics, "write_timeout") == 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,14 @@ def test_redact_parses_urls_query_strings_raw_at_signs_and_conninfo(
     assert secret not in redacted
     assert "***" in redacted
     assert kept in redacted
+
+
+def test_redact_takes_linear_time_on_long_runs_of_scheme_characters() -> None:
+    text = "x" * 1_000_000 + " postgresql://u:pw@h/db " + "y.z-" * 250_000
+    started = time.monotonic()
+    redacted = settings.redact(text)
+    assert time.monotonic() - started < 2.0  # quadratic scanning took minutes
+    assert "pw@" not in redacted and "postgresql://u:***@h/db" in redacted
 
 
 def test_a_remembered_secret_is_masked_anywhere_also_percent_encoded() -> None:
