@@ -333,3 +333,42 @@ def test_a_client_that_does_not_read_holds_no_worker_and_is_cut_at_the_write_dea
             assert time.monotonic() - started < 1.0
         time.sleep(1.5)
     assert dropped(endpoints.metrics, "write_timeout") == 1.0
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 in this Python")
+def test_an_ipv6_loopback_listen_address_is_served_without_a_warning(
+    store: store_module.Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="reconciler.daemon.http")
+    probe = http_module.Probe(lambda: True, lambda: (True, {}))
+    server = http_module.Server(("::1", 0), probe, metrics.Metrics(lambda: 0), store)
+    server.start()
+    try:
+        with socket.create_connection(("::1", server.port), timeout=5) as sock:
+            sock.sendall(_GET_HEALTHZ)
+            assert read_response(sock).endswith(b"\r\n\r\nok\n")
+    finally:
+        server.close()
+    assert not caplog.records
+
+
+def test_a_handler_that_fails_answers_500_and_its_lane_keeps_serving(
+    store: store_module.Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    def readiness() -> tuple[bool, dict[str, Any]]:
+        raise RuntimeError("a bug")
+
+    probe = http_module.Probe(lambda: True, readiness)
+    server = http_module.Server(("127.0.0.1", 0), probe, metrics.Metrics(lambda: 0), store)
+    server.start()
+    try:
+        for _ in range(2):
+            with connect(server.port) as sock:
+                sock.sendall(_GET_READYZ)
+                answer = read_until_closed(sock)
+            assert answer.startswith(b"HTTP/1.1 500 ")
+            assert b"internal error; see the daemon's log" in answer
+        assert server.alive
+    finally:
+        server.close()
+    assert "RuntimeError: a bug" in caplog.text
