@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from reconciler.models import desired, effective, kinds, observed, record
@@ -127,10 +128,13 @@ def converged(
 
 
 def _timed(
-    state: desired.DesiredState, records: list[record.ResourceRecord], world: observed.World
+    state: desired.DesiredState,
+    records: list[record.ResourceRecord],
+    world: observed.World,
+    volumes: Sequence[record.VolumeRecord] = (),
 ) -> tuple[float, actions.Plan]:
     start = time.perf_counter()
-    result = planner.plan(state, records, world, installation=INSTALLATION)
+    result = planner.plan(state, records, world, installation=INSTALLATION, volumes=volumes)
     return time.perf_counter() - start, result
 
 
@@ -143,7 +147,7 @@ def measure(size: int, repeat: int) -> dict[str, list[float]]:
         timings["create"].append(elapsed)
     records, world = converged(created)
     for _ in range(repeat):
-        elapsed, again = _timed(state, records, world)
+        elapsed, again = _timed(state, records, world, created.volume_claims)
         if not again.empty or again.spec_writes:
             raise AssertionError(f"the no-op plan of {size} resources is not empty: {again}")
         timings["noop"].append(elapsed)

@@ -111,7 +111,7 @@ def _observe(
         )
         return views.Live(installation)
     try:
-        drifted = recorded.drifted(records, world, installation)
+        drifted = recorded.drifted(records, world, installation, store.volumes())
     except ValueError as exc:  # a record written by an older schema no longer validates
         click.echo(f"warning: drift not computed: {' '.join(str(exc).split())}", err=True)
         return views.Live(installation, world, leases)

@@ -42,11 +42,13 @@ def plan_lines(plan: actions.Plan) -> list[str]:
                 f"({field.impact.label})"
             )
         for volume in change.retained:
-            fate = "delete" if volume.reclaim.value == "Delete" else "retain"
-            lines.append(
-                f"    volume {volume.pool}/{volume.volume}: {fate} "
-                f"(reclaimPolicy {volume.reclaim.value})"
+            fate = "delete" if volume.deletes else "retain"
+            why = (
+                f"reclaimPolicy {volume.reclaim.value}"
+                if volume.created
+                else "not created by this installation"
             )
+            lines.append(f"    volume {volume.pool}/{volume.volume}: {fate} ({why})")
         if change.note:
             lines.append(f"    note: {change.note}")
     return lines

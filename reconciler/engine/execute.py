@@ -58,6 +58,9 @@ class Outcome:
     events: list[record.NewEvent] = dataclasses.field(default_factory=list)
     error: str = ""
     uuid: str | None = None
+    # Inventory rows to drop once this outcome is recorded: volumes deleted, or a
+    # claimed name that turned out to be someone else's volume.
+    released: list[record.VolumeRecord] = dataclasses.field(default_factory=list)
 
     def event(
         self, reason: str, message: str, *, warning: bool = False, diff: bool = False
@@ -252,9 +255,15 @@ class _Steps:
                     f"volume {volume.pool}/{volume.volume} deleted to change its image",
                     warning=True,
                 )
-                self._create_volume(volume, out)
+                self._create_volume(change, volume, out)
             elif change.field(f"{path}.volume") is not None:
-                self._create_volume(volume, out)
+                self._create_volume(change, volume, out)
+            elif change.field(f"{path}.adopt") is not None:
+                out.event(
+                    "VolumeAdopted",
+                    f"volume {volume.pool}/{volume.volume} adopted: used as it is, "
+                    "never grown or deleted",
+                )
             elif (grow := change.field(f"{path}.size")) is not None:
                 self.hv.grow_volume(
                     volume.pool,
@@ -268,7 +277,9 @@ class _Steps:
                 )
         return stopped
 
-    def _create_volume(self, volume: actions.VolumeTarget, out: Outcome) -> None:
+    def _create_volume(
+        self, change: actions.Change, volume: actions.VolumeTarget, out: Outcome
+    ) -> None:
         try:
             self.hv.create_volume(
                 volume.pool,
@@ -278,8 +289,19 @@ class _Steps:
                 backing_pool=volume.image_pool,
             )
         except errors.ExistsError:
-            # A retained volume, one a killed earlier apply created, or one that was out of
-            # sight in a stopped pool: reuse it, grown to the declared size if smaller.
+            if not volume.created:
+                # Someone else's file, out of sight when planned (a stopped pool, or made
+                # since): never taken over. The name claimed for it is given back.
+                out.released.append(
+                    record.VolumeRecord(volume.pool, volume.volume, change.key, volume.disk)
+                )
+                raise errors.RefusedError(
+                    f"volume {volume.pool}/{volume.volume} exists but was not created by this "
+                    "installation, so it is never taken over; move it away, or name it with "
+                    "volume: and pass --adopt to use it as it is"
+                ) from None
+            # Ours (the inventory says so): retained, one a killed earlier apply created, or
+            # one that was out of sight in a stopped pool. Reuse it, grown if smaller.
             existing = self.hv.volume(volume.pool, volume.volume)
             if existing.capacity < volume.size:
                 self.hv.grow_volume(volume.pool, volume.volume, volume.size)
@@ -363,7 +385,9 @@ class _Steps:
         except errors.NotFoundError:
             pass  # already gone: deletion is idempotent
         for volume in change.retained:
-            if volume.reclaim is kinds.ReclaimPolicy.DELETE:
+            mine = record.VolumeRecord(volume.pool, volume.volume, change.key, volume.disk)
+            if volume.deletes:
+                out.released.append(mine)
                 try:
                     self.hv.delete_volume(volume.pool, volume.volume)
                 except errors.NotFoundError:
@@ -371,6 +395,13 @@ class _Steps:
                 out.event(
                     "VolumeDeleted",
                     f"volume {volume.pool}/{volume.volume} deleted (reclaimPolicy Delete)",
+                )
+            elif not volume.created:
+                out.released.append(mine)  # an adopted volume stays, and is no longer ours
+                out.event(
+                    "VolumeRetained",
+                    f"volume {volume.pool}/{volume.volume} retained "
+                    "(not created by this installation)",
                 )
             else:
                 out.event(

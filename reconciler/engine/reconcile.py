@@ -18,6 +18,7 @@ is killed, are recorded by a later pass instead of lost.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 
@@ -107,6 +108,7 @@ class Reconciler:
             records,
             world,
             installation=self.store.installation_id(),
+            volumes=self.store.volumes(),
             prune=prune,
             adopt=adopt,
         )
@@ -149,6 +151,7 @@ class Reconciler:
                 records,
                 world,
                 installation=self.store.installation_id(),
+                volumes=self.store.volumes(),
                 adopt=request.adopt,
                 allow_data_loss=request.options.allow_data_loss,
             )
@@ -178,6 +181,7 @@ class Reconciler:
             self.store.apply_specs(
                 [dataclasses.replace(w, run_id=run_id) for w in plan.spec_writes]
             )
+            self.store.claim_volumes(plan.volume_claims)
 
             def starting(changes: list[actions.Change]) -> None:
                 audit.begin(changes, run_id, request.revision)
@@ -194,6 +198,10 @@ class Reconciler:
                     [outcome.change.key] if deleted else [],
                 )
                 audit.flush(self.store)
+                # Through an outage a row outlives its volume; all it does is keep the
+                # name reserved for the VM that had it.
+                with contextlib.suppress(errors.StoreError):
+                    self.store.release_volumes(outcome.released)
                 outcomes.append(outcome)
                 on_outcome(outcome)
 
@@ -210,7 +218,13 @@ class Reconciler:
     def _write_status(self, state: desired.DesiredState, outcomes: list[execute.Outcome]) -> None:
         world = self.hv.observe()
         records = self.store.resources()
-        after = planner.plan(state, records, world, installation=self.store.installation_id())
+        after = planner.plan(
+            state,
+            records,
+            world,
+            installation=self.store.installation_id(),
+            volumes=self.store.volumes(),
+        )
         failures = {o.change.key: o.error for o in outcomes if not o.ok}
         leases = self.hv.dhcp_leases()
         self.store.write_status(

@@ -41,8 +41,13 @@ def desired_from_record(records: Sequence[record.ResourceRecord]) -> desired.Des
 
 
 def drifted(
-    records: Sequence[record.ResourceRecord], world: observed.World, installation: str
+    records: Sequence[record.ResourceRecord],
+    world: observed.World,
+    installation: str,
+    volumes: Sequence[record.VolumeRecord],
 ) -> frozenset[record.ResourceKey]:
     """Resources whose observed libvirt state no longer matches their last applied spec."""
-    plan = planner.plan(desired_from_record(records), records, world, installation=installation)
+    plan = planner.plan(
+        desired_from_record(records), records, world, installation=installation, volumes=volumes
+    )
     return frozenset(c.key for c in plan.changes if c.drift)

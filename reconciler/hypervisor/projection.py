@@ -36,7 +36,6 @@ __all__ = [
     "tree",
     "unmodelled_domain",
     "unmodelled_network",
-    "volume_disk_name",
 ]
 
 _MEMORY_UNITS = {
@@ -88,14 +87,6 @@ def _scaled(element: etree._Element | None, default_unit: str = "kib") -> int:
         return 0
     unit = (element.get("unit") or default_unit).lower()
     return int(element.text.strip()) * _MEMORY_UNITS[unit]
-
-
-def volume_disk_name(vm: str, volume: str) -> str:
-    """Our disk name from a volume named ``<vm>-<disk>.qcow2``; the volume itself otherwise."""
-    prefix, suffix = f"{vm}-", ".qcow2"
-    if volume.startswith(prefix) and volume.endswith(suffix):
-        return volume[len(prefix) : -len(suffix)]
-    return volume
 
 
 def _firmware(os_element: etree._Element | None) -> kinds.Firmware:
@@ -150,7 +141,7 @@ def disk_shape(
         directory = posixpath.dirname(posixpath.normpath(path)) if path else ""
         if disk.get("type", "file") == "file" and pools and directory in pools:
             pool, volume = pools[directory], posixpath.basename(path)
-    return observed.DiskShape(name=volume_disk_name(vm, volume), pool=pool, volume=volume)
+    return observed.DiskShape(name=observed.disk_name(vm, volume), pool=pool, volume=volume)
 
 
 def _disks(

@@ -35,11 +35,12 @@ DEFAULT_POOL = "default"
 @dataclasses.dataclass(frozen=True)
 class EffectiveDisk:
     name: str
-    size: int
+    size: int  # 0 for a named volume given without a size: it is used as it is
     pool: str
     image: str | None
     reclaim: kinds.ReclaimPolicy
     image_pool: str | None = None  # ``imagePool`` as written; else ``image`` is in ``pool``
+    volume: str | None = None  # an existing volume named in the manifest (``volume:``)
 
     @property
     def image_source(self) -> str | None:
@@ -47,8 +48,27 @@ class EffectiveDisk:
         return (self.image_pool or self.pool) if self.image is not None else None
 
     def volume_name(self, vm: str) -> str:
-        """The volume's file name in its pool: owned by VM and disk name, never a UUID."""
-        return f"{vm}-{self.name}.qcow2"
+        """The volume's file name in its pool: the one named, else ``VM.DISK.qcow2``.
+
+        Generated names are derived from the VM and disk names, never a UUID, and
+        joined by a dot, which cannot occur in a DNS label: VM ``a`` disk ``b-root``
+        and VM ``a-b`` disk ``root`` get two volumes. (Installations from before
+        kept ``VM-DISK.qcow2``; the record's volume inventory remembers those.)
+        """
+        return self.volume or f"{vm}.{self.name}.qcow2"
+
+    @classmethod
+    def from_record(cls, document: dict[str, Any]) -> EffectiveDisk:
+        """A disk of a record's ``effective`` spec, as :func:`merge` once resolved it."""
+        return cls(
+            name=document["name"],
+            size=int(document["size"]),
+            pool=document["pool"],
+            image=document.get("image"),
+            reclaim=kinds.ReclaimPolicy(document["reclaim"]),
+            image_pool=document.get("image_pool"),
+            volume=document.get("volume"),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,16 +137,17 @@ def merge(vm: kinds.VirtualMachine, template: kinds.Template | None) -> Effectiv
     graphics = {**base.get("graphics", {}), **over.get("graphics", {})}
     effective_disks = []
     for disk in disks:
-        if "size" not in disk:
+        if "size" not in disk and "volume" not in disk:
             raise ValueError(f"disk {disk['name']!r} has no size in the VM or its template")
         effective_disks.append(
             EffectiveDisk(
                 name=disk["name"],
-                size=disk["size"],
+                size=disk.get("size", 0),
                 pool=disk.get("pool", DEFAULT_POOL),
                 image=disk.get("image"),
                 reclaim=kinds.ReclaimPolicy(disk.get("reclaimPolicy", kinds.ReclaimPolicy.RETAIN)),
                 image_pool=disk.get("imagePool"),
+                volume=disk.get("volume"),
             )
         )
     return EffectiveVM(

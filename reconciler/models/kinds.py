@@ -237,19 +237,37 @@ class Graphics(_Strict):
     listen: ipaddress.IPv4Address = ipaddress.IPv4Address("127.0.0.1")
 
 
+_VOLUME_FILE = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+
+
 class Disk(_Strict):
     name: fields.DnsLabel
     size: fields.Size | None = None
     pool: fields.DnsLabel | None = None
     image: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$",
+        pattern=_VOLUME_FILE,
         description="Backing volume, from an image pool: 'imagePool', else the disk's own pool.",
     )
     imagePool: fields.DnsLabel | None = Field(
         default=None, description="The image pool ('images: true') that holds 'image'."
     )
+    # An existing volume of ``pool`` used as it is (never created, grown or deleted)
+    # instead of the generated ``VM.DISK.qcow2``; taking it needs ``--adopt``. Left
+    # out of dumps when unset, so the spec hash of disks written before it is unchanged.
+    volume: str | None = Field(
+        default=None,
+        pattern=_VOLUME_FILE,
+        exclude_if=lambda value: value is None,
+        description="An existing volume of 'pool', used as it is; taking it needs --adopt.",
+    )
     reclaimPolicy: ReclaimPolicy | None = None
+
+    @model_validator(mode="after")
+    def _volume_or_image(self) -> Self:
+        if self.volume is not None and self.image is not None:
+            raise ValueError("give either volume (used as it is) or image (a backing file)")
+        return self
 
 
 class Nic(_Strict):

@@ -30,6 +30,7 @@ __all__ = [
     "Unmodelled",
     "VmShape",
     "World",
+    "disk_name",
 ]
 
 
@@ -45,7 +46,7 @@ class Ownership:
 
 @dataclasses.dataclass(frozen=True)
 class DiskShape:
-    name: str
+    name: str  # see disk_name: both the desired and the observed shape derive it alike
     pool: str  # "" for a disk outside every known pool (a path, a network or nvme disk)
     volume: str
 
@@ -53,6 +54,19 @@ class DiskShape:
     def modelled(self) -> bool:
         """A volume of a pool, which a manifest can name; anything else is left as it is."""
         return self.pool != ""
+
+
+def disk_name(vm: str, volume: str) -> str:
+    """A disk's name in a shape, from its volume: libvirt keeps no disk names.
+
+    ``<vm>.<disk>.qcow2`` (the generated name) and ``<vm>-<disk>.qcow2`` (the one
+    installations made before) give ``<disk>``; any other volume, such as one
+    named in a manifest with ``volume:``, stands for itself.
+    """
+    for prefix in (f"{vm}.", f"{vm}-"):
+        if volume.startswith(prefix) and volume.endswith(".qcow2"):
+            return volume[len(prefix) : -len(".qcow2")]
+    return volume
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,7 @@ __all__ = [
     "SpecWrite",
     "StatusWrite",
     "Trigger",
+    "VolumeRecord",
 ]
 
 RunId = NewType("RunId", int)
@@ -69,6 +70,24 @@ class ResourceRecord:
     created_at: dt.datetime
     updated_at: dt.datetime
     deleted_at: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class VolumeRecord:
+    """One row of the volume inventory: a volume of ``pool`` that a VM's disk uses.
+
+    A volume has no metadata in libvirt, so the record is the only proof that
+    this installation made it. A row is written *before* the volume is created
+    (intent): a volume a killed pass left behind is still recognised as ours.
+    ``created`` is false for an existing volume adopted with ``volume:`` and
+    ``--adopt``, which is used as it is and never grown or deleted.
+    """
+
+    pool: str
+    name: str
+    owner: ResourceKey
+    disk: str
+    created: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

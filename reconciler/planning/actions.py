@@ -85,7 +85,14 @@ class VolumeTarget:
     size: int
     image: str | None
     reclaim: kinds.ReclaimPolicy
+    created: bool  # the inventory says this installation created it (may grow, reuse, delete)
     image_pool: str | None = None  # the image pool ``image`` is read from; else ``pool``
+    named: bool = False  # named in the manifest (``volume:``): used as it is
+
+    @property
+    def deletes(self) -> bool:
+        """Deleting the VM deletes this volume: ``reclaimPolicy: Delete`` and one we created."""
+        return self.reclaim is kinds.ReclaimPolicy.DELETE and self.created
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,9 +139,7 @@ class Change:
     @property
     def impact(self) -> Impact:
         impacts = [f.impact for f in self.fields]
-        if self.verb is Verb.DELETE and any(
-            v.reclaim is kinds.ReclaimPolicy.DELETE for v in self.retained
-        ):
+        if self.verb is Verb.DELETE and any(v.deletes for v in self.retained):
             impacts.append(Impact.DATA_LOSS)
         if self.verb is Verb.REPLACE:
             impacts.append(Impact.REPLACE)
@@ -173,6 +178,9 @@ class Plan:
     spec_writes: tuple[record.SpecWrite, ...] = ()  # record updates, applied with each change
     errors: tuple[str, ...] = ()  # located refusals (e.g. a disk shrink): nothing may run
     not_found: tuple[record.ResourceKey, ...] = ()  # named for deletion, exist nowhere
+    # Volumes to add to the inventory before anything runs (intent), so that a volume
+    # a killed pass created is still known as ours.
+    volume_claims: tuple[record.VolumeRecord, ...] = ()
 
     @property
     def empty(self) -> bool:

@@ -23,7 +23,7 @@ import typing
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from reconciler.models import desired, fields, kinds, observed, record
+from reconciler.models import desired, effective, fields, kinds, observed, record
 from reconciler.planning import actions, targets
 
 __all__ = ["plan", "plan_deletions"]
@@ -67,6 +67,7 @@ class _Planner:
         world: observed.World,
         installation: str,
         adopt: bool,
+        volumes: Iterable[record.VolumeRecord] = (),
     ) -> None:
         self.state = state
         self.records = {r.key: r for r in records}
@@ -78,6 +79,8 @@ class _Planner:
         self.spec_writes: list[record.SpecWrite] = []
         self.errors: list[str] = []
         self.hashes: dict[record.ResourceKey, str] = {}
+        self.inventory = targets.Inventory(volumes)
+        self.claims: list[record.VolumeRecord] = []
         self.taken_macs = {n.mac for d in world.domains.values() for n in d.shape.nics} | {
             n.mac for vm in state.effective_vms.values() for n in vm.nics if n.mac
         }
@@ -290,8 +293,24 @@ class _Planner:
                     | {_key(kinds.Kind.NETWORK, n.network) for n in vm.nics}
                 )
             )
-            target = targets.vm_target(vm, current, rec, self.installation, self.taken_macs)
-            volume_changes = self._volume_changes(loaded, target)
+            target = targets.vm_target(
+                vm, current, rec, self.installation, self.taken_macs, self.inventory
+            )
+            if current is not None:
+                owned = (
+                    current.owner is not None and current.owner.installation == self.installation
+                )
+                foreign = self._foreign(current.owner)
+                if foreign is not None or not (owned or self.adopt):
+                    self._conflict(key, "domain", foreign)
+                    continue
+                if not owned and self._unrepresentable(key, "domain", current.unmodelled):
+                    continue
+            volume_changes, claims, clash = self._volume_changes(loaded, target)
+            if clash:
+                self.changes.append(actions.Change(key=key, verb=actions.Verb.CONFLICT, note=clash))
+                continue
+            self.claims += claims
             if current is None:
                 self._emit(
                     key,
@@ -302,12 +321,6 @@ class _Planner:
                     depends_on=depends,
                     drift=converged(rec),
                 )
-                continue
-            owned = current.owner is not None and current.owner.installation == self.installation
-            if (foreign := self._foreign(current.owner)) is not None or not (owned or self.adopt):
-                self._conflict(key, "domain", foreign)
-                continue
-            if not owned and self._unrepresentable(key, "domain", current.unmodelled):
                 continue
             running = current.power is not kinds.PowerState.STOPPED
             changes = (
@@ -353,8 +366,18 @@ class _Planner:
 
     def _volume_changes(
         self, loaded: desired.Loaded, target: actions.VmTarget
-    ) -> list[actions.FieldChange]:
-        changes = []
+    ) -> tuple[list[actions.FieldChange], list[record.VolumeRecord], str]:
+        """The VM's volume changes, the inventory rows to claim, and a conflict ("" if none).
+
+        Only a volume the inventory says we created is grown, recreated or reused;
+        a volume named with ``volume:`` is used as it is, and one found under the
+        generated name that we did not create is a conflict, never taken over.
+        """
+        assert isinstance(loaded.manifest, kinds.VirtualMachine)
+        owner = _key(kinds.Kind.VIRTUAL_MACHINE, loaded.name)
+        own = [d.name for d in loaded.manifest.spec.disks]
+        changes: list[actions.FieldChange] = []
+        claims: list[record.VolumeRecord] = []
         for index, volume in enumerate(target.volumes):
             pool = self.world.pools.get(volume.pool)
             wanted = self.state.pools.get(volume.pool)
@@ -367,23 +390,58 @@ class _Planner:
             # A pool being moved holds none of its volumes at the new path yet.
             current = pool.volumes.get(volume.volume) if pool is not None and not moving else None
             path = f"disks[{volume.disk}]"
+            at = own.index(volume.disk) if volume.disk in own else index
+            where = (
+                f"{loaded.source.at(('spec', 'disks', at))}: VirtualMachine/{loaded.name}: "
+                f"spec.disks[{at}]"
+            )
+            file = f"{volume.pool}/{volume.volume}"
+            row = self.inventory.get(volume.pool, volume.volume)
+            if row is not None and row.owner != owner:
+                return [], [], f"{where}: volume {file} is the disk of {row.owner}"
+            if volume.named:
+                if row is not None:
+                    continue  # adopted (or ours) before: used as it is
+                if current is None:
+                    return [], [], f"{where}: volume {file} named by volume: does not exist"
+                if not self.adopt:
+                    return (
+                        [],
+                        [],
+                        f"{where}: volume {file} was not created by this installation; "
+                        "pass --adopt to use it as it is",
+                    )
+                claims.append(
+                    record.VolumeRecord(volume.pool, volume.volume, owner, volume.disk, False)
+                )
+                changes.append(actions.FieldChange(f"{path}.adopt", None, file, Impact.LIVE))
+                continue
             if current is None:
+                if row is None:
+                    claims.append(
+                        record.VolumeRecord(volume.pool, volume.volume, owner, volume.disk)
+                    )
                 changes.append(
                     actions.FieldChange(
                         f"{path}.volume",
                         None,
-                        f"{volume.pool}/{volume.volume} ({fields.format_size(volume.size)})",
+                        f"{file} ({fields.format_size(volume.size)})",
                         Impact.LIVE,
                     )
                 )
                 continue
+            if not volume.created:
+                return (
+                    [],
+                    [],
+                    f"{where}: volume {file} exists but was not created by this installation, "
+                    "so it is never taken over, grown or deleted; move it away, or name it "
+                    "with volume: and pass --adopt to use it as it is",
+                )
             if volume.size < current.capacity:
-                assert isinstance(loaded.manifest, kinds.VirtualMachine)
-                own = [d.name for d in loaded.manifest.spec.disks]
-                index = own.index(volume.disk) if volume.disk in own else index
-                where = loaded.source.at(("spec", "disks", index, "size"))
                 self.errors.append(
-                    f"{where}: VirtualMachine/{loaded.name}: spec.disks[{index}].size: "
+                    f"{loaded.source.at(('spec', 'disks', at, 'size'))}: "
+                    f"VirtualMachine/{loaded.name}: spec.disks[{at}].size: "
                     f"shrinking disk {volume.disk!r} from "
                     f"{fields.format_size(current.capacity)} to "
                     f"{fields.format_size(volume.size)} would lose data; disks can only grow"
@@ -402,7 +460,7 @@ class _Planner:
                 changes.append(
                     actions.FieldChange(f"{path}.image", backing, volume.image, Impact.DATA_LOSS)
                 )
-        return changes
+        return changes, claims, ""
 
     # --- deletions ------------------------------------------------------------
 
@@ -419,14 +477,16 @@ class _Planner:
         ordered = sorted(keys, key=lambda k: (-_KIND_ORDER.index(kinds.Kind(k.kind)), k.name))
         conflicts = {k: note for k in ordered if (note := self._not_ours(k))}
         retained = {
-            k: _recorded_volumes(self._live_record(k), self.world.domains.get(k.name))
+            k: _recorded_volumes(
+                self._live_record(k), self.world.domains.get(k.name), self.inventory, k.name
+            )
             for k in ordered
             if k.kind == kinds.Kind.VIRTUAL_MACHINE.value
         }
         losing = {
             k
             for k, volumes in retained.items()
-            if not allow_data_loss and any(v.reclaim is kinds.ReclaimPolicy.DELETE for v in volumes)
+            if not allow_data_loss and any(v.deletes for v in volumes)
         }
         staying_vms = {k for k in ordered if self._protected(k)} | conflicts.keys() | losing
         leaving = {k.name for k in ordered if k.kind == kinds.Kind.VIRTUAL_MACHINE.value} - {
@@ -607,19 +667,15 @@ def _kept(parts: tuple[observed.Unmodelled, ...]) -> str:
 
 
 def _recorded_volumes(
-    rec: record.ResourceRecord | None, domain: observed.ObservedDomain | None
+    rec: record.ResourceRecord | None,
+    domain: observed.ObservedDomain | None,
+    inventory: targets.Inventory,
+    name: str,
 ) -> tuple[actions.VolumeTarget, ...]:
     """The VM's volumes and their reclaim policy, from the record, else from libvirt (Retain)."""
     if rec is not None and "effective" in rec.spec:
         return tuple(
-            actions.VolumeTarget(
-                disk=d["name"],
-                pool=d["pool"],
-                volume=f"{rec.key.name}-{d['name']}.qcow2",
-                size=int(d["size"]),
-                image=d.get("image"),
-                reclaim=kinds.ReclaimPolicy(d["reclaim"]),
-            )
+            inventory.target(name, effective.EffectiveDisk.from_record(d))
             for d in rec.spec["effective"]["disks"]
         )
     if domain is None:
@@ -632,6 +688,7 @@ def _recorded_volumes(
             size=0,
             image=None,
             reclaim=kinds.ReclaimPolicy.RETAIN,
+            created=inventory.created(name, d.pool, d.volume),
         )
         for d in domain.shape.disks
         if d.pool
@@ -800,11 +857,16 @@ def plan(
     world: observed.World,
     *,
     installation: str,
+    volumes: Sequence[record.VolumeRecord] = (),
     prune: bool = False,
     adopt: bool = False,
 ) -> actions.Plan:
-    """Compute the plan that makes ``world`` and the record match ``state``."""
-    planner = _Planner(state, records, world, installation, adopt)
+    """Compute the plan that makes ``world`` and the record match ``state``.
+
+    ``volumes`` is the record's volume inventory: a volume missing from it is
+    not ours, so leaving it out never loses data, it only reports conflicts.
+    """
+    planner = _Planner(state, records, world, installation, adopt, volumes)
     planner.pools()
     planner.networks()
     planner.templates()
@@ -816,6 +878,7 @@ def plan(
         in_sync=tuple(planner.in_sync),
         spec_writes=tuple(planner.spec_writes),
         errors=tuple(planner.errors),
+        volume_claims=tuple(planner.claims),
     )
 
 
@@ -825,6 +888,7 @@ def plan_deletions(
     world: observed.World,
     *,
     installation: str,
+    volumes: Sequence[record.VolumeRecord] = (),
     adopt: bool = False,
     allow_data_loss: bool = False,
 ) -> actions.Plan:
@@ -833,7 +897,7 @@ def plan_deletions(
     A name that exists nowhere (neither in the record nor in libvirt) is listed
     in ``not_found`` and planned no change at all.
     """
-    planner = _Planner(desired.DesiredState(), records, world, installation, adopt=adopt)
+    planner = _Planner(desired.DesiredState(), records, world, installation, adopt, volumes)
     present = [k for k in keys if planner.exists(k)]
     planner.deletions(present, allow_data_loss=allow_data_loss)
     return actions.Plan(

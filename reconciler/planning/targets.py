@@ -13,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from reconciler.models import desired, effective, kinds, observed, record
 from reconciler.planning import actions
 
 __all__ = [
+    "Inventory",
     "bridge_name",
     "generated_mac",
     "network_shape",
@@ -71,12 +72,62 @@ def spec_document(loaded: desired.Loaded, vm: effective.EffectiveVM | None) -> d
     document = loaded.manifest.model_dump(mode="json")
     if vm is not None:
         document["effective"] = json.loads(json.dumps(_plain(vm), default=str))
+        for disk in document["effective"]["disks"]:
+            if disk["volume"] is None:  # as the manifest's dump: old VMs keep their hash
+                del disk["volume"]
     return document
 
 
 def spec_hash(document: Mapping[str, Any]) -> str:
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class Inventory:
+    """The record's volume inventory, looked up by file and by the VM disk that uses it.
+
+    :meth:`volume_name` is the one place a disk's volume name is decided: the
+    volume named in the manifest, else the one the inventory says this disk was
+    created under (names from before ``VM.DISK.qcow2``), else the generated one.
+    """
+
+    def __init__(self, volumes: Iterable[record.VolumeRecord] = ()) -> None:
+        self._by_file = {(v.pool, v.name): v for v in volumes}
+        self._by_disk = {
+            (v.owner, v.disk, v.pool): v.name for v in self._by_file.values() if v.created
+        }
+
+    def get(self, pool: str, name: str) -> record.VolumeRecord | None:
+        return self._by_file.get((pool, name))
+
+    def volume_name(self, vm: str, disk: effective.EffectiveDisk) -> str:
+        if disk.volume is not None:
+            return disk.volume
+        owner = record.ResourceKey(kinds.Kind.VIRTUAL_MACHINE.value, vm)
+        return self._by_disk.get((owner, disk.name, disk.pool)) or disk.volume_name(vm)
+
+    def created(self, vm: str, pool: str, name: str) -> bool:
+        """Whether this VM's volume ``pool/name`` is one this installation created."""
+        row = self.get(pool, name)
+        return (
+            row is not None
+            and row.created
+            and row.owner == record.ResourceKey(kinds.Kind.VIRTUAL_MACHINE.value, vm)
+        )
+
+    def target(self, vm: str, disk: effective.EffectiveDisk) -> actions.VolumeTarget:
+        name = self.volume_name(vm, disk)
+        return actions.VolumeTarget(
+            disk=disk.name,
+            pool=disk.pool,
+            volume=name,
+            size=disk.size,
+            image=disk.image,
+            reclaim=disk.reclaim,
+            created=self.created(vm, disk.pool, name),
+            image_pool=disk.image_pool,
+            named=disk.volume is not None,
+        )
 
 
 def pool_shape(manifest: kinds.StoragePool) -> observed.PoolShape:
@@ -131,8 +182,10 @@ def vm_target(
     recorded: record.ResourceRecord | None,
     installation: str,
     taken_macs: set[str],
+    inventory: Inventory,
 ) -> actions.VmTarget:
     listen = vm.graphics_listen if vm.graphics_type is not kinds.GraphicsType.NONE else ""
+    volumes = tuple(inventory.target(vm.name, d) for d in vm.disks)
     shape = observed.VmShape(
         cpus=vm.cpus,
         memory=vm.memory,
@@ -141,23 +194,13 @@ def vm_target(
         graphics_type=vm.graphics_type,
         graphics_listen=listen,
         disks=tuple(
-            observed.DiskShape(name=d.name, pool=d.pool, volume=d.volume_name(vm.name))
-            for d in vm.disks
+            observed.DiskShape(
+                name=observed.disk_name(vm.name, v.volume), pool=v.pool, volume=v.volume
+            )
+            for v in volumes
         ),
         nics=_resolve_macs(vm, current, recorded, installation, taken_macs),
         autostart=vm.autostart,
-    )
-    volumes = tuple(
-        actions.VolumeTarget(
-            disk=d.name,
-            pool=d.pool,
-            volume=d.volume_name(vm.name),
-            size=d.size,
-            image=d.image,
-            reclaim=d.reclaim,
-            image_pool=d.image_pool,
-        )
-        for d in vm.disks
     )
     return actions.VmTarget(
         shape=shape, power=vm.power, update_policy=vm.update_policy, volumes=volumes

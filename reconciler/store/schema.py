@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -47,6 +48,7 @@ __all__ = [
     "Revision",
     "Run",
     "UTCDateTime",
+    "Volume",
     "WriterLock",
     "metadata",
 ]
@@ -119,6 +121,26 @@ class Resource(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Volume(Base):
+    """The volume inventory: every volume a VM's disk uses that this installation made
+    (or adopted), keyed by pool and file name since that is what libvirt knows.
+
+    Written before the volume is created, so a pass killed in between leaves a
+    volume the next pass still recognises as its own; a volume with no row is
+    someone else's and is never grown, reused as a fresh disk, or deleted.
+    """
+
+    __tablename__ = "volumes"
+
+    pool: Mapped[str] = mapped_column(String(253), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    owner_kind: Mapped[str] = mapped_column(String(64))
+    owner_name: Mapped[str] = mapped_column(String(253))
+    disk: Mapped[str] = mapped_column(String(253))
+    created: Mapped[bool] = mapped_column(Boolean)
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class Revision(Base):

@@ -500,6 +500,59 @@ class Store:
         with self._session(f"reading the history of {key}") as session:
             return [_revision(row) for row in session.scalars(stmt)]
 
+    # -- the volume inventory ----------------------------------------------------
+
+    def volumes(self) -> list[record.VolumeRecord]:
+        """Every volume this installation made or adopted, ordered by pool and name."""
+        stmt = select(schema.Volume).order_by(schema.Volume.pool, schema.Volume.name)
+        with self._session("listing volumes") as session:
+            return [
+                record.VolumeRecord(
+                    pool=row.pool,
+                    name=row.name,
+                    owner=record.ResourceKey(row.owner_kind, row.owner_name),
+                    disk=row.disk,
+                    created=row.created,
+                )
+                for row in session.scalars(stmt)
+            ]
+
+    def claim_volumes(self, volumes: Sequence[record.VolumeRecord]) -> None:
+        """Add volumes to the inventory before they are created; a known one is kept as is."""
+        if not volumes:
+            return
+        now = _now()
+        rows = [
+            {
+                "pool": v.pool,
+                "name": v.name,
+                "owner_kind": v.owner.kind,
+                "owner_name": v.owner.name,
+                "disk": v.disk,
+                "created": v.created,
+                "recorded_at": now,
+            }
+            for v in volumes
+        ]
+        with self._session("recording volumes", write=True) as session:
+            stmt = self._insert(schema.Volume).values(rows)
+            session.execute(stmt.on_conflict_do_nothing(index_elements=["pool", "name"]))
+
+    def release_volumes(self, volumes: Sequence[record.VolumeRecord]) -> None:
+        """Drop volumes from the inventory (deleted, or never ours); only their owner's rows."""
+        if not volumes:
+            return
+        with self._session("forgetting volumes", write=True) as session:
+            for v in volumes:
+                session.execute(
+                    delete(schema.Volume).where(
+                        schema.Volume.pool == v.pool,
+                        schema.Volume.name == v.name,
+                        schema.Volume.owner_kind == v.owner.kind,
+                        schema.Volume.owner_name == v.owner.name,
+                    )
+                )
+
     # -- events ------------------------------------------------------------------
 
     def record_events(self, events: Sequence[record.NewEvent]) -> None:

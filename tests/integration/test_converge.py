@@ -52,7 +52,7 @@ def test_apply_creates_everything_from_template_and_overrides_then_is_a_noop(h: 
     net = h.conn.networkLookupByName(h.name("net"))
     assert net.isActive() and net.bridgeName() == h.bridge()
     for vm in ("run", "off", "paused"):
-        volume = h.pool_dir / f"{h.name(vm)}-root.qcow2"
+        volume = h.pool_dir / f"{h.name(vm)}.root.qcow2"
         assert volume.exists()
         assert pool.storageVolLookupByName(volume.name).info()[1] == 16 * MiB
     assert _vcpus(h, "run") == 2  # from the template
@@ -202,7 +202,7 @@ def test_delete_removes_the_domain_and_retains_its_volume(h: Harness) -> None:
     result = h.run("delete", "vm", h.name("web"), "--shutdown-timeout", "1")
     assert result.exit_code == 0, result.output
     assert not h.has_domain("web")
-    assert (h.pool_dir / f"{h.name('web')}-root.qcow2").exists()
+    assert (h.pool_dir / f"{h.name('web')}.root.qcow2").exists()
     with h.store() as store:
         key = record.ResourceKey("VirtualMachine", h.name("web"))
         assert store.get(key) is None
@@ -272,7 +272,7 @@ def test_growing_a_disk_resizes_its_volume_live(h: Harness) -> None:
     assert h.apply().exit_code == 0
     pool = h.conn.storagePoolLookupByName(h.name("pool"))
     pool.refresh()
-    assert pool.storageVolLookupByName(f"{h.name('web')}-root.qcow2").info()[1] == 32 * MiB
+    assert pool.storageVolLookupByName(f"{h.name('web')}.root.qcow2").info()[1] == 32 * MiB
     assert h.state("web") == libvirt.VIR_DOMAIN_RUNNING
     assert h.plan().exit_code == 0
 

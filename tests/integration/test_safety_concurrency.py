@@ -57,7 +57,7 @@ def test_two_applies_started_at_once_take_turns_and_create_nothing_twice(h: Harn
     assert sorted(domains) == sorted(h.name(vm) for vm in VMS)
     assert all(h.state(vm) == libvirt.VIR_DOMAIN_RUNNING for vm in VMS)
     assert sorted(p.name for p in h.pool_dir.iterdir()) == sorted(
-        f"{h.name(vm)}-root.qcow2" for vm in VMS
+        f"{h.name(vm)}.root.qcow2" for vm in VMS
     )
     with h.store() as store:
         for vm in VMS:

@@ -79,7 +79,7 @@ def test_unmanaged_domain_is_a_conflict_left_byte_identical_until_adopted(
     assert h.state("other") == libvirt.VIR_DOMAIN_RUNNING  # the rest converged
     assert _xml(h, h.name("web")) == before
     assert h.state("web") == libvirt.VIR_DOMAIN_SHUTOFF
-    assert not (h.pool_dir / f"{h.name('web')}-root.qcow2").exists()
+    assert not (h.pool_dir / f"{h.name('web')}.root.qcow2").exists()
     assert _rec(h, "VirtualMachine", "web").status["phase"] == "Conflict"
     assert _rec(h, "VirtualMachine", "other").status["phase"] == "Ready"
     assert "Conflict" in _reasons(h, "VirtualMachine", "web")
@@ -99,7 +99,7 @@ def test_unmanaged_domain_is_a_conflict_left_byte_identical_until_adopted(
     assert h.domain("web").UUIDString() == uuid  # the same domain, taken over, not replaced
     assert h.domain_xml("web").findtext("vcpu") == "2"  # converged on the manifest
     assert h.state("web") == libvirt.VIR_DOMAIN_RUNNING
-    assert (h.pool_dir / f"{h.name('web')}-root.qcow2").is_file()
+    assert (h.pool_dir / f"{h.name('web')}.root.qcow2").is_file()
     web = _rec(h, "VirtualMachine", "web")
     assert web.status["phase"] == "Ready" and web.status["uuid"] == uuid
     assert "Adopted" in _reasons(h, "VirtualMachine", "web")

@@ -102,14 +102,14 @@ def test_apply_killed_mid_pass_converges_on_the_next_without_duplicates_or_leaks
     names = sorted(d.name() for d in _domains(h))
     assert names == sorted(h.name(vm) for vm in VMS)  # each defined once, nothing else
     assert all(h.state(vm) == libvirt.VIR_DOMAIN_RUNNING for vm in VMS)
-    expected = sorted(f"{h.name(vm)}-root.qcow2" for vm in VMS)
+    expected = sorted(f"{h.name(vm)}.root.qcow2" for vm in VMS)
     assert _volume_files(h) == expected  # one volume per disk: no leaked or duplicate file
     pool = h.conn.storagePoolLookupByName(h.name("pool"))
     pool.refresh(0)
     assert sorted(v.name() for v in pool.listAllVolumes()) == expected
     for vm in VMS:  # each domain uses its own volume
         source = h.domain_xml(vm).find("devices/disk/source")
-        assert source is not None and source.get("volume") == f"{h.name(vm)}-root.qcow2"
+        assert source is not None and source.get("volume") == f"{h.name(vm)}.root.qcow2"
     assert [n.name() for n in h.conn.listAllNetworks() if n.name().startswith(h.prefix)] == [
         h.name("net")
     ]

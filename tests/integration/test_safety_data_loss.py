@@ -48,7 +48,7 @@ def test_changing_a_disk_image_is_refused_without_allow_data_loss(h: Harness) ->
     image = f"{h.name('golden')}.qcow2"
     pool = h.conn.storagePoolLookupByName(h.name("pool"))
     pool.createXML(qcow2_volume(image, 16), 0)
-    volume = h.pool_dir / f"{h.name('web')}-root.qcow2"
+    volume = h.pool_dir / f"{h.name('web')}.root.qcow2"
     before = volume.stat()
     h.write(*base, h.vm("web", disks=_disk(h, image=image)))
 
@@ -90,7 +90,7 @@ def test_disk_shrink_is_rejected_before_anything_is_touched_with_a_located_error
     h.write(*base, h.vm("web", disks=_disk(h, "32MiB")), h.vm("other", powerState="Stopped"))
     result = h.apply()
     assert result.exit_code == 0, result.output
-    volume = h.pool_dir / f"{h.name('web')}-root.qcow2"
+    volume = h.pool_dir / f"{h.name('web')}.root.qcow2"
     before = volume.stat()
     path = h.write(
         *base,

@@ -55,7 +55,7 @@ def _drop_nic(root: etree._Element) -> None:
 
 
 def _volume_name(h: Harness, short: str) -> str:
-    return f"{h.name(short)}-root.qcow2"
+    return f"{h.name(short)}.root.qcow2"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ def _base(h: Harness) -> list[dict[str, object]]:
 
 
 def _volume(h: Harness, short: str) -> Path:
-    return h.pool_dir / f"{h.name(short)}-root.qcow2"
+    return h.pool_dir / f"{h.name(short)}.root.qcow2"
 
 
 def _events(h: Harness, short: str) -> list[record.EventRecord]:

@@ -528,6 +528,21 @@ class FakeRecord:
         self.installation = installation
         self.by_key: dict[record.ResourceKey, record.ResourceRecord] = {}
         self.events: list[record.NewEvent] = []
+        self.inventory: dict[tuple[str, str], record.VolumeRecord] = {}
+
+    @property
+    def volumes(self) -> list[record.VolumeRecord]:
+        return sorted(self.inventory.values())
+
+    def claim_volumes(self, volumes: Iterable[record.VolumeRecord]) -> None:
+        for volume in volumes:
+            self.inventory.setdefault((volume.pool, volume.name), volume)
+
+    def release_volumes(self, volumes: Iterable[record.VolumeRecord]) -> None:
+        for volume in volumes:
+            known = self.inventory.get((volume.pool, volume.name))
+            if known is not None and known.owner == volume.owner:
+                del self.inventory[(volume.pool, volume.name)]
 
     @property
     def records(self) -> list[record.ResourceRecord]:
@@ -581,6 +596,7 @@ class FakeRecord:
             self.records,
             hv.observe(),
             installation=self.installation,
+            volumes=self.volumes,
             prune=prune,
             adopt=adopt,
         )
@@ -595,10 +611,12 @@ class FakeRecord:
     ) -> list[execute.Outcome]:
         """Carry out ``plan`` and update the record as one reconcile pass does."""
         self.apply_specs(plan.spec_writes)
+        self.claim_volumes(plan.volume_claims)
         outcomes: list[execute.Outcome] = []
 
         def finished(outcome: execute.Outcome) -> None:
             self.events.extend(outcome.events)
+            self.release_volumes(outcome.released)
             if outcome.ok and outcome.change.verb is actions.Verb.DELETE:
                 self.tombstone([outcome.change.key])
             outcomes.append(outcome)
@@ -621,7 +639,9 @@ class FakeRecord:
     ) -> None:
         world = hv.observe()
         live = self.live()
-        after = planner.plan(state, live, world, installation=self.installation)
+        after = planner.plan(
+            state, live, world, installation=self.installation, volumes=self.volumes
+        )
         self.write_status(
             status.compute(
                 state, live, world, after, failures or {}, leases=hv.dhcp_leases(), now=EPOCH

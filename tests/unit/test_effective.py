@@ -106,7 +106,7 @@ def test_disks_merge_by_name_keeping_the_template_fields_the_vm_does_not_restate
         ),
         effective.EffectiveDisk("data", 1 << 30, "default", None, kinds.ReclaimPolicy.DELETE),
     )
-    assert vm.disks[0].volume_name("web-1") == "web-1-root.qcow2"
+    assert vm.disks[0].volume_name("web-1") == "web-1.root.qcow2"
 
 
 def test_networks_merge_by_network() -> None:

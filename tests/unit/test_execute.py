@@ -8,7 +8,7 @@ import pytest
 
 from reconciler import errors
 from reconciler.engine import execute
-from reconciler.models import kinds
+from reconciler.models import kinds, record
 from reconciler.planning import actions
 from tests.unit import fakes
 
@@ -101,10 +101,10 @@ def test_a_vm_waits_for_its_pool_and_network_and_runs_its_own_steps_in_order() -
     assert all(o.ok for o in outcomes.values())
     order = [call for call in hv.calls]
     assert order.index(("start_pool", "default")) < order.index(
-        ("create_volume", "web-1-root.qcow2")
+        ("create_volume", "web-1.root.qcow2")
     )
     assert order.index(("start_network", "lab")) < order.index(("start_domain", "web-1"))
-    vm_steps = [method for method, name in order if name in ("web-1", "web-1-root.qcow2")]
+    vm_steps = [method for method, name in order if name in ("web-1", "web-1.root.qcow2")]
     assert vm_steps == ["create_volume", "define_domain", "set_domain_autostart", "start_domain"]
     assert outcomes["web-1"].steps == ["created", "started"]
     assert _reasons(outcomes["web-1"]) == ["VolumeCreated", "Created", "Started"]
@@ -139,7 +139,7 @@ def test_an_image_change_is_refused_without_allow_data_loss_and_nothing_is_touch
     assert "would destroy data; pass --allow-data-loss" in outcomes["web-1"].error
     assert _reasons(outcomes["web-1"]) == ["ApplyRefused"]
     assert hv.calls == []
-    assert "web-1-root.qcow2" in hv.files["/var/lib/infinibay/pools/default"]
+    assert "web-1.root.qcow2" in hv.files["/var/lib/infinibay/pools/default"]
 
 
 def test_an_image_change_with_allow_data_loss_recreates_the_volume_on_its_backing_image() -> None:
@@ -151,7 +151,7 @@ def test_an_image_change_with_allow_data_loss_recreates_the_volume_on_its_backin
 
     assert outcomes["web-1"].ok
     assert _reasons(outcomes["web-1"])[:2] == ["VolumeDeleted", "VolumeCreated"]
-    volume = hv.files["/var/lib/infinibay/pools/default"]["web-1-root.qcow2"]
+    volume = hv.files["/var/lib/infinibay/pools/default"]["web-1.root.qcow2"]
     assert volume.backing == "/var/lib/infinibay/pools/default/golden.qcow2"
 
 
@@ -261,7 +261,10 @@ def test_a_new_nic_on_a_stopped_vm_is_only_defined() -> None:
 
 def test_an_existing_volume_is_reused_rather_than_failing_the_create() -> None:
     hv, rec = _world(POOL, LAB)
-    hv.files["/var/lib/infinibay/pools/default"]["web-1-root.qcow2"] = fakes.FakeVolume(2 << 30)
+    hv.files["/var/lib/infinibay/pools/default"]["web-1.root.qcow2"] = fakes.FakeVolume(2 << 30)
+    # Ours: left by a killed earlier apply, whose claim the inventory kept.
+    owner = fakes.key(kinds.Kind.VIRTUAL_MACHINE, "web-1")
+    rec.claim_volumes([record.VolumeRecord("default", "web-1.root.qcow2", owner, "root")])
     state = fakes.state_of([POOL, LAB, _vm("web-1")])
     plan = rec.plan(state, hv)
     # The planner saw the volume, so it plans none; force the executor's reuse path.
@@ -283,8 +286,8 @@ def test_an_existing_volume_is_reused_rather_than_failing_the_create() -> None:
 
 def test_a_volume_error_other_than_already_exists_fails_the_vm() -> None:
     hv, rec = _world(POOL, LAB)
-    hv.fail[("create_volume", "web-1-root.qcow2")] = errors.HypervisorError(
-        "create", "volume default/web-1-root.qcow2", "No space left on device"
+    hv.fail[("create_volume", "web-1.root.qcow2")] = errors.HypervisorError(
+        "create", "volume default/web-1.root.qcow2", "No space left on device"
     )
 
     outcomes = _run(hv, rec.plan(fakes.state_of([POOL, LAB, _vm("web-1")]), hv))
@@ -309,7 +312,7 @@ def test_deleting_a_vm_deletes_reclaim_delete_volumes_and_retains_the_others() -
 
     assert _reasons(outcomes["web-1"]) == ["VolumeDeleted", "VolumeRetained", "Deleted"]
     assert "web-1" not in hv.domains
-    assert set(hv.files["/var/lib/infinibay/pools/default"]) == {"golden.qcow2", "web-1-data.qcow2"}
+    assert set(hv.files["/var/lib/infinibay/pools/default"]) == {"golden.qcow2", "web-1.data.qcow2"}
 
 
 def test_deleting_what_is_already_gone_succeeds() -> None:
@@ -318,7 +321,7 @@ def test_deleting_what_is_already_gone_succeeds() -> None:
     )
     plan = rec.plan(fakes.state_of([POOL, LAB]), hv, prune=True)
     hv.undefine_domain("web-1")
-    hv.delete_volume("default", "web-1-root.qcow2")
+    hv.delete_volume("default", "web-1.root.qcow2")
 
     outcomes = _run(hv, plan, execute.Options(allow_data_loss=True))
 

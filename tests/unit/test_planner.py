@@ -78,7 +78,7 @@ def test_an_empty_world_gets_pools_networks_templates_then_vms_created() -> None
     )
     assert vm.owner == observed.Ownership("VirtualMachine", "web-1", "inst-1", vm.owner.spec_hash)  # type: ignore[union-attr]
     assert _fields(vm) == {
-        "disks[root].volume": (None, "default/web-1-root.qcow2 (2GiB)", Impact.LIVE)
+        "disks[root].volume": (None, "default/web-1.root.qcow2 (2GiB)", Impact.LIVE)
     }
     assert not any(c.drift for c in plan.changes)
     assert {str(w.key) for w in plan.spec_writes} == {str(c.key) for c in plan.changes}
@@ -92,7 +92,7 @@ def test_a_vm_over_a_template_gets_the_merged_shape() -> None:
 
     assert isinstance(change.target, actions.VmTarget)
     assert (change.target.shape.cpus, change.target.shape.memory) == (4, 1 << 30)
-    assert change.target.volumes[0].volume == "web-1-root.qcow2"
+    assert change.target.volumes[0].volume == "web-1.root.qcow2"
 
 
 # --- impacts of updates ---------------------------------------------------------------
@@ -459,8 +459,8 @@ def test_deleting_a_vm_with_reclaim_delete_is_data_loss_and_retain_is_not() -> N
     by_name = {c.key.name: c for c in plan.changes}
     assert by_name["web-1"].impact is Impact.DATA_LOSS
     assert [(v.volume, v.reclaim.value) for v in by_name["web-1"].retained] == [
-        ("web-1-root.qcow2", "Delete"),
-        ("web-1-data.qcow2", "Retain"),
+        ("web-1.root.qcow2", "Delete"),
+        ("web-1.data.qcow2", "Retain"),
     ]
     assert by_name["web-2"].impact is Impact.LIVE
 
@@ -476,14 +476,19 @@ def test_plan_deletions_names_the_resources_to_delete() -> None:
     )
 
     assert [(c.verb, str(c.key)) for c in plan.changes] == [(Verb.DELETE, "virtualmachine/web-1")]
-    assert [v.volume for v in plan.changes[0].retained] == ["web-1-root.qcow2"]
+    assert [v.volume for v in plan.changes[0].retained] == ["web-1.root.qcow2"]
 
 
 def _deletion_plan(
     hv: fakes.FakeHypervisor, rec: fakes.FakeRecord, *keys: record.ResourceKey, **kw: Any
 ) -> actions.Plan:
     return planner.plan_deletions(
-        list(keys), rec.records, hv.observe(), installation=rec.installation, **kw
+        list(keys),
+        rec.records,
+        hv.observe(),
+        installation=rec.installation,
+        volumes=rec.volumes,
+        **kw,
     )
 
 

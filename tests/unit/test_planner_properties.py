@@ -288,7 +288,7 @@ def test_pruning_everything_but_protected_resources_leaves_no_owned_object(
     assert _leftovers(again) == []
     assert set(hv.domains) <= protected
     retained = {
-        f"{vm.name}-{d.name}.qcow2"
+        f"{vm.name}.{d.name}.qcow2"
         for vm in fakes.state_of(documents).effective_vms.values()
         for d in vm.disks
         if d.reclaim is kinds.ReclaimPolicy.RETAIN or vm.name in protected
@@ -306,6 +306,9 @@ def test_adopting_unmanaged_objects_converges_and_then_owns_them(
     _converge_and_replan(fakes.FakeRecord("someone-else"), hv, theirs, prune=False)
     for thing in [*hv.domains.values(), *hv.networks.values()]:
         thing.owner = None  # made by hand: another installation's objects are never adopted
+    for files in hv.files.values():  # a hand-made volume is never taken over (SPEC §13)
+        for name in [n for n in files if n not in IMAGES]:
+            del files[name]
     ours = _keep_volumes(theirs, data.draw(desired_documents(), label="ours"))
     record = fakes.FakeRecord()
 

@@ -39,7 +39,9 @@ def _compute(
 ) -> dict[str, dict[str, Any]]:
     state = fakes.state_of(documents or [POOL, LAB, VM])
     world = hv.observe()
-    after = planner.plan(state, rec.live(), world, installation=rec.installation)
+    after = planner.plan(
+        state, rec.live(), world, installation=rec.installation, volumes=rec.volumes
+    )
     writes = status.compute(
         state, rec.live(), world, after, failures or {}, leases=hv.dhcp_leases(), now=LATER
     )
