@@ -72,12 +72,14 @@ def plan_summary(plan: actions.Plan) -> str:
 
 
 def plan_json(plan: actions.Plan) -> dict[str, Any]:
-    return {
+    document: dict[str, Any] = {
         "changes": [c.as_json() for c in plan.changes],
         "summary": plan.counts(),
         "empty": plan.empty,
-        "notFound": [str(k) for k in plan.not_found],
     }
+    if plan.not_found:  # only a delete names what may not exist
+        document["notFound"] = [str(k) for k in plan.not_found]
+    return document
 
 
 def outcome_line(outcome: execute.Outcome) -> str:
