@@ -65,7 +65,9 @@ def disk_name(vm: str, volume: str) -> str:
     """
     for prefix in (f"{vm}.", f"{vm}-"):
         if volume.startswith(prefix) and volume.endswith(".qcow2"):
-            return volume[len(prefix) : -len(".qcow2")]
+            disk = volume[len(prefix) : -len(".qcow2")]
+            if disk and "." not in disk:  # a disk name is a DNS label
+                return disk
     return volume
 
 

@@ -200,7 +200,7 @@ def _refused_through_a_symlinked_image(h: Harness, images: Path, tmp_path: Path)
         f"image golden.qcow2 in pool {h.name('images')} is not a regular file inside the "
         f"pool's directory '{images}' once symlinks are resolved"
     ) in result.output
-    assert not (h.pool_dir / f"{h.name('web')}-root.qcow2").exists()
+    assert not (h.pool_dir / f"{h.name('web')}.root.qcow2").exists()
     assert not h.has_domain("web")
     after = outside.stat()
     assert (after.st_uid, after.st_mode, after.st_mtime_ns) == (
@@ -228,7 +228,7 @@ def test_an_image_from_an_image_pool_backs_the_disk(h: Harness) -> None:
 
     assert result.exit_code == 0, result.output
     pool.refresh(0)
-    volume = pool.storageVolLookupByName(f"{h.name('web')}-root.qcow2")
+    volume = pool.storageVolLookupByName(f"{h.name('web')}.root.qcow2")
     assert f"<path>{h.pool_dir / 'golden.qcow2'}</path>" in volume.XMLDesc(0)
 
 

@@ -104,14 +104,14 @@ def _with_allocation(world: observed.World, pool: str, volume: str, size: int) -
 def test_detaching_a_disk_that_holds_data_is_data_loss_naming_its_volume_and_bytes() -> None:
     hv, rec = _converged(POOL, LAB, _vm(powerState="Stopped"))
     state = fakes.state_of([POOL, LAB, _vm(powerState="Stopped", disks=[])])
-    world = _with_allocation(hv.observe(), "default", "web-1-root.qcow2", 196608)
+    world = _with_allocation(hv.observe(), "default", "web-1.root.qcow2", 196608)
 
     plan = planner.plan(state, rec.records, world, installation=rec.installation)
 
     change = _vm_change(plan)
     assert _fields(change) == {
         "disks[root]": (
-            "default/web-1-root.qcow2 (196608 bytes allocated)",
+            "default/web-1.root.qcow2 (196608 bytes allocated)",
             None,
             Impact.DATA_LOSS,
         )
@@ -124,26 +124,26 @@ def test_pointing_a_disk_at_another_volume_is_data_loss_even_on_a_stopped_vm() -
     hv, rec = _converged(POOL, fast, LAB, _vm(powerState="Stopped"))
     moved = [{"name": "root", "size": "2GiB", "pool": "fast"}]
     state = fakes.state_of([POOL, fast, LAB, _vm(powerState="Stopped", disks=moved)])
-    world = _with_allocation(hv.observe(), "default", "web-1-root.qcow2", 1 << 20)
+    world = _with_allocation(hv.observe(), "default", "web-1.root.qcow2", 1 << 20)
 
     plan = planner.plan(state, rec.records, world, installation=rec.installation)
 
     fields = _fields(_vm_change(plan))
     assert fields["disks[root]"] == (
-        f"default/web-1-root.qcow2 ({1 << 20} bytes allocated)",
-        "fast/web-1-root.qcow2",
+        f"default/web-1.root.qcow2 ({1 << 20} bytes allocated)",
+        "fast/web-1.root.qcow2",
         Impact.DATA_LOSS,
     )
 
 
 def test_a_disk_whose_volume_is_gone_is_reattached_without_data_loss() -> None:
     hv, rec = _converged(POOL, LAB, _vm(powerState="Stopped"))
-    del hv.files["/pools/default"]["web-1-root.qcow2"]
+    del hv.files["/pools/default"]["web-1.root.qcow2"]
 
     plan = rec.plan(fakes.state_of([POOL, LAB, _vm(powerState="Stopped", disks=[])]), hv)
 
     assert _fields(_vm_change(plan)) == {
-        "disks[root]": ("default/web-1-root.qcow2 (not found)", None, Impact.LIVE)
+        "disks[root]": ("default/web-1.root.qcow2 (not found)", None, Impact.LIVE)
     }
 
 
