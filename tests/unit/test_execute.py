@@ -284,6 +284,25 @@ def test_an_existing_volume_is_reused_rather_than_failing_the_create() -> None:
     assert _reasons(outcomes["web-1"])[0] == "VolumeReused"
 
 
+def test_a_file_that_appears_after_the_plan_is_refused_untouched_and_its_claim_given_back() -> None:
+    hv, rec = _world(POOL, LAB)
+    state = fakes.state_of([POOL, LAB, _vm("web-1")])
+    plan = rec.plan(state, hv)
+    assert [(v.name, v.created) for v in plan.volume_claims] == [("web-1.root.qcow2", True)]
+    stray = fakes.FakeVolume(1 << 20)
+    hv.files["/var/lib/infinibay/pools/default"]["web-1.root.qcow2"] = stray  # someone else's
+
+    outcomes = {o.change.key.name: o for o in rec.apply(state, hv, plan)}
+
+    assert not outcomes["web-1"].ok
+    assert "was not created by this installation" in outcomes["web-1"].error
+    assert hv.files["/var/lib/infinibay/pools/default"]["web-1.root.qcow2"] is stray
+    assert stray.capacity == 1 << 20  # not grown
+    assert "web-1" not in hv.domains
+    assert rec.volumes == []  # the name is not ours: the next plan says conflict
+    assert rec.plan(state, hv).changes[-1].verb is actions.Verb.CONFLICT
+
+
 def test_a_volume_error_other_than_already_exists_fails_the_vm() -> None:
     hv, rec = _world(POOL, LAB)
     hv.fail[("create_volume", "web-1.root.qcow2")] = errors.HypervisorError(
