@@ -110,7 +110,7 @@ def test_a_client_trickling_its_headers_is_cut_at_the_deadline_not_per_byte(
         answer = read_until_closed(sock)
     elapsed = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408 ")
-    assert 0.9 <= elapsed < 2.5
+    assert 0.9 <= elapsed < 3.0
     assert dropped(endpoints.metrics, "header_timeout") == 1.0
 
 
@@ -122,7 +122,7 @@ def test_a_connection_that_never_sends_a_request_is_closed_at_the_deadline(
     with connect(endpoints.server.port) as sock:
         answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 408 ")
-    assert 0.4 <= time.monotonic() - started < 2.0
+    assert 0.4 <= time.monotonic() - started < 2.5
 
 
 def test_a_kept_alive_connection_serves_requests_then_closes_when_idle(
@@ -135,7 +135,7 @@ def test_a_kept_alive_connection_serves_requests_then_closes_when_idle(
             assert read_response(sock).startswith(b"HTTP/1.1 200 ")
         idle = time.monotonic()
         assert read_until_closed(sock) == b""
-    assert 0.4 <= time.monotonic() - idle < 2.0
+    assert 0.4 <= time.monotonic() - idle < 2.5
 
 
 def test_pipelined_requests_are_answered_in_order_on_one_connection(
@@ -319,19 +319,20 @@ def test_a_client_that_does_not_read_holds_no_worker_and_is_cut_at_the_write_dea
             for n in range(2000)
         ]
     )  # /api/v1/resources is now over 8 MB: more than the kernel's buffers take
-    endpoints = serve(config.HttpLimits(workers=1, write_timeout=1.0))
+    endpoints = serve(config.HttpLimits(workers=1, write_timeout=3.0))
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.connect(("127.0.0.1", endpoints.server.port))
     with stalled:
         stalled.sendall(_GET_RESOURCES)
-        time.sleep(0.5)  # answered; the loop is stuck sending it, the worker is not
+        stalled.settimeout(30)
+        assert stalled.recv(1, socket.MSG_PEEK)  # the response is on its way: the worker is done
         with connect(endpoints.server.port) as other:
             started = time.monotonic()
             other.sendall(b"GET /api/v1/resources/template/t-1 HTTP/1.1\r\nHost: t\r\n\r\n")
             assert read_response(other).startswith(b"HTTP/1.1 200 ")
-            assert time.monotonic() - started < 1.0
-        time.sleep(1.5)
+            assert time.monotonic() - started < 1.5  # not after the 3 s the stalled one gets
+        time.sleep(3.5)
     assert dropped(endpoints.metrics, "write_timeout") == 1.0
 
 
