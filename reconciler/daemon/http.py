@@ -254,9 +254,9 @@ def _probe_of(head: bytes) -> str | None:
 def _listen(address: tuple[str, int]) -> socket.socket:
     host, port = address
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
-            0
-        ][0]
+        (family, *_), *_ = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )  # the first address's family: IPv6 for "::1", IPv4 for "127.0.0.1"
         sock = socket.create_server((host, port), family=family, backlog=_BACKLOG)
     except OSError as exc:
         raise errors.ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
