@@ -14,6 +14,7 @@ errors (libvirt, SQLAlchemy, YAML) are translated at the adapter boundary with
     │   ├── NotFoundError    the libvirt object does not exist
     │   └── ExistsError      an object of that name exists already
     ├── RefusedError         a safety gate refused the request (data loss, empty prune)
+    ├── Fenced               this reconciler's lease is gone: it must not act or write any more
     ├── SourceError          the daemon cannot read its source (git fetch, checkout)
     └── NotFound             a resource asked for by name is not in the record
 """
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 __all__ = [
     "ConfigError",
     "ExistsError",
+    "Fenced",
     "HypervisorError",
     "InfinibayError",
     "LockTimeout",
@@ -82,6 +84,16 @@ class ExistsError(HypervisorError):
 
 class RefusedError(InfinibayError):
     """A safety gate refused the request (data loss, an empty prune, protection)."""
+
+
+class Fenced(InfinibayError):
+    """This reconciler's writer lock or leadership lapsed or was taken over (SPEC §5).
+
+    Raised before a libvirt action or a record write that it would no longer be
+    entitled to; the pass in flight stops there and is recorded as ``fenced``.
+    Not a :class:`StoreError`: the record may be perfectly reachable, and
+    retrying the same write can never succeed.
+    """
 
 
 class SourceError(InfinibayError):

@@ -244,19 +244,21 @@ class Daemon:
 
         def readiness() -> tuple[bool, dict[str, Any]]:
             last = work.last_pass
-            leading = leadership.leading.is_set()
+            fenced = leadership.fenced
+            leading = leadership.leading.is_set() and fenced is None
             problems = self.health.problems()
             if leading:
                 ready = last is not None and last.ok
                 holder: str | None = "this daemon"
             else:
-                ready = leadership.healthy and not self.stopping.is_set()
+                ready = fenced is None and leadership.healthy and not self.stopping.is_set()
                 try:
                     holder = store.leader()
                 except errors.StoreError:  # the record is away: say so, with the problems
                     ready, holder = False, None
             return ready and not problems, {
-                "role": "leader" if leading else "standby",
+                "role": "fenced" if fenced else "leader" if leading else "standby",
+                "fenced": fenced,
                 "problems": problems,
                 "leader": holder,
                 "lastPass": last.as_json() if last else None,
@@ -274,7 +276,9 @@ class Daemon:
         cfg = self.cfg
         with contextlib.ExitStack() as stack:
             store = stack.enter_context(
-                store_module.Store.open(self.database_url, lock_timeout=self.lock_timeout)
+                store_module.Store.open(
+                    self.database_url, lock_timeout=self.lock_timeout, lease=cfg.lease
+                )
             )
             leadership = leader.Leadership(store, cfg.lease)
             leadership.claim()

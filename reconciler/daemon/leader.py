@@ -1,14 +1,19 @@
 """Leadership: of all daemons sharing one record, exactly one reconciles.
 
-The lock lives in the store (:meth:`~reconciler.store.store.Store.try_lead`):
+The lease lives in the store (:meth:`~reconciler.store.store.Store.try_lead`):
 
-* **PostgreSQL** — a session-level advisory lock on a dedicated connection.
-  The server frees it the moment the leader's session ends: at once when the
-  process dies (its socket closes), within the TCP keepalive window (about
-  11 s) when its host vanishes. A standby polls every ``lease / 5`` seconds,
-  so it takes over well within the lease. The leader probes its own session
-  at the same rate and steps down if it is gone: it must not keep writing
-  while a standby may already lead.
+* **PostgreSQL** — a lease row with an epoch, renewed by the store's heartbeat
+  and held through a dedicated session (:mod:`reconciler.store._locks`). A
+  standby polls every ``lease / 5`` seconds and takes the row once it is
+  released, expired by the server's clock, or its holder is gone (killed on
+  this host, or its session ended and it released the row): at once after
+  a clean exit or a kill, within the lease when the leader is frozen or cut
+  off. The leader renews at the same rate here too, and steps down the moment
+  its lease is lost or lapsed: it is then **fenced** — its pass in flight takes
+  no further libvirt action and its writes are refused — and ``/readyz`` says
+  so until the pass has ended and one lease more has passed, or it leads
+  again. A lease lapses locally by monotonic time, so a thawed ``SIGSTOP`` ed
+  leader is fenced before it does anything.
 * **SQLite** — one host, one daemon: an ``flock`` on ``<database>.daemon.lock``.
   A second daemon refuses to start with a message naming the first
   (:meth:`Leadership.claim`), instead of idling as a standby that could
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from reconciler import errors
 from reconciler.store import store as store_module
@@ -34,6 +40,7 @@ class Leadership:
         self.lease = lease
         self.leading = threading.Event()
         self.healthy = True  # the last attempt or probe reached the record
+        self._fenced: tuple[str, float] | None = None  # why, and time.monotonic() of the loss
 
     @property
     def poll_interval(self) -> float:
@@ -57,6 +64,19 @@ class Leadership:
         )
         return False
 
+    @property
+    def fenced(self) -> str | None:
+        """Why this daemon, which led, may not act now; ``None`` when it is not fenced."""
+        if self.leading.is_set() and not self.store.leading():
+            return "the leadership lease lapsed (not renewed in time); stepping down"
+        lost = self._fenced
+        if lost is None:
+            return None
+        why, since = lost
+        if self.store.writing() or time.monotonic() - since < self.lease:
+            return why
+        return None
+
     def _attempt(self) -> bool:
         try:
             got = self.store.try_lead()
@@ -66,6 +86,7 @@ class Leadership:
             return False
         self.healthy = True
         if got:
+            self._fenced = None
             self.leading.set()
             _log.info("leading: this daemon reconciles")
         return got
@@ -79,7 +100,9 @@ class Leadership:
             self.healthy = True
             return None
         self.leading.clear()
-        _log.error("lost the leadership (the record's session is gone); standing by")
+        why = "lost the leadership lease; another daemon may lead now"
+        self._fenced = (why, time.monotonic())
+        _log.error("fenced: %s; the pass in flight takes no further action; standing by", why)
         return False
 
     def resign(self) -> None:

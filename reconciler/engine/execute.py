@@ -139,6 +139,8 @@ class _Steps:
                 outcome.event("DriftCorrected", f"corrected: {_describe(change)}", diff=True)
             if change.adopt:
                 outcome.event("Adopted", f"{change.key} adopted by this installation")
+        except errors.Fenced:
+            raise  # not this change's failure: the whole pass stops (engine.fence)
         except errors.InfinibayError as exc:
             outcome.ok = False
             outcome.error = str(exc)

@@ -14,6 +14,13 @@ Events and tombstones go through the audit journal
 starts, its outcome as it ends, and both reach the record as soon as the
 record answers — so actions done while the record is down, or by a pass that
 is killed, are recorded by a later pass instead of lost.
+
+A pass acts only while its leases hold (:mod:`reconciler.engine.fence`): the
+executor sees libvirt through :class:`~reconciler.engine.fence.Guarded`, and
+once the fence fails nothing further starts, the run is closed ``fenced`` if
+the record still takes this pass's writes, and :class:`~reconciler.errors.Fenced`
+propagates to the caller. Its open intents are closed by a later pass, with
+what that pass observes.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from collections.abc import Callable, Sequence
 
 from reconciler import errors
 from reconciler.engine import execute, journal
+from reconciler.engine import fence as fencing
 from reconciler.hypervisor import adapter
 from reconciler.models import desired, observed, record
 from reconciler.planning import actions, planner, status
@@ -175,6 +183,7 @@ class Reconciler:
         audit.close_unrecorded(self.store.events_of_runs(aborted), plan, world)
         audit.flush(self.store, force=True)
         run_id = self.store.start_run(request.trigger, request.revision)
+        hv = fencing.Guarded(self.hv, self.store.fence())
         final = "failed"
         outcomes: list[execute.Outcome] = []
         try:
@@ -205,15 +214,26 @@ class Reconciler:
                 outcomes.append(outcome)
                 on_outcome(outcome)
 
-            execute.execute(self.hv, plan.changes, request.options, finished, starting)
+            execute.execute(hv, plan.changes, request.options, finished, starting)
             audit.flush(self.store, force=True)
             self._write_status(state, outcomes)
             final = "succeeded" if all(o.ok for o in outcomes) else "failed"
+        except errors.Fenced:
+            final = "fenced"
+            raise
         finally:
             counts = plan.counts()
             counts["failed"] = sum(1 for o in outcomes if not o.ok)
-            self.store.finish_run(run_id, counts, final)
+            self._finish_run(run_id, counts, final)
         return Result(plan, tuple(outcomes), run_id)
+
+    def _finish_run(self, run_id: record.RunId, counts: dict[str, int], final: str) -> None:
+        try:
+            self.store.finish_run(run_id, counts, final)
+        except errors.Fenced:
+            if final != "fenced":
+                raise
+            # Taken over already: the new holder closes this run as aborted.
 
     def _write_status(self, state: desired.DesiredState, outcomes: list[execute.Outcome]) -> None:
         world = self.hv.observe()

@@ -377,8 +377,15 @@ class Hypervisor:
                 time.sleep(0.1)  # libvirt finishes the start and resumes it itself
             _resume(dom)
 
-    def stop_domain(self, name: str, *, timeout: float) -> bool:
-        """Shut down gracefully (ACPI), then force after ``timeout``; True when graceful."""
+    def stop_domain(
+        self, name: str, *, timeout: float, guard: Callable[[], None] | None = None
+    ) -> bool:
+        """Shut down gracefully (ACPI), then force after ``timeout``; True when graceful.
+
+        ``guard`` is called while waiting for the guest and right before it is
+        forced off; whatever it raises propagates and leaves the guest as it is
+        (the wait may outlast the caller's right to act: see engine.fence).
+        """
         dom = self._domain(name)
         with _calling("shut down", f"domain {name}"):
             if not dom.isActive():
@@ -392,7 +399,11 @@ class Hypervisor:
                 while time.monotonic() < deadline:
                     if not dom.isActive():
                         return True
+                    if guard is not None:
+                        guard()
                     time.sleep(0.2)
+            if guard is not None:
+                guard()
             with contextlib.suppress(libvirt.libvirtError):
                 dom.destroy()
             if dom.isActive():

@@ -1,18 +1,66 @@
-"""The writer lock: one reconciler writes to a record at a time (SPEC §3).
+"""Leases: the writer lock and the daemons' leadership, fenced by one epoch (SPEC §3, §5).
 
-Both implementations are released by the operating system or the server when
-the holding process dies, so a crashed reconciler never leaves a lock behind:
+Two things are held on a record: the **writer lock** (one reconciler writes at
+a time: one pass of ``apply``, ``delete`` or a daemon) and the **leadership**
+(one of several daemons reconciles at all). Both are :class:`Lease` s.
 
-* PostgreSQL: a session-level ``pg_advisory_lock`` on a dedicated connection held
-  for as long as the lock is; it dies with the connection. Advisory locks carry
-  no owner data, so the holder writes its pid, host and start time into the
-  ``writer_lock`` table for the next waiter's error message.
-* SQLite: ``flock`` on ``<database>.lock``; it dies with the file descriptor.
-  The holder writes the same information into the lock file itself.
-* In-memory SQLite (tests, one process): a plain thread lock.
+PostgreSQL: a lease row, kept alive by its holder's session
+-----------------------------------------------------------
 
-Waiting is polling with a short sleep rather than a blocking call, so the wait is
-bounded by the timeout on every backend and the timeout message can name the
+A session advisory lock alone is not enough: a stopped (``SIGSTOP``) or hung
+process keeps its session, and with it the lock, for ever; and after a server
+restart the lock is gone while the process still believes it holds it. So
+each lease is a row of ``writer_lock`` (``writer``, ``leader``) holding the
+holder, its **epoch**, its **expiry by the server's clock** and the server pid
+of the holder's dedicated session, which also holds a session advisory lock
+for as long as it holds the row (:class:`PostgresLease`):
+
+* **Acquire** — take the advisory lock, then, in a transaction that locks both
+  rows, take the row if it is *released*, *expired* (server clock), *ours*
+  (this very lease object held that epoch and lost its session, so nobody took
+  it since) or its holder is *gone* (same kernel boot and pid namespace, and
+  no such pid: killed). Its epoch becomes one more than the greatest epoch of
+  both rows: one counter for the writer lock and the leadership, so epochs
+  order every hold of either.
+* **A frozen or cut-off holder**: the advisory lock is held by a session whose
+  row has expired. The waiter terminates that session
+  (``pg_terminate_backend``, which needs the same database role or
+  ``pg_signal_backend``); the advisory lock goes with it, and the frozen
+  process finds its connection dead when it thaws.
+* **Renew** — every ``duration / 4`` from a :class:`Heartbeat` thread:
+  ``UPDATE ... SET expires_at = now() + duration WHERE name = ? AND epoch = ?``
+  on the dedicated session. No row (taken over) or any error (the session is
+  gone: a server restart, a terminated session) and the lease is **lost**;
+  a holder that lost its session also frees its row when it can, so that a
+  standby need not wait out the lease.
+* **Valid, locally** — :meth:`PostgresLease.stale` is ``None`` while
+  ``time.monotonic()`` since the start of the last successful renewal is under
+  80 % of the duration and the lease is not lost. The row expires no earlier,
+  so while a hold is valid here nobody else can have it. ``CLOCK_MONOTONIC``
+  keeps running while a process is stopped, so a thawed holder knows at once,
+  before any other step, that its lease is stale.
+* **Release** — ``expires_at = NULL`` where the epoch is still ours, then
+  unlock. Rows are never deleted: the epoch never goes backwards.
+
+A :class:`Fence` is what a pass holds: its leases and the epochs it holds them
+at. :meth:`Fence.check` is the local check the executor makes before every
+libvirt action; the store checks the same epochs against the rows, under
+``FOR SHARE``, in the transaction of every record write (so a new holder's
+``UPDATE`` of the row waits for that write, or the write sees the new epoch
+and is refused). An old pass can therefore never write after a new holder
+took either lease, and never touches libvirt once its lease lapsed locally.
+
+SQLite: ``flock``, as before
+----------------------------
+
+One host, one daemon: ``flock`` on ``<database>.lock`` (writer) and
+``<database>.daemon.lock`` (leadership) dies with the process and cannot be
+taken from a frozen one, so there is nothing to fence: their epoch is
+``None`` and a fence over them is always valid. In-memory SQLite (tests, one
+process) uses a thread lock.
+
+Waiting is polling with a short sleep rather than a blocking call, so the wait
+is bounded by the timeout on every backend and the timeout message can name the
 holder as it is *then*.
 """
 
@@ -22,52 +70,116 @@ import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
+import functools
 import json
+import logging
 import os
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Connection,
+    Engine,
+    Integer,
+    String,
+    cast,
+    column,
+    exists,
+    func,
+    or_,
+    select,
+    table,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler import errors
 from reconciler.store import schema
 
 __all__ = [
     "LEADER_ROW",
+    "WRITER_ROW",
+    "Fence",
     "FileLock",
+    "Heartbeat",
     "Holder",
-    "LeadershipLock",
-    "PostgresLock",
+    "Lease",
+    "PostgresLease",
     "ThreadLock",
-    "WriterLock",
-    "leader_lock",
+    "leader_lease",
+    "writer_lease",
 ]
 
+_log = logging.getLogger(__name__)
+
 # Arbitrary constants: the advisory lock keys of the writer lock and of the
-# daemons' leadership. Advisory locks are scoped to one database, so each is
-# one lock per record.
+# daemons' leadership (the migrations' transaction lock uses ...0002). Advisory
+# locks are scoped to one database, so each is one lock per record.
 _PG_WRITER_KEY = 0x1B_5EC0_0001
-_PG_LEADER_KEY = 0x1B_5EC0_0002
-_ROW = "writer"
+_PG_LEADER_KEY = 0x1B_5EC0_0003
+WRITER_ROW = "writer"
 LEADER_ROW = "leader"
-# Leadership is held for as long as a daemon runs, so a dead peer must be
-# noticed by the server: probe an idle leader connection after 5 s, every 2 s,
-# and give up after 3 unanswered probes (about 11 s on a vanished host; a
-# killed process closes its socket and frees the lock at once).
-_PG_KEEPALIVE = {"tcp_keepalives_idle": 5, "tcp_keepalives_interval": 2, "tcp_keepalives_count": 3}
+_ROWS = (LEADER_ROW, WRITER_ROW)  # locked in this order, always
+_TITLES = {WRITER_ROW: "writer lock", LEADER_ROW: "leadership"}
+# The dedicated session notices a vanished peer: probe after 5 s idle, every
+# 2 s, give up after 3 unanswered probes (about 11 s).
+_PG_KEEPALIVE = {
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+}
 _POLL_S = 0.1
+_REAP_WAIT_S = 2.0  # how long a terminated session may take to let go of its lock
+_VALID_FRACTION = (
+    0.8  # of the duration after a renewal: margin for clock rates and the call in flight
+)
+RENEWALS_PER_LEASE = 4
+
+_PG_LOCKS = table(
+    "pg_locks",
+    column("locktype", String),
+    column("pid", Integer),
+    column("classid"),
+    column("objid"),
+    column("granted", Boolean),
+)
 
 
-class WriterLock(Protocol):
+class Lease(Protocol):
+    """A lock held on the record; see the module docstring for each backend."""
+
+    @property
+    def name(self) -> str:
+        """``writer`` or ``leader``."""
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch of the current hold (also once it is lost, until released); else None."""
+
     def acquire(self, timeout: float) -> None:
-        """Take the lock, waiting at most ``timeout`` seconds; :class:`LockTimeout` if not."""
+        """Take it, waiting at most ``timeout`` seconds; :class:`~errors.LockTimeout` if not."""
 
     def release(self) -> None:
-        """Give the lock back; a no-op if it is not held."""
+        """Give it back; a no-op if it is not held."""
+
+    def renew(self) -> bool:
+        """Extend the hold now; False when it is not held or lost."""
+
+    def stale(self) -> str | None:
+        """Why the hold may no longer be acted on (lost, lapsed, released); None while valid."""
+
+    def holder(self) -> Holder | None:
+        """Who holds it now, when known."""
+
+    def close(self) -> None:
+        """Release it and let go of any connection."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,29 +197,26 @@ class Holder:
         return f"pid {self.pid} on host {self.host} since {since}"
 
 
-class LeadershipLock(WriterLock, Protocol):
-    """A lock held for as long as a daemon leads; see :func:`leader_lock`."""
+def writer_lease(engine: Engine, sqlite_file: Path | None, duration: float) -> Lease:
+    """The writer lock of the record: one pass writes at a time."""
+    if engine.dialect.name == "postgresql":
+        return PostgresLease(engine, key=_PG_WRITER_KEY, name=WRITER_ROW, duration=duration)
+    if sqlite_file is not None:
+        return FileLock(sqlite_file.with_name(sqlite_file.name + ".lock"), name=WRITER_ROW)
+    return ThreadLock(name=WRITER_ROW)
 
-    def alive(self) -> bool:
-        """Whether this process still holds the lock."""
 
-    def holder(self) -> Holder | None:
-        """Who holds the lock now, when known."""
+def leader_lease(engine: Engine, sqlite_file: Path | None, duration: float) -> Lease:
+    """The daemons' leadership: exactly one daemon per record reconciles.
 
-
-def leader_lock(engine: Engine, sqlite_file: Path | None) -> LeadershipLock:
-    """The daemons' leadership lock: exactly one daemon per record reconciles.
-
-    PostgreSQL: an advisory lock (a different key from the writer lock) whose
-    session dies with its process, so a standby takes over as soon as the
-    leader's connection is gone. SQLite: ``flock`` on ``<database>.daemon.lock``,
-    which a second daemon cannot take. In-memory SQLite: a thread lock.
+    SQLite: ``flock`` on ``<database>.daemon.lock``, which a second daemon
+    cannot take (it refuses to start instead of standing by).
     """
     if engine.dialect.name == "postgresql":
-        return PostgresLock(engine, key=_PG_LEADER_KEY, row=LEADER_ROW)
+        return PostgresLease(engine, key=_PG_LEADER_KEY, name=LEADER_ROW, duration=duration)
     if sqlite_file is not None:
-        return FileLock(sqlite_file.with_name(sqlite_file.name + ".daemon.lock"))
-    return ThreadLock()
+        return FileLock(sqlite_file.with_name(sqlite_file.name + ".daemon.lock"), name=LEADER_ROW)
+    return ThreadLock(name=LEADER_ROW)
 
 
 def _timeout_error(holder: Holder | None, waited: float) -> errors.LockTimeout:
@@ -133,12 +242,410 @@ class _TryOnce(Protocol):
     def __call__(self) -> bool: ...
 
 
+# --- fences -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Fence:
+    """The leases a pass holds and the epochs it holds them at; see the module docstring."""
+
+    holds: tuple[tuple[Lease, int], ...] = ()
+
+    @classmethod
+    def of(cls, *leases: Lease) -> Fence:
+        """A fence over the leases held now; those without an epoch (flocks) are left out."""
+        return cls(tuple((lease, lease.epoch) for lease in leases if lease.epoch is not None))
+
+    @property
+    def epoch(self) -> int | None:
+        """The newest epoch of the fence, recorded on the runs and events written under it."""
+        return max((epoch for _, epoch in self.holds), default=None)
+
+    def epochs(self) -> dict[str, int]:
+        """Row name -> epoch, for the store's check against the rows."""
+        return {lease.name: epoch for lease, epoch in self.holds}
+
+    def check(self) -> None:
+        """Raise :class:`~errors.Fenced` unless every hold is still this one and valid; no I/O."""
+        for lease, epoch in self.holds:
+            why = "was given up or taken over" if lease.epoch != epoch else lease.stale()
+            if why is not None:
+                raise fenced(lease.name, epoch, why)
+
+
+def fenced(name: str, epoch: int, why: str) -> errors.Fenced:
+    return errors.Fenced(
+        f"this reconciler's {_TITLES.get(name, name)} (epoch {epoch}) {why}; "
+        "it takes no further action (another reconciler may hold it now)"
+    )
+
+
+class Heartbeat:
+    """Renews a store's held leases every ``interval`` seconds, on its own thread.
+
+    Started on the first hold and stopped when the store closes. A renewal that
+    fails marks its lease lost (and logs why); the thread itself never dies of
+    it, and if it stopped anyway its leases would just lapse, which is safe.
+    """
+
+    def __init__(self, leases: Sequence[Lease], interval: float) -> None:
+        self._leases = tuple(leases)
+        self._interval = interval
+        self._stop = threading.Event()
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        with self._guard:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(
+                    target=self._run, name="lease-heartbeat", daemon=True
+                )
+                self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._guard:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            for lease in self._leases:
+                if lease.epoch is None:
+                    continue
+                try:
+                    lease.renew()
+                except Exception:  # never die: a dead heartbeat only lets the leases lapse
+                    _log.exception("renewing the %s lease failed", lease.name)
+
+
+# --- PostgreSQL -------------------------------------------------------------------
+
+
+@functools.cache
+def _node() -> str | None:
+    """This kernel boot and pid namespace: where a pid names the same process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    return f"{boot}/{namespace}"
+
+
+def _gone(pid: int) -> bool:
+    """Whether no live process has ``pid`` here; a zombie is gone (it holds nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+class PostgresLease:
+    """A lease row kept by a dedicated session that also holds an advisory lock."""
+
+    def __init__(self, engine: Engine, *, key: int, name: str, duration: float) -> None:
+        self._engine = engine
+        self._key = key
+        self._name = name
+        self._duration = duration
+        self._span = dt.timedelta(seconds=duration)
+        # One thread at a time on the dedicated connection; held only for one exchange.
+        self._guard = threading.RLock()
+        self._conn: Connection | None = None
+        self._epoch: int | None = None
+        self._last_epoch: int | None = None  # of the last hold, also once released
+        self._renewed = 0.0  # time.monotonic() at the start of the last successful renewal
+        self._lost: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def epoch(self) -> int | None:
+        return self._epoch
+
+    # -- taking it -------------------------------------------------------------------
+
+    def acquire(self, timeout: float) -> None:
+        if self._epoch is not None:
+            self.release()  # a lost or lapsed hold: start afresh, under a new epoch
+        if not _poll(self._try_once, timeout):
+            raise _timeout_error(self.holder(), timeout)
+
+    def _try_once(self) -> bool:
+        with self._guard:
+            conn = self._connection()
+            started = time.monotonic()
+            try:
+                got = self._advisory(conn)
+                epoch = self._take_row(conn) if got else None
+                if got and epoch is None:
+                    conn.execute(select(func.pg_advisory_unlock(self._key)))
+                conn.commit()
+            except BaseException:
+                self._drop_connection()
+                raise
+            if epoch is None:
+                return False
+            self._epoch = self._last_epoch = epoch
+            self._renewed = started
+            self._lost = None
+            return True
+
+    def _advisory(self, conn: Connection) -> bool:
+        if conn.scalar(select(func.pg_try_advisory_lock(self._key))):
+            return True
+        if not self._reap(conn):
+            return False
+        deadline = time.monotonic() + _REAP_WAIT_S
+        while time.monotonic() < deadline:
+            time.sleep(_POLL_S)
+            if conn.scalar(select(func.pg_try_advisory_lock(self._key))):
+                return True
+        return False
+
+    def _reap(self, conn: Connection) -> bool:
+        """Terminate the session that holds the advisory lock for an expired row."""
+        row = schema.WriterLock
+        holds_the_lock = exists().where(
+            _PG_LOCKS.c.locktype == "advisory",
+            _PG_LOCKS.c.granted,
+            _PG_LOCKS.c.pid == row.backend,
+            cast(_PG_LOCKS.c.classid, BigInteger) == self._key >> 32,
+            cast(_PG_LOCKS.c.objid, BigInteger) == self._key & 0xFFFF_FFFF,
+        )
+        stale = conn.execute(
+            select(
+                row.pid,
+                row.host,
+                row.epoch,
+                func.pg_terminate_backend(row.backend).label("terminated"),
+            ).where(row.name == self._name, row.expires_at <= func.now(), holds_the_lock)
+        ).all()
+        for found in stale:
+            _log.warning(
+                "the %s lease of pid %s on host %s (epoch %s) expired while its session "
+                "still held it (a frozen or cut-off process): terminated that session",
+                _TITLES[self._name],
+                found.pid,
+                found.host,
+                found.epoch,
+            )
+        return any(found.terminated for found in stale)
+
+    def _take_row(self, conn: Connection) -> int | None:
+        row = schema.WriterLock
+        me = Holder.me()
+        conn.execute(
+            pg_insert(row)
+            .values(
+                [
+                    {"name": name, "pid": me.pid, "host": me.host, "since": me.since}
+                    for name in _ROWS
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=[row.name])
+        )
+        rows = conn.execute(
+            select(
+                row.name,
+                row.epoch,
+                row.pid,
+                row.node,
+                or_(row.expires_at.is_(None), row.expires_at <= func.now()).label("free"),
+            )
+            .order_by(row.name)
+            .with_for_update()
+        ).all()
+        mine = next(found for found in rows if found.name == self._name)
+        ours = self._last_epoch is not None and mine.epoch == self._last_epoch
+        gone = (
+            mine.node is not None
+            and mine.node == _node()
+            and mine.pid != me.pid
+            and _gone(mine.pid)
+        )
+        if not (mine.free or ours or gone):
+            return None
+        epoch = int(max(found.epoch for found in rows)) + 1
+        conn.execute(
+            update(row)
+            .where(row.name == self._name)
+            .values(
+                epoch=epoch,
+                pid=me.pid,
+                host=me.host,
+                since=me.since,
+                node=_node(),
+                backend=func.pg_backend_pid(),
+                expires_at=func.now() + self._span,
+            )
+        )
+        return epoch
+
+    # -- keeping it ------------------------------------------------------------------
+
+    def renew(self) -> bool:
+        with self._guard:
+            epoch = self._epoch
+            if epoch is None or self._lost is not None:
+                return False
+            conn = self._conn
+            if conn is None:  # never while held; but a new session would not hold the lock
+                self._lose(epoch, "lost its session")
+                return False
+            row = schema.WriterLock
+            started = time.monotonic()
+            try:
+                done = conn.execute(
+                    update(row)
+                    .where(row.name == self._name, row.epoch == epoch)
+                    .values(expires_at=func.now() + self._span)
+                )
+                conn.commit()
+            except SQLAlchemyError as exc:
+                self._drop_connection()
+                self._lose(epoch, f"lost its session ({_one_line(exc)})")
+                with contextlib.suppress(SQLAlchemyError):
+                    self._free_row_elsewhere(epoch)
+                return False
+            if done.rowcount != 1:
+                self._lose(epoch, "was taken over")
+                return False
+            self._renewed = started
+            return True
+
+    def _lose(self, epoch: int, why: str) -> None:
+        self._lost = why
+        _log.error("fenced: %s", fenced(self._name, epoch, why))
+
+    def stale(self) -> str | None:
+        if self._epoch is None:
+            return "is not held"
+        if self._lost is not None:
+            return self._lost
+        age = time.monotonic() - self._renewed
+        if age >= self._duration * _VALID_FRACTION:
+            return f"lapsed: not renewed for {age:.1f}s (lease {self._duration:g}s)"
+        return None
+
+    # -- giving it back --------------------------------------------------------------
+
+    def release(self) -> None:
+        with self._guard:
+            epoch, self._epoch, self._lost = self._epoch, None, None
+            if epoch is None:
+                return
+            conn = self._conn
+            if conn is not None:
+                try:
+                    self._free_row(conn, epoch)
+                    conn.execute(select(func.pg_advisory_unlock(self._key)))
+                    conn.commit()
+                    return
+                except SQLAlchemyError:
+                    self._drop_connection()  # and the advisory lock with the session
+            self._free_row_elsewhere(epoch)
+
+    def _free_row(self, conn: Connection, epoch: int) -> None:
+        row = schema.WriterLock
+        conn.execute(
+            update(row)
+            .where(row.name == self._name, row.epoch == epoch)
+            .values(expires_at=None, backend=None)
+        )
+
+    def _free_row_elsewhere(self, epoch: int) -> None:
+        """Free the row from a pooled connection: this lease's own session is gone."""
+        with self._engine.begin() as conn:
+            self._free_row(conn, epoch)
+
+    def close(self) -> None:
+        try:
+            self.release()
+        finally:
+            with self._guard:
+                self._drop_connection()
+
+    # -- reading it ------------------------------------------------------------------
+
+    def holder(self) -> Holder | None:
+        row = schema.WriterLock
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                select(row.pid, row.host, row.since).where(
+                    row.name == self._name, row.expires_at.is_not(None)
+                )
+            ).one_or_none()
+        return Holder(found.pid, found.host, found.since) if found else None
+
+    # -- the dedicated session -------------------------------------------------------
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            conn = self._engine.connect()
+            try:
+                settings = {
+                    **_PG_KEEPALIVE,
+                    # A hung server must not hold a renewal for longer than the lease.
+                    "statement_timeout": str(max(int(self._duration * 1000), 1000)),
+                }
+                for name, value in settings.items():
+                    conn.execute(select(func.set_config(name, value, False)))
+                conn.commit()
+            except BaseException:
+                conn.invalidate()
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        """End the dedicated session (its settings must not go back to the pool)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                conn.invalidate()
+            with contextlib.suppress(SQLAlchemyError):
+                conn.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    cause: Any = getattr(exc, "orig", None) or exc
+    return " ".join(str(cause).split()) or type(cause).__name__
+
+
+# --- SQLite -----------------------------------------------------------------------
+
+
 class FileLock:
     """``flock`` on a file next to the SQLite database."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, name: str = WRITER_ROW) -> None:
         self._path = path
+        self._name = name
         self._fd: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def epoch(self) -> int | None:
+        return None  # a flock cannot be taken from a live holder: nothing to fence
 
     def acquire(self, timeout: float) -> None:
         try:
@@ -175,13 +682,18 @@ class FileLock:
         finally:
             os.close(fd)  # closing the descriptor drops the flock
 
-    def alive(self) -> bool:
-        """Whether this process holds the lock; an flock lives as long as its descriptor."""
-        return self._fd is not None
+    def renew(self) -> bool:
+        return self._fd is not None  # an flock lives as long as its descriptor
+
+    def stale(self) -> str | None:
+        return None if self._fd is not None else "is not held"
 
     def holder(self) -> Holder | None:
         """Who holds the lock, from the lock file; ``None`` when free or unknown."""
         return self._read_holder()
+
+    def close(self) -> None:
+        self.release()
 
     def _read_holder(self) -> Holder | None:
         try:
@@ -194,103 +706,21 @@ class FileLock:
             return None
 
 
-class PostgresLock:
-    """A session-level advisory lock on a dedicated connection.
-
-    ``key`` and ``row`` tell the writer lock (the default) from the daemons'
-    leadership lock, which :meth:`alive` probes: a leader whose connection
-    broke has lost the lock on the server's side too.
-    """
-
-    def __init__(self, engine: Engine, key: int = _PG_WRITER_KEY, row: str = _ROW) -> None:
-        self._engine = engine
-        self._key = key
-        self._row = row
-        self._conn: Connection | None = None
-
-    def acquire(self, timeout: float) -> None:
-        conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            if self._key == _PG_LEADER_KEY:
-                for name, value in _PG_KEEPALIVE.items():
-                    conn.exec_driver_sql(f"SET {name} = {int(value)}")
-            got = _poll(
-                lambda: bool(conn.scalar(select(func.pg_try_advisory_lock(self._key)))),
-                timeout,
-            )
-            if not got:
-                holder = self._read_holder(conn, self._row)
-                raise _timeout_error(holder, timeout)
-            self._write_holder(conn, Holder.me(), self._row)
-        except BaseException:
-            conn.invalidate()  # ends the server session, and with it any lock it took
-            conn.close()
-            raise
-        self._conn = conn
-
-    def release(self) -> None:
-        if self._conn is None:
-            return
-        conn, self._conn = self._conn, None
-        try:
-            conn.execute(delete(schema.WriterLock).where(schema.WriterLock.name == self._row))
-            conn.scalar(select(func.pg_advisory_unlock(self._key)))
-        except BaseException:
-            conn.invalidate()
-            raise
-        finally:
-            conn.close()
-
-    def alive(self) -> bool:
-        """Whether the lock is held and its connection (hence the server session) still up."""
-        if self._conn is None:
-            return False
-        try:
-            self._conn.exec_driver_sql("SELECT 1")
-        except Exception:
-            # Any failure means the session, and the lock with it, may be gone.
-            conn, self._conn = self._conn, None
-            conn.invalidate()
-            conn.close()
-            return False
-        return True
-
-    def holder(self) -> Holder | None:
-        """Who holds the lock now, from the holder row; ``None`` when free or unknown."""
-        with self._engine.connect() as conn:
-            return self._read_holder(conn, self._row)
-
-    @staticmethod
-    def _write_holder(conn: Connection, holder: Holder, row: str) -> None:
-        values = {"name": row, "pid": holder.pid, "host": holder.host, "since": holder.since}
-        stmt = pg_insert(schema.WriterLock).values(values)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[schema.WriterLock.name],
-                set_={
-                    "pid": stmt.excluded.pid,
-                    "host": stmt.excluded.host,
-                    "since": stmt.excluded.since,
-                },
-            )
-        )
-
-    @staticmethod
-    def _read_holder(conn: Connection, name: str) -> Holder | None:
-        row = conn.execute(
-            select(schema.WriterLock.pid, schema.WriterLock.host, schema.WriterLock.since).where(
-                schema.WriterLock.name == name
-            )
-        ).one_or_none()
-        return Holder(row.pid, row.host, row.since) if row else None
-
-
 class ThreadLock:
     """For in-memory SQLite, which only one process can see anyway."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, name: str = WRITER_ROW) -> None:
+        self._name = name
         self._lock = threading.Lock()
         self._since: dt.datetime | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def epoch(self) -> int | None:
+        return None
 
     def acquire(self, timeout: float) -> None:
         if not self._lock.acquire(timeout=max(timeout, 0.0)):
@@ -303,9 +733,15 @@ class ThreadLock:
             self._lock.release()
         self._since = None
 
-    def alive(self) -> bool:
+    def renew(self) -> bool:
         return self._since is not None
+
+    def stale(self) -> str | None:
+        return None if self._since is not None else "is not held"
 
     def holder(self) -> Holder | None:
         since = self._since
         return Holder(os.getpid(), socket.gethostname(), since) if since else None
+
+    def close(self) -> None:
+        self.release()

@@ -194,6 +194,8 @@ class Event(Base):
     count: Mapped[int] = mapped_column(Integer)
     first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    # The fencing epoch of the last write that folded into this row; NULL on SQLite.
+    epoch: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Run(Base):
@@ -208,6 +210,8 @@ class Run(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     counts: Mapped[dict[str, int]] = mapped_column(JSONType)
     result: Mapped[str | None] = mapped_column(String(32))
+    # The fencing epoch of the pass (its writer lock's); NULL on SQLite.
+    epoch: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Installation(Base):
@@ -226,9 +230,14 @@ class Installation(Base):
 
 
 class WriterLock(Base):
-    """Who holds the PostgreSQL writer lock (the advisory lock itself has no owner data).
+    """One row per lease of the record: ``writer`` (the writer lock) and ``leader``.
 
-    SQLite keeps the same information in the lock file next to the database.
+    On PostgreSQL each row is a lease (:mod:`reconciler.store._locks`): its
+    holder, the ``epoch`` it holds it at (one counter across both rows), when it
+    expires by the server's clock (``NULL``: released) and the server pid of the
+    holder's session, which keeps a session advisory lock for as long as it
+    holds the row. Rows are never deleted, so the epoch never goes backwards.
+    SQLite keeps the holder in the lock file next to the database instead.
     """
 
     __tablename__ = "writer_lock"
@@ -237,3 +246,8 @@ class WriterLock(Base):
     pid: Mapped[int] = mapped_column(Integer)
     host: Mapped[str] = mapped_column(String(255))
     since: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    epoch: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    backend: Mapped[int | None] = mapped_column(Integer)
+    # The holder's kernel boot and pid namespace: a pid means something only there.
+    node: Mapped[str | None] = mapped_column(String(128))

@@ -27,8 +27,15 @@ Design choices:
 * **Errors.** SQLAlchemy and Alembic errors become one-line
   :class:`~reconciler.errors.StoreError` s at this boundary, with any password
   in a URL redacted.
-* **Writer lock.** :meth:`Store.writer_lock` is reentrant within one Store and
-  is released by :meth:`Store.close`; see :mod:`reconciler.store._locks`.
+* **Writer lock and leadership, fenced.** :meth:`Store.writer_lock` is
+  reentrant within one Store and is released by :meth:`Store.close`. On
+  PostgreSQL both it and the daemons' leadership are leases with one epoch
+  counter (:mod:`reconciler.store._locks`), renewed by a heartbeat thread.
+  While this store holds either, every write transaction first compares the
+  epochs it holds them at with the rows, ``FOR SHARE``, and raises
+  :class:`~reconciler.errors.Fenced` if another reconciler took one over since:
+  an old pass can never write after a new holder's first write. Runs and
+  events carry the epoch they were written under.
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ from reconciler import errors, settings
 from reconciler.models import record
 from reconciler.store import _engine, _locks, _migrate, schema
 
-__all__ = ["MigrationState", "Store", "schema_state", "upgrade_schema"]
+__all__ = ["DEFAULT_LEASE", "MigrationState", "Store", "schema_state", "upgrade_schema"]
 
 MigrationState = _migrate.MigrationState
 
@@ -64,6 +71,8 @@ _log = logging.getLogger(__name__)
 # Rows per "WHERE (kind, name) IN (...)": two bound parameters each, far below
 # SQLite's 32,766 and PostgreSQL's 65,535 limits, and 1,000 keys stay one query.
 _KEYS_PER_QUERY = 2_000
+# Seconds the writer lock and the leadership outlive their holder's last renewal.
+DEFAULT_LEASE = 15.0
 _BACKGROUND_RE = re.compile(r"\s*\(Background on this error at: \S+\)")
 
 
@@ -207,7 +216,7 @@ def schema_state(url: str | None = None) -> MigrationState:
 class Store:
     """The record. Open with :meth:`Store.open`; close with :meth:`close` or ``with``."""
 
-    def __init__(self, engine: Engine, url: URL, lock_timeout: float) -> None:
+    def __init__(self, engine: Engine, url: URL, lock_timeout: float, lease: float) -> None:
         """Use :meth:`open`; this constructor neither migrates nor checks the database."""
         self._engine = engine
         self._url = url
@@ -217,31 +226,33 @@ class Store:
         self._writes = sessionmaker(writer, expire_on_commit=False)
         self._installation_id: str | None = None
         path = _engine.sqlite_path(url)
-        self._lock: _locks.WriterLock
-        if engine.dialect.name == "postgresql":
-            self._lock = _locks.PostgresLock(engine)
-        elif path is not None:
-            self._lock = _locks.FileLock(path.with_name(path.name + ".lock"))
-        else:
-            self._lock = _locks.ThreadLock()
+        self._lock = _locks.writer_lease(engine, path, lease)
         self._lock_guard = threading.Lock()
         self._lock_depth = 0
-        self._leadership = _locks.leader_lock(engine, path)
+        self._pass_fence: _locks.Fence | None = None  # while the writer lock is held
+        self._leadership = _locks.leader_lease(engine, path, lease)
+        self._heartbeat = _locks.Heartbeat(
+            [self._leadership, self._lock], interval=lease / _locks.RENEWALS_PER_LEASE
+        )
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str | None = None, *, lock_timeout: float = 60.0) -> Store:
+    def open(
+        cls, url: str | None = None, *, lock_timeout: float = 60.0, lease: float = DEFAULT_LEASE
+    ) -> Store:
         """Open the record at ``url`` (default: the SQLite file under ``$XDG_STATE_HOME``).
 
         An empty or older database is upgraded to the current schema first.
+        ``lease`` is how long the writer lock and the leadership outlive their
+        holder's last renewal on PostgreSQL (renewed four times within it).
         """
         parsed = _engine.normalise(url or settings.default_database_url())
         engine = _engine.create(parsed)
         try:
             _migrate.ensure_current(engine)
-            store = cls(engine, parsed, lock_timeout)
+            store = cls(engine, parsed, lock_timeout, lease)
             store._installation_id = store._ensure_installation()
         except (SQLAlchemyError, _alembic_error()) as exc:
             engine.dispose()
@@ -259,8 +270,15 @@ class Store:
         with self._lock_guard:
             if self._lock_depth:
                 self._lock_depth = 0
+                self._pass_fence = None
                 self._release_lock()
         self.resign()
+        self._heartbeat.stop()
+        for lease in (self._lock, self._leadership):
+            try:
+                lease.close()
+            except SQLAlchemyError as exc:
+                _log.warning("closing the %s lease: %s", lease.name, _one_line(exc))
         self._engine.dispose()
 
     def __enter__(self) -> Self:
@@ -291,11 +309,40 @@ class Store:
         if self._closed:
             raise errors.StoreError(f"{operation} failed: the record {self.url} is closed")
         factory = self._writes if write else self._reads
+        fence = self._write_fence() if write else _locks.Fence()
         try:
             with factory() as session, session.begin():
+                if fence.holds:
+                    self._check_fence(session, fence)
                 yield session
         except SQLAlchemyError as exc:
             raise _translate(operation, self._url, exc) from exc
+
+    def _write_fence(self) -> _locks.Fence:
+        """What a write now is conditional on: the pass's leases, else the leadership."""
+        fence = self._pass_fence
+        return fence if fence is not None else _locks.Fence.of(self._leadership)
+
+    @staticmethod
+    def _check_fence(session: Session, fence: _locks.Fence) -> None:
+        """Refuse the write unless the rows still name the fence's epochs.
+
+        ``FOR SHARE`` keeps a new holder's ``UPDATE`` of a row waiting until this
+        transaction ends, so the write lands before any take-over or not at all.
+        Local validity is not asked for: an expired hold that nobody took yet
+        may still record how its pass ended.
+        """
+        wanted = fence.epochs()
+        rows = session.execute(
+            select(schema.WriterLock.name, schema.WriterLock.epoch)
+            .where(schema.WriterLock.name.in_(sorted(wanted)))
+            .order_by(schema.WriterLock.name)
+            .with_for_update(read=True)
+        )
+        now = {row.name: row.epoch for row in rows}
+        for name, epoch in wanted.items():
+            if now.get(name) != epoch:
+                raise _locks.fenced(name, epoch, f"was taken over (epoch now {now.get(name)})")
 
     def _insert(self, model: type[schema.Base]) -> postgresql.Insert | sqlite.Insert:
         if self.backend == "postgresql":
@@ -560,6 +607,7 @@ class Store:
         if not events:
             return
         now = _now()
+        epoch = self._fence_epoch()
         folded: dict[str, dict[str, Any]] = {}
         for event in events:
             # A message may quote a driver's or git's error: no secret reaches the record.
@@ -570,6 +618,7 @@ class Store:
                 "diff": event.diff,
                 "revision": event.revision,
                 "run_id": event.run_id,
+                "epoch": epoch,
             }
             if fold_key in folded:
                 folded[fold_key]["count"] += 1
@@ -608,6 +657,7 @@ class Store:
                     "diff": stmt.excluded.diff,
                     "revision": stmt.excluded.revision,
                     "run_id": stmt.excluded.run_id,
+                    "epoch": stmt.excluded.epoch,
                 },
             )
             session.execute(stmt_upsert, list(folded.values()))
@@ -675,13 +725,19 @@ class Store:
         with self._session("starting a run", write=True) as session:
             run_id = session.execute(
                 self._insert(schema.Run)
-                .values(trigger=trigger.value, revision=revision, started_at=_now(), counts={})
+                .values(
+                    trigger=trigger.value,
+                    revision=revision,
+                    started_at=_now(),
+                    counts={},
+                    epoch=self._fence_epoch(),
+                )
                 .returning(schema.Run.id)
             ).scalar_one()
         return record.RunId(run_id)
 
     def finish_run(self, run_id: record.RunId, counts: dict[str, int], result: str) -> None:
-        """Close a run with its per-action counts and result (``succeeded`` / ``failed``)."""
+        """Close a run with its counts and result: ``succeeded``, ``failed`` or ``fenced``."""
         with self._session(f"finishing run {run_id}", write=True) as session:
             done = session.execute(
                 update(schema.Run)
@@ -736,17 +792,25 @@ class Store:
 
         Waits up to ``timeout`` seconds (default: the store's ``lock_timeout``),
         then raises :class:`~reconciler.errors.LockTimeout` naming the holder.
-        Reentrant: nested blocks in this process share the outer hold.
+        Reentrant: nested blocks in this process share the outer hold. The
+        block's writes, and :meth:`fence`, are fenced by the lock's epoch and,
+        in a leading daemon, by the leadership's.
         """
         # The guard is held while waiting: other threads of this process queue
         # behind the first instead of each polling the database or the file.
         with self._lock_guard:
             if self._lock_depth == 0:
+                if self._leadership.epoch is not None:
+                    # A leader whose lease lapsed (it was frozen, say) takes nothing more.
+                    _locks.Fence.of(self._leadership).check()
                 wait = self._lock_timeout if timeout is None else timeout
                 try:
                     self._lock.acquire(wait)
                 except SQLAlchemyError as exc:
                     raise _translate("taking the writer lock", self._url, exc) from exc
+                self._pass_fence = _locks.Fence.of(self._lock, self._leadership)
+                if self._pass_fence.holds:
+                    self._heartbeat.start()
             self._lock_depth += 1
         try:
             yield
@@ -755,24 +819,42 @@ class Store:
                 if self._lock_depth:
                     self._lock_depth -= 1
                     if self._lock_depth == 0:
+                        self._pass_fence = None
                         self._release_lock()
 
     def _release_lock(self) -> None:
         try:
             self._lock.release()
         except SQLAlchemyError as exc:
-            # The connection is gone, and the advisory lock with it.
+            # The connection is gone, and the advisory lock with it; the row expires.
             _log.warning("releasing the writer lock: %s", _one_line(exc))
+
+    def writing(self) -> bool:
+        """Whether this store holds the writer lock now (a pass is in flight)."""
+        return self._lock_depth > 0
+
+    def fence(self) -> _locks.Fence:
+        """What this store's actions are conditional on now: see :class:`_locks.Fence`.
+
+        Inside :meth:`writer_lock`, the leases the pass took it under (a new
+        leadership of this very process does not revive an old pass); outside,
+        the leadership if held. Empty, hence always valid, on SQLite.
+        """
+        return self._write_fence()
+
+    def _fence_epoch(self) -> int | None:
+        return self._write_fence().epoch
 
     # -- daemon leadership -------------------------------------------------------
 
     def try_lead(self) -> bool:
-        """Take the daemons' leadership lock if it is free; True while this store holds it.
+        """Take the daemons' leadership if it is free or expired; True while this store holds it.
 
         One daemon per record reconciles (SPEC §5); see
-        :func:`reconciler.store._locks.leader_lock`. Never waits.
+        :func:`reconciler.store._locks.leader_lease`. Never waits (beyond ending
+        the session of a holder whose lease expired).
         """
-        if self._leadership.alive():
+        if self._leadership.stale() is None:
             return True
         try:
             self._leadership.acquire(0)
@@ -780,11 +862,17 @@ class Store:
             return False
         except SQLAlchemyError as exc:
             raise _translate("taking the daemon leadership", self._url, exc) from exc
+        self._heartbeat.start()
         return True
 
     def still_leading(self) -> bool:
-        """Whether the leadership lock is still held (PostgreSQL: its session is alive)."""
-        return self._leadership.alive()
+        """Renew the leadership now; False once it is lost or lapsed (then act no more)."""
+        self._leadership.renew()
+        return self._leadership.stale() is None
+
+    def leading(self) -> bool:
+        """Whether the leadership is held and valid, from local knowledge only (no I/O)."""
+        return self._leadership.stale() is None
 
     def leader(self) -> str | None:
         """Who leads, e.g. ``pid 42 on host h since ...``; ``None`` when unknown or nobody."""
@@ -795,7 +883,7 @@ class Store:
         return holder.describe() if holder else None
 
     def resign(self) -> None:
-        """Give up the leadership lock; a no-op when not held."""
+        """Give up the leadership; a no-op when not held."""
         try:
             self._leadership.release()
         except SQLAlchemyError as exc:

@@ -99,6 +99,7 @@ class FakeHypervisor:
     """A thread-safe, in-memory libvirt connection."""
 
     domain_type = "qemu"
+    uri = "test:///fake"
 
     def __init__(self, images: dict[str, int] | None = None) -> None:
         self.domains: dict[str, FakeDomain] = {}
@@ -332,12 +333,16 @@ class FakeHypervisor:
                 )
             domain.power = kinds.PowerState.RUNNING
 
-    def stop_domain(self, name: str, *, timeout: float) -> bool:
+    def stop_domain(
+        self, name: str, *, timeout: float, guard: Callable[[], None] | None = None
+    ) -> bool:
         with self._lock:
             self._call("stop_domain", name)
             domain = self._domain(name, "shut down")
             if domain.power is kinds.PowerState.STOPPED:
                 return True
+            if guard is not None:  # the real one checks while waiting and before forcing
+                guard()
             domain.power, domain.live, domain.port = kinds.PowerState.STOPPED, None, None
             return timeout > 0  # a guest that sits in firmware never answers ACPI in 0 s
 

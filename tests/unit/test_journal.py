@@ -100,6 +100,32 @@ def test_a_killed_pass_leaves_intents_that_the_next_closes_by_observation(
     assert path.read_text() == ""  # everything in the record: nothing left to keep
 
 
+def test_a_power_intent_is_closed_by_the_power_observed_not_by_what_is_still_planned(
+    tmp_path: Path, store: store_module.Store
+) -> None:
+    # A fenced pass asked a guest to stop and gave up; the next leader declares it
+    # Running again: nothing is planned for it, yet it never stopped.
+    path = tmp_path / "journal" / "inst.jsonl"
+    hv, rec = fakes.FakeHypervisor(), fakes.FakeRecord()
+    running = fakes.state_of([POOL, LAB, _vm("web-1"), _vm("web-2")])
+    rec.converge(running, hv)
+    stopping = rec.plan(
+        fakes.state_of(
+            [POOL, LAB, _vm("web-1", powerState="Stopped"), _vm("web-2", powerState="Stopped")]
+        ),
+        hv,
+    )
+    run_id = store.start_run(record.Trigger.WATCH, None)
+    journal.Journal(path).begin(list(stopping.changes), run_id, None)
+    hv.stop_domain("web-2", timeout=0)  # this one did stop before the pass ended
+
+    following = journal.Journal(path)
+    following.close_interrupted(rec.plan(running, hv), hv.observe())
+    assert following.flush(store)
+    assert _reasons(store, "web-1") == ["Stopping", journal.INTERRUPTED]
+    assert _reasons(store, "web-2") == ["Stopping", "Stopped"]
+
+
 def test_outcomes_during_a_record_outage_stay_on_disk_until_a_later_flush(
     tmp_path: Path, store: store_module.Store
 ) -> None:

@@ -1,0 +1,169 @@
+"""Fencing the executor: a pass whose lease is gone touches libvirt no more.
+
+Several daemons may share a record; exactly one leads, and within one
+leadership one pass writes at a time (:mod:`reconciler.store._locks`). A
+lease can lapse under a pass that is still running — the process was frozen,
+the record's server restarted, the pass sat waiting out a guest's ACPI
+shutdown — and by then another reconciler may lead. The record refuses such a
+pass's writes by itself (they are conditional on the epochs); libvirt knows
+nothing of epochs, so the pass must refuse itself before each side effect.
+
+:class:`Guarded` is the executor's view of the hypervisor: reads pass
+through; every method with a side effect first calls :meth:`Fence.check`,
+which raises :class:`~reconciler.errors.Fenced` once the lease lapsed locally
+or was lost. ``stop_domain`` also hands the check to the adapter, which calls
+it while it waits for the guest and right before it forces the guest off:
+that wait can outlast the lease, and the forced destroy of a VM that a new
+leader has meanwhile declared ``Running`` is exactly the split brain this
+prevents. The check is local (monotonic time since the last renewal, no I/O),
+so it costs nothing per action and needs no reachable record.
+
+The executor lets :class:`~reconciler.errors.Fenced` end the whole pass
+rather than fail one change: nothing further starts, and the run is
+recorded ``fenced`` if the record still lets this pass write at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from reconciler.hypervisor import adapter
+from reconciler.models import observed
+
+__all__ = ["Fence", "Guarded"]
+
+
+class Fence(Protocol):
+    """What a pass's actions are conditional on (the store's :meth:`fence`)."""
+
+    def check(self) -> None:
+        """Return while the pass may act; raise :class:`~reconciler.errors.Fenced` otherwise."""
+
+
+class Guarded(adapter.Hypervisor):
+    """The adapter, checking ``fence`` before each side effect.
+
+    It owns no connection (the parent's constructor is not called): every
+    method delegates to ``inner``, so each public method of the adapter is
+    listed here explicitly, and a unit test fails when one is not.
+    """
+
+    def __init__(self, inner: adapter.Hypervisor, fence: Fence) -> None:
+        self._inner = inner
+        self._fence = fence
+        self.uri = inner.uri
+        self.domain_type = inner.domain_type
+
+    def close(self) -> None:
+        """Nothing to close: the inner hypervisor belongs to the caller."""
+
+    # --- reads ----------------------------------------------------------------------
+
+    def observe(self) -> observed.World:
+        return self._inner.observe()
+
+    def dhcp_leases(self) -> dict[str, str]:
+        return self._inner.dhcp_leases()
+
+    def volume(self, pool: str, name: str) -> observed.ObservedVolume:
+        return self._inner.volume(pool, name)
+
+    # --- domains --------------------------------------------------------------------
+
+    def define_domain(self, name: str, document: str) -> str:
+        self._fence.check()
+        return self._inner.define_domain(name, document)
+
+    def set_domain_autostart(self, name: str, autostart: bool) -> None:
+        self._fence.check()
+        self._inner.set_domain_autostart(name, autostart)
+
+    def start_domain(self, name: str, *, paused: bool = False) -> None:
+        self._fence.check()
+        self._inner.start_domain(name, paused=paused)
+
+    def suspend_domain(self, name: str) -> None:
+        self._fence.check()
+        self._inner.suspend_domain(name)
+
+    def resume_domain(self, name: str) -> None:
+        self._fence.check()
+        self._inner.resume_domain(name)
+
+    def stop_domain(
+        self, name: str, *, timeout: float, guard: Callable[[], None] | None = None
+    ) -> bool:
+        def check() -> None:
+            self._fence.check()
+            if guard is not None:
+                guard()
+
+        check()
+        return self._inner.stop_domain(name, timeout=timeout, guard=check)
+
+    def attach_device(self, name: str, document: str) -> None:
+        self._fence.check()
+        self._inner.attach_device(name, document)
+
+    def undefine_domain(self, name: str) -> None:
+        self._fence.check()
+        self._inner.undefine_domain(name)
+
+    # --- volumes --------------------------------------------------------------------
+
+    def create_volume(
+        self, pool: str, name: str, capacity: int, *, backing: str | None = None
+    ) -> observed.ObservedVolume:
+        self._fence.check()
+        return self._inner.create_volume(pool, name, capacity, backing=backing)
+
+    def grow_volume(
+        self, pool: str, name: str, capacity: int, *, domain: str | None = None
+    ) -> None:
+        self._fence.check()
+        self._inner.grow_volume(pool, name, capacity, domain=domain)
+
+    def delete_volume(self, pool: str, name: str) -> None:
+        self._fence.check()
+        self._inner.delete_volume(pool, name)
+
+    # --- networks -------------------------------------------------------------------
+
+    def define_network(self, name: str, document: str) -> str:
+        self._fence.check()
+        return self._inner.define_network(name, document)
+
+    def start_network(self, name: str) -> None:
+        self._fence.check()
+        self._inner.start_network(name)
+
+    def stop_network(self, name: str) -> None:
+        self._fence.check()
+        self._inner.stop_network(name)
+
+    def set_network_autostart(self, name: str, autostart: bool) -> None:
+        self._fence.check()
+        self._inner.set_network_autostart(name, autostart)
+
+    def undefine_network(self, name: str) -> None:
+        self._fence.check()
+        self._inner.undefine_network(name)
+
+    # --- pools ----------------------------------------------------------------------
+
+    def define_pool(self, name: str, document: str) -> str:
+        self._fence.check()
+        return self._inner.define_pool(name, document)
+
+    def start_pool(self, name: str) -> None:
+        self._fence.check()
+        self._inner.start_pool(name)
+
+    def set_pool_autostart(self, name: str, autostart: bool) -> None:
+        self._fence.check()
+        self._inner.set_pool_autostart(name, autostart)
+
+    def undefine_pool(self, name: str) -> None:
+        self._fence.check()
+        self._inner.undefine_pool(name)
