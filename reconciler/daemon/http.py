@@ -5,8 +5,9 @@
   ``--unhealthy-after`` (liveness: a 503 means restart me; see
   :mod:`reconciler.daemon.health`).
 * ``GET /readyz`` — 200 when this daemon is the leader and its last pass
-  converged, or a standby that reaches the record; 503 otherwise, and always
-  while it is unhealthy. The JSON body says why: role, leader, problems (why
+  converged, or a standby that reaches the record; 503 otherwise, always
+  while it is unhealthy, and with ``"role": "fenced"`` while a leader's lease
+  has lapsed or been lost. The JSON body says why: role, leader, problems (why
   it is unhealthy), last pass (run id, revision, failed resources) and source
   (the revision in force, a refused revision and its first errors).
 * ``GET /metrics`` — Prometheus text format (:mod:`reconciler.daemon.metrics`).

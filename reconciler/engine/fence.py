@@ -113,10 +113,18 @@ class Guarded(adapter.Hypervisor):
     # --- volumes --------------------------------------------------------------------
 
     def create_volume(
-        self, pool: str, name: str, capacity: int, *, backing: str | None = None
+        self,
+        pool: str,
+        name: str,
+        capacity: int,
+        *,
+        backing: str | None = None,
+        backing_pool: str | None = None,
     ) -> observed.ObservedVolume:
         self._fence.check()
-        return self._inner.create_volume(pool, name, capacity, backing=backing)
+        return self._inner.create_volume(
+            pool, name, capacity, backing=backing, backing_pool=backing_pool
+        )
 
     def grow_volume(
         self, pool: str, name: str, capacity: int, *, domain: str | None = None

@@ -16,29 +16,33 @@ of the holder's dedicated session, which also holds a session advisory lock
 for as long as it holds the row (:class:`PostgresLease`):
 
 * **Acquire** — take the advisory lock, then, in a transaction that locks both
-  rows, take the row if it is *released*, *expired* (server clock), *ours*
-  (this very lease object held that epoch and lost its session, so nobody took
-  it since) or its holder is *gone* (same kernel boot and pid namespace, and
-  no such pid: killed). Its epoch becomes one more than the greatest epoch of
-  both rows: one counter for the writer lock and the leadership, so epochs
-  order every hold of either.
+  rows, take the row if it is *released*, *expired* (server clock) or
+  *orphaned*: its holder is on this node (same kernel boot and pid namespace)
+  and is either gone (killed) or this very process, which let go of it. Its
+  epoch becomes one more than the greatest epoch of both rows: one counter for
+  the writer lock and the leadership, so epochs order every hold of either.
 * **A frozen or cut-off holder**: the advisory lock is held by a session whose
   row has expired. The waiter terminates that session
   (``pg_terminate_backend``, which needs the same database role or
   ``pg_signal_backend``); the advisory lock goes with it, and the frozen
   process finds its connection dead when it thaws.
 * **Renew** — every ``duration / 4`` from a :class:`Heartbeat` thread:
-  ``UPDATE ... SET expires_at = now() + duration WHERE name = ? AND epoch = ?``
-  on the dedicated session. No row (taken over) or any error (the session is
-  gone: a server restart, a terminated session) and the lease is **lost**;
-  a holder that lost its session also frees its row when it can, so that a
-  standby need not wait out the lease.
+  ``UPDATE ... SET expires_at = now() + duration WHERE name = ? AND epoch = ?``.
+  No row means another holder took it: **lost**. A record that does not
+  answer loses nothing yet — nobody can take the row meanwhile — so a pass
+  goes on for what is left of its lease (and the audit journal keeps its
+  events). A broken session is replaced: after a server restart (a new
+  ``pg_postmaster_start_time()``) the new session takes the advisory lock
+  again and renews; a session that ended while the server stayed up was ended
+  on purpose (terminated by a waiter, or an operator): lost, and the row is
+  freed at once so that a standby need not wait out the lease.
 * **Valid, locally** — :meth:`PostgresLease.stale` is ``None`` while
   ``time.monotonic()`` since the start of the last successful renewal is under
   80 % of the duration and the lease is not lost. The row expires no earlier,
   so while a hold is valid here nobody else can have it. ``CLOCK_MONOTONIC``
   keeps running while a process is stopped, so a thawed holder knows at once,
-  before any other step, that its lease is stale.
+  before any other step, that its lease is stale. A lapse is final: the next
+  renewal marks the hold lost rather than revive a pass that was fenced.
 * **Release** — ``expires_at = NULL`` where the epoch is still ours, then
   unlock. Rows are never deleted: the epoch never goes backwards.
 
@@ -352,6 +356,30 @@ def _gone(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] == "Z"
 
 
+# The holds of this process, as (row, epoch): a row that names this process as its
+# holder but is not in here was left by a lease object that let go of it.
+_HELD: set[tuple[str, int]] = set()
+_HELD_GUARD = threading.Lock()
+
+
+def _holding(name: str, epoch: int, held: bool) -> None:
+    with _HELD_GUARD:
+        if held:
+            _HELD.add((name, epoch))
+        else:
+            _HELD.discard((name, epoch))
+
+
+def _orphaned(name: str, epoch: int, pid: int, node: str | None) -> bool:
+    """Whether the holder a row names is gone: killed, or this process, which let go of it."""
+    if node is None or node != _node():
+        return False  # another host or container: only its lease's expiry tells
+    if pid != os.getpid():
+        return _gone(pid)
+    with _HELD_GUARD:
+        return (name, epoch) not in _HELD
+
+
 class PostgresLease:
     """A lease row kept by a dedicated session that also holds an advisory lock."""
 
@@ -364,8 +392,9 @@ class PostgresLease:
         # One thread at a time on the dedicated connection; held only for one exchange.
         self._guard = threading.RLock()
         self._conn: Connection | None = None
+        self._server: dt.datetime | None = None  # pg_postmaster_start_time() of the session
+        self._advisory = False  # whether the session holds the advisory lock
         self._epoch: int | None = None
-        self._last_epoch: int | None = None  # of the last hold, also once released
         self._renewed = 0.0  # time.monotonic() at the start of the last successful renewal
         self._lost: str | None = None
 
@@ -390,7 +419,7 @@ class PostgresLease:
             conn = self._connection()
             started = time.monotonic()
             try:
-                got = self._advisory(conn)
+                got = self._take_advisory(conn)
                 epoch = self._take_row(conn) if got else None
                 if got and epoch is None:
                     conn.execute(select(func.pg_advisory_unlock(self._key)))
@@ -400,12 +429,14 @@ class PostgresLease:
                 raise
             if epoch is None:
                 return False
-            self._epoch = self._last_epoch = epoch
+            self._advisory = True
+            self._epoch = epoch
             self._renewed = started
             self._lost = None
+            _holding(self._name, epoch, True)
             return True
 
-    def _advisory(self, conn: Connection) -> bool:
+    def _take_advisory(self, conn: Connection) -> bool:
         if conn.scalar(select(func.pg_try_advisory_lock(self._key))):
             return True
         if not self._reap(conn):
@@ -471,14 +502,7 @@ class PostgresLease:
             .with_for_update()
         ).all()
         mine = next(found for found in rows if found.name == self._name)
-        ours = self._last_epoch is not None and mine.epoch == self._last_epoch
-        gone = (
-            mine.node is not None
-            and mine.node == _node()
-            and mine.pid != me.pid
-            and _gone(mine.pid)
-        )
-        if not (mine.free or ours or gone):
+        if not (mine.free or _orphaned(self._name, mine.epoch, mine.pid, mine.node)):
             return None
         epoch = int(max(found.epoch for found in rows)) + 1
         conn.execute(
@@ -499,48 +523,98 @@ class PostgresLease:
     # -- keeping it ------------------------------------------------------------------
 
     def renew(self) -> bool:
+        """Extend the hold; False when lost, and while the record cannot be reached.
+
+        A record that does not answer loses nothing yet: nobody can take the row
+        while it is down, and the hold stays valid for what is left of it. A
+        lapse is final, though: a pass that was fenced must not come back to life.
+        """
         with self._guard:
             epoch = self._epoch
             if epoch is None or self._lost is not None:
                 return False
-            conn = self._conn
-            if conn is None:  # never while held; but a new session would not hold the lock
-                self._lose(epoch, "lost its session")
+            lapsed = self._lapsed()
+            if lapsed is not None:
+                self._lose(epoch, lapsed)
                 return False
-            row = schema.WriterLock
             started = time.monotonic()
-            try:
-                done = conn.execute(
-                    update(row)
-                    .where(row.name == self._name, row.epoch == epoch)
-                    .values(expires_at=func.now() + self._span)
-                )
-                conn.commit()
-            except SQLAlchemyError as exc:
-                self._drop_connection()
-                self._lose(epoch, f"lost its session ({_one_line(exc)})")
-                with contextlib.suppress(SQLAlchemyError):
-                    self._free_row_elsewhere(epoch)
-                return False
+            for attempt in range(2):  # the dedicated session, then a new one if it broke
+                try:
+                    conn = self._session(epoch)
+                    if conn is None:
+                        return False  # lost: the session was ended on purpose
+                    done = conn.execute(
+                        update(schema.WriterLock)
+                        .where(
+                            schema.WriterLock.name == self._name,
+                            schema.WriterLock.epoch == epoch,
+                        )
+                        .values(expires_at=func.now() + self._span, backend=func.pg_backend_pid())
+                    )
+                    conn.commit()
+                    break
+                except SQLAlchemyError as exc:
+                    self._drop_connection()
+                    if attempt:
+                        _log.warning(
+                            "cannot renew the %s lease (epoch %s): %s; it holds for %.1fs more",
+                            _TITLES[self._name],
+                            epoch,
+                            _one_line(exc),
+                            max(self._valid_for(), 0.0),
+                        )
+                        return False
             if done.rowcount != 1:
                 self._lose(epoch, "was taken over")
                 return False
             self._renewed = started
             return True
 
+    def _session(self, epoch: int) -> Connection | None:
+        """The dedicated session; a new one when it broke, ``None`` if that lost the hold.
+
+        A server restart ends every session and says nothing about the lease:
+        the new session takes the advisory lock again and renews. A session
+        ended while the server stayed up was ended on purpose (by a holder that
+        saw the lease expire, or an operator): the hold is lost, and its row is
+        freed at once if still ours, so nobody need wait out the lease.
+        """
+        if self._conn is not None:
+            if not self._advisory:
+                self._advisory = bool(
+                    self._conn.scalar(select(func.pg_try_advisory_lock(self._key)))
+                )
+            return self._conn
+        before = self._server
+        conn = self._connection()
+        if before is not None and self._server == before:
+            self._lose(epoch, "lost its session while the server stayed up")
+            self._free_row(conn, epoch)
+            conn.commit()
+            return None
+        self._advisory = bool(conn.scalar(select(func.pg_try_advisory_lock(self._key))))
+        return conn
+
     def _lose(self, epoch: int, why: str) -> None:
         self._lost = why
+        _holding(self._name, epoch, False)
         _log.error("fenced: %s", fenced(self._name, epoch, why))
+
+    def _valid_for(self) -> float:
+        return self._duration * _VALID_FRACTION - (time.monotonic() - self._renewed)
+
+    def _lapsed(self) -> str | None:
+        if self._valid_for() > 0:
+            return None
+        age = time.monotonic() - self._renewed
+        return f"lapsed: not renewed for {age:.1f}s (lease {self._duration:g}s)"
 
     def stale(self) -> str | None:
         if self._epoch is None:
             return "is not held"
         if self._lost is not None:
             return self._lost
-        age = time.monotonic() - self._renewed
-        if age >= self._duration * _VALID_FRACTION:
-            return f"lapsed: not renewed for {age:.1f}s (lease {self._duration:g}s)"
-        return None
+        return self._lapsed()
 
     # -- giving it back --------------------------------------------------------------
 
@@ -549,12 +623,15 @@ class PostgresLease:
             epoch, self._epoch, self._lost = self._epoch, None, None
             if epoch is None:
                 return
+            _holding(self._name, epoch, False)
             conn = self._conn
             if conn is not None:
                 try:
                     self._free_row(conn, epoch)
-                    conn.execute(select(func.pg_advisory_unlock(self._key)))
+                    if self._advisory:
+                        conn.execute(select(func.pg_advisory_unlock(self._key)))
                     conn.commit()
+                    self._advisory = False
                     return
                 except SQLAlchemyError:
                     self._drop_connection()  # and the advisory lock with the session
@@ -605,17 +682,20 @@ class PostgresLease:
                 }
                 for name, value in settings.items():
                     conn.execute(select(func.set_config(name, value, False)))
+                self._server = conn.scalar(select(func.pg_postmaster_start_time()))
                 conn.commit()
             except BaseException:
                 conn.invalidate()
                 conn.close()
                 raise
             self._conn = conn
+            self._advisory = False
         return self._conn
 
     def _drop_connection(self) -> None:
         """End the dedicated session (its settings must not go back to the pool)."""
         conn, self._conn = self._conn, None
+        self._advisory = False
         if conn is not None:
             with contextlib.suppress(SQLAlchemyError):
                 conn.invalidate()

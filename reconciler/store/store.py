@@ -862,7 +862,8 @@ class Store:
             return False
         except SQLAlchemyError as exc:
             raise _translate("taking the daemon leadership", self._url, exc) from exc
-        self._heartbeat.start()
+        if self._leadership.epoch is not None:  # a lease to renew (not an flock)
+            self._heartbeat.start()
         return True
 
     def still_leading(self) -> bool:

@@ -254,9 +254,9 @@ def test_a_postgres_restart_during_a_shutdown_wait_fences_the_pass_and_never_for
     old_run = scene.leader_waits_on_a_shutdown(first)
     waiting = time.monotonic()
 
-    private_postgres.stop("fast")  # every session ends, the leases' with them
+    private_postgres.stop("fast")  # every session ends
     scene.declare("Running")
-    time.sleep(2)
+    time.sleep(LEASE + 2)  # longer than the lease: it lapses under the waiting pass
     private_postgres.start()
 
     def someone_leads_and_converged() -> bool:

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from reconciler import errors
 from reconciler.models import record
 from reconciler.store import Store, _engine, _locks
+from tests.fixtures import database
 
 pytestmark = pytest.mark.integration
 
@@ -71,11 +72,62 @@ def test_a_lease_nobody_renews_lapses_here_then_expires_and_goes_to_the_next_epo
         assert second.epoch == 2 and second.stale() is None
         assert tuple(_row(engine, "writer")) == (2, os.getpid(), True)
 
-        assert first.renew() is False
-        assert "lost its session" in (first.stale() or "")
+        assert first.renew() is False  # a lapse is final: never revived
+        assert (first.stale() or "").startswith("lapsed")
     finally:
         first.close()
         second.close()
+
+
+@postgres_only
+def test_a_session_ended_while_the_server_stays_up_loses_the_lease_and_frees_it_at_once(
+    engine: sa.Engine,
+) -> None:
+    holder = _locks.leader_lease(engine, None, 30.0)
+    other = _locks.leader_lease(engine, None, 30.0)
+    try:
+        holder.acquire(0)
+        with engine.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(backend) FROM writer_lock WHERE name = 'leader'"
+                )
+            )
+        assert holder.renew() is False
+        assert holder.stale() == "lost its session while the server stayed up"
+        other.acquire(0)  # freed by the loser: no waiting out the 30 s lease
+        assert other.epoch == 2
+    finally:
+        holder.close()
+        other.close()
+
+
+def test_a_server_restart_keeps_a_lease_that_did_not_lapse(
+    private_postgres: database.PostgresServer,
+) -> None:
+    url = sa.make_url(private_postgres.url).render_as_string(hide_password=False)
+    Store.open(url).close()  # the schema
+    engine = _engine.create(_engine.normalise(url))
+    holder = _locks.writer_lease(engine, None, 30.0)
+    other = _locks.writer_lease(engine, None, 30.0)
+    try:
+        holder.acquire(0)
+        private_postgres.stop("fast")
+        assert holder.renew() is False  # unreachable: not renewed, not lost either
+        assert holder.stale() is None
+        private_postgres.start()
+        assert holder.renew() is True  # a new session, the same hold
+        assert holder.epoch == 1 and holder.stale() is None
+        with pytest.raises(errors.LockTimeout, match=f"locked by pid {os.getpid()}"):
+            other.acquire(0.3)
+        started = time.monotonic()
+        holder.release()
+        other.acquire(5)
+        assert other.epoch == 2 and time.monotonic() - started < 3
+    finally:
+        holder.close()
+        other.close()
+        engine.dispose()
 
 
 @postgres_only
