@@ -58,6 +58,13 @@ class Guarded(adapter.Hypervisor):
     def close(self) -> None:
         """Nothing to close: the inner hypervisor belongs to the caller."""
 
+    @property
+    def down_since(self) -> float | None:
+        return self._inner.down_since
+
+    def ensure_alive(self) -> None:
+        self._inner.ensure_alive()  # reconnecting touches no object
+
     # --- reads ----------------------------------------------------------------------
 
     def observe(self) -> observed.World:
@@ -68,6 +75,18 @@ class Guarded(adapter.Hypervisor):
 
     def volume(self, pool: str, name: str) -> observed.ObservedVolume:
         return self._inner.volume(pool, name)
+
+    def domain_definition(self, name: str) -> str:
+        return self._inner.domain_definition(name)
+
+    def network_definition(self, name: str) -> str:
+        return self._inner.network_definition(name)
+
+    def pool_definition(self, name: str) -> str:
+        return self._inner.pool_definition(name)
+
+    def pool_directories(self) -> dict[str, str]:
+        return self._inner.pool_directories()
 
     # --- domains --------------------------------------------------------------------
 
