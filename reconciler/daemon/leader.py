@@ -96,8 +96,9 @@ class Leadership:
         False on losing the leadership, None when nothing changed."""
         if not self.leading.is_set():
             return True if self._attempt() else None
-        if self.store.still_leading():
-            self.healthy = True
+        confirmed = self.store.renew_leadership()
+        if self.store.leading():  # still valid, if only for what is left of the lease
+            self.healthy = confirmed
             return None
         self.leading.clear()
         why = "lost the leadership lease; another daemon may lead now"

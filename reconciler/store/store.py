@@ -866,10 +866,13 @@ class Store:
             self._heartbeat.start()
         return True
 
-    def still_leading(self) -> bool:
-        """Renew the leadership now; False once it is lost or lapsed (then act no more)."""
-        self._leadership.renew()
-        return self._leadership.stale() is None
+    def renew_leadership(self) -> bool:
+        """Renew the leadership now; True when the record confirmed it.
+
+        False once it is lost, and also while the record does not answer: the
+        lease then still holds for what is left of it (:meth:`leading`).
+        """
+        return self._leadership.renew()
 
     def leading(self) -> bool:
         """Whether the leadership is held and valid, from local knowledge only (no I/O)."""
