@@ -122,6 +122,207 @@ def _manifest(h: Harness, short: str, disk: Path, **spec: Any) -> dict[str, Any]
     )
 
 
+CONFIGURATIONS: dict[str, tuple[list[str], dict[str, Any]]] = {
+    "passthrough": (
+        [
+            "--vcpus",
+            "2,maxvcpus=4",
+            "--machine",
+            "q35",
+            "--cpu",
+            "host-passthrough",
+            "--rng",
+            "/dev/urandom",
+            "--channel",
+            "unix,target.type=virtio,name=org.qemu.guest_agent.0",
+            "--graphics",
+            "vnc,listen=127.0.0.1",
+            "--network",
+            "network={net},mac=" + MAC_1,
+        ],
+        {
+            "cpus": 2,
+            "machine": "q35",
+            "graphics": {"type": "vnc", "listen": "127.0.0.1"},
+            "networks": [{"network": "{net}", "mac": MAC_1}],
+        },
+    ),
+    "tpm-spice": (
+        [
+            "--machine",
+            "q35",
+            "--tpm",
+            "emulator,model=tpm-crb,version=2.0",
+            "--graphics",
+            "spice,listen=127.0.0.1,password=not-a-secret",
+            "--channel",
+            "spicevmc",
+            "--channel",
+            "unix,target.type=virtio,name=org.qemu.guest_agent.0",
+            "--redirdev",
+            "usb,type=spicevmc",
+            "--redirdev",
+            "usb,type=spicevmc",
+            "--sound",
+            "ich9",
+            "--video",
+            "qxl",
+            "--network",
+            "network={net},mac=" + MAC_1,
+        ],
+        {
+            "cpus": 1,
+            "machine": "q35",
+            "graphics": {"type": "spice", "listen": "127.0.0.1"},
+            "networks": [{"network": "{net}", "mac": MAC_1}],
+        },
+    ),
+    "uefi-secure-boot": (
+        [
+            "--machine",
+            "q35",
+            "--boot",
+            "uefi,firmware.feature0.name=secure-boot,firmware.feature0.enabled=yes,"
+            "loader_secure=yes",
+            "--features",
+            "smm.state=on",
+            "--graphics",
+            "none",
+            "--network",
+            "network={net},mac=" + MAC_1 + ",model=e1000e",
+        ],
+        {
+            "cpus": 1,
+            "machine": "q35",
+            "firmware": "uefi",
+            "graphics": {"type": "none"},
+            "networks": [{"network": "{net}", "mac": MAC_1}],
+        },
+    ),
+    "two-nics-one-network": (
+        [
+            "--machine",
+            "pc",
+            "--graphics",
+            "vnc,listen=127.0.0.1",
+            "--network",
+            "network={net},mac=" + MAC_1 + ",model=e1000",
+            "--network",
+            "network={net},mac=" + MAC_2 + ",model=virtio",
+        ],
+        {
+            "cpus": 1,
+            "machine": "pc",
+            "graphics": {"type": "vnc", "listen": "127.0.0.1"},
+            "networks": [
+                {"network": "{net}", "mac": MAC_1},
+                {"network": "{net}", "mac": MAC_2},
+            ],
+        },
+    ),
+}
+
+
+def _fill(value: Any, net: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{net}", net)
+    if isinstance(value, list | tuple):
+        return type(value)(_fill(v, net) for v in value)
+    if isinstance(value, dict):
+        return {k: _fill(v, net) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("configuration", sorted(CONFIGURATIONS))
+def test_adopting_a_virt_install_domain_keeps_every_unowned_element_and_its_disk(
+    h: Harness, domain_type: str, configuration: str
+) -> None:
+    h.write(*_base(h))
+    assert h.apply().exit_code == 0
+    args, spec = _fill(CONFIGURATIONS[configuration], h.name("net"))
+    disk = _disk(h, "vm")
+    # UEFI needs TCG on nested hosts that offer KVM yet cannot run OVMF under it.
+    virt_type = "qemu" if configuration == "uefi-secure-boot" else domain_type
+    _virt_install(h, "vm", disk, *args, virt_type=virt_type)
+    before = _inactive(h, "vm")
+    fingerprint = _fingerprint(disk)
+    h.write(*_base(h), _manifest(h, "vm", disk, **spec))
+
+    adopt = h.plan("--adopt")
+    assert adopt.exit_code == 2, adopt.output
+    assert f"~ virtualmachine/{h.name('vm')} (update, adopt, live)" in adopt.output
+    if configuration == "passthrough":  # what the schema cannot say is named, and kept
+        kept = "vcpu current 2 of maximum 4 (the maximum is kept)"
+        assert f"    note: not modelled, kept as is: {kept}" in adopt.output
+    result = h.apply("--adopt")
+    assert result.exit_code == 0, result.output
+
+    after = _inactive(h, "vm")
+    assert _elements(after) == _elements(before)
+    managed = etree.fromstring(after.encode()).find(f"metadata/{MANAGED}")
+    assert managed is not None and managed.get("name") == h.name("vm")
+    source = etree.fromstring(after.encode()).find("devices/disk[@device='disk']/source")
+    assert source is not None and source.get("file") == str(disk)
+    assert _fingerprint(disk) == fingerprint
+    assert h.state("vm") == libvirt.VIR_DOMAIN_SHUTOFF
+    plan = h.plan()
+    assert plan.exit_code == 0, plan.output
+
+
+def test_an_update_keeps_a_tpm_and_an_rng_added_out_of_band(h: Harness, domain_type: str) -> None:
+    h.write(*_base(h))
+    assert h.apply().exit_code == 0
+    disk = _disk(h, "vm")
+    _virt_install(
+        h,
+        "vm",
+        disk,
+        "--machine",
+        "q35",
+        "--graphics",
+        "vnc,listen=127.0.0.1",
+        "--network",
+        f"network={h.name('net')},mac={MAC_1}",
+        virt_type=domain_type,
+    )
+    spec = {
+        "machine": "q35",
+        "graphics": {"type": "vnc", "listen": "127.0.0.1"},
+        "networks": [{"network": h.name("net"), "mac": MAC_1}],
+    }
+    h.write(*_base(h), _manifest(h, "vm", disk, **spec))
+    assert h.apply("--adopt").exit_code == 0
+    # The operator adds a TPM and an rng with virsh define, behind our back.
+    root = etree.fromstring(_inactive(h, "vm").encode())
+    devices = root.find("devices")
+    assert devices is not None
+    for stale in devices.findall("tpm") + devices.findall("rng"):
+        devices.remove(stale)
+    tpm = etree.SubElement(devices, "tpm", model="tpm-crb")
+    etree.SubElement(tpm, "backend", type="emulator", version="2.0")
+    rng = etree.SubElement(devices, "rng", model="virtio")
+    etree.SubElement(rng, "backend", model="random").text = "/dev/urandom"
+    h.conn.defineXML(etree.tostring(root, encoding="unicode"))
+    added = _elements(_inactive(h, "vm"))
+
+    h.write(*_base(h), _manifest(h, "vm", disk, **{**spec, "memory": "96MiB"}))
+    plan = h.plan()
+    assert plan.exit_code == 2, plan.output
+    assert "    memory: 64MiB -> 96MiB (live)" in plan.output
+    result = h.apply()
+    assert result.exit_code == 0, result.output
+
+    after = etree.fromstring(_inactive(h, "vm").encode())
+    assert after.findtext("memory") == str(96 * 1024)
+    assert after.find("devices/tpm/backend[@type='emulator']") is not None
+    assert after.findtext("devices/rng/backend[@model='random']") == "/dev/urandom"
+    memory = {"/domain/memory", "/domain/currentMemory"}
+    assert [e for e in _elements(_inactive(h, "vm")) if e[0] not in memory] == [
+        e for e in added if e[0] not in memory
+    ]
+    assert h.plan().exit_code == 0
+
+
 def test_replacing_the_disk_of_an_adopted_domain_is_data_loss_and_refused(
     h: Harness, domain_type: str
 ) -> None:
