@@ -93,6 +93,14 @@ def intent_reasons(change: actions.Change) -> tuple[str, str] | None:
     """(intent, outcome) reasons, e.g. ``("Stopping", "Stopped")``; ``None``: no libvirt action."""
     if change.verb in (actions.Verb.CONFLICT, actions.Verb.PROTECTED):
         return None
+    # A template lives only in the record, and a record-only update touches no libvirt
+    # object: the record write itself is the whole action, nothing to announce first.
+    if change.key.kind == kinds.Kind.TEMPLATE.value or (
+        change.verb is actions.Verb.UPDATE
+        and change.fields
+        and all(f.impact is actions.Impact.RECORD for f in change.fields)
+    ):
+        return None
     if change.verb in _GERUNDS:
         return _GERUNDS[change.verb]
     paths = {f.path for f in change.fields}

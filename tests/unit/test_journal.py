@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from reconciler.engine import journal
-from reconciler.models import record
+from reconciler.models import kinds, record
 from reconciler.planning import actions
 from reconciler.store import store as store_module
 from tests.unit import fakes
@@ -213,3 +213,18 @@ def test_an_entry_the_record_refuses_for_good_never_holds_back_the_others(
     assert kept.flush(store, force=True)
     assert _reasons(store, "web-2") == ["Started"] and _reasons(store, "web-1") == []
     assert journal.Journal(path).queued_events == []
+
+
+def test_record_only_changes_announce_no_intent() -> None:
+    """Templates and record-only updates touch no libvirt object: no ``Creating`` first."""
+    template = record.ResourceKey(kinds.Kind.TEMPLATE.value, "t")
+    vm = record.ResourceKey(kinds.Kind.VIRTUAL_MACHINE.value, "vm")
+    assert journal.intent_reasons(actions.Change(key=template, verb=actions.Verb.CREATE)) is None
+    assert journal.intent_reasons(actions.Change(key=template, verb=actions.Verb.DELETE)) is None
+    spec_only = actions.FieldChange("spec", "a", "b", actions.Impact.RECORD)
+    change = actions.Change(key=vm, verb=actions.Verb.UPDATE, fields=(spec_only,))
+    assert journal.intent_reasons(change) is None
+    assert journal.intent_reasons(actions.Change(key=vm, verb=actions.Verb.CREATE)) == (
+        "Creating",
+        "Created",
+    )
