@@ -18,7 +18,7 @@ Threads, and what each may do:
 
 None of them may stop silently. A pass cannot kill the runner (every
 exception is a failed pass). If a thread dies anyway, or a component's
-thread (http, libvirt events) is found dead, the daemon is unhealthy at
+thread (lease heartbeat, http, libvirt events) is found dead, the daemon is unhealthy at
 once — ``/healthz`` and ``/readyz`` answer 503 — then stops as on SIGTERM and
 exits 1, so that systemd restarts it and a standby takes over meanwhile.
 While libvirt is away the connection is reopened with backoff, by the next
@@ -153,7 +153,7 @@ class Daemon:
         self.stop()
 
     def _supervise(self) -> None:
-        """Poll the components' own threads (http, libvirt events): each must still run."""
+        """Poll the components' own threads (lease heartbeat, http, libvirt events)."""
         for name, alive in self._components:
             if not alive() and not self.stopping.is_set():
                 _log.error("the %s thread is gone", name)
@@ -182,15 +182,18 @@ class Daemon:
             reconnects.forget("libvirt")
             self.queue.add(loop.ALL, record.Trigger.LIBVIRT_EVENT)
 
-    def _check_record(self, leadership: leader.Leadership, work: loop.Loop) -> None:
+    def _check_record(
+        self, leadership: leader.Leadership, work: loop.Loop, store: store_module.Store
+    ) -> None:
         """The record's reachability as the leadership poll sees it.
 
-        A failed poll counts for anyone; a good one clears the outage only for a
-        standby, whose polls are its sole use of the record: a leader's passes judge.
+        A failed poll counts for anyone. A good one ends the outage when it was a
+        round trip to the server (PostgreSQL: taking or renewing the lease); a
+        SQLite leader's poll only looks at its own lock file, so its passes judge.
         """
         if not leadership.healthy:
             work.record_outage.down()
-        elif not leadership.leading.is_set():
+        elif store.backend == "postgresql":
             work.record_outage.up()
 
     def _run_passes(self, work: loop.Loop, leadership: leader.Leadership) -> None:
@@ -281,6 +284,7 @@ class Daemon:
                 )
             )
             leadership = leader.Leadership(store, cfg.lease)
+            self._components.append(("lease heartbeat", store.heartbeat_alive))
             leadership.claim()
             stack.callback(leadership.resign)
             source = make_source(cfg)
@@ -334,7 +338,7 @@ class Daemon:
                     self._became_leader(source)
                 elif change is False:
                     self.metrics.leader.set(0)
-                self._check_record(leadership, work)
+                self._check_record(leadership, work, store)
                 self._supervise()
             self._drain()
         fatal = self.health.fatal

@@ -289,7 +289,8 @@ class Heartbeat:
 
     Started on the first hold and stopped when the store closes. A renewal that
     fails marks its lease lost (and logs why); the thread itself never dies of
-    it, and if it stopped anyway its leases would just lapse, which is safe.
+    it, and if it stopped anyway its leases would just lapse, which is safe —
+    but the daemon would lead a lease at a time, so it watches :meth:`alive`.
     """
 
     def __init__(self, leases: Sequence[Lease], interval: float) -> None:
@@ -313,6 +314,12 @@ class Heartbeat:
             thread = self._thread
         if thread is not None:
             thread.join(timeout=5)
+
+    def alive(self) -> bool:
+        """False only when its thread ended without being stopped; True before the start."""
+        with self._guard:
+            thread = self._thread
+        return thread is None or thread.is_alive() or self._stop.is_set()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

@@ -874,6 +874,10 @@ class Store:
         """
         return self._leadership.renew()
 
+    def heartbeat_alive(self) -> bool:
+        """Whether the thread that renews the leases still runs (or is not needed yet)."""
+        return self._heartbeat.alive()
+
     def leading(self) -> bool:
         """Whether the leadership is held and valid, from local knowledge only (no I/O)."""
         return self._leadership.stale() is None

@@ -8,9 +8,13 @@ The subprocess proofs (a dead thread turns the probes 503 and the daemon exits
 from __future__ import annotations
 
 import threading
+import time
+
+import pytest
 
 from reconciler.daemon import config, health
 from reconciler.daemon import daemon as daemon_module
+from reconciler.store import _locks
 
 
 class Clock:
@@ -94,3 +98,24 @@ def test_a_component_whose_thread_is_gone_is_found_by_the_supervision() -> None:
     alive[0] = False
     d._supervise()
     assert d.health.fatal == "the http thread died" and d.stopping.is_set()
+
+
+class _DyingLease:
+    name = "leadership"
+    epoch = 1
+
+    def renew(self) -> bool:
+        raise SystemExit  # what no `except Exception` catches: the thread just ends
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_lease_heartbeat_whose_thread_ended_is_not_alive_until_stopped() -> None:
+    beat = _locks.Heartbeat([_DyingLease()], interval=0.01)  # type: ignore[list-item]
+    assert beat.alive()  # not started yet: nothing to renew
+    beat.start()
+    deadline = time.monotonic() + 5
+    while beat.alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not beat.alive()  # the daemon's supervision sees it and exits 1
+    beat.stop()
+    assert beat.alive()  # stopped on purpose: not a failure
