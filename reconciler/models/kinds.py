@@ -6,6 +6,11 @@ location maps straight back onto the YAML node that caused it. Defaults that
 depend on a template are left ``None`` here and resolved by
 :mod:`reconciler.models.effective`; only the defaults that hold everywhere are
 written in these classes.
+
+Fields added after the first release of the kinds are left out of dumps while
+they hold their default (:func:`_added`): the record keys every resource by a
+hash of its dumped spec, so a manifest written before a field existed keeps its
+hash, and an upgrade is not a wave of record-only "changes".
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from pathlib import PurePosixPath
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -102,6 +107,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
 
+def _added(default: Any, **kwargs: Any) -> Any:
+    """A field added after the first release: dumped only when it differs from ``default``."""
+    return Field(default=default, exclude_if=lambda value: value == default, **kwargs)
+
+
 class Metadata(_Strict):
     name: fields.DnsLabel
     labels: dict[str, str] = Field(default_factory=dict)
@@ -118,8 +128,8 @@ class Metadata(_Strict):
 class StoragePoolSpec(_Strict):
     path: str = Field(description="Absolute directory of a libvirt 'dir' pool.")
     autostart: bool = True
-    images: bool = Field(
-        default=False,
+    images: bool = _added(
+        False,
         description="Whether disks may take their 'image' backing files from this pool; "
         "the operator's INFINIBAY_IMAGE_ROOTS must contain its path.",
     )
@@ -249,16 +259,14 @@ class Disk(_Strict):
         pattern=_VOLUME_FILE,
         description="Backing volume, from an image pool: 'imagePool', else the disk's own pool.",
     )
-    imagePool: fields.DnsLabel | None = Field(
-        default=None, description="The image pool ('images: true') that holds 'image'."
+    imagePool: fields.DnsLabel | None = _added(
+        None, description="The image pool ('images: true') that holds 'image'."
     )
     # An existing volume of ``pool`` used as it is (never created, grown or deleted)
-    # instead of the generated ``VM.DISK.qcow2``; taking it needs ``--adopt``. Left
-    # out of dumps when unset, so the spec hash of disks written before it is unchanged.
-    volume: str | None = Field(
-        default=None,
+    # instead of the generated ``VM.DISK.qcow2``; taking it needs ``--adopt``.
+    volume: str | None = _added(
+        None,
         pattern=_VOLUME_FILE,
-        exclude_if=lambda value: value is None,
         description="An existing volume of 'pool', used as it is; taking it needs --adopt.",
     )
     reclaimPolicy: ReclaimPolicy | None = None

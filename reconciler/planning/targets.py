@@ -60,7 +60,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str | int | float | None):  # enums here are StrEnums
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        plain = {}
+        for f in dataclasses.fields(value):
+            item = getattr(value, f.name)
+            if f.metadata.get("omit_at_default") and item == f.default:
+                continue  # added later: specs recorded before it keep their hash
+            plain[f.name] = _plain(item)
+        return plain
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     if isinstance(value, dict):
@@ -72,9 +78,6 @@ def spec_document(loaded: desired.Loaded, vm: effective.EffectiveVM | None) -> d
     document = loaded.manifest.model_dump(mode="json")
     if vm is not None:
         document["effective"] = json.loads(json.dumps(_plain(vm), default=str))
-        for disk in document["effective"]["disks"]:
-            if disk["volume"] is None:  # as the manifest's dump: old VMs keep their hash
-                del disk["volume"]
     return document
 
 
