@@ -57,8 +57,8 @@ import click
 from reconciler import errors
 from reconciler.cli import common, output
 from reconciler.cli import inspect_views as views
-from reconciler.engine import recorded
-from reconciler.models import documents, kinds, record
+from reconciler.engine import reconcile, recorded
+from reconciler.models import desired, documents, kinds, record
 from reconciler.store import store as store_module
 
 __all__ = ["describe", "events", "get", "history"]
@@ -97,7 +97,7 @@ def _observe(
     config = common.settings_of(ctx)
     try:
         with common.hypervisor(ctx) as hv:
-            world = hv.observe()
+            world = hv.observe(refresh=reconcile.pools_in_play(desired.DesiredState(), records))
             try:
                 leases = hv.dhcp_leases()
             except errors.HypervisorError as exc:

@@ -25,7 +25,7 @@ recorded ``fenced`` if the record still lets this pass write at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from reconciler.hypervisor import adapter
@@ -67,8 +67,8 @@ class Guarded(adapter.Hypervisor):
 
     # --- reads ----------------------------------------------------------------------
 
-    def observe(self) -> observed.World:
-        return self._inner.observe()
+    def observe(self, *, refresh: Collection[str] = ()) -> observed.World:
+        return self._inner.observe(refresh=refresh)
 
     def dhcp_leases(self) -> dict[str, str]:
         return self._inner.dhcp_leases()

@@ -33,11 +33,11 @@ from reconciler import errors
 from reconciler.engine import execute, journal
 from reconciler.engine import fence as fencing
 from reconciler.hypervisor import adapter
-from reconciler.models import desired, observed, record
+from reconciler.models import desired, kinds, observed, record
 from reconciler.planning import actions, planner, status
 from reconciler.store import store as store_module
 
-__all__ = ["Pass", "Reconciler", "Result"]
+__all__ = ["Pass", "Reconciler", "Result", "pools_in_play"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +68,32 @@ class Result:
         return [o for o in self.outcomes if not o.ok]
 
 
+def pools_in_play(
+    state: desired.DesiredState, records: Sequence[record.ResourceRecord]
+) -> frozenset[str]:
+    """The pools whose volumes a pass must see fresh: declared, recorded, or used by a VM.
+
+    Observation rescans only these (see ``Hypervisor.observe``): a rescan stops a
+    pool whose directory is gone, and a pool that neither the manifests nor the
+    record involve is someone else's, never to be touched.
+    """
+    names = set(state.pools)
+    for vm in state.effective_vms.values():
+        for disk in vm.disks:
+            names.add(disk.pool)
+            if disk.image_source is not None:
+                names.add(disk.image_source)
+    for rec in records:
+        if rec.deleted_at is not None:
+            continue
+        if rec.key.kind == kinds.Kind.STORAGE_POOL.value:
+            names.add(rec.key.name)
+        elif rec.key.kind == kinds.Kind.VIRTUAL_MACHINE.value:
+            for disk in rec.spec.get("effective", {}).get("disks", []):
+                names.update(p for p in (disk.get("pool"), disk.get("image_pool")) if p)
+    return frozenset(names)
+
+
 class Reconciler:
     """Binds a record and a hypervisor; stateless between passes."""
 
@@ -80,8 +106,8 @@ class Reconciler:
     ) -> actions.Plan:
         return self._plan(
             state,
-            self.store.resources(include_deleted=True),
-            self.hv.observe(),
+            records := self.store.resources(include_deleted=True),
+            self.hv.observe(refresh=pools_in_play(state, records)),
             prune=prune,
             adopt=adopt,
         )
@@ -100,7 +126,8 @@ class Reconciler:
         """
         records = self.store.resources(include_deleted=True)
         state = load(records)
-        return self._plan(state, records, self.hv.observe(), prune=prune, adopt=adopt)
+        world = self.hv.observe(refresh=pools_in_play(state, records))
+        return self._plan(state, records, world, prune=prune, adopt=adopt)
 
     def _plan(
         self,
@@ -138,7 +165,7 @@ class Reconciler:
             )
         with self.store.writer_lock():
             records = self.store.resources(include_deleted=True)
-            world = self.hv.observe()
+            world = self.hv.observe(refresh=pools_in_play(state, records))
             plan = self._plan(state, records, world, prune=request.prune, adopt=request.adopt)
             on_plan(plan)
             if request.dry_run:
@@ -153,7 +180,7 @@ class Reconciler:
     ) -> Result:
         with self.store.writer_lock():
             records = self.store.resources(include_deleted=True)
-            world = self.hv.observe()
+            world = self.hv.observe(refresh=pools_in_play(desired.DesiredState(), records))
             plan = planner.plan_deletions(
                 keys,
                 records,
@@ -236,8 +263,8 @@ class Reconciler:
             # Taken over already: the new holder closes this run as aborted.
 
     def _write_status(self, state: desired.DesiredState, outcomes: list[execute.Outcome]) -> None:
-        world = self.hv.observe()
         records = self.store.resources()
+        world = self.hv.observe(refresh=pools_in_play(state, records))
         after = planner.plan(
             state,
             records,

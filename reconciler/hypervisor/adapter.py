@@ -31,7 +31,7 @@ import os
 import posixpath
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import libvirt
@@ -220,7 +220,15 @@ class Hypervisor:
 
     # --- observation --------------------------------------------------------
 
-    def observe(self) -> observed.World:
+    def observe(self, *, refresh: Collection[str] = ()) -> observed.World:
+        """Every domain, network and pool of the connection, projected onto shapes.
+
+        Only the pools named in ``refresh`` are rescanned for volumes made out of
+        band; the others are read from libvirt's own list. A rescan is not
+        harmless: libvirt stops a pool whose directory has gone. So the caller
+        names the pools its desired state and record involve, and pools that are
+        nobody's business here are never rescanned.
+        """
         with _calling("observe", self.uri):
             # Filtered listings answer for every object at once what would otherwise be
             # one call per object: shut off (so neither state() nor isPersistent() is
@@ -248,6 +256,7 @@ class Hypervisor:
                         pool,
                         active=pool.name() in pools_active,
                         autostart=pool.name() in pools_auto,
+                        refresh=pool.name() in refresh,
                     )
                     for pool in pools
                 )
@@ -784,13 +793,16 @@ def _contained(path: str, directory: str, what: str) -> None:
         )
 
 
-def _observe_pool(pool: Any, *, active: bool, autostart: bool) -> observed.ObservedPool | None:
+def _observe_pool(
+    pool: Any, *, active: bool, autostart: bool, refresh: bool = False
+) -> observed.ObservedPool | None:
     try:
         uuid, shape = projection.parse_pool(pool.XMLDesc(0), autostart=autostart)
         volumes: dict[str, observed.ObservedVolume] = {}
-        if active:
+        if active and refresh:
             with contextlib.suppress(libvirt.libvirtError):
                 pool.refresh(0)
+        if active:
             try:
                 listed = pool.listAllVolumes(0)
             except libvirt.libvirtError as exc:

@@ -11,13 +11,15 @@ never pruned.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import libvirt
 import pytest
 from lxml import etree
 
 from reconciler.hypervisor import xml
 from reconciler.models import record
-from tests.fixtures.libvirt import firmware_only_domain
+from tests.fixtures.libvirt import dir_pool, firmware_only_domain
 from tests.integration.harness import Harness
 
 pytestmark = pytest.mark.integration
@@ -176,3 +178,24 @@ def test_domain_of_another_installation_is_never_adopted_modified_or_pruned(
     assert _xml(h, h.name("theirs")) == theirs
     assert _xml(h, h.name("clash")) == clash
     assert h.state("web") == libvirt.VIR_DOMAIN_RUNNING
+
+
+def test_a_foreign_pool_whose_directory_is_gone_is_never_rescanned_or_stopped(
+    h: Harness, tmp_path: Path
+) -> None:
+    """A rescan of a pool whose directory has gone makes libvirt stop it: not ours to do."""
+    directory = tmp_path / "foreign-pool"
+    directory.mkdir()
+    foreign = h.conn.storagePoolDefineXML(dir_pool(h.name("foreign"), directory), 0)
+    try:
+        foreign.create(0)
+        directory.rmdir()
+        h.write(h.pool(), h.network(), h.template(), h.vm("web"))
+        assert h.apply().exit_code == 0
+        assert h.plan().exit_code == 0
+        assert h.run("get", "vms").exit_code == 0
+        assert foreign.isActive() == 1
+    finally:
+        if foreign.isActive():
+            foreign.destroy()
+        foreign.undefine()

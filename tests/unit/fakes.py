@@ -31,7 +31,7 @@ import itertools
 import posixpath
 import threading
 import uuid as uuid_module
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from lxml import etree
@@ -108,6 +108,7 @@ class FakeHypervisor:
         self.files: dict[str, dict[str, FakeVolume]] = {}  # directory -> volume name -> volume
         self.images = dict(images or {})  # volumes found in every directory a pool is built on
         self.calls: list[tuple[str, str]] = []  # (method, object name), in call order
+        self.refreshed: list[frozenset[str]] = []  # the pools each observation rescanned
         self.fail: dict[tuple[str, str], errors.HypervisorError] = {}
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
@@ -172,8 +173,10 @@ class FakeHypervisor:
 
     # --- observation ----------------------------------------------------------
 
-    def observe(self) -> observed.World:
+    def observe(self, *, refresh: Collection[str] = ()) -> observed.World:
+        """The world; ``refresh`` is recorded, as the real adapter rescans only those pools."""
         with self._lock:
+            self.refreshed.append(frozenset(refresh))
             pools = {}
             for pool in self.pools.values():
                 volumes: dict[str, observed.ObservedVolume] = {}
