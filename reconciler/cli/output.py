@@ -34,6 +34,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from reconciler.planning import diff
+
 __all__ = [
     "NONE",
     "DiffOp",
@@ -195,39 +197,12 @@ class FieldDiff:
         return {"path": self.path, "op": self.op.value, "old": self.old, "new": self.new}
 
 
-def _join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
-
-
-def diff_documents(old: Any, new: Any, path: str = "") -> list[FieldDiff]:
+def diff_documents(old: Any, new: Any) -> list[FieldDiff]:
     """Leaf-level differences from ``old`` to ``new``, keys sorted, list items by index."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        diffs: list[FieldDiff] = []
-        for key in sorted(old.keys() | new.keys(), key=str):
-            where = _join(path, key)
-            if key not in new:
-                diffs.append(FieldDiff(where, DiffOp.REMOVED, old=old[key]))
-            elif key not in old:
-                diffs.append(FieldDiff(where, DiffOp.ADDED, new=new[key]))
-            else:
-                diffs += diff_documents(old[key], new[key], where)
-        return diffs
-    if isinstance(old, list) and isinstance(new, list):
-        diffs = []
-        for index in range(max(len(old), len(new))):
-            where = _join(path, index)
-            if index >= len(new):
-                diffs.append(FieldDiff(where, DiffOp.REMOVED, old=old[index]))
-            elif index >= len(old):
-                diffs.append(FieldDiff(where, DiffOp.ADDED, new=new[index]))
-            else:
-                diffs += diff_documents(old[index], new[index], where)
-        return diffs
-    if old == new and type(old) is type(new):
-        return []
-    return [FieldDiff(path or "(document)", DiffOp.CHANGED, old=old, new=new)]
+    return [
+        FieldDiff(diff.render_path(d.path) or "(document)", DiffOp(d.op.value), d.old, d.new)
+        for d in diff.document_diff(old, new)
+    ]
 
 
 def diff_line(diff: FieldDiff) -> str:

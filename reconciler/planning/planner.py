@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from reconciler.models import desired, effective, fields, kinds, observed, record
-from reconciler.planning import actions, targets
+from reconciler.planning import actions, diff, targets
 
 __all__ = ["plan", "plan_deletions"]
 
@@ -842,13 +842,31 @@ def _restart_pending(live: observed.VmShape, target: observed.VmShape) -> bool:
     )
 
 
-def _dict_diff(old: Any, new: Any, path: str = "") -> list[actions.FieldChange]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[actions.FieldChange] = []
-        for k in sorted(old.keys() | new.keys()):
-            out += _dict_diff(old.get(k), new.get(k), f"{path}.{k}" if path else k)
-        return out
-    return [] if old == new else [actions.FieldChange(path, old, new, Impact.RECORD)]
+def _dict_diff(old: Any, new: Any) -> list[actions.FieldChange]:
+    """Record-only field changes between two specs, down through dicts only.
+
+    A list is one field (a template's list changes as a whole), a missing key
+    reads as ``None``, and values compare with ``==``: ``1`` and ``1.0`` are the
+    same size. :func:`diff.document_diff` finds the paths; this folds them up.
+    """
+    heads: list[diff.Path] = []
+    for found in diff.document_diff(old, new):
+        cut = next((i for i, part in enumerate(found.path) if isinstance(part, int)), None)
+        head = found.path[:cut]
+        if head not in heads:
+            heads.append(head)
+    out: list[actions.FieldChange] = []
+    for head in heads:
+        before, after = _get(old, head), _get(new, head)
+        if before != after:
+            out.append(actions.FieldChange(diff.render_path(head), before, after, Impact.RECORD))
+    return out
+
+
+def _get(document: Any, path: diff.Path) -> Any:
+    for key in path:
+        document = document.get(key) if isinstance(document, dict) else None
+    return document
 
 
 def plan(
