@@ -3,17 +3,22 @@
 Every error a user can see derives from :class:`InfinibayError`; the CLI catches
 that base once, prints its one-sentence message and exits non-zero. Library
 errors (libvirt, SQLAlchemy, YAML) are translated at the adapter boundary with
-``raise ... from exc`` so nothing above an adapter ever handles them::
+``raise ... from exc`` so nothing above an adapter ever handles them. What a
+failure *means* (retry it, or wait for a new spec) is decided from these types
+alone, in :func:`reconciler.engine.decision.decide`::
 
     InfinibayError
     ├── ManifestError        invalid manifests; carries every located message
     ├── ConfigError          bad option or environment value
     ├── StoreError           the record cannot be read or written
     │   └── LockTimeout      another reconciler holds the writer lock
-    ├── HypervisorError      a libvirt operation failed (object and operation named)
+    ├── HypervisorError      a libvirt operation failed (object and operation named);
+    │   │                    ``retryable`` says whether trying again can help
     │   ├── NotFoundError    the libvirt object does not exist
     │   └── ExistsError      an object of that name exists already
-    ├── RefusedError         a safety gate refused the request (data loss, empty prune)
+    ├── RefusedError         a safety gate refused the request (empty prune, protection)
+    │   ├── ConflictError    the object is not ours (unowned, or another installation's)
+    │   └── DataLossRefused  the change would destroy data and --allow-data-loss is unset
     ├── Fenced               this reconciler's lease is gone: it must not act or write any more
     ├── SourceError          the daemon cannot read its source (git fetch, checkout)
     └── NotFound             a resource asked for by name is not in the record
@@ -25,6 +30,8 @@ from collections.abc import Sequence
 
 __all__ = [
     "ConfigError",
+    "ConflictError",
+    "DataLossRefused",
     "ExistsError",
     "Fenced",
     "HypervisorError",
@@ -65,12 +72,19 @@ class LockTimeout(StoreError):
 
 
 class HypervisorError(InfinibayError):
-    """A libvirt operation failed; the message names the object and the operation."""
+    """A libvirt operation failed; the message names the object and the operation.
 
-    def __init__(self, operation: str, obj: str, detail: str) -> None:
+    ``retryable`` is False when libvirt refused the request itself (invalid XML,
+    an unsupported setting): the same request fails the same way until the spec
+    changes. It is set at the adapter boundary from libvirt's error code; a code
+    we do not know is retryable, so an unknown failure is never given up on.
+    """
+
+    def __init__(self, operation: str, obj: str, detail: str, *, retryable: bool = True) -> None:
         self.operation = operation
         self.obj = obj
         self.detail = detail
+        self.retryable = retryable
         super().__init__(f"{operation} {obj} failed: {detail}")
 
 
@@ -84,6 +98,14 @@ class ExistsError(HypervisorError):
 
 class RefusedError(InfinibayError):
     """A safety gate refused the request (data loss, an empty prune, protection)."""
+
+
+class ConflictError(RefusedError):
+    """The object exists in libvirt but is not ours: unowned, or another installation's."""
+
+
+class DataLossRefused(RefusedError):
+    """The change would destroy data and ``--allow-data-loss`` was not given."""
 
 
 class Fenced(InfinibayError):

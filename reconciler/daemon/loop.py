@@ -7,15 +7,19 @@ orders and parallelises the changes itself. So the queue's keys only decide
 *when* a pass runs: ``all`` for triggers that concern everything, a resource
 key (``virtualmachine/web-1``) for a retry of that resource.
 
-Failures are sorted in one place, :func:`_classify`:
+Failures are sorted in one place, :func:`reconciler.engine.decision.decide`,
+from the typed error each change ended with:
 
-* *transient* — a change failed (libvirt said no, a dependency failed): the
-  resource is retried after its own backoff (1 s doubling to 5 min, with
-  jitter), cleared by the first pass in which it does not fail. Every pass
-  still converges every other resource, so a failing VM never delays its
-  neighbours;
-* *terminal* — a conflict with an object we do not own, or a change that
-  would destroy data without ``--allow-data-loss``: retrying cannot help;
+* *transient* (and *waiting*, a dependency that failed) — a change failed in a
+  way the next attempt may not (libvirt unreachable, an error code we do not
+  know): the resource is retried after its own backoff (1 s doubling to
+  5 min, with jitter), cleared by the first pass in which it does not fail.
+  Every pass still converges every other resource, so a failing VM never
+  delays its neighbours;
+* *terminal* — libvirt refused the definition itself (invalid XML, an
+  unsupported setting), a conflict with an object we do not own, or a change
+  that would destroy data without ``--allow-data-loss``: retrying the same
+  spec cannot help, so it is not retried and its status says ``Stalled``;
   the next source change or resync tries again;
 * *flapping* — a resource whose drift had to be corrected
   :data:`FLAP_LIMIT` times within :data:`FLAP_WINDOW` seconds (a guest that
@@ -43,11 +47,10 @@ from typing import Any
 from reconciler import errors
 from reconciler.daemon import config as config_module
 from reconciler.daemon import health, logs, metrics, queue, sources
-from reconciler.engine import execute, reconcile, recorded
+from reconciler.engine import decision, execute, reconcile, recorded
 from reconciler.hypervisor import adapter
 from reconciler.manifests import loader
 from reconciler.models import desired, kinds, record
-from reconciler.planning import actions
 from reconciler.store import store as store_module
 
 __all__ = ["ALL", "FLAP_LIMIT", "FLAP_WINDOW", "SOURCE_KIND", "Loop", "PassReport", "SourceReport"]
@@ -103,16 +106,6 @@ class SourceReport:
             "errors": list(self.errors),
             "unavailable": self.unavailable,
         }
-
-
-def _classify(outcome: execute.Outcome, options: execute.Options) -> str:
-    """``terminal`` or ``transient``: the one place that decides what a failure means."""
-    change = outcome.change
-    if change.verb is actions.Verb.CONFLICT:
-        return "terminal"
-    if change.impact is actions.Impact.DATA_LOSS and not options.allow_data_loss:
-        return "terminal"
-    return "transient"
 
 
 def _corrected(outcome: execute.Outcome) -> bool:
@@ -372,8 +365,11 @@ class Loop:
                         self.queue.forget(key)
                         self.queue.add_after(key, delay, record.Trigger.RESYNC)
                 continue
-            if _classify(outcome, self.options) == "terminal":
-                _log.error("%s (not retried)", _outcome_line(outcome), extra=extra)
+            verdict = decision.decide(outcome)
+            if isinstance(verdict, decision.Terminal):
+                _log.error(
+                    "%s (%s: not retried)", _outcome_line(outcome), verdict.reason, extra=extra
+                )
                 continue
             failing.add(key)
             delay = self.backoff.next(key)

@@ -57,6 +57,9 @@ class Outcome:
     steps: list[str] = dataclasses.field(default_factory=list)
     events: list[record.NewEvent] = dataclasses.field(default_factory=list)
     error: str = ""
+    # The typed error a failed change ended with; what it means is decided from it
+    # alone (reconciler.engine.decision.decide).
+    failure: errors.InfinibayError | None = None
     uuid: str | None = None
     # Inventory rows to drop once this outcome is recorded: volumes deleted, or a
     # claimed name that turned out to be someone else's volume.
@@ -107,9 +110,9 @@ class _Steps:
         outcome = Outcome(change)
         try:
             if change.verb is Verb.CONFLICT:
-                raise errors.RefusedError(change.note)
+                raise errors.ConflictError(change.note)
             if change.impact is Impact.DATA_LOSS and not self.options.allow_data_loss:
-                raise errors.RefusedError(
+                raise errors.DataLossRefused(
                     f"{_describe(change)} would destroy data; pass --allow-data-loss to proceed"
                 )
             if change.drift:
@@ -144,6 +147,7 @@ class _Steps:
         except errors.InfinibayError as exc:
             outcome.ok = False
             outcome.error = str(exc)
+            outcome.failure = exc
             reason = "ApplyRefused" if isinstance(exc, errors.RefusedError) else "ApplyFailed"
             if change.verb is Verb.CONFLICT:
                 reason = "Conflict"

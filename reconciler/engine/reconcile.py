@@ -4,7 +4,9 @@
 order of record writes is what makes a killed pass safe: the applied specs are
 written *before* libvirt is touched (intent), events as each change ends, and
 status last, computed from a fresh observation rather than from what this
-pass believes it did. A pass killed anywhere leaves at worst a record whose
+pass believes it did — in a ``finally``, so a pass that breaks off mid-way
+(the record or libvirt gone) still records status for what it did, unless it
+was fenced. A pass killed anywhere leaves at worst a record whose
 ``observedGeneration`` lags its ``generation``, and objects that the next
 pass recognises by name and ownership; its run row, left open, is closed as
 ``aborted`` by the next pass to take the lock.
@@ -27,10 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
+import typing
 from collections.abc import Callable, Sequence
 
 from reconciler import errors
-from reconciler.engine import execute, journal
+from reconciler.engine import decision, execute, journal
 from reconciler.engine import fence as fencing
 from reconciler.hypervisor import adapter
 from reconciler.models import desired, kinds, observed, record
@@ -38,6 +42,8 @@ from reconciler.planning import actions, planner, status
 from reconciler.store import store as store_module
 
 __all__ = ["Pass", "Reconciler", "Result", "pools_in_play"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +219,7 @@ class Reconciler:
         hv = fencing.Guarded(self.hv, self.store.fence())
         final = "failed"
         outcomes: list[execute.Outcome] = []
+        interrupted = True  # until the plan ran to its end
         try:
             self.store.apply_specs(
                 [dataclasses.replace(w, run_id=run_id) for w in plan.spec_writes]
@@ -243,15 +250,31 @@ class Reconciler:
 
             execute.execute(hv, plan.changes, request.options, finished, starting)
             audit.flush(self.store, force=True)
-            self._write_status(state, outcomes)
-            final = "succeeded" if all(o.ok for o in outcomes) else "failed"
+            interrupted = False
         except errors.Fenced:
             final = "fenced"
             raise
         finally:
+            # Status for what this pass did, also when it broke off mid-way; never by a
+            # pass that lost its lease, and never masking the error that broke it off.
+            status_error: errors.InfinibayError | None = None
+            if final != "fenced":
+                try:
+                    self._write_status(state, outcomes)
+                except errors.Fenced as exc:
+                    final, status_error = "fenced", exc
+                except errors.InfinibayError as exc:
+                    status_error = exc
+                if not interrupted and status_error is None:
+                    final = "succeeded" if all(o.ok for o in outcomes) else "failed"
+                if interrupted and status_error is not None:
+                    _log.warning("status not written: %s", status_error, extra={"run_id": run_id})
+                    status_error = None
             counts = plan.counts()
             counts["failed"] = sum(1 for o in outcomes if not o.ok)
             self._finish_run(run_id, counts, final)
+            if status_error is not None:
+                raise status_error
         return Result(plan, tuple(outcomes), run_id)
 
     def _finish_run(self, run_id: record.RunId, counts: dict[str, int], final: str) -> None:
@@ -273,7 +296,21 @@ class Reconciler:
             volumes=self.store.volumes(),
         )
         failures = {o.change.key: o.error for o in outcomes if not o.ok}
+        verdicts = {o.change.key: v for o in outcomes if (v := _verdict(o)) is not None}
         leases = self.hv.dhcp_leases()
         self.store.write_status(
-            status.compute(state, records, world, after, failures, leases=leases)
+            status.compute(state, records, world, after, failures, leases=leases, verdicts=verdicts)
         )
+
+
+def _verdict(outcome: execute.Outcome) -> status.Verdict | None:
+    """The decision about ``outcome`` as the status conditions carry it."""
+    match decision.decide(outcome):
+        case decision.Done():
+            return None
+        case decision.Terminal(reason, message):
+            return status.Verdict(True, reason, message)
+        case decision.Transient(reason, message) | decision.Waiting(reason, message):
+            return status.Verdict(False, reason, message)
+        case unexpected:
+            typing.assert_never(unexpected)

@@ -2,7 +2,8 @@
 
 Every call goes through :func:`_calling`, which translates ``libvirtError``
 into :class:`reconciler.errors.HypervisorError` naming the operation and the
-object, so nothing above this module ever sees a libvirt exception. One
+object and saying from libvirt's error code whether retrying can help
+(``retryable``), so nothing above this module ever sees a libvirt exception. One
 connection is shared by the executor's worker threads: libvirt's client is
 thread-safe and the Python binding releases the GIL around each call.
 
@@ -57,6 +58,21 @@ _EXISTS = {
     libvirt.VIR_ERR_DOM_EXIST,
     libvirt.VIR_ERR_NETWORK_EXIST,
 }
+# libvirt refused the request itself: the same request fails the same way until the spec
+# changes, so retrying it is pointless. Everything else (a dead socket, an RPC or system
+# error, a timeout, a race with a state change, a code we do not know) may pass next time.
+# VIR_ERR_INTERNAL_ERROR stays retryable: libvirt uses it for QEMU failing to start as
+# much as for bad input. VIR_ERR_OPERATION_INVALID too: it is mostly a race (the
+# domain is not running *yet*, or any more).
+_PERMANENT = {
+    libvirt.VIR_ERR_XML_ERROR,
+    libvirt.VIR_ERR_XML_DETAIL,
+    libvirt.VIR_ERR_XML_INVALID_SCHEMA,
+    libvirt.VIR_ERR_INVALID_ARG,
+    libvirt.VIR_ERR_CONFIG_UNSUPPORTED,
+    libvirt.VIR_ERR_NO_SUPPORT,
+    libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
+}
 _POWER = {
     libvirt.VIR_DOMAIN_RUNNING: kinds.PowerState.RUNNING,
     libvirt.VIR_DOMAIN_BLOCKED: kinds.PowerState.RUNNING,
@@ -77,11 +93,14 @@ def _calling(operation: str, obj: str) -> Iterator[None]:
         yield
     except libvirt.libvirtError as exc:
         detail = exc.get_error_message() or str(exc)
-        if exc.get_error_code() in _NOT_FOUND:
+        code = exc.get_error_code()
+        if code in _NOT_FOUND:
             raise errors.NotFoundError(operation, obj, detail) from exc
-        if exc.get_error_code() in _EXISTS:
+        if code in _EXISTS:
             raise errors.ExistsError(operation, obj, detail) from exc
-        raise errors.HypervisorError(operation, obj, detail) from exc
+        raise errors.HypervisorError(
+            operation, obj, detail, retryable=code not in _PERMANENT
+        ) from exc
 
 
 def _network_xml(net: Any) -> str:

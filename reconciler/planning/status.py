@@ -6,10 +6,19 @@ left to do is ``Ready`` at its current generation; one that still differs says
 why (the failure of this pass, a conflict, or simply pending). Conditions
 follow the Kubernetes shape: ``type``, ``status`` ("True"/"False"), ``reason``,
 ``message``, ``lastTransitionTime`` (kept while the status does not flip).
+
+``Stalled`` and ``Reconciling`` (kstatus) carry what the engine decided about
+this pass's failure (:func:`reconciler.engine.decision.decide`, handed in as a
+:class:`Verdict`): a failure that retrying cannot fix is ``Stalled`` with its
+reason (``Conflict``, ``DataLossRefused``, ``InvalidConfiguration``); one that
+is retried, or a change still pending, is ``Reconciling``; a converged
+resource is neither. Like kstatus, both are present only while True, so a
+client can test for the condition's presence.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +26,16 @@ from typing import Any
 from reconciler.models import desired, kinds, observed, record
 from reconciler.planning import actions, planner
 
-__all__ = ["compute", "condition", "restart_required"]
+__all__ = ["Verdict", "compute", "condition", "restart_required"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What the engine decided about a resource's failure in this pass."""
+
+    terminal: bool  # retrying the same spec cannot help
+    reason: str
+    message: str
 
 
 def restart_required(domain: observed.ObservedDomain | None) -> bool:
@@ -54,6 +72,7 @@ def compute(
     failures: Mapping[record.ResourceKey, str],
     *,
     leases: Mapping[str, str] | None = None,
+    verdicts: Mapping[record.ResourceKey, Verdict] | None = None,
     now: dt.datetime | None = None,
 ) -> list[record.StatusWrite]:
     """One status per desired resource present in ``records``."""
@@ -92,6 +111,7 @@ def compute(
                 stamp,
             ),
         ]
+        conditions.extend(_progress(previous, ready, change, (verdicts or {}).get(key), stamp))
         status: dict[str, Any] = {
             "phase": phase,
             "observedGeneration": rec.generation if ready else rec.status.get("observedGeneration"),
@@ -132,3 +152,21 @@ def compute(
         status["conditions"] = conditions
         writes.append(record.StatusWrite(key=key, status=status))
     return writes
+
+
+def _progress(
+    previous: list[dict[str, Any]],
+    ready: bool,
+    change: actions.Change | None,
+    verdict: Verdict | None,
+    stamp: str,
+) -> list[dict[str, Any]]:
+    """``Stalled`` or ``Reconciling``, present only while True (kstatus): neither once converged."""
+    if ready:
+        return []
+    if verdict is None and change is not None and change.verb is actions.Verb.CONFLICT:
+        verdict = Verdict(True, "Conflict", change.note)  # not attempted, still not ours
+    if verdict is None:
+        verdict = Verdict(False, "Progressing", _fields(change) if change else "")
+    kind = "Stalled" if verdict.terminal else "Reconciling"
+    return [condition(previous, kind, True, verdict.reason, verdict.message, stamp)]

@@ -335,3 +335,74 @@ def test_a_record_outage_is_dated_from_the_first_failed_pass_and_ends_with_a_goo
     h.store.resources = resources  # type: ignore[method-assign]
     h.run(record.Trigger.RESYNC)
     assert h.loop.record_outage.since is None
+
+
+def _progress(h: Harness, name: str) -> dict[str, tuple[str, str]]:
+    """VM ``name``'s ``Stalled``/``Reconciling`` conditions (present only while True)."""
+    rec = h.store.get(record.ResourceKey("VirtualMachine", name))
+    assert rec is not None
+    return {
+        c["type"]: (c["status"], c["reason"])
+        for c in rec.status["conditions"]
+        if c["type"] in ("Stalled", "Reconciling")
+    }
+
+
+def test_a_permanent_libvirt_error_stalls_the_vm_and_is_not_retried(h: Harness) -> None:
+    h.write(MANIFESTS + VM.format(name="bad", cpus=1) + VM.format(name="good", cpus=1))
+    h.hv.fail[("define_domain", "bad")] = errors.HypervisorError(
+        "define", "domain bad", "XML error: bad value", retryable=False
+    )
+    h.run()
+
+    assert "bad" not in h.hv.domains
+    assert h.queue.delayed() == {}  # no retry scheduled: the same spec fails the same way
+    assert h.backoff.failures("virtualmachine/bad") == 0
+    assert _progress(h, "bad") == {"Stalled": ("True", "InvalidConfiguration")}
+    assert _progress(h, "good") == {}
+
+
+def test_a_transient_error_backs_off_reconciling_and_recovery_clears_both(h: Harness) -> None:
+    h.write(MANIFESTS + VM.format(name="bad", cpus=1))
+    h.hv.fail[("start_domain", "bad")] = errors.HypervisorError(
+        "start", "domain bad", "cannot connect to the monitor"
+    )
+    h.run()
+    assert h.queue.delayed() == {"virtualmachine/bad": pytest.approx(1.0, abs=0.1)}
+    assert _progress(h, "bad") == {"Reconciling": ("True", "ApplyFailed")}
+
+    del h.hv.fail[("start_domain", "bad")]
+    h.run(record.Trigger.RESYNC)
+    assert h.hv.domains["bad"].power is kinds.PowerState.RUNNING
+    assert h.queue.delayed() == {}
+    assert _progress(h, "bad") == {}  # converged: neither condition
+
+
+IMAGED_VM = """---
+apiVersion: infinibay.io/v1alpha1
+kind: StoragePool
+metadata: {{name: img}}
+spec: {{path: /var/lib/infinibay/images/fake, images: true}}
+---
+apiVersion: infinibay.io/v1alpha1
+kind: VirtualMachine
+metadata: {{name: {name}}}
+spec:
+  template: t
+  disks: [{{name: root, size: 16MiB, pool: p{image}}}]
+"""
+
+
+def test_a_refused_data_loss_change_stalls_with_reason_data_loss_refused(h: Harness) -> None:
+    h.hv.images = {"golden.qcow2": 1 << 20}
+    h.write(MANIFESTS + IMAGED_VM.format(name="a", image=""))
+    h.run()
+    assert _progress(h, "a") == {}
+
+    h.write(MANIFESTS + IMAGED_VM.format(name="a", image=", image: golden.qcow2, imagePool: img"))
+    h.run()
+
+    last = h.loop.last_pass
+    assert last is not None and last.failed == ("virtualmachine/a",)
+    assert h.queue.delayed() == {}  # refused, not retried
+    assert _progress(h, "a") == {"Stalled": ("True", "DataLossRefused")}
