@@ -27,7 +27,8 @@ from the typed error each change ended with:
   daemon; its corrections follow its backoff, like a crash-looping pod,
   until it stays put for a whole window;
 * a pass that could not run at all (record or libvirt unreachable, lock held
-  too long) backs off the key ``all``.
+  too long) backs off the key ``all``, decided the same way: a pass refused
+  outright (``--prune`` of an empty desired state) is not retried.
 
 A source revision that does not validate is never applied: a ``Warning``
 event ``InvalidRevision`` names the commit and the first error lines, and the
@@ -305,14 +306,14 @@ class Loop:
         except errors.InfinibayError as exc:
             if isinstance(exc, errors.StoreError) and not isinstance(exc, errors.LockTimeout):
                 self.record_outage.down()
-            self._failed(trigger, revision, started, str(exc))
+            self._failed(trigger, revision, started, str(exc), decision.decide(exc))
             return
         except Exception as exc:
             # Not one of ours: a bug, or the process out of something (file descriptors,
             # memory). The traceback goes to the log; the daemon goes on.
             _log.exception("pass failed unexpectedly", extra={"revision": revision})
             self.metrics.unexpected(type(exc).__name__)
-            self._failed(trigger, revision, started, _unexpected(exc))
+            self._failed(trigger, revision, started, _unexpected(exc), decision.decide(exc))
             return
         self._finish(
             PassReport(
@@ -326,14 +327,34 @@ class Loop:
         )
 
     def _failed(
-        self, trigger: record.Trigger, revision: str | None, started: float, error: str
+        self,
+        trigger: record.Trigger,
+        revision: str | None,
+        started: float,
+        error: str,
+        verdict: decision.Decision,
     ) -> None:
-        """A pass that could not run (or broke off): back off the whole pass."""
-        delay = self.backoff.next(ALL)
-        _log.error("pass failed: %s; retrying in %.1fs", error, delay, extra={"revision": revision})
+        """A pass that could not run (or broke off): back off the whole pass.
+
+        Unless retrying cannot help (a refusal such as an empty desired state with
+        prune): then the next source change or resync tries again.
+        """
         self.metrics.pass_error(trigger, time.monotonic() - started)
         self.queue.forget(ALL)
-        self.queue.add_after(ALL, delay, record.Trigger.RESYNC)
+        if isinstance(verdict, decision.Terminal):
+            self.backoff.forget(ALL)
+            _log.error(
+                "pass failed: %s (%s: not retried)",
+                error,
+                verdict.reason,
+                extra={"revision": revision},
+            )
+        else:
+            delay = self.backoff.next(ALL)
+            _log.error(
+                "pass failed: %s; retrying in %.1fs", error, delay, extra={"revision": revision}
+            )
+            self.queue.add_after(ALL, delay, record.Trigger.RESYNC)
         self._finish(PassReport(_now(), trigger, revision, None, ok=False, error=error))
 
     def _account(self, result: reconcile.Result, revision: str | None) -> None:

@@ -406,3 +406,15 @@ def test_a_refused_data_loss_change_stalls_with_reason_data_loss_refused(h: Harn
     assert last is not None and last.failed == ("virtualmachine/a",)
     assert h.queue.delayed() == {}  # refused, not retried
     assert _progress(h, "a") == {"Stalled": ("True", "DataLossRefused")}
+
+
+def test_a_pass_refused_outright_is_not_retried(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.loop.cfg = config.Config(source=str(tmp_path), shutdown_timeout=0, prune=True)
+    h.write("")  # an empty desired state with prune: refused, retrying cannot help
+    h.run()
+    last = h.loop.last_pass
+    assert last is not None and not last.ok and "--allow-empty" in (last.error or "")
+    assert h.queue.delayed() == {}
+    assert h.backoff.retrying() == []
+    h.store.close()
