@@ -72,6 +72,7 @@ __all__ = [
     "Settings",
     "database_password",
     "default_database_url",
+    "inside",
     "private_dir",
     "redact",
     "redact_url",
@@ -251,16 +252,17 @@ def _resolve(path: str) -> str:
     return os.path.realpath(path)
 
 
-def _inside(path: str, root: str) -> bool:
+def inside(path: str, root: str) -> bool:
+    """Whether ``path`` is ``root`` or lies under it; both already resolved (realpath)."""
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _system(path: str) -> str | None:
     """The system path ``path`` is or lies inside, or ``None``."""
-    if any(_inside(path, allowed) for allowed in _EXCEPTIONS):
+    if any(inside(path, allowed) for allowed in _EXCEPTIONS):
         return None
     for system in SYSTEM_PATHS:
-        if path == system or (system not in _ONLY_ITSELF and _inside(path, system)):
+        if path == system or (system not in _ONLY_ITSELF and inside(path, system)):
             return system
     return None
 
@@ -301,7 +303,7 @@ class Boundary:
             else (self.pool_roots, "INFINIBAY_POOL_ROOTS")
         )
         usable = [root for root in roots if _system(root) is None]
-        if not any(_inside(real, root) for root in usable):
+        if not any(inside(real, root) for root in usable):
             what = "an image pool" if images else "a pool"
             listed = ", ".join(usable) or "none usable"
             return f"{shown} is outside the roots allowed for {what} ({variable}: {listed})"

@@ -165,12 +165,12 @@ def _tree_hash(root: Path) -> str:
     if root.is_file():
         digest.update(root.read_bytes())
         return digest.hexdigest()[:12]
-    inside = os.path.realpath(root) + os.sep
+    real_root = os.path.realpath(root)
     for path in sorted(root.rglob("*")):
         if path.is_file() and is_manifest_path(root, path):
             digest.update(str(path.relative_to(root)).encode() + b"\0")
             try:
-                if os.path.realpath(path).startswith(inside):
+                if settings.inside(os.path.realpath(path), real_root):
                     digest.update(path.read_bytes())
                 else:  # a symlink out of the source: the loader refuses it, never read it
                     digest.update(os.readlink(path).encode())

@@ -104,10 +104,6 @@ class _Valid:
     source: desired.Source
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 def _walk(root: Path) -> list[Path]:
     """Manifest files under ``root``, sorted; hidden entries skipped, symlinked dirs not entered."""
     found: list[Path] = []
@@ -133,7 +129,7 @@ def _read_file(
     symlink swapped in after the check does not lead out either.
     """
     real = os.path.realpath(file) if linked else str(file)
-    if linked and not _inside(real, root):
+    if linked and not settings.inside(real, root):
         return f"{file}:1:1: ?/?: a symlink leading outside the source root {root}; not read", None
     try:
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
