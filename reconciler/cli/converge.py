@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from reconciler.cli import common, options, render
-from reconciler.engine import execute, reconcile
+from reconciler.engine import execute, ports, reconcile
 from reconciler.manifests import loader
 from reconciler.models import desired, record
 from reconciler.planning import actions
-from reconciler.store import store as store_module
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -36,7 +35,7 @@ _output = click.option(
 
 
 def _load(
-    store: store_module.Store, paths: tuple[str, ...], revision: str | None = None
+    store: ports.Store, paths: tuple[str, ...], revision: str | None = None
 ) -> desired.DesiredState:
     return loader.load_against(list(paths), store.resources(), revision=revision)
 
@@ -256,7 +255,7 @@ def delete(
         ),
     )
 
-    def keys(store: store_module.Store) -> list[record.ResourceKey]:
+    def keys(store: ports.Store) -> list[record.ResourceKey]:
         if paths:
             return [record.ResourceKey(item.kind.value, item.name) for item in _load(store, paths)]
         assert kind is not None

@@ -25,7 +25,8 @@ import dataclasses
 from collections.abc import Callable, Iterable
 
 from reconciler import errors, settings
-from reconciler.hypervisor import adapter, patch, xml
+from reconciler.engine import ports
+from reconciler.hypervisor import patch, xml
 from reconciler.models import fields, kinds, record
 from reconciler.planning import actions
 
@@ -102,7 +103,7 @@ def _describe(change: actions.Change) -> str:
 class _Steps:
     """The libvirt steps of each kind of change; one instance per plan."""
 
-    def __init__(self, hv: adapter.Hypervisor, options: Options) -> None:
+    def __init__(self, hv: ports.Hypervisor, options: Options) -> None:
         self.hv = hv
         self.options = options
 
@@ -418,7 +419,7 @@ class _Steps:
 
 
 def execute(
-    hv: adapter.Hypervisor,
+    hv: ports.Hypervisor,
     changes: Iterable[actions.Change],
     options: Options,
     on_outcome: Callable[[Outcome], None],

@@ -26,30 +26,23 @@ recorded ``fenced`` if the record still lets this pass write at all.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Protocol
 
-from reconciler.hypervisor import adapter
+from reconciler.engine import ports
+from reconciler.engine.ports import Fence
 from reconciler.models import observed
 
 __all__ = ["Fence", "Guarded"]
 
 
-class Fence(Protocol):
-    """What a pass's actions are conditional on (the store's :meth:`fence`)."""
+class Guarded:
+    """A :class:`~reconciler.engine.ports.Hypervisor`, checking ``fence`` before each side effect.
 
-    def check(self) -> None:
-        """Return while the pass may act; raise :class:`~reconciler.errors.Fenced` otherwise."""
-
-
-class Guarded(adapter.Hypervisor):
-    """The adapter, checking ``fence`` before each side effect.
-
-    It owns no connection (the parent's constructor is not called): every
-    method delegates to ``inner``, so each public method of the adapter is
-    listed here explicitly, and a unit test fails when one is not.
+    It owns no connection: every method delegates to ``inner``, so each
+    public method of the adapter is listed here explicitly, and a unit test
+    fails when one is not.
     """
 
-    def __init__(self, inner: adapter.Hypervisor, fence: Fence) -> None:
+    def __init__(self, inner: ports.Hypervisor, fence: Fence) -> None:
         self._inner = inner
         self._fence = fence
         self.uri = inner.uri

@@ -51,9 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import errors, settings
+from reconciler.engine import ports
 from reconciler.models import kinds, observed, record
 from reconciler.planning import actions
-from reconciler.store import store as store_module
 
 __all__ = ["INTERRUPTED", "OBSERVED", "Intent", "Journal", "intent_reasons"]
 
@@ -421,7 +421,7 @@ class Journal:
             self._append([self._queue([_closing(i, plan, world) for i in found], ())])
         return found
 
-    def flush(self, store: store_module.Store, *, force: bool = False) -> bool:
+    def flush(self, store: ports.Store, *, force: bool = False) -> bool:
         """Write what is queued to the record; False (logged) while the record is unreachable.
 
         After a failure, further attempts wait :data:`_RETRY_S` unless ``force``:
@@ -451,11 +451,11 @@ class Journal:
         self._flushed(ids)
         return True
 
-    def _write(self, store: store_module.Store, ids: Sequence[str]) -> None:
+    def _write(self, store: ports.Store, ids: Sequence[str]) -> None:
         store.record_events([e for i in ids for e in self._queued[i].events])
         store.tombstone([k for i in ids for k in self._queued[i].tombstones])
 
-    def _write_each(self, store: store_module.Store, ids: Sequence[str]) -> bool:
+    def _write_each(self, store: ports.Store, ids: Sequence[str]) -> bool:
         """Write entry by entry; False when none could be written (the record is down)."""
         failed: list[tuple[str, errors.StoreError]] = []
         for entry in ids:

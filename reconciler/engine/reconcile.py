@@ -34,12 +34,10 @@ import typing
 from collections.abc import Callable, Sequence
 
 from reconciler import errors
-from reconciler.engine import decision, execute, journal
+from reconciler.engine import decision, execute, journal, ports
 from reconciler.engine import fence as fencing
-from reconciler.hypervisor import adapter
 from reconciler.models import desired, kinds, observed, record
 from reconciler.planning import actions, planner, status
-from reconciler.store import store as store_module
 
 __all__ = ["Pass", "Reconciler", "Result", "pools_in_play"]
 
@@ -103,7 +101,7 @@ def pools_in_play(
 class Reconciler:
     """Binds a record and a hypervisor; stateless between passes."""
 
-    def __init__(self, store: store_module.Store, hv: adapter.Hypervisor) -> None:
+    def __init__(self, store: ports.Store, hv: ports.Hypervisor) -> None:
         self.store = store
         self.hv = hv
 
