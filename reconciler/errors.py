@@ -10,6 +10,7 @@ alone, in :func:`reconciler.engine.decision.decide`::
     InfinibayError
     ├── ManifestError        invalid manifests; carries every located message
     ├── ConfigError          bad option or environment value
+    ├── UsageError           a word given by a user names nothing (kind, KIND/NAME)
     ├── StoreError           the record cannot be read or written
     │   └── LockTimeout      another reconciler holds the writer lock
     ├── HypervisorError      a libvirt operation failed (object and operation named);
@@ -43,6 +44,7 @@ __all__ = [
     "RefusedError",
     "SourceError",
     "StoreError",
+    "UsageError",
 ]
 
 
@@ -61,6 +63,14 @@ class ManifestError(InfinibayError):
 
 class ConfigError(InfinibayError):
     """An option, URL or environment value cannot be used."""
+
+
+class UsageError(InfinibayError):
+    """A word a user gave cannot be read: an unknown kind, a reference that is not KIND/NAME.
+
+    Raised by pure parsers (:mod:`reconciler.models.catalog`); the CLI shows it as a
+    usage error (exit 2), the HTTP API answers it with 400.
+    """
 
 
 class StoreError(InfinibayError):

@@ -3,45 +3,32 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 from collections.abc import Iterator
 
 import click
 
 from reconciler import errors, settings
 from reconciler.hypervisor import adapter
-from reconciler.models import kinds
+from reconciler.models import catalog, kinds
 from reconciler.store import store as store_module
 
-__all__ = ["KIND_ALIASES", "hypervisor", "open_store", "parse_kind", "parse_ref", "settings_of"]
-
-KIND_ALIASES: dict[str, kinds.Kind] = {
-    alias: kind
-    for kind, aliases in {
-        kinds.Kind.VIRTUAL_MACHINE: ("virtualmachine", "virtualmachines", "vm", "vms"),
-        kinds.Kind.TEMPLATE: ("template", "templates", "tpl", "tpls"),
-        kinds.Kind.NETWORK: ("network", "networks", "net", "nets"),
-        kinds.Kind.STORAGE_POOL: ("storagepool", "storagepools", "pool", "pools"),
-    }.items()
-    for alias in aliases
-}
+__all__ = ["hypervisor", "open_store", "parse_kind", "parse_ref", "settings_of"]
 
 
 def parse_kind(text: str) -> kinds.Kind:
-    kind = KIND_ALIASES.get(text.lower())
-    if kind is None:
-        close = difflib.get_close_matches(text.lower(), KIND_ALIASES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise click.BadParameter(f"unknown kind {text!r}{hint} (vm, template, network, pool)")
-    return kind
+    """:func:`reconciler.models.catalog.parse_kind`, as a usage error of the command."""
+    try:
+        return catalog.parse_kind(text)
+    except errors.UsageError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 def parse_ref(text: str) -> tuple[kinds.Kind, str]:
-    """``vm/web-1`` -> (VirtualMachine, "web-1")."""
-    kind, sep, name = text.partition("/")
-    if not sep or not name:
-        raise click.BadParameter(f"{text!r} is not KIND/NAME, e.g. vm/web-1")
-    return parse_kind(kind), name
+    """``vm/web-1`` -> (VirtualMachine, "web-1"), as a usage error of the command."""
+    try:
+        return catalog.parse_ref(text)
+    except errors.UsageError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 def settings_of(ctx: click.Context) -> settings.Settings:

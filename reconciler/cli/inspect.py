@@ -58,18 +58,12 @@ from reconciler import errors
 from reconciler.cli import common, output
 from reconciler.cli import inspect_views as views
 from reconciler.engine import reconcile, recorded
-from reconciler.models import desired, documents, kinds, record
+from reconciler.models import catalog, desired, documents, kinds, record
 from reconciler.store import store as store_module
 
 __all__ = ["describe", "events", "get", "history"]
 
 POLL_SECONDS = 1.0
-_PLURALS = {
-    kinds.Kind.VIRTUAL_MACHINE: "virtual machines",
-    kinds.Kind.TEMPLATE: "templates",
-    kinds.Kind.NETWORK: "networks",
-    kinds.Kind.STORAGE_POOL: "storage pools",
-}
 
 
 def _now() -> dt.datetime:
@@ -157,7 +151,7 @@ def get(ctx: click.Context, kind: str, name: str | None, output_format: str) -> 
         click.echo(output.document(shown, output_format))
         return
     if not selected:
-        click.echo(f"No {_PLURALS[resolved]} found.", err=True)
+        click.echo(f"No {catalog.display(resolved, plural=True)} found.", err=True)
         return
     headers, rows = views.table_rows(
         resolved, selected, everything, live, _now(), wide=output_format == "wide"

@@ -86,7 +86,7 @@ import prometheus_client
 
 from reconciler import errors, settings
 from reconciler.daemon import config, loop, metrics
-from reconciler.models import documents, kinds, record
+from reconciler.models import catalog, documents, kinds, record
 from reconciler.store import store as store_module
 
 __all__ = ["Probe", "Server", "event_json", "resource_json"]
@@ -94,9 +94,6 @@ __all__ = ["Probe", "Server", "event_json", "resource_json"]
 _log = logging.getLogger(__name__)
 _DEFAULT_EVENTS = 100
 _MAX_EVENTS = 1000
-_KIND_NAMES = {
-    alias: kind for kind in kinds.Kind for alias in (kind.value.lower(), f"{kind.value.lower()}s")
-} | {"vm": kinds.Kind.VIRTUAL_MACHINE, "vms": kinds.Kind.VIRTUAL_MACHINE}
 
 
 class Probe:
@@ -140,10 +137,22 @@ class _BadRequest(Exception):
 
 
 def _kind(text: str) -> kinds.Kind:
-    kind = _KIND_NAMES.get(text.lower())
-    if kind is None:
-        raise _BadRequest(f"unknown kind {text!r}")
-    return kind
+    try:
+        return catalog.parse_kind(text)
+    except errors.UsageError as exc:
+        raise _BadRequest(str(exc)) from exc
+
+
+def _event_key(text: str) -> record.ResourceKey:
+    """``vm/web-1`` (any alias), or ``Source/NAME`` for the daemon's source events."""
+    kind_text, sep, name = text.partition("/")
+    if sep and name and kind_text == loop.SOURCE_KIND:
+        return record.ResourceKey(kind_text, name)
+    try:
+        kind, name = catalog.parse_ref(text)
+    except errors.UsageError as exc:
+        raise _BadRequest(str(exc)) from exc
+    return record.ResourceKey(kind.value, name)
 
 
 class _Api:
@@ -167,12 +176,7 @@ class _Api:
     def events(self, query: dict[str, list[str]]) -> dict[str, Any]:
         key = None
         if "resource" in query:
-            kind_text, sep, name = query["resource"][0].partition("/")
-            if not sep or not name:
-                raise _BadRequest("resource must be KIND/NAME, e.g. vm/web-1")
-            key = record.ResourceKey(
-                kind_text if kind_text == loop.SOURCE_KIND else _kind(kind_text).value, name
-            )
+            key = _event_key(query["resource"][0])
         try:
             limit = int(query.get("limit", [str(_DEFAULT_EVENTS)])[0])
         except ValueError as exc:

@@ -58,7 +58,7 @@ import pydantic
 
 from reconciler import errors, settings
 from reconciler.manifests import _pydantic, _yaml
-from reconciler.models import desired, effective, fields, kinds, record
+from reconciler.models import catalog, desired, effective, fields, kinds, record
 
 __all__ = ["STDIN", "load", "load_against"]
 
@@ -373,8 +373,7 @@ class _Run:
             {n for k, n in self.first if k is kind} | {n for k, n in self.known if k == kind.value}
         )
         hint = _pydantic.suggest(name, names)
-        what = "storage pool" if kind is kinds.Kind.STORAGE_POOL else kind.value.lower()
-        message = f"{what} {name!r} is neither in the manifests nor in the record"
+        message = f"{catalog.display(kind)} {name!r} is neither in the manifests nor in the record"
         self.error(doc, path, f"{message}; did you mean {hint!r}?" if hint else message)
         return False
 
