@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import typing
 from collections.abc import Callable, Sequence
@@ -99,11 +100,22 @@ def pools_in_play(
 
 
 class Reconciler:
-    """Binds a record and a hypervisor; stateless between passes."""
+    """Binds a record and a hypervisor; stateless between passes.
 
-    def __init__(self, store: ports.Store, hv: ports.Hypervisor) -> None:
+    ``clock`` stamps the status a pass writes (the conditions' transition
+    times); the wall clock unless a test pins it.
+    """
+
+    def __init__(
+        self,
+        store: ports.Store,
+        hv: ports.Hypervisor,
+        *,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
         self.store = store
         self.hv = hv
+        self.clock = clock
 
     def plan(
         self, state: desired.DesiredState, *, prune: bool = False, adopt: bool = False
@@ -297,7 +309,16 @@ class Reconciler:
         verdicts = {o.change.key: v for o in outcomes if (v := _verdict(o)) is not None}
         leases = self.hv.dhcp_leases()
         self.store.write_status(
-            status.compute(state, records, world, after, failures, leases=leases, verdicts=verdicts)
+            status.compute(
+                state,
+                records,
+                world,
+                after,
+                failures,
+                leases=leases,
+                verdicts=verdicts,
+                now=self.clock() if self.clock is not None else None,
+            )
         )
 
 

@@ -1,6 +1,6 @@
 """An in-memory hypervisor and record for unit tests of the planner and the executor.
 
-:class:`FakeHypervisor` offers the methods the executor calls on
+:class:`FakeHypervisor` offers the methods the engine calls on
 :class:`reconciler.hypervisor.adapter.Hypervisor`, with the same semantics and
 the same errors (``NotFoundError`` for a missing object, ``HypervisorError``
 otherwise). ``define_*`` parse the rendered XML with
@@ -14,10 +14,12 @@ Volumes live in directories keyed by the pool's path, as with a real ``dir``
 pool: undefining a pool leaves its files, and they reappear when a pool is
 defined on the same path.
 
-:class:`FakeRecord` keeps resource records the way the store does (generation
-bumped on a changed hash, tombstones, status replaced) and runs a pass the way
-:mod:`reconciler.engine.reconcile` does: specs first, then execute, tombstones
-for deletions, status computed from a fresh observation.
+:class:`FakeHypervisor` and :class:`FakeRecord` satisfy the engine's ports
+(:mod:`reconciler.engine.ports`; mypy checks it in ``test_ports.py``), so a
+pass over them is the real :class:`~reconciler.engine.reconcile.Reconciler`:
+:meth:`FakeRecord.converge` runs one. :class:`FakeRecord` keeps resource
+records the way the store does (generation bumped on a changed hash,
+tombstones, status replaced, runs and events kept).
 
 These fakes never stand in for libvirt as proof that a feature works; the
 integration suite does that against the real daemon.
@@ -25,22 +27,23 @@ integration suite does that against the real daemon.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import itertools
 import posixpath
 import threading
 import uuid as uuid_module
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 from lxml import etree
 
 from reconciler import errors
-from reconciler.engine import execute
+from reconciler.engine import execute, ports, reconcile
 from reconciler.hypervisor import projection
 from reconciler.models import desired, effective, kinds, observed, record
-from reconciler.planning import actions, planner, status
+from reconciler.planning import actions, planner
 
 INSTALLATION = "inst-test"
 EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -529,16 +532,41 @@ class FakeHypervisor:
 # --- the record ------------------------------------------------------------------
 
 
+class Unfenced:
+    """The fence of a record no other reconciler shares: it always holds."""
+
+    def check(self) -> None:
+        """Always return: nothing can take this pass's lease away."""
+
+
 class FakeRecord:
-    """Resource records kept like the store keeps them, and one pass run like the engine."""
+    """A :class:`~reconciler.engine.ports.Store` in memory, keeping records as the store does.
+
+    Generation bumped on a changed hash, tombstones, status replaced, volume
+    claims kept per owner, runs opened and closed, events appended; one writer
+    at a time. A pass over it is the real
+    :class:`~reconciler.engine.reconcile.Reconciler` (:meth:`converge`).
+    """
 
     def __init__(self, installation: str = INSTALLATION) -> None:
         self.installation = installation
         self.by_key: dict[record.ResourceKey, record.ResourceRecord] = {}
         self.events: list[record.NewEvent] = []
         self.inventory: dict[tuple[str, str], record.VolumeRecord] = {}
+        self.runs: dict[record.RunId, record.RunRecord] = {}
+        self._lock = threading.RLock()
 
-    @property
+    # --- what the engine calls (ports.Store) -------------------------------------
+
+    def installation_id(self) -> str:
+        return self.installation
+
+    def resources(self, *, include_deleted: bool = False) -> list[record.ResourceRecord]:
+        return sorted(
+            (r for r in self.by_key.values() if include_deleted or r.deleted_at is None),
+            key=lambda r: r.key,
+        )
+
     def volumes(self) -> list[record.VolumeRecord]:
         return sorted(self.inventory.values())
 
@@ -552,14 +580,8 @@ class FakeRecord:
             if known is not None and known.owner == volume.owner:
                 del self.inventory[(volume.pool, volume.name)]
 
-    @property
-    def records(self) -> list[record.ResourceRecord]:
-        return list(self.by_key.values())
-
-    def live(self) -> list[record.ResourceRecord]:
-        return [r for r in self.by_key.values() if r.deleted_at is None]
-
-    def apply_specs(self, writes: Iterable[record.SpecWrite]) -> None:
+    def apply_specs(self, writes: Iterable[record.SpecWrite]) -> list[record.ResourceRecord]:
+        applied = []
         for write in writes:
             old = self.by_key.get(write.key)
             fields: dict[str, Any] = write.applied() | {"deleted_at": None, "updated_at": EPOCH}
@@ -572,11 +594,13 @@ class FakeRecord:
                     created_at=EPOCH,
                     **fields,
                 )
-                continue
-            bump = old.spec_hash != write.spec_hash or old.deleted_at is not None
-            self.by_key[write.key] = dataclasses.replace(
-                old, generation=old.generation + bump, **fields
-            )
+            else:
+                bump = old.spec_hash != write.spec_hash or old.deleted_at is not None
+                self.by_key[write.key] = dataclasses.replace(
+                    old, generation=old.generation + bump, **fields
+                )
+            applied.append(self.by_key[write.key])
+        return applied
 
     def tombstone(self, keys: Iterable[record.ResourceKey]) -> None:
         for key in keys:
@@ -591,6 +615,64 @@ class FakeRecord:
                     self.by_key[write.key], status=write.status
                 )
 
+    def record_events(self, events: Iterable[record.NewEvent]) -> None:
+        self.events.extend(events)
+
+    def events_of_runs(self, run_ids: Sequence[record.RunId]) -> list[record.EventRecord]:
+        return [
+            record.EventRecord(
+                id=number,
+                key=e.key,
+                uid=None,
+                type=e.type,
+                reason=e.reason,
+                message=e.message,
+                diff=e.diff,
+                revision=e.revision,
+                run_id=e.run_id,
+                count=1,
+                first_seen=EPOCH,
+                last_seen=EPOCH,
+            )
+            for number, e in enumerate(self.events, start=1)
+            if e.run_id is not None and e.run_id in run_ids
+        ]
+
+    def start_run(self, trigger: record.Trigger, revision: str | None) -> record.RunId:
+        run_id = record.RunId(len(self.runs) + 1)
+        self.runs[run_id] = record.RunRecord(run_id, trigger, revision, EPOCH, None, {}, None)
+        return run_id
+
+    def finish_run(self, run_id: record.RunId, counts: dict[str, int], result: str) -> None:
+        run = self.runs[run_id]
+        self.runs[run_id] = dataclasses.replace(
+            run, finished_at=EPOCH, counts=dict(counts), result=result
+        )
+
+    def abort_unfinished_runs(self) -> list[record.RunId]:
+        open_runs = [run_id for run_id, run in self.runs.items() if run.finished_at is None]
+        for run_id in open_runs:
+            self.finish_run(run_id, self.runs[run_id].counts, "aborted")
+        return open_runs
+
+    @contextlib.contextmanager
+    def writer_lock(self, timeout: float | None = None) -> Iterator[None]:
+        del timeout  # nobody else writes this record
+        with self._lock:
+            yield
+
+    def fence(self) -> Unfenced:
+        return Unfenced()
+
+    # --- for the tests ------------------------------------------------------------
+
+    @property
+    def records(self) -> list[record.ResourceRecord]:
+        return list(self.by_key.values())
+
+    def live(self) -> list[record.ResourceRecord]:
+        return [r for r in self.by_key.values() if r.deleted_at is None]
+
     def plan(
         self,
         state: desired.DesiredState,
@@ -599,61 +681,15 @@ class FakeRecord:
         prune: bool = False,
         adopt: bool = False,
     ) -> actions.Plan:
+        """The planner's answer, errors included (a pass would refuse to run them)."""
         return planner.plan(
             state,
             self.records,
             hv.observe(),
             installation=self.installation,
-            volumes=self.volumes,
+            volumes=self.volumes(),
             prune=prune,
             adopt=adopt,
-        )
-
-    def apply(
-        self,
-        state: desired.DesiredState,
-        hv: FakeHypervisor,
-        plan: actions.Plan,
-        options: execute.Options | None = None,
-        on_outcome: Callable[[execute.Outcome], None] = lambda _o: None,
-    ) -> list[execute.Outcome]:
-        """Carry out ``plan`` and update the record as one reconcile pass does."""
-        self.apply_specs(plan.spec_writes)
-        self.claim_volumes(plan.volume_claims)
-        outcomes: list[execute.Outcome] = []
-
-        def finished(outcome: execute.Outcome) -> None:
-            self.events.extend(outcome.events)
-            self.release_volumes(outcome.released)
-            if outcome.ok and outcome.change.verb is actions.Verb.DELETE:
-                self.tombstone([outcome.change.key])
-            outcomes.append(outcome)
-            on_outcome(outcome)
-
-        execute.execute(
-            hv,
-            plan.changes,
-            options or execute.Options(allow_data_loss=True, shutdown_timeout=0),
-            finished,
-        )
-        self.refresh_status(state, hv, {o.change.key: o.error for o in outcomes if not o.ok})
-        return outcomes
-
-    def refresh_status(
-        self,
-        state: desired.DesiredState,
-        hv: FakeHypervisor,
-        failures: dict[record.ResourceKey, str] | None = None,
-    ) -> None:
-        world = hv.observe()
-        live = self.live()
-        after = planner.plan(
-            state, live, world, installation=self.installation, volumes=self.volumes
-        )
-        self.write_status(
-            status.compute(
-                state, live, world, after, failures or {}, leases=hv.dhcp_leases(), now=EPOCH
-            )
         )
 
     def converge(
@@ -663,10 +699,26 @@ class FakeRecord:
         *,
         prune: bool = False,
         adopt: bool = False,
+        on_plan: Callable[[actions.Plan], None] = lambda _p: None,
     ) -> tuple[actions.Plan, list[execute.Outcome]]:
-        plan = self.plan(state, hv, prune=prune, adopt=adopt)
-        assert not plan.errors, plan.errors
-        return plan, self.apply(state, hv, plan)
+        """One real reconcile pass over this record and ``hv``, data loss allowed."""
+        result = reconciler(self, hv).apply(
+            state,
+            reconcile.Pass(
+                prune=prune,
+                allow_empty=True,
+                adopt=adopt,
+                # Made per pass: the trust boundary is read from the environment then.
+                options=execute.Options(allow_data_loss=True, shutdown_timeout=0),
+            ),
+            on_plan=on_plan,
+        )
+        return result.plan, list(result.outcomes)
+
+
+def reconciler(rec: ports.Store, hv: ports.Hypervisor) -> reconcile.Reconciler:
+    """The engine's Reconciler, its status stamped at :data:`EPOCH`."""
+    return reconcile.Reconciler(rec, hv, clock=lambda: EPOCH)
 
 
 def key(kind: kinds.Kind, name: str) -> record.ResourceKey:

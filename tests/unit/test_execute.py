@@ -290,16 +290,20 @@ def test_a_file_that_appears_after_the_plan_is_refused_untouched_and_its_claim_g
     plan = rec.plan(state, hv)
     assert [(v.name, v.created) for v in plan.volume_claims] == [("web-1.root.qcow2", True)]
     stray = fakes.FakeVolume(1 << 20)
-    hv.files["/var/lib/infinibay/pools/default"]["web-1.root.qcow2"] = stray  # someone else's
 
-    outcomes = {o.change.key.name: o for o in rec.apply(state, hv, plan)}
+    def someone_else(planned: actions.Plan) -> None:  # between the pass's plan and its actions
+        assert planned.volume_claims == plan.volume_claims
+        hv.files["/var/lib/infinibay/pools/default"]["web-1.root.qcow2"] = stray
+
+    _, applied = rec.converge(state, hv, on_plan=someone_else)
+    outcomes = {o.change.key.name: o for o in applied}
 
     assert not outcomes["web-1"].ok
     assert "was not created by this installation" in outcomes["web-1"].error
     assert hv.files["/var/lib/infinibay/pools/default"]["web-1.root.qcow2"] is stray
     assert stray.capacity == 1 << 20  # not grown
     assert "web-1" not in hv.domains
-    assert rec.volumes == []  # the name is not ours: the next plan says conflict
+    assert rec.volumes() == []  # the name is not ours: the next plan says conflict
     assert rec.plan(state, hv).changes[-1].verb is actions.Verb.CONFLICT
 
 

@@ -487,7 +487,7 @@ def _deletion_plan(
         rec.records,
         hv.observe(),
         installation=rec.installation,
-        volumes=rec.volumes,
+        volumes=rec.volumes(),
         **kw,
     )
 

@@ -40,7 +40,7 @@ def _compute(
     state = fakes.state_of(documents or [POOL, LAB, VM])
     world = hv.observe()
     after = planner.plan(
-        state, rec.live(), world, installation=rec.installation, volumes=rec.volumes
+        state, rec.live(), world, installation=rec.installation, volumes=rec.volumes()
     )
     writes = status.compute(
         state, rec.live(), world, after, failures or {}, leases=hv.dhcp_leases(), now=LATER
