@@ -48,8 +48,7 @@ from typing import Any
 from reconciler import errors
 from reconciler.daemon import config as config_module
 from reconciler.daemon import health, logs, metrics, queue, sources
-from reconciler.engine import decision, execute, reconcile, recorded
-from reconciler.hypervisor import adapter
+from reconciler.engine import decision, execute, ports, reconcile, recorded
 from reconciler.manifests import loader
 from reconciler.models import desired, kinds, record
 from reconciler.store import store as store_module
@@ -126,7 +125,7 @@ class Loop:
         self,
         cfg: config_module.Config,
         store: store_module.Store,
-        hv: adapter.Hypervisor,
+        hv: ports.Hypervisor,
         source: sources.Source,
         work: queue.WorkQueue,
         backoff: queue.Backoff,

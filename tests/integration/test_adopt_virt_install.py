@@ -36,7 +36,7 @@ MANAGED = f"{{{xml.NS}}}managed"
 MAC_1, MAC_2 = "52:54:00:5a:00:01", "52:54:00:5a:00:02"
 
 
-def _elements(document: str) -> list[tuple[str, list[tuple[str, str]], str]]:
+def _elements(document: str) -> list[tuple[str, list[tuple[str | bytes, str | bytes]], str]]:
     """Every element but our metadata, as (path, attributes, text), in document order.
 
     ``<metadata>`` itself is left out too (adoption creates it where there was none);

@@ -271,5 +271,5 @@ def test_a_daemon_records_a_stop_it_finished_while_postgres_was_down(
     assert stopped[0].message == f"virtualmachine/{h.name('web')} forced off after 8s"
     assert stopped[0].uid is not None
     with h.store() as store:
-        runs = {r.id: r for r in store.runs()}
+        runs: dict[int | None, record.RunRecord] = {r.id: r for r in store.runs()}
     assert runs[stopped[0].run_id].trigger is record.Trigger.WATCH  # the pass that did it

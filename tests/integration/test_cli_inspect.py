@@ -328,7 +328,9 @@ def test_get_overlays_live_power_graphics_and_drift_of_applied_domains(h: Harnes
     assert result.stderr == ""
     rows = {row["NAME"]: row for row in _rows(result.stdout)}
     run, off = rows[h.name("run")], rows[h.name("off")]
-    port = h.domain_xml("run", inactive=False).find("devices/graphics").get("port")
+    graphics = h.domain_xml("run", inactive=False).find("devices/graphics")
+    assert graphics is not None
+    port = graphics.get("port")
     assert (run["POWER"], run["GRAPHICS"], run["DRIFT"]) == ("Running", f"vnc:{port}", "no"), (
         result.stdout
     )

@@ -51,8 +51,8 @@ def test_apply_creates_everything_from_template_and_overrides_then_is_a_noop(h: 
     assert pool.isActive() and pool.autostart()
     net = h.conn.networkLookupByName(h.name("net"))
     assert net.isActive() and net.bridgeName() == h.bridge()
-    for vm in ("run", "off", "paused"):
-        volume = h.pool_dir / f"{h.name(vm)}.root.qcow2"
+    for short in ("run", "off", "paused"):
+        volume = h.pool_dir / f"{h.name(short)}.root.qcow2"
         assert volume.exists()
         assert pool.storageVolLookupByName(volume.name).info()[1] == 16 * MiB
     assert _vcpus(h, "run") == 2  # from the template
@@ -111,8 +111,8 @@ def test_rich_vm_with_two_nics_two_disks_spice_and_uefi_has_no_perpetual_diff(
     xml = h.domain_xml("rich")
     assert len(xml.findall("devices/interface")) == 2
     assert len(xml.findall("devices/disk[@device='disk']")) == 2
-    assert xml.find("devices/graphics").get("type") == "spice"
-    assert xml.find("os").get("firmware") == "efi"
+    assert xml.find("devices/graphics").get("type") == "spice"  # type: ignore[union-attr]
+    assert xml.find("os").get("firmware") == "efi"  # type: ignore[union-attr]
 
     plan = h.plan()
     assert plan.exit_code == 0, plan.output

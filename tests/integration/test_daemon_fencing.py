@@ -150,6 +150,7 @@ class Scene:
         last = max((r["id"] for r in runs(h)), default=0)
         self.declare("Stopped")
         run = until(lambda: open_run_after(h, last), 30, "the leader's pass begins", leader)
+        assert run is not None  # until returns only what is truthy
         time.sleep(1.0)  # the pass asks for the ACPI shutdown at once, then waits
         assert running(h, "stuck")
         return run

@@ -40,7 +40,7 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
         created.dispose()
 
 
-def _row(engine: sa.Engine, name: str) -> sa.Row[tuple[int, int, bool]]:
+def _row(engine: sa.Engine, name: str) -> sa.Row[int, int, bool]:
     with engine.connect() as conn:
         return conn.execute(
             sa.text(

@@ -8,7 +8,7 @@ the integration suite proves the same against the real libvirtd.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ import pytest
 from reconciler import errors
 from reconciler.daemon import config, loop, metrics, queue, sources
 from reconciler.manifests import loader
-from reconciler.models import kinds, record
+from reconciler.models import kinds, observed, record
 from reconciler.store import store as store_module
 from tests.unit import fakes
 
@@ -59,7 +59,7 @@ class Harness:
         cfg = config.Config(source=str(directory), shutdown_timeout=0)
         self.loop = loop.Loop(
             cfg, self.store, self.hv, self.source, self.queue, self.backoff, self.metrics
-        )  # type: ignore[arg-type]
+        )
 
     def write(self, text: str) -> None:
         (self.directory / "all.yaml").write_text(text)
@@ -98,8 +98,10 @@ def test_an_invalid_revision_is_not_applied_and_the_last_good_one_stays_in_force
     h.write(MANIFESTS + VM.format(name="a", cpus=1))
     h.run()
     good = h.loop.source_report.applied
+    assert good is not None
     h.write(MANIFESTS + VM.format(name="a", cpus="lots"))
     bad = h.source.checkout().revision
+    assert bad is not None
     h.run()
     h.hv.domains["a"].power = kinds.PowerState.STOPPED  # drift while the source is broken
     h.run(record.Trigger.RESYNC)
@@ -123,7 +125,7 @@ def test_after_a_restart_the_record_supplies_the_last_good_state(tmp_path: Path)
     second = loop.Loop(
         config.Config(source=str(tmp_path), shutdown_timeout=0),
         first.store,
-        first.hv,  # type: ignore[arg-type]
+        first.hv,
         first.source,
         first.queue,
         first.backoff,
@@ -158,7 +160,7 @@ def test_a_failing_vm_is_retried_with_backoff_and_never_holds_up_the_others(h: H
 def test_a_pass_that_cannot_run_backs_off_the_whole_pass(h: Harness) -> None:
     h.write(MANIFESTS + VM.format(name="a", cpus=1))
 
-    def broken(**_kwargs: object) -> None:
+    def broken(*, refresh: Collection[str] = ()) -> observed.World:
         raise errors.HypervisorError("observe", "qemu:///system", "connection reset")
 
     h.hv.observe = broken  # type: ignore[method-assign]
@@ -242,7 +244,7 @@ def test_an_unexpected_exception_fails_the_pass_with_its_traceback_and_the_next_
     h.write(MANIFESTS + VM.format(name="a", cpus=1))
     observe = h.hv.observe
 
-    def broken(**_kwargs: object) -> None:
+    def broken(*, refresh: Collection[str] = ()) -> observed.World:
         raise RuntimeError("a bug in the adapter")
 
     h.hv.observe = broken  # type: ignore[method-assign]
@@ -322,7 +324,9 @@ def test_a_record_outage_is_dated_from_the_first_failed_pass_and_ends_with_a_goo
     h.write(MANIFESTS + VM.format(name="a", cpus=1))
     resources = h.store.resources
 
-    def unreachable(*_args: object, **_kwargs: object) -> None:
+    def unreachable(
+        kind: str | None = None, *, include_deleted: bool = False
+    ) -> list[record.ResourceRecord]:
         raise errors.StoreError("cannot reach the record: connection refused")
 
     h.store.resources = unreachable  # type: ignore[method-assign]

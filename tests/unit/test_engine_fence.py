@@ -9,6 +9,7 @@ libvirtd in ``tests/integration/test_daemon_fencing.py``.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -64,8 +65,8 @@ def test_every_public_method_of_the_adapter_is_explicitly_guarded_or_delegated()
 
 def test_a_failed_fence_stops_every_side_effect_before_it_reaches_libvirt_but_not_reads() -> None:
     hv = fakes.FakeHypervisor()
-    guarded = fencing.Guarded(hv, Countdown(0))  # type: ignore[arg-type]
-    attempts = {
+    guarded = fencing.Guarded(hv, Countdown(0))
+    attempts: dict[str, Callable[[], object]] = {
         "define_pool": lambda: guarded.define_pool("p", "<pool/>"),
         "start_pool": lambda: guarded.start_pool("p"),
         "set_pool_autostart": lambda: guarded.set_pool_autostart("p", True),
@@ -101,7 +102,7 @@ def test_stop_domain_checks_the_fence_again_before_forcing_the_guest_off() -> No
     assert all(o.ok for o in outcomes)
     fence = Countdown(1)  # the call itself passes; the adapter's own check does not
     with pytest.raises(errors.Fenced):
-        fencing.Guarded(hv, fence).stop_domain("web", timeout=30)  # type: ignore[arg-type]
+        fencing.Guarded(hv, fence).stop_domain("web", timeout=30)
     assert fence.checks == 2
     assert hv.domains["web"].power is kinds.PowerState.RUNNING
 
@@ -114,7 +115,7 @@ def test_a_fenced_pass_raises_and_starts_no_further_change() -> None:
     seen: list[execute.Outcome] = []
     with pytest.raises(errors.Fenced):
         execute.execute(
-            fencing.Guarded(hv, fence),  # type: ignore[arg-type]
+            fencing.Guarded(hv, fence),
             plan.changes,
             execute.Options(workers=2, shutdown_timeout=0),
             seen.append,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pydantic
 import pytest
 
@@ -13,7 +15,7 @@ MAC = pydantic.TypeAdapter(fields.Mac)
 BRIDGE = pydantic.TypeAdapter(fields.BridgeName)
 
 
-def _message(adapter: pydantic.TypeAdapter[object], value: object) -> str:
+def _message(adapter: pydantic.TypeAdapter[Any], value: object) -> str:
     with pytest.raises(pydantic.ValidationError) as info:
         adapter.validate_python(value)
     (error,) = info.value.errors(include_url=False)

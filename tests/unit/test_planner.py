@@ -14,13 +14,17 @@ from tests.unit import fakes
 
 Impact = actions.Impact
 Verb = actions.Verb
-POOL = {"kind": "StoragePool", "metadata": {"name": "default"}, "spec": {"path": "/pools/default"}}
-LAB = {
+POOL: dict[str, Any] = {
+    "kind": "StoragePool",
+    "metadata": {"name": "default"},
+    "spec": {"path": "/pools/default"},
+}
+LAB: dict[str, Any] = {
     "kind": "Network",
     "metadata": {"name": "lab"},
     "spec": {"mode": "nat", "ipv4": {"address": "10.20.0.1/24"}},
 }
-SMALL = {
+SMALL: dict[str, Any] = {
     "kind": "Template",
     "metadata": {"name": "small"},
     "spec": {"cpus": 2, "memory": "1GiB", "disks": [{"name": "root", "size": "2GiB"}]},

@@ -118,7 +118,7 @@ def desired_documents(draw: st.DrawFn) -> list[dict[str, Any]]:
         name: {"kind": "Template", "metadata": {"name": name}, "spec": _hardware(draw, vm=None)}
         for name in TEMPLATES
     }
-    vms = []
+    vms: list[dict[str, Any]] = []
     for name in draw(st.lists(st.sampled_from(VMS), unique=True, max_size=3)):
         spec = _hardware(draw, vm=name)
         if draw(st.booleans()):
@@ -304,7 +304,8 @@ def test_adopting_unmanaged_objects_converges_and_then_owns_them(
 ) -> None:
     hv = fakes.FakeHypervisor(images=IMAGES)
     _converge_and_replan(fakes.FakeRecord("someone-else"), hv, theirs, prune=False)
-    for thing in [*hv.domains.values(), *hv.networks.values()]:
+    made: list[fakes.FakeDomain | fakes.FakeNetwork] = [*hv.domains.values(), *hv.networks.values()]
+    for thing in made:
         thing.owner = None  # made by hand: another installation's objects are never adopted
     for files in hv.files.values():  # a hand-made volume is never taken over (SPEC §13)
         for name in [n for n in files if n not in IMAGES]:

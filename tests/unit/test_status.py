@@ -16,7 +16,7 @@ LAB = {
     "metadata": {"name": "lab"},
     "spec": {"mode": "nat", "ipv4": {"address": "10.20.0.1/24"}},
 }
-VM = {
+VM: dict[str, Any] = {
     "kind": "VirtualMachine",
     "metadata": {"name": "web-1"},
     "spec": {"disks": [{"name": "root", "size": "1GiB"}], "networks": [{"network": "lab"}]},

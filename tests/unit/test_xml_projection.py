@@ -149,7 +149,7 @@ def test_a_rendered_volume_keeps_its_capacity_and_backing_file() -> None:
         20 << 30,
         "/pools/default/golden.qcow2",
     )
-    assert etree.fromstring(document).find("backingStore/format").get("type") == "qcow2"
+    assert etree.fromstring(document).find("backingStore/format").get("type") == "qcow2"  # type: ignore[union-attr]
 
 
 # --- what libvirt hands back ------------------------------------------------------------
