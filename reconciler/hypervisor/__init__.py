@@ -1,5 +1,8 @@
 """The hypervisor adapter: the only package that talks to libvirt.
 
-``xml`` renders and ``projection`` parses libvirt XML; both are pure. ``adapter``
-is the only module that imports ``libvirt`` and translates its errors.
+``xml`` renders, ``patch`` edits and ``projection`` parses libvirt XML; all three
+are pure. ``adapter.Hypervisor`` is the facade the layers above use; the libvirt
+calls are made per kind in ``domains``, ``networks`` and ``pools`` (see
+``handler``), over the connection of ``connection``, which translates libvirt's
+errors. ``events`` runs libvirt's event loop and delivers lifecycle events.
 """

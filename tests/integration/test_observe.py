@@ -14,7 +14,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from reconciler.hypervisor import adapter
+from reconciler.hypervisor import adapter, domains, pools
 from reconciler.models import kinds
 from tests.fixtures.libvirt import (
     bridge_name,
@@ -105,7 +105,7 @@ def test_a_domain_undefined_during_observation_is_left_out(
     for name in names:
         libvirt_conn.defineXML(firmware_only_domain(name, domain_type, vnc=True))
     hv = adapter.Hypervisor(libvirt_uri)
-    original = adapter._read_domain
+    original = domains.read_domain
     undefined: list[str] = []
 
     def read_after_undefine(dom: libvirt.virDomain, **flags: bool) -> object:
@@ -114,7 +114,7 @@ def test_a_domain_undefined_during_observation_is_left_out(
             undefined.append(names[7])
         return original(dom, **flags)
 
-    monkeypatch.setattr(adapter, "_read_domain", read_after_undefine)
+    monkeypatch.setattr(domains, "read_domain", read_after_undefine)
     try:
         world = hv.observe()
     finally:
@@ -178,7 +178,7 @@ def test_a_pool_stopped_during_observation_is_seen_inactive(
     (pool_dir / "c").mkdir()
     churn = libvirt_conn.storagePoolDefineXML(dir_pool(f"{prefix}churn", pool_dir / "c"), 0)
     churn.create(0)
-    original = adapter._observe_pool
+    original = pools.observe_pool
     stopped: list[str] = []
 
     def observe_after_stop(pool: libvirt.virStoragePool, **flags: bool) -> object:
@@ -187,7 +187,7 @@ def test_a_pool_stopped_during_observation_is_seen_inactive(
             stopped.append(pool.name())
         return original(pool, **flags)
 
-    monkeypatch.setattr(adapter, "_observe_pool", observe_after_stop)
+    monkeypatch.setattr(pools, "observe_pool", observe_after_stop)
     hv = adapter.Hypervisor(libvirt_uri)
     try:
         world = hv.observe()
