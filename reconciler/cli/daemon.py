@@ -17,6 +17,7 @@ from reconciler import errors
 from reconciler.cli import common
 from reconciler.daemon import config, logs
 from reconciler.daemon import daemon as daemon_module
+from reconciler.models import fields
 
 __all__ = ["daemon"]
 
@@ -30,8 +31,8 @@ class _Duration(click.ParamType):  # type: ignore[type-arg]
         if isinstance(value, int | float):
             return float(value)
         try:
-            return config.parse_duration(str(value))
-        except errors.ConfigError as exc:
+            return fields.parse_duration(str(value))
+        except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
 

@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from reconciler.models import fields
 from reconciler.planning import diff
 
 __all__ = [
@@ -60,9 +61,6 @@ _COLUMN_GAP = 3
 # C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal shows.
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_DURATION_RE = re.compile(r"^(?:\d+[smhdw])+$")
-_DURATION_PART_RE = re.compile(r"(\d+)([smhdw])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def _escaped(match: re.Match[str]) -> str:
@@ -100,15 +98,17 @@ def parse_time(text: str) -> dt.datetime | None:
 
 
 def parse_since(text: str, now: dt.datetime) -> dt.datetime:
-    """``30s``, ``5m``, ``1h``, ``2d``, ``1w``, ``1h30m`` before ``now``, or an ISO timestamp.
+    """A duration before ``now`` (``30s``, ``5m``, ``1h``, ``2d``, ``1w``, ``1h30m``, as
+    :func:`reconciler.models.fields.parse_duration` reads it, a unit required), or an
+    ISO timestamp.
 
     Raises :class:`ValueError` with a sentence saying what is accepted.
     """
-    compact = text.strip().lower()
-    if _DURATION_RE.match(compact):
-        seconds = sum(
-            int(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART_RE.findall(compact)
-        )
+    try:
+        seconds = fields.parse_duration(text, bare_seconds=False)
+    except ValueError:
+        pass
+    else:
         return now - dt.timedelta(seconds=seconds)
     moment = parse_time(text)
     if moment is None:

@@ -10,41 +10,22 @@ server on it (see :mod:`reconciler.daemon.http` for what each limit stops).
 from __future__ import annotations
 
 import dataclasses
-import re
 
 from reconciler import errors
+from reconciler.models import fields
 
 __all__ = ["Config", "HttpLimits", "parse_duration", "parse_listen"]
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-
 
 def parse_duration(text: str) -> float:
-    """``"30s"`` -> 30.0; :class:`~reconciler.errors.ConfigError` when unreadable or negative."""
-    value = text.strip().lower()
+    """``"30s"`` -> 30.0 (:func:`reconciler.models.fields.parse_duration`).
+
+    :class:`~reconciler.errors.ConfigError` when unreadable or negative.
+    """
     try:
-        return _non_negative(text, float(value))
-    except ValueError:
-        pass
-    position = 0
-    total = 0.0
-    for match in _PART.finditer(value):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        position = match.end()
-    if position == 0 or position != len(value):
-        raise errors.ConfigError(
-            f"cannot read the duration {text!r}: write it like 30s, 5m, 1h or 1h30m"
-        )
-    return _non_negative(text, total)
-
-
-def _non_negative(text: str, seconds: float) -> float:
-    if seconds < 0:
-        raise errors.ConfigError(f"the duration {text!r} is negative")
-    return seconds
+        return fields.parse_duration(text)
+    except ValueError as exc:
+        raise errors.ConfigError(str(exc)) from exc
 
 
 def parse_listen(text: str) -> tuple[str, int]:

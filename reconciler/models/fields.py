@@ -22,6 +22,7 @@ __all__ = [
     "Mac",
     "Size",
     "format_size",
+    "parse_duration",
     "parse_size",
 ]
 
@@ -32,6 +33,9 @@ _SIZE_PATTERN = r"^[0-9]+ *(KiB|Ki|MiB|Mi|GiB|Gi|TiB|Ti)$"
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 _BRIDGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+DURATION_EXAMPLES = "30s, 5m, 1h or 1h30m"
 
 
 def parse_size(value: Any) -> int:
@@ -50,6 +54,36 @@ def parse_size(value: Any) -> int:
     if size <= 0:
         raise ValueError("a size must be greater than zero")
     return size
+
+
+def parse_duration(text: str, *, bare_seconds: bool = True) -> float:
+    """Seconds in ``text``, written the way Flux and systemd take them.
+
+    ``30s``, ``5m``, ``1h``, ``1h30m``, ``500ms``, ``1.5s``, ``2d``, ``1w``;
+    case and surrounding blanks do not matter. A bare number means seconds
+    unless ``bare_seconds`` is False (``--since 20240501`` is not a duration).
+    Raises :class:`ValueError` when unreadable or negative.
+    """
+    value = text.strip().lower()
+    if bare_seconds:
+        try:
+            seconds = float(value)
+        except ValueError:
+            pass
+        else:
+            if seconds < 0:
+                raise ValueError(f"the duration {text!r} is negative")
+            return seconds
+    position = 0
+    total = 0.0
+    for match in _DURATION_PART.finditer(value):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if position == 0 or position != len(value):
+        raise ValueError(f"cannot read the duration {text!r}: write it like {DURATION_EXAMPLES}")
+    return total
 
 
 def format_size(size: int) -> str:

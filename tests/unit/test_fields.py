@@ -116,3 +116,29 @@ def test_bridge_names_over_15_characters_are_refused() -> None:
 @pytest.mark.parametrize("name", ["-br0", "br 0", "br/0"])
 def test_bridge_names_must_be_interface_names(name: str) -> None:
     assert _message(BRIDGE, name) == f"{name!r} is not a valid interface name"
+
+
+# --- durations: one parser for the daemon's options and --since ----------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30.0), ("1h30m", 5400.0), ("500ms", 0.5), ("2d", 172800.0), ("1w", 604800.0)],
+)
+def test_duration_reads_units(text: str, seconds: float) -> None:
+    assert fields.parse_duration(text) == seconds
+    assert fields.parse_duration(text, bare_seconds=False) == seconds
+
+
+def test_duration_bare_seconds_only_when_allowed() -> None:
+    assert fields.parse_duration("45") == 45.0
+    with pytest.raises(ValueError, match="30s, 5m, 1h"):
+        fields.parse_duration("45", bare_seconds=False)
+    with pytest.raises(ValueError, match="negative"):
+        fields.parse_duration("-5")
+
+
+@pytest.mark.parametrize("text", ["", "s", "5x", "m5", "5m junk", "1h-3m", "5 minutes"])
+def test_duration_refuses_what_it_cannot_read(text: str) -> None:
+    with pytest.raises(ValueError, match="cannot read the duration"):
+        fields.parse_duration(text)
