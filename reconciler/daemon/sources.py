@@ -52,7 +52,7 @@ from typing import Protocol
 
 import watchfiles
 
-from reconciler import errors, settings
+from reconciler import errors, manifests, settings
 from reconciler.models import record
 
 __all__ = [
@@ -66,7 +66,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-_SUFFIXES = (".yaml", ".yml")
 _GIT_TIMEOUT_S = 300.0
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
 _REF_NAME = "refs/infinibay/source"
@@ -110,14 +109,16 @@ def is_git_url(source: str) -> bool:
 
 
 def is_manifest_path(root: Path, path: Path) -> bool:
-    """Whether a change of ``path`` can change what the loader reads under ``root``."""
+    """Whether a change of ``path`` can change what the loader reads under ``root``.
+
+    The loader's own rule (:func:`reconciler.manifests.is_manifest`), on ``path``
+    relative to ``root``.
+    """
     try:
-        parts = path.relative_to(root).parts
+        relative = path.relative_to(root)
     except ValueError:
         return False
-    if not parts or any(part.startswith((".", "#")) for part in parts):
-        return False
-    return parts[-1].endswith(_SUFFIXES)
+    return manifests.is_manifest(relative)
 
 
 def split_credentials(url: str) -> tuple[str, str | None, str | None]:

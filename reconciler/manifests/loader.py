@@ -33,7 +33,8 @@ A VM whose template is known only from the record is merged over the
 record's template spec, which the caller passes as ``templates``.
 
 Directories are walked recursively for ``*.yaml`` and ``*.yml`` in sorted order;
-hidden files and directories (``.git``, ``.github``) are skipped, symlinked
+hidden files and directories (``.git``, ``.github``, editors' ``#x.yaml#``,
+``.#x.yaml`` and ``x.yaml~``; :mod:`reconciler.manifests.paths`) are skipped, symlinked
 directories are not entered, and a file that resolves outside its source root
 (the directory named, or the directory a named file is in) is refused unread.
 Caps from :class:`reconciler.settings.Limits` bound the size of each file, the
@@ -57,13 +58,12 @@ from typing import Any, TextIO
 import pydantic
 
 from reconciler import errors, settings
-from reconciler.manifests import _pydantic, _yaml
+from reconciler.manifests import _pydantic, _yaml, paths
 from reconciler.models import catalog, desired, effective, fields, kinds, record
 
 __all__ = ["STDIN", "load", "load_against"]
 
 STDIN = "-"
-_SUFFIXES = (".yaml", ".yml")
 _KIND_NAMES = [kind.value for kind in kinds.Kind]
 _NO_SIZE = re.compile(r"^disk '(.+)' has no size")
 _DNS_LABEL = re.compile(fields.DNS_LABEL)
@@ -105,14 +105,17 @@ class _Valid:
 
 
 def _walk(root: Path) -> list[Path]:
-    """Manifest files under ``root``, sorted; hidden entries skipped, symlinked dirs not entered."""
+    """Manifest files under ``root`` (:func:`~reconciler.manifests.paths.is_manifest`), sorted.
+
+    Hidden directories are not entered, nor are symlinked ones.
+    """
     found: list[Path] = []
     for directory, subdirs, names in os.walk(root):
-        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+        subdirs[:] = [d for d in subdirs if not paths.hidden(d)]
         found.extend(
-            Path(directory, name)
-            for name in names
-            if not name.startswith(".") and name.endswith(_SUFFIXES)
+            path
+            for path in (Path(directory, name) for name in names)
+            if paths.is_manifest(path.relative_to(root))
         )
     return sorted(found)
 
