@@ -16,7 +16,7 @@ import dataclasses
 import ipaddress
 from typing import Any
 
-from reconciler.models import kinds
+from reconciler.models import kinds, volumes
 
 __all__ = [
     "ADDED",
@@ -57,12 +57,10 @@ class EffectiveDisk:
     def volume_name(self, vm: str) -> str:
         """The volume's file name in its pool: the one named, else ``VM.DISK.qcow2``.
 
-        Generated names are derived from the VM and disk names, never a UUID, and
-        joined by a dot, which cannot occur in a DNS label: VM ``a`` disk ``b-root``
-        and VM ``a-b`` disk ``root`` get two volumes. (Installations from before
-        kept ``VM-DISK.qcow2``; the record's volume inventory remembers those.)
+        See :mod:`reconciler.models.volumes`; the planner's inventory also knows
+        the names disks were created under before.
         """
-        return self.volume or f"{vm}.{self.name}.qcow2"
+        return volumes.volume_name(vm, self.name, named=self.volume)
 
     @classmethod
     def from_record(cls, document: dict[str, Any]) -> EffectiveDisk:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from reconciler.models import kinds
+from reconciler.models import kinds, volumes
 
 __all__ = [
     "DiskShape",
@@ -57,18 +57,8 @@ class DiskShape:
 
 
 def disk_name(vm: str, volume: str) -> str:
-    """A disk's name in a shape, from its volume: libvirt keeps no disk names.
-
-    ``<vm>.<disk>.qcow2`` (the generated name) and ``<vm>-<disk>.qcow2`` (the one
-    installations made before) give ``<disk>``; any other volume, such as one
-    named in a manifest with ``volume:``, stands for itself.
-    """
-    for prefix in (f"{vm}.", f"{vm}-"):
-        if volume.startswith(prefix) and volume.endswith(".qcow2"):
-            disk = volume[len(prefix) : -len(".qcow2")]
-            if disk and "." not in disk:  # a disk name is a DNS label
-                return disk
-    return volume
+    """A disk's name in a shape, from its volume (:func:`reconciler.models.volumes.disk_of`)."""
+    return volumes.disk_of(vm, volume)
 
 
 @dataclasses.dataclass(frozen=True)

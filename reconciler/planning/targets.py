@@ -16,7 +16,7 @@ import json
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from reconciler.models import desired, effective, kinds, observed, record
+from reconciler.models import desired, effective, kinds, observed, record, volumes
 from reconciler.planning import actions
 
 __all__ = [
@@ -104,10 +104,9 @@ class Inventory:
         return self._by_file.get((pool, name))
 
     def volume_name(self, vm: str, disk: effective.EffectiveDisk) -> str:
-        if disk.volume is not None:
-            return disk.volume
         owner = record.ResourceKey(kinds.Kind.VIRTUAL_MACHINE.value, vm)
-        return self._by_disk.get((owner, disk.name, disk.pool)) or disk.volume_name(vm)
+        known = self._by_disk.get((owner, disk.name, disk.pool))
+        return volumes.volume_name(vm, disk.name, named=disk.volume, known=known)
 
     def created(self, vm: str, pool: str, name: str) -> bool:
         """Whether this VM's volume ``pool/name`` is one this installation created."""
