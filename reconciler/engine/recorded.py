@@ -30,13 +30,19 @@ def desired_from_record(records: Sequence[record.ResourceRecord]) -> desired.Des
             revision=rec.source_revision,
         )
         state.by_kind(kinds.Kind(rec.key.kind))[rec.key.name] = desired.Loaded(manifest, source)
+    templates = {
+        name: loaded.manifest
+        for name, loaded in state.templates.items()
+        if isinstance(loaded.manifest, kinds.Template)
+    }
     for name, loaded in state.vms.items():
         assert isinstance(loaded.manifest, kinds.VirtualMachine)
-        template_name = loaded.manifest.spec.template
-        template = state.templates.get(template_name) if template_name else None
-        template_manifest = template.manifest if template is not None else None
-        assert template_manifest is None or isinstance(template_manifest, kinds.Template)
-        state.effective_vms[name] = effective.merge(loaded.manifest, template_manifest)
+        try:
+            vm = effective.resolve(loaded.manifest, templates)
+        except effective.MissingTemplate:
+            # As before: a VM whose template left the record is merged over nothing.
+            vm = effective.merge(loaded.manifest, None)
+        state.effective_vms[name] = vm
     return state
 
 

@@ -450,17 +450,19 @@ class _Run:
                 assert isinstance(valid.manifest, kinds.VirtualMachine)
                 self.merge(name, valid.manifest, valid.doc)
 
+    def templates(self) -> dict[str, kinds.Template]:
+        """The valid templates of this run, by name."""
+        return {
+            name: valid.manifest
+            for (kind, name), valid in self.valid.items()
+            if isinstance(valid.manifest, kinds.Template)
+        }
+
     def merge(self, name: str, vm: kinds.VirtualMachine, doc: _Doc) -> None:
-        template: kinds.Template | None = None
-        if vm.spec.template is not None:
-            loaded = self.valid.get((kinds.Kind.TEMPLATE, vm.spec.template))
-            if loaded is None and vm.spec.template in self.recorded_templates:
-                template = self.recorded_templates[vm.spec.template]
-            elif loaded is None:
-                return  # dangling or invalid: already reported
-            else:
-                assert isinstance(loaded.manifest, kinds.Template)
-                template = loaded.manifest
+        try:
+            template = effective.template_for(vm, self.templates(), self.recorded_templates)
+        except effective.MissingTemplate:
+            return  # dangling or invalid: already reported
         own = {disk.name: i for i, disk in enumerate(vm.spec.disks)}
         try:
             result = effective.merge(vm, template)

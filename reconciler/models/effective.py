@@ -8,12 +8,17 @@ lists any, replace the template's. What remains unset
 after the merge takes the installation-wide default below. The result is a
 frozen value with every field resolved, which is what the planner compares and
 what the XML renderer writes.
+
+:func:`resolve` is the one way a VM is merged over its template, wherever the
+template comes from: the loader looks in the manifests, then in the record;
+the record's desired state (:mod:`reconciler.engine.recorded`) in the record.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from collections.abc import Mapping
 from typing import Any
 
 from reconciler.models import kinds, volumes
@@ -25,7 +30,10 @@ __all__ = [
     "EffectiveDisk",
     "EffectiveNic",
     "EffectiveVM",
+    "MissingTemplate",
     "merge",
+    "resolve",
+    "template_for",
 ]
 
 DEFAULT_CPUS = 1
@@ -171,3 +179,37 @@ def merge(vm: kinds.VirtualMachine, template: kinds.Template | None) -> Effectiv
         update_policy=vm.spec.updatePolicy,
         protected=vm.metadata.protected,
     )
+
+
+class MissingTemplate(ValueError):
+    """A VM names a template that none of the places looked in holds."""
+
+    def __init__(self, vm: str, template: str) -> None:
+        self.vm = vm
+        self.template = template
+        super().__init__(f"template {template!r} of VM {vm!r} is not known")
+
+
+def template_for(
+    vm: kinds.VirtualMachine, *sources: Mapping[str, kinds.Template]
+) -> kinds.Template | None:
+    """The template ``vm`` names, from the first of ``sources`` that holds it.
+
+    ``None`` when the VM names none; :class:`MissingTemplate` when no source has it.
+    """
+    name = vm.spec.template
+    if name is None:
+        return None
+    for source in sources:
+        found = source.get(name)
+        if found is not None:
+            return found
+    raise MissingTemplate(vm.metadata.name, name)
+
+
+def resolve(vm: kinds.VirtualMachine, *sources: Mapping[str, kinds.Template]) -> EffectiveVM:
+    """:func:`merge` ``vm`` over its template, looked up in ``sources`` in order.
+
+    Raises :class:`MissingTemplate` or, from :func:`merge`, a ValueError naming a disk.
+    """
+    return merge(vm, template_for(vm, *sources))

@@ -147,3 +147,16 @@ def test_vm_only_fields_come_from_the_vm() -> None:
 def test_a_disk_without_size_anywhere_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"^disk 'data' has no size in the VM or its template$"):
         effective.merge(_vm(template="tpl", disks=[{"name": "data"}]), TEMPLATE)
+
+
+def test_resolve_takes_the_template_from_the_first_source_that_holds_it() -> None:
+    other = _template(cpus=8)
+    vm = _vm(template="tpl")
+    assert effective.resolve(vm, {"tpl": TEMPLATE}, {"tpl": other}).cpus == 2
+    assert effective.resolve(vm, {}, {"tpl": other}).cpus == 8
+    assert effective.resolve(_vm(), {}).template is None
+
+
+def test_resolve_names_a_template_no_source_holds() -> None:
+    with pytest.raises(effective.MissingTemplate, match="template 'tpl' of VM 'web-1'"):
+        effective.resolve(_vm(template="tpl"), {}, {"other": TEMPLATE})
