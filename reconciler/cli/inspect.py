@@ -5,7 +5,7 @@ observation sees (``observe()`` plus ``dhcp_leases()``; drift is planned against
 that same observation). When libvirt cannot be reached or read, they still
 print the record's view and say so once on stderr: an operator debugging a
 broken host needs the record most. Nothing here writes anything. What is shown
-is built by :mod:`reconciler.cli.inspect_views`; tables and documents by
+is built by :mod:`reconciler.cli.views` (a module per kind); tables and documents by
 :mod:`reconciler.cli.output`.
 
 ``-o json`` documents (stable; fields are only ever added):
@@ -55,8 +55,7 @@ from collections.abc import Sequence
 import click
 
 from reconciler import errors
-from reconciler.cli import common, output
-from reconciler.cli import inspect_views as views
+from reconciler.cli import common, output, views
 from reconciler.engine import reconcile, recorded
 from reconciler.models import catalog, desired, documents, kinds, record
 from reconciler.store import store as store_module
@@ -140,7 +139,7 @@ def get(ctx: click.Context, kind: str, name: str | None, output_format: str) -> 
             selected = [r for r in selected if r.key.name == name]
             if not selected:
                 raise _not_found(record.ResourceKey(resolved.value, name))
-        needs_libvirt = resolved is not kinds.Kind.TEMPLATE and bool(selected)
+        needs_libvirt = views.view(resolved).observes and bool(selected)
         live = _observe(ctx, store, everything) if needs_libvirt else views.Live("")
     if output_format in ("json", "yaml"):
         shown = (
@@ -172,7 +171,7 @@ def describe(ctx: click.Context, kind: str, name: str) -> None:
         if rec is None:
             raise _not_found(key)
         recent = store.events(key, limit=20)
-        needs_libvirt = key.kind != kinds.Kind.TEMPLATE
+        needs_libvirt = views.view(kinds.Kind(key.kind)).observes
         live = _observe(ctx, store, everything) if needs_libvirt else views.Live("")
     click.echo(views.describe_text(rec, everything, live, recent, _now(), terminal=_terminal()))
 

@@ -89,7 +89,7 @@ from reconciler.daemon import config, loop, metrics
 from reconciler.models import catalog, documents, kinds, record
 from reconciler.store import store as store_module
 
-__all__ = ["Probe", "Server", "event_json", "resource_json"]
+__all__ = ["Probe", "Server", "event_json"]
 
 _log = logging.getLogger(__name__)
 _DEFAULT_EVENTS = 100
@@ -106,22 +106,6 @@ class Probe:
     ) -> None:
         self.healthy = healthy
         self.readiness = readiness
-
-
-def resource_json(rec: record.ResourceRecord) -> dict[str, Any]:
-    spec = rec.spec.get("spec")
-    return {
-        "apiVersion": kinds.API_VERSION,
-        "kind": rec.key.kind,
-        "metadata": documents.metadata(rec),
-        "spec": dict(spec) if isinstance(spec, dict) else {},
-        "status": dict(rec.status),
-        "source": {
-            "file": rec.source_file,
-            "document": rec.source_document,
-            "revision": rec.source_revision,
-        },
-    }
 
 
 def event_json(event: record.EventRecord) -> dict[str, Any]:
@@ -164,14 +148,14 @@ class _Api:
         return {
             "apiVersion": kinds.API_VERSION,
             "kind": "List",
-            "items": [resource_json(r) for r in self.store.resources(kind)],
+            "items": [documents.resource(r) for r in self.store.resources(kind)],
         }
 
     def resource(self, kind_text: str, name: str) -> dict[str, Any]:
         found = self.store.get(record.ResourceKey(_kind(kind_text).value, name))
         if found is None:
             raise _NotFound(f"{kind_text}/{name} is not in the record")
-        return resource_json(found)
+        return documents.resource(found)
 
     def events(self, query: dict[str, list[str]]) -> dict[str, Any]:
         key = None

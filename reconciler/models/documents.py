@@ -4,11 +4,12 @@ the daemon's read-only API both serve, so a script reads either the same way."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
-from reconciler.models import record
+from reconciler.models import kinds, record
 
-__all__ = ["event", "metadata", "timestamp"]
+__all__ = ["event", "metadata", "resource", "timestamp"]
 
 
 def timestamp(moment: dt.datetime) -> str:
@@ -28,6 +29,36 @@ def metadata(rec: record.ResourceRecord) -> dict[str, Any]:
         "annotations": dict(rec.annotations),
         "creationTimestamp": timestamp(rec.created_at),
     }
+
+
+def resource(
+    rec: record.ResourceRecord,
+    status: Mapping[str, Any] | None = None,
+    *,
+    source: bool = True,
+) -> dict[str, Any]:
+    """One resource: an item of ``infinibay get -o json`` and of ``/api/v1/resources``.
+
+    ``status`` is the record's unless the caller overlays what it observed (the
+    CLI adds libvirt's view; the API serves the record as it is). ``source``
+    adds where the manifest was read (file, document, revision), which the API
+    serves; ``get -o json`` keeps its documented five keys and leaves it out.
+    """
+    spec = rec.spec.get("spec")
+    document: dict[str, Any] = {
+        "apiVersion": kinds.API_VERSION,
+        "kind": rec.key.kind,
+        "metadata": metadata(rec),
+        "spec": dict(spec) if isinstance(spec, dict) else {},
+        "status": dict(rec.status if status is None else status),
+    }
+    if source:
+        document["source"] = {
+            "file": rec.source_file,
+            "document": rec.source_document,
+            "revision": rec.source_revision,
+        }
+    return document
 
 
 def event(item: record.EventRecord) -> dict[str, Any]:

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.cli import inspect_views as views
-from reconciler.cli import output
+from reconciler.cli import output, views
 from reconciler.models import documents, kinds, observed, record
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)

@@ -1,0 +1,145 @@
+"""How a VirtualMachine is shown: the record's spec with its live domain overlaid."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reconciler.cli import output
+from reconciler.cli.views import base
+from reconciler.models import fields, record
+from reconciler.planning import actions
+
+__all__ = ["VmFacts", "VmView", "vm_facts"]
+
+
+@dataclasses.dataclass(frozen=True)
+class VmFacts:
+    """A VM as the record and the live domain describe it together."""
+
+    power: str | None
+    ips: list[str]
+    graphics_type: str | None
+    graphics_port: int | None
+    uuid: str | None
+    macs: dict[str, str]
+    drift: bool | None
+
+    @property
+    def graphics(self) -> str | None:
+        if self.graphics_port is None or self.graphics_type in (None, "none"):
+            return None
+        return f"{self.graphics_type}:{self.graphics_port}"
+
+
+def vm_facts(rec: record.ResourceRecord, live: base.Live) -> VmFacts:
+    status = rec.status
+    domain = live.domain(rec.key.name)
+    macs = {str(k): str(v) for k, v in (status.get("macs") or {}).items()}
+    if domain is not None:
+        macs.update(actions.nic_macs(domain.shape.nics))
+    if live.world is not None:
+        found = {live.leases.get(mac.lower()) for mac in macs.values()}
+        ips = sorted(ip for ip in found if ip is not None)
+    else:
+        ips = [str(ip) for ip in status.get("ips") or []]
+    if domain is not None:
+        return VmFacts(
+            power=domain.power.value,
+            ips=ips,
+            graphics_type=domain.shape.graphics_type.value,
+            graphics_port=domain.graphics_port,
+            uuid=domain.uuid,
+            macs=macs,
+            drift=live.drift(rec.key),
+        )
+    graphics_type = base.effective_spec(rec).get("graphics_type")
+    return VmFacts(
+        power=status.get("power"),
+        ips=ips,
+        graphics_type=str(graphics_type) if graphics_type is not None else None,
+        # Without a domain nothing listens; the record's port is history, not a fact.
+        graphics_port=status.get("graphicsPort") if live.world is None else None,
+        uuid=status.get("uuid"),
+        macs=macs,
+        drift=live.drift(rec.key),
+    )
+
+
+def _readable_effective(effective: Mapping[str, Any]) -> dict[str, Any]:
+    """The effective spec with byte counts as sizes (``memory: 64MiB``)."""
+    shown: dict[str, Any] = base.compact(dict(effective))
+    if isinstance(shown.get("memory"), int):
+        shown["memory"] = fields.format_size(shown["memory"])
+    disks = []
+    for disk in shown.get("disks") or []:
+        disk = dict(disk)
+        if isinstance(disk.get("size"), int):
+            disk["size"] = fields.format_size(disk["size"])
+        disks.append(disk)
+    if "disks" in shown:
+        shown["disks"] = disks
+    return shown
+
+
+class VmView:
+    observes = True
+
+    def columns(self, *, wide: bool) -> list[str]:
+        headers = ["NAME", "PHASE", "POWER", "CPUS", "MEMORY", "IP", "GRAPHICS", "AGE", "DRIFT"]
+        return [*headers, "TEMPLATE", "UUID", *base.WIDE_COMMON] if wide else headers
+
+    def row(self, rec: record.ResourceRecord, ctx: base.Context, *, wide: bool) -> list[str]:
+        facts = vm_facts(rec, ctx.live)
+        effective = base.effective_spec(rec)
+        spec = base.manifest_spec(rec)
+        row = [
+            rec.key.name,
+            base.phase(rec),
+            base.text(facts.power),
+            base.text(effective.get("cpus", spec.get("cpus"))),
+            base.size(effective.get("memory", spec.get("memory"))),
+            base.text(facts.ips),
+            base.text(facts.graphics),
+            output.age(rec.created_at, ctx.now),
+            base.text(facts.drift),
+        ]
+        if wide:
+            row += [base.text(spec.get("template")), base.text(facts.uuid)]
+            row += base.common_wide(rec)
+        return row
+
+    def status(
+        self,
+        rec: record.ResourceRecord,
+        everything: Sequence[record.ResourceRecord],
+        live: base.Live,
+    ) -> dict[str, Any]:
+        facts = vm_facts(rec, live)
+        return {
+            "power": facts.power,
+            "ips": facts.ips,
+            "graphicsPort": facts.graphics_port,
+            "uuid": facts.uuid,
+            "macs": facts.macs,
+        }
+
+    def drift(self, rec: record.ResourceRecord, live: base.Live) -> bool | None:
+        return live.drift(rec.key)
+
+    def sections(self, rec: record.ResourceRecord) -> list[str]:
+        effective = base.effective_spec(rec)
+        if not effective:
+            return []
+        return ["Effective Spec:", *base.yaml_lines(_readable_effective(effective))]
+
+    def describe(self, rec: record.ResourceRecord, ctx: base.Context) -> list[str]:
+        facts = vm_facts(rec, ctx.live)
+        return [
+            base.field("Power", facts.power, 2),
+            base.field("IPs", ", ".join(facts.ips), 2),
+            base.field("Graphics", facts.graphics, 2),
+            base.field("UUID", facts.uuid, 2),
+            base.field("MACs", base.pairs(facts.macs), 2),
+        ]
