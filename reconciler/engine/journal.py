@@ -103,12 +103,14 @@ def intent_reasons(change: actions.Change) -> tuple[str, str] | None:
         return None
     if change.verb in _GERUNDS:
         return _GERUNDS[change.verb]
-    paths = {f.path for f in change.fields}
-    power = change.field("powerState")
-    if power is not None and paths <= {"powerState", "restart"}:
-        old, new = power.old, kinds.PowerState(power.new)
+    powers = change.intended(actions.Power)
+    only_power = all(
+        isinstance(i, actions.Power | actions.Restart) for i in change.intents
+    ) and all(f.impact is not actions.Impact.RECORD for f in change.fields)
+    if powers and only_power:
+        old, new = powers[0].current, powers[0].want
         return _POWER.get((old, new)) or _POWER[(None, new)]
-    if paths == {"restart"}:
+    if change.intents and only_power:
         return "Restarting", "Restarted"
     return "Updating", "Updated"
 

@@ -1,27 +1,43 @@
-"""What a plan is made of: one :class:`Change` per resource, with field diffs.
+"""What a plan is made of: one :class:`Change` per resource, with field diffs and intents.
 
 A change carries everything the executor needs (the target shape, the volumes,
 the observed UUID), so executing never re-derives intent. Each field diff has
 an :class:`Impact`; a change's impact is the worst of its fields, and the order
 of the enum is the order of cost.
+
+Field diffs (:class:`FieldChange`) are for people: the plan, events and
+history show them. What the executor does is said by the change's typed
+:data:`Intent` list (create a volume, hot-plug a NIC, patch the definition,
+power the guest), decided by the planner; the executor never reads a field path.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import typing
 from collections.abc import Collection, Iterable
 from typing import Any
 
 from reconciler.models import kinds, observed, record
 
 __all__ = [
+    "AdoptVolume",
     "Change",
+    "CreateVolume",
     "FieldChange",
+    "GrowVolume",
+    "Hotplug",
     "Impact",
+    "Intent",
     "NetworkTarget",
+    "Patch",
     "Plan",
     "PoolTarget",
+    "Power",
+    "RecreateVolume",
+    "Restart",
+    "SetAutostart",
     "TemplateTarget",
     "Verb",
     "VmTarget",
@@ -122,6 +138,82 @@ class TemplateTarget:
 Target = VmTarget | NetworkTarget | PoolTarget | TemplateTarget
 
 
+# --- intents: what the executor does, decided by the planner --------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateVolume:
+    """Create the disk's volume (reused when it exists and the inventory says it is ours)."""
+
+    volume: VolumeTarget
+
+
+@dataclasses.dataclass(frozen=True)
+class GrowVolume:
+    volume: VolumeTarget
+    old: int  # capacity now, bytes
+    live: bool  # the guest runs: grow through the domain so it sees the new size
+
+
+@dataclasses.dataclass(frozen=True)
+class RecreateVolume:
+    """Delete and create the volume on its new backing image (data-loss), guest stopped first."""
+
+    volume: VolumeTarget
+    stop_first: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class AdoptVolume:
+    """Use a volume named with ``volume:`` as it is: never grown or deleted."""
+
+    volume: VolumeTarget
+
+
+@dataclasses.dataclass(frozen=True)
+class Patch:
+    """Rewrite the owned fields of the object's persistent definition, keeping the rest."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Hotplug:
+    """Plug a NIC into the running guest (its persistent config has it already)."""
+
+    nic: observed.NicShape
+
+
+@dataclasses.dataclass(frozen=True)
+class SetAutostart:
+    autostart: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Power:
+    """Take the guest from its observed power state to the declared one."""
+
+    current: kinds.PowerState
+    want: kinds.PowerState
+
+
+@dataclasses.dataclass(frozen=True)
+class Restart:
+    """Stop and start the object so that its new configuration takes effect."""
+
+
+Intent = (
+    CreateVolume
+    | GrowVolume
+    | RecreateVolume
+    | AdoptVolume
+    | Patch
+    | Hotplug
+    | SetAutostart
+    | Power
+    | Restart
+)
+_I = typing.TypeVar("_I", bound=Intent)
+
+
 @dataclasses.dataclass(frozen=True)
 class Change:
     key: record.ResourceKey
@@ -135,6 +227,14 @@ class Change:
     depends_on: tuple[record.ResourceKey, ...] = ()
     retained: tuple[VolumeTarget, ...] = ()  # volumes a deletion keeps or removes
     note: str = ""
+    intents: tuple[Intent, ...] = ()  # what the executor does, in this order of kinds
+
+    def intended(self, kind: type[_I]) -> list[_I]:
+        """The intents of one type, in plan order."""
+        return [i for i in self.intents if isinstance(i, kind)]
+
+    def intends(self, kind: type[Intent]) -> bool:
+        return any(isinstance(i, kind) for i in self.intents)
 
     @property
     def impact(self) -> Impact:

@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.models import desired, kinds, observed, record
-from reconciler.planning import actions, planner
+from reconciler.planning import actions
+from reconciler.planning.handlers import vm as vm_handler
 
 __all__ = ["Verdict", "compute", "condition", "restart_required"]
 
@@ -42,7 +43,7 @@ def restart_required(domain: observed.ObservedDomain | None) -> bool:
     """The running guest differs from the persistent config it would boot with."""
     if domain is None or domain.live is None:
         return False
-    return planner._restart_pending(domain.live, domain.shape)
+    return vm_handler.restart_pending(domain.live, domain.shape)
 
 
 def condition(

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.cli import output
-from reconciler.planning import actions, diff, planner
+from reconciler.planning import actions, compare, diff
 
 Op = diff.Op
 D = diff.Difference
@@ -75,7 +75,7 @@ def test_a_dict_changed_throughout_is_still_diffed_leaf_by_leaf() -> None:
 def test_template_diff_folds_lists_into_one_field_and_ignores_none_for_missing() -> None:
     old = {"image": "a", "disks": [{"size": 1}], "labels": {"x": None}, "cpus": 2}
     new = {"image": "b", "disks": [{"size": 2}], "labels": {}, "cpus": 2.0}
-    assert planner._dict_diff(old, new) == [
+    assert compare.record_diff(old, new) == [
         actions.FieldChange("disks", [{"size": 1}], [{"size": 2}], actions.Impact.RECORD),
         actions.FieldChange("image", "a", "b", actions.Impact.RECORD),
     ]
@@ -168,4 +168,4 @@ def test_history_diff_matches_the_hand_written_one_it_replaced(pair: tuple[Any, 
 @given(_PAIRS)
 def test_template_diff_matches_the_hand_written_one_it_replaced(pair: tuple[Any, Any]) -> None:
     old, new = pair
-    assert planner._dict_diff(old, new) == _old_planner_diff(old, new)
+    assert compare.record_diff(old, new) == _old_planner_diff(old, new)

@@ -270,12 +270,14 @@ def test_an_existing_volume_is_reused_rather_than_failing_the_create() -> None:
     # The planner saw the volume, so it plans none; force the executor's reuse path.
     change = plan.changes[0]
     assert change.field("disks[root].volume") is None
+    assert isinstance(change.target, actions.VmTarget)
     forced = actions.Change(
         key=change.key,
         verb=change.verb,
         fields=(actions.FieldChange("disks[root].volume", None, "default/x", actions.Impact.LIVE),),
         target=change.target,
         owner=change.owner,
+        intents=(actions.CreateVolume(change.target.volumes[0]), *change.intents),
     )
 
     outcomes = _run(hv, actions.Plan(changes=(forced,)))

@@ -1,0 +1,31 @@
+"""One module of libvirt steps per kind, behind one :class:`KindSteps` protocol.
+
+:func:`steps_for` is the engine's only dispatch on a kind: an exhaustive
+``match`` that ends in ``assert_never``, so a kind without steps fails ``mypy``.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from reconciler.engine import ports
+from reconciler.engine.outcome import Options
+from reconciler.engine.steps import network, pool, template, vm
+from reconciler.engine.steps.base import KindSteps
+from reconciler.models import kinds
+
+__all__ = ["KindSteps", "steps_for"]
+
+
+def steps_for(kind: kinds.Kind, hv: ports.Hypervisor, options: Options) -> KindSteps:
+    match kind:
+        case kinds.Kind.STORAGE_POOL:
+            return pool.PoolSteps(hv, options)
+        case kinds.Kind.NETWORK:
+            return network.NetworkSteps(hv)
+        case kinds.Kind.TEMPLATE:
+            return template.TemplateSteps()
+        case kinds.Kind.VIRTUAL_MACHINE:
+            return vm.VmSteps(hv, options)
+        case unreachable:
+            typing.assert_never(unreachable)

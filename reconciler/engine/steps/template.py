@@ -1,0 +1,17 @@
+"""Template steps: a template lives only in the record, so there is nothing to do in libvirt."""
+
+from __future__ import annotations
+
+from reconciler.engine.outcome import Outcome
+from reconciler.planning import actions
+
+__all__ = ["TemplateSteps"]
+
+
+class TemplateSteps:
+    def apply(self, change: actions.Change, out: Outcome) -> None:
+        word = "created" if change.verb is actions.Verb.CREATE else "updated"
+        out.step(word, word.capitalize(), f"{change.key} {word}")
+
+    def undefine(self, change: actions.Change) -> None:
+        return None  # its record is tombstoned by the caller; libvirt never had it

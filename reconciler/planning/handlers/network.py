@@ -1,0 +1,91 @@
+"""Planning Networks: owned through our metadata in the network's XML."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from reconciler.models import kinds, observed, record
+from reconciler.planning import actions, compare, context, targets
+from reconciler.planning.handlers.base import Uses
+
+__all__ = ["HANDLER"]
+
+Impact = actions.Impact
+
+_RESTARTING = ("mode", "bridge", "address", "dhcp", "hosts", "domain", "mtu")
+
+
+class NetworkPlanner:
+    what = "network"
+
+    def plan(self, ctx: context.Context) -> None:
+        for name, loaded in sorted(ctx.state.networks.items()):
+            assert isinstance(loaded.manifest, kinds.Network)
+            key, _ = ctx.remember_spec(loaded)
+            target = targets.network_shape(loaded.manifest)
+            current = ctx.world.networks.get(name)
+            if current is None:
+                ctx.emit(
+                    key,
+                    [],
+                    verb=actions.Verb.CREATE,
+                    target=actions.NetworkTarget(target),
+                    owner=ctx.owner(key),
+                    drift=context.converged(ctx.live_record(key)),
+                )
+                continue
+            owned = ctx.labelled_ours(current.owner)
+            if (foreign := ctx.foreign(current.owner)) is not None or not (owned or ctx.adopt):
+                ctx.conflict(key, self.what, foreign)
+                continue
+            if not owned and ctx.unrepresentable(key, self.what, current.unmodelled):
+                continue
+            impacts = dict.fromkeys(_RESTARTING, Impact.RESTART)
+            impacts["autostart"] = Impact.LIVE
+            changes = compare.compare(current.shape, target, impacts)
+            if not current.active:
+                changes.append(actions.FieldChange("active", False, True, Impact.LIVE))
+            if not owned:
+                changes.append(actions.FieldChange("owner", None, ctx.installation, Impact.LIVE))
+            restart = any(c.impact is Impact.RESTART for c in changes)
+            intents: list[actions.Intent] = []
+            if restart or not owned:
+                intents.append(actions.Patch())
+            if restart:
+                intents.append(actions.Restart())
+            ctx.emit(
+                key,
+                changes,
+                target=actions.NetworkTarget(target),
+                uuid=current.uuid,
+                owner=ctx.owner(key),
+                adopt=not owned,
+                note="the network is restarted: guests on it lose connectivity until reattached"
+                if restart
+                else "",
+                intents=tuple(intents),
+            )
+
+    def exists(self, ctx: context.Context, name: str) -> bool:
+        return name in ctx.world.networks
+
+    def ownership(
+        self, ctx: context.Context, key: record.ResourceKey
+    ) -> tuple[bool, observed.Ownership | None]:
+        found = ctx.world.networks.get(key.name)
+        if found is None:
+            return True, None
+        return ctx.labelled_ours(found.owner), ctx.foreign(found.owner)
+
+    def used_by(self, name: str, uses: Uses) -> bool:
+        return name in uses.networks
+
+    def orphans(self, ctx: context.Context) -> Iterable[str]:
+        return [
+            name
+            for name, network in ctx.world.networks.items()
+            if ctx.labelled_ours(network.owner) and name not in ctx.state.networks
+        ]
+
+
+HANDLER = NetworkPlanner()

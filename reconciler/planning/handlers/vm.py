@@ -1,0 +1,408 @@
+"""Planning VirtualMachines: domains, their volumes, NICs and power, owned by metadata.
+
+Besides the field diffs people read, this handler decides the change's
+intents (:data:`reconciler.planning.actions.Intent`): which volumes are
+created, grown, recreated or adopted, whether the definition is patched,
+which NICs are hot-plugged, autostart, restart and power.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Iterable
+
+from reconciler.models import desired, effective, fields, kinds, observed, record
+from reconciler.planning import actions, compare, context
+from reconciler.planning import targets as targets_module
+from reconciler.planning.handlers.base import Uses
+
+__all__ = ["HANDLER", "recorded_volumes", "restart_pending"]
+
+Impact = actions.Impact
+Volumes = Callable[[str, str], observed.ObservedVolume | None]
+
+
+class VmPlanner:
+    what = "domain"
+
+    def plan(self, ctx: context.Context) -> None:
+        for name, vm in sorted(ctx.state.effective_vms.items()):
+            self._plan_one(ctx, ctx.state.vms[name], vm)
+
+    def _plan_one(
+        self, ctx: context.Context, loaded: desired.Loaded, vm: effective.EffectiveVM
+    ) -> None:
+        key, _ = ctx.remember_spec(loaded)
+        rec = ctx.live_record(key)
+        current = ctx.world.domains.get(loaded.name)
+        depends = tuple(
+            sorted(
+                {context.key_of(kinds.Kind.STORAGE_POOL, d.pool) for d in vm.disks}
+                | {context.key_of(kinds.Kind.NETWORK, n.network) for n in vm.nics}
+            )
+        )
+        target = targets_module.vm_target(
+            vm, current, rec, ctx.installation, ctx.taken_macs, ctx.inventory
+        )
+        owned = current is None or ctx.labelled_ours(current.owner)
+        if current is not None:
+            foreign = ctx.foreign(current.owner)
+            if foreign is not None or not (owned or ctx.adopt):
+                ctx.conflict(key, self.what, foreign)
+                return
+            if not owned and ctx.unrepresentable(key, self.what, current.unmodelled):
+                return
+        running = current is not None and current.power is not kinds.PowerState.STOPPED
+        planned = _volume_changes(ctx, loaded, target, running)
+        if isinstance(planned, str):
+            ctx.changes.append(actions.Change(key=key, verb=actions.Verb.CONFLICT, note=planned))
+            return
+        volume_changes, claims, intents = planned
+        ctx.claims += claims
+        if current is None:
+            intents.append(actions.SetAutostart(target.shape.autostart))
+            if target.power is not kinds.PowerState.STOPPED:
+                intents.append(actions.Power(kinds.PowerState.STOPPED, target.power))
+            ctx.emit(
+                key,
+                volume_changes,
+                verb=actions.Verb.CREATE,
+                target=target,
+                owner=ctx.owner(key),
+                depends_on=depends,
+                drift=context.converged(rec),
+                intents=tuple(intents),
+            )
+            return
+        config, added = _config_changes(current.shape, target.shape, running, ctx.volume)
+        changes = config + volume_changes
+        if any(c.path != "autostart" for c in config) or not owned:
+            intents.append(actions.Patch())
+        if running:
+            intents += [actions.Hotplug(nic) for nic in added]
+        if current.shape.autostart != target.shape.autostart:
+            intents.append(actions.SetAutostart(target.shape.autostart))
+        if current.power is not target.power:
+            changes.append(
+                actions.FieldChange(
+                    "powerState", current.power.value, target.power.value, Impact.LIVE
+                )
+            )
+            intents.append(actions.Power(current.power, target.power))
+        if (
+            running
+            and target.power is not kinds.PowerState.STOPPED
+            and target.update_policy is kinds.UpdatePolicy.RESTART
+            and current.live is not None
+            and restart_pending(current.live, target.shape)
+        ):
+            changes.append(actions.FieldChange("restart", "pending", "reboot", Impact.RESTART))
+            intents.append(actions.Restart())
+        if not owned:
+            changes.append(actions.FieldChange("owner", None, ctx.installation, Impact.LIVE))
+        if rec is not None and rec.spec_hash != ctx.hashes[key] and not changes:
+            changes.append(
+                actions.FieldChange("spec", rec.spec_hash, ctx.hashes[key], Impact.RECORD)
+            )
+        ctx.emit(
+            key,
+            changes,
+            target=target,
+            uuid=current.uuid,
+            owner=ctx.owner(key),
+            depends_on=depends,
+            adopt=not owned,
+            note="" if owned else _kept(current.unmodelled),
+            intents=tuple(intents),
+        )
+
+    def exists(self, ctx: context.Context, name: str) -> bool:
+        return name in ctx.world.domains
+
+    def ownership(
+        self, ctx: context.Context, key: record.ResourceKey
+    ) -> tuple[bool, observed.Ownership | None]:
+        found = ctx.world.domains.get(key.name)
+        if found is None:
+            return True, None
+        return ctx.labelled_ours(found.owner), ctx.foreign(found.owner)
+
+    def used_by(self, name: str, uses: Uses) -> bool:
+        return False  # nothing refers to a VM
+
+    def orphans(self, ctx: context.Context) -> Iterable[str]:
+        return [
+            name
+            for name, domain in ctx.world.domains.items()
+            if ctx.labelled_ours(domain.owner) and name not in ctx.state.vms
+        ]
+
+
+HANDLER = VmPlanner()
+
+
+def _kept(parts: tuple[observed.Unmodelled, ...]) -> str:
+    """What adoption leaves as it is because the manifests cannot represent it."""
+    kept = [p.what for p in parts if p.kept]
+    return "not modelled, kept as is: " + "; ".join(kept) if kept else ""
+
+
+def _volume_changes(
+    ctx: context.Context, loaded: desired.Loaded, target: actions.VmTarget, running: bool
+) -> tuple[list[actions.FieldChange], list[record.VolumeRecord], list[actions.Intent]] | str:
+    """The VM's volume changes, inventory rows to claim and intents; or a conflict's note.
+
+    Only a volume the inventory says we created is grown, recreated or reused;
+    a volume named with ``volume:`` is used as it is, and one found under the
+    generated name that we did not create is a conflict, never taken over.
+    """
+    assert isinstance(loaded.manifest, kinds.VirtualMachine)
+    owner = context.key_of(kinds.Kind.VIRTUAL_MACHINE, loaded.name)
+    own = [d.name for d in loaded.manifest.spec.disks]
+    changes: list[actions.FieldChange] = []
+    claims: list[record.VolumeRecord] = []
+    intents: list[actions.Intent] = []
+    for index, volume in enumerate(target.volumes):
+        pool = ctx.world.pools.get(volume.pool)
+        wanted = ctx.state.pools.get(volume.pool)
+        moving = (
+            pool is not None
+            and wanted is not None
+            and isinstance(wanted.manifest, kinds.StoragePool)
+            and wanted.manifest.spec.path != pool.shape.path
+        )
+        # A pool being moved holds none of its volumes at the new path yet.
+        current = pool.volumes.get(volume.volume) if pool is not None and not moving else None
+        path = f"disks[{volume.disk}]"
+        at = own.index(volume.disk) if volume.disk in own else index
+        where = (
+            f"{loaded.source.at(('spec', 'disks', at))}: VirtualMachine/{loaded.name}: "
+            f"spec.disks[{at}]"
+        )
+        file = f"{volume.pool}/{volume.volume}"
+        row = ctx.inventory.get(volume.pool, volume.volume)
+        if row is not None and row.owner != owner:
+            return f"{where}: volume {file} is the disk of {row.owner}"
+        if volume.named:
+            if row is not None:
+                continue  # adopted (or ours) before: used as it is
+            if current is None:
+                return f"{where}: volume {file} named by volume: does not exist"
+            if not ctx.adopt:
+                return (
+                    f"{where}: volume {file} was not created by this installation; "
+                    "pass --adopt to use it as it is"
+                )
+            claims.append(
+                record.VolumeRecord(volume.pool, volume.volume, owner, volume.disk, False)
+            )
+            changes.append(actions.FieldChange(f"{path}.adopt", None, file, Impact.LIVE))
+            intents.append(actions.AdoptVolume(volume))
+            continue
+        if current is None:
+            if row is None:
+                claims.append(record.VolumeRecord(volume.pool, volume.volume, owner, volume.disk))
+            changes.append(
+                actions.FieldChange(
+                    f"{path}.volume",
+                    None,
+                    f"{file} ({fields.format_size(volume.size)})",
+                    Impact.LIVE,
+                )
+            )
+            intents.append(actions.CreateVolume(volume))
+            continue
+        if not volume.created:
+            return (
+                f"{where}: volume {file} exists but was not created by this installation, "
+                "so it is never taken over, grown or deleted; move it away, or name it "
+                "with volume: and pass --adopt to use it as it is"
+            )
+        grow: actions.Intent | None = None
+        if volume.size < current.capacity:
+            ctx.errors.append(
+                f"{loaded.source.at(('spec', 'disks', at, 'size'))}: "
+                f"VirtualMachine/{loaded.name}: spec.disks[{at}].size: "
+                f"shrinking disk {volume.disk!r} from "
+                f"{fields.format_size(current.capacity)} to "
+                f"{fields.format_size(volume.size)} would lose data; disks can only grow"
+            )
+        elif volume.size > current.capacity:
+            changes.append(
+                actions.FieldChange(
+                    f"{path}.size",
+                    fields.format_size(current.capacity),
+                    fields.format_size(volume.size),
+                    Impact.LIVE,
+                )
+            )
+            grow = actions.GrowVolume(volume, current.capacity, live=running)
+        backing = posixpath.basename(current.backing) if current.backing else None
+        if backing != volume.image:
+            changes.append(
+                actions.FieldChange(f"{path}.image", backing, volume.image, Impact.DATA_LOSS)
+            )
+            # Recreated on the new image at its new size: no growing first.
+            intents.append(actions.RecreateVolume(volume, stop_first=running))
+        elif grow is not None:
+            intents.append(grow)
+    return changes, claims, intents
+
+
+def recorded_volumes(
+    ctx: context.Context, key: record.ResourceKey
+) -> tuple[actions.VolumeTarget, ...]:
+    """The VM's volumes and their reclaim policy, from the record, else from libvirt (Retain)."""
+    rec = ctx.live_record(key)
+    if rec is not None and "effective" in rec.spec:
+        return tuple(
+            ctx.inventory.target(key.name, effective.EffectiveDisk.from_record(d))
+            for d in rec.spec["effective"]["disks"]
+        )
+    domain = ctx.world.domains.get(key.name)
+    if domain is None:
+        return ()
+    return tuple(
+        actions.VolumeTarget(
+            disk=d.name,
+            pool=d.pool,
+            volume=d.volume,
+            size=0,
+            image=None,
+            reclaim=kinds.ReclaimPolicy.RETAIN,
+            created=ctx.inventory.created(key.name, d.pool, d.volume),
+        )
+        for d in domain.shape.disks
+        if d.pool
+    )
+
+
+def _config_changes(
+    current: observed.VmShape, target: observed.VmShape, running: bool, volumes: Volumes | None
+) -> tuple[list[actions.FieldChange], list[observed.NicShape]]:
+    """Every field of the domain that differs, in plan order, and the NICs that are new.
+
+    All but ``autostart`` are in the domain's definition (a :class:`~actions.Patch`).
+    """
+    cold = Impact.RESTART if running else Impact.LIVE
+    changes = compare.compare(
+        current,
+        target,
+        {
+            "cpus": cold,
+            "firmware": cold,
+            "machine": cold,
+            "graphics_type": cold,
+            "graphics_listen": cold,
+            "autostart": Impact.LIVE,
+        },
+    )
+    changes = [
+        actions.FieldChange(c.path.replace("graphics_", "graphics."), c.old, c.new, c.impact)
+        for c in changes
+    ]
+    if current.memory != target.memory:
+        changes.append(
+            actions.FieldChange(
+                "memory",
+                fields.format_size(current.memory),
+                fields.format_size(target.memory),
+                cold,
+            )
+        )
+    changes += _disk_changes(current, target, cold, volumes)
+    nics, added = _nic_changes(current, target, cold)
+    return changes + nics, added
+
+
+def _held(disk: observed.DiskShape, volumes: Volumes | None) -> tuple[str, bool]:
+    """How the plan names a disk's volume, and whether it holds data the guest would lose.
+
+    A volume that cannot be seen (its pool is stopped or unknown) is taken to hold data.
+    """
+    name = f"{disk.pool}/{disk.volume}"
+    if volumes is None:
+        return name, True
+    found = volumes(disk.pool, disk.volume)
+    if found is None:
+        return f"{name} (not found)", False
+    if found.allocation < 0:
+        return f"{name} (allocation unknown)", True
+    return f"{name} ({found.allocation} bytes allocated)", found.allocation > 0
+
+
+def _disk_changes(
+    current: observed.VmShape, target: observed.VmShape, cold: Impact, volumes: Volumes | None
+) -> list[actions.FieldChange]:
+    """Disks matched by pool and volume; a disk that leaves or changes volume loses its data.
+
+    Detaching a disk, or pointing it at another volume, takes the data on the old
+    volume away from the guest (it boots the new, empty one): ``data-loss``, with
+    the volume and its allocation named, whatever the guest's power state.
+    """
+    old = [d for d in current.disks if d.modelled]
+    new = list(target.disks)
+    old_volumes = {(d.pool, d.volume) for d in old}
+    new_volumes = {(d.pool, d.volume) for d in new}
+    gone = {d.name: d for d in old if (d.pool, d.volume) not in new_volumes}
+    came = {d.name: d for d in new if (d.pool, d.volume) not in old_volumes}
+    changes = []
+    for name in sorted(gone.keys() | came.keys()):
+        before, after = gone.get(name), came.get(name)
+        impact = cold
+        shown = None
+        if before is not None:
+            shown, holds = _held(before, volumes)
+            impact = Impact.DATA_LOSS if holds else cold
+        changes.append(
+            actions.FieldChange(
+                f"disks[{name}]", shown, f"{after.pool}/{after.volume}" if after else None, impact
+            )
+        )
+    old_order = [(d.pool, d.volume) for d in old]
+    new_order = [(d.pool, d.volume) for d in new]
+    if old_order != new_order and old_volumes == new_volumes:
+        changes.append(
+            actions.FieldChange("disks.order", [d.name for d in old], [d.name for d in new], cold)
+        )
+    return changes
+
+
+def _nic_changes(
+    current: observed.VmShape, target: observed.VmShape, cold: Impact
+) -> tuple[list[actions.FieldChange], list[observed.NicShape]]:
+    """NICs by network, or by MAC on a network several NICs share; and the NICs added.
+
+    A new NIC hot-plugs into a running guest; removing one needs the guest's
+    cooperation (ACPI unplug), so it waits for a restart. NICs off any libvirt
+    network (bridge, direct) are not modelled and never compared.
+    """
+    old = [n for n in current.nics if n.modelled]
+    new = list(target.nics)
+    shared = actions.shared_networks(old, new)
+    old_nics = {actions.nic_path(n, shared): n.mac for n in old}
+    new_nics = {actions.nic_path(n, shared): n for n in new}
+    changes = []
+    added = []
+    for path in sorted(old_nics.keys() | new_nics.keys()):
+        nic = new_nics.get(path)
+        mac = nic.mac if nic is not None else None
+        if old_nics.get(path) != mac:
+            if path not in old_nics and nic is not None:
+                added.append(nic)
+            impact = Impact.LIVE if path not in old_nics else cold
+            changes.append(actions.FieldChange(path, old_nics.get(path), mac, impact))
+    new_macs = {path: nic.mac for path, nic in new_nics.items()}
+    if list(old_nics) != list(new_macs) and old_nics == new_macs:
+        changes.append(
+            actions.FieldChange(
+                "networks.order", [n.network for n in old], [n.network for n in new], cold
+            )
+        )
+    return changes, added
+
+
+def restart_pending(live: observed.VmShape, target: observed.VmShape) -> bool:
+    """The running guest differs from the config it would boot with."""
+    changes, _ = _config_changes(live, target, running=True, volumes=None)
+    return any(c.path != "autostart" for c in changes)
