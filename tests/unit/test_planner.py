@@ -510,6 +510,23 @@ def test_a_template_a_remaining_vm_uses_is_never_pruned_and_an_unused_one_is() -
     assert by_name["unused"].verb is Verb.DELETE
 
 
+def test_a_template_named_like_a_used_pool_is_pruned_and_so_is_the_converse() -> None:
+    # Users are found per kind: a VM on pool "default" does not use template "default",
+    # and a VM of template "small" does not use a pool "small".
+    namesake = {**SMALL, "metadata": {"name": "default"}}
+    pool_small = {"kind": "StoragePool", "metadata": {"name": "small"}, "spec": {"path": "/p/s"}}
+    vm = _vm(template="small")
+    hv, rec = _converged(POOL, pool_small, LAB, SMALL, namesake, vm)
+
+    plan = _plan(hv, rec, POOL, LAB, SMALL, vm, prune=True)
+
+    by_key = {(c.key.kind, c.key.name): c for c in plan.changes}
+    assert by_key[("Template", "default")].verb is Verb.DELETE
+    assert by_key[("StoragePool", "small")].verb is Verb.DELETE
+    assert ("Template", "small") not in by_key
+    assert ("StoragePool", "default") not in by_key
+
+
 def test_deleting_a_template_with_its_vm_waits_for_the_vm_and_without_it_is_refused() -> None:
     hv, rec = _converged(POOL, LAB, SMALL, _vm(template="small", disks=[]))
     template = fakes.key(kinds.Kind.TEMPLATE, "small")
