@@ -348,6 +348,15 @@ class Loop:
                 verdict.reason,
                 extra={"revision": revision},
             )
+        elif isinstance(verdict, decision.Requeue):
+            # Another reconciler's pass holds the lock: it ends soon, so no growing backoff.
+            _log.warning(
+                "pass not run: %s; trying again in %.1fs",
+                error,
+                verdict.after,
+                extra={"revision": revision},
+            )
+            self.queue.add_after(ALL, verdict.after, record.Trigger.RESYNC)
         else:
             delay = self.backoff.next(ALL)
             _log.error(

@@ -10,8 +10,11 @@ about whether something is worth retrying:
   unreachable, an RPC or system error, an error code we do not know): retried
   with backoff, and the resource is ``Reconciling``;
 * :class:`Waiting` — it did not run because something else must happen first
-  (a dependency failed, another reconciler holds the lease): retried like a
-  transient failure, named for what it waits on;
+  (a dependency failed, the lease was lost): retried like a transient failure,
+  named for what it waits on;
+* :class:`Requeue` — it did not run because another reconciler holds the writer
+  lock, which is held for one pass: tried again after a fixed delay, not an
+  ever longer backoff;
 * :class:`Terminal` — retrying the same spec cannot help (libvirt refused the
   definition, the object is another installation's, the change would destroy
   data without ``--allow-data-loss``): not retried until the spec or the
@@ -19,6 +22,8 @@ about whether something is worth retrying:
 
 The mapping reads only :mod:`reconciler.errors` types, which the adapters set
 at their boundary (``HypervisorError.retryable`` from libvirt's error code).
+The warning event a failed change records is named from the decision too
+(:func:`event_reason`).
 """
 
 from __future__ import annotations
@@ -26,10 +31,23 @@ from __future__ import annotations
 import dataclasses
 
 from reconciler import errors
-from reconciler.engine import execute
+from reconciler.engine.outcome import Outcome
 from reconciler.planning import actions
 
-__all__ = ["Decision", "Done", "Terminal", "Transient", "Waiting", "decide"]
+__all__ = [
+    "REQUEUE_AFTER",
+    "Decision",
+    "Done",
+    "Requeue",
+    "Terminal",
+    "Transient",
+    "Waiting",
+    "decide",
+    "event_reason",
+]
+
+# How long a pass that found the writer lock taken waits before it tries again.
+REQUEUE_AFTER = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +79,19 @@ class Terminal:
     message: str
 
 
-Decision = Done | Transient | Waiting | Terminal
+@dataclasses.dataclass(frozen=True)
+class Requeue:
+    """Did not run, and will be free to after about ``after`` seconds: try again then."""
+
+    after: float
+    reason: str
+    message: str
 
 
-def decide(what: execute.Outcome | BaseException) -> Decision:
+Decision = Done | Transient | Waiting | Requeue | Terminal
+
+
+def decide(what: Outcome | BaseException) -> Decision:
     """The class of one change's outcome, or of an exception that ended a whole pass."""
     if isinstance(what, BaseException):
         return _of_error(what, str(what))
@@ -88,6 +115,19 @@ def _of_error(exc: BaseException, message: str) -> Decision:
         return Terminal("InvalidManifests", message)
     if isinstance(exc, errors.Fenced):
         return Waiting("Fenced", message)
+    if isinstance(exc, errors.LockTimeout):
+        return Requeue(REQUEUE_AFTER, "Locked", message)
     if isinstance(exc, errors.HypervisorError) and not exc.retryable:
         return Terminal("InvalidConfiguration", message)
     return Transient("ApplyFailed", message)
+
+
+def event_reason(exc: errors.InfinibayError) -> str:
+    """The reason of the warning event a change that failed with ``exc`` records."""
+    match _of_error(exc, str(exc)):
+        case Terminal("Conflict", _):
+            return "Conflict"
+        case Terminal("DataLossRefused" | "Refused", _):
+            return "ApplyRefused"
+        case _:
+            return "ApplyFailed"

@@ -26,7 +26,7 @@ import contextlib
 from collections.abc import Callable, Iterable
 
 from reconciler import errors
-from reconciler.engine import ports, steps
+from reconciler.engine import decision, ports, steps
 from reconciler.engine.outcome import Options, Outcome, describe
 from reconciler.models import kinds, record
 from reconciler.planning import actions
@@ -80,10 +80,7 @@ class _Steps:
             outcome.ok = False
             outcome.error = str(exc)
             outcome.failure = exc
-            reason = "ApplyRefused" if isinstance(exc, errors.RefusedError) else "ApplyFailed"
-            if change.verb is Verb.CONFLICT:
-                reason = "Conflict"
-            outcome.event(reason, str(exc), warning=True)
+            outcome.event(decision.event_reason(exc), str(exc), warning=True)
         return outcome
 
     def _delete(self, change: actions.Change, out: Outcome) -> None:

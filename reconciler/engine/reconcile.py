@@ -329,7 +329,11 @@ def _verdict(outcome: execute.Outcome) -> status.Verdict | None:
             return None
         case decision.Terminal(reason, message):
             return status.Verdict(True, reason, message)
-        case decision.Transient(reason, message) | decision.Waiting(reason, message):
+        case (
+            decision.Transient(reason, message)
+            | decision.Waiting(reason, message)
+            | decision.Requeue(_, reason, message)
+        ):
             return status.Verdict(False, reason, message)
         case unexpected:
             typing.assert_never(unexpected)

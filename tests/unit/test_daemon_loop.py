@@ -422,3 +422,23 @@ def test_a_pass_refused_outright_is_not_retried(tmp_path: Path) -> None:
     assert h.queue.delayed() == {}
     assert h.backoff.retrying() == []
     h.store.close()
+
+
+def test_a_pass_that_finds_the_writer_lock_taken_is_requeued_without_growing_backoff(
+    h: Harness,
+) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    observe = h.hv.observe
+
+    def locked(**_kwargs: object) -> None:
+        raise errors.LockTimeout("the writer lock is held by pid 4242 on host-b")
+
+    h.hv.observe = locked  # type: ignore[method-assign]
+    h.run()
+    h.run(record.Trigger.RESYNC)
+
+    assert h.queue.delayed() == {loop.ALL: pytest.approx(5.0, abs=0.1)}
+    assert h.backoff.failures(loop.ALL) == 0
+    h.hv.observe = observe  # type: ignore[method-assign]
+    h.run(record.Trigger.RESYNC)
+    assert h.hv.domains["a"].power is kinds.PowerState.RUNNING

@@ -64,3 +64,25 @@ def test_conflict_and_data_loss_refusals_are_still_refusals() -> None:
     assert issubclass(errors.DataLossRefused, errors.RefusedError)
     assert errors.HypervisorError("a", "b", "c").retryable
     assert errors.NotFoundError("a", "b", "c").retryable
+
+
+def test_a_taken_writer_lock_is_requeued_after_a_fixed_delay() -> None:
+    assert decision.decide(errors.LockTimeout("held by pid 7")) == decision.Requeue(
+        decision.REQUEUE_AFTER, "Locked", "held by pid 7"
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (errors.ConflictError("not ours"), "Conflict"),
+        (errors.DataLossRefused("would destroy"), "ApplyRefused"),
+        (errors.RefusedError("outside the roots"), "ApplyRefused"),
+        (errors.HypervisorError("define", "web", "bad XML", retryable=False), "ApplyFailed"),
+        (errors.HypervisorError("start", "web", "socket closed"), "ApplyFailed"),
+    ],
+)
+def test_the_event_a_failed_change_records_is_named_from_its_decision(
+    error: errors.InfinibayError, reason: str
+) -> None:
+    assert decision.event_reason(error) == reason
