@@ -433,7 +433,7 @@ def test_a_pass_that_finds_the_writer_lock_taken_is_requeued_without_growing_bac
     def locked(**_kwargs: object) -> None:
         raise errors.LockTimeout("the writer lock is held by pid 4242 on host-b")
 
-    h.hv.observe = locked  # type: ignore[method-assign]
+    h.hv.observe = locked  # type: ignore[method-assign,assignment]
     h.run()
     h.run(record.Trigger.RESYNC)
 
