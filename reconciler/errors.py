@@ -12,7 +12,8 @@ alone, in :func:`reconciler.engine.decision.decide`::
     ├── ConfigError          bad option or environment value
     ├── UsageError           a word given by a user names nothing (kind, KIND/NAME)
     ├── StoreError           the record cannot be read or written
-    │   └── LockTimeout      another reconciler holds the writer lock
+    │   ├── LockTimeout      another reconciler holds the writer lock
+    │   └── RecordCorrupt    a row or document of the record does not hold what it should
     ├── HypervisorError      a libvirt operation failed (object and operation named);
     │   │                    ``retryable`` says whether trying again can help
     │   ├── NotFoundError    the libvirt object does not exist
@@ -41,6 +42,7 @@ __all__ = [
     "ManifestError",
     "NotFound",
     "NotFoundError",
+    "RecordCorrupt",
     "RefusedError",
     "SourceError",
     "StoreError",
@@ -79,6 +81,16 @@ class StoreError(InfinibayError):
 
 class LockTimeout(StoreError):
     """The writer lock stayed held by another reconciler for longer than allowed."""
+
+
+class RecordCorrupt(StoreError):
+    """A row or document read back from the record is not what was written there.
+
+    Raised where the record's values are parsed (a recorded spec into its
+    manifest, a column into its enum), naming the resource and the field, so a
+    validation error of the parsing library never crosses a layer. Retrying
+    cannot help until the record is repaired or the resource applied again.
+    """
 
 
 class HypervisorError(InfinibayError):

@@ -20,8 +20,7 @@ def desired_from_record(records: Sequence[record.ResourceRecord]) -> desired.Des
     for rec in records:
         if rec.deleted_at is not None:
             continue
-        document = {k: v for k, v in rec.spec.items() if k != "effective"}
-        manifest = kinds.KINDS[kinds.Kind(rec.key.kind)].model_validate(document)
+        manifest = record.manifest(rec)
         source = desired.Source(
             file=rec.source_file or "<record>",
             line=1,

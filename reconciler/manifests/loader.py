@@ -604,12 +604,12 @@ def load_against(
     """
     live = [r for r in records if r.deleted_at is None]
     templates = {
-        r.key.name: kinds.Template.model_validate(r.spec)
+        r.key.name: record.spec_as(r, kinds.Template)
         for r in live
         if r.key.kind == kinds.Kind.TEMPLATE.value
     }
     pools = {
-        r.key.name: kinds.StoragePool.model_validate(r.spec)
+        r.key.name: record.spec_as(r, kinds.StoragePool)
         for r in live
         if r.key.kind == kinds.Kind.STORAGE_POOL.value
     }

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from reconciler import errors
 from reconciler.models import kinds, volumes
 
 __all__ = [
@@ -43,6 +44,12 @@ DEFAULT_POOL = "default"
 # effective spec leaves it out while it holds its default, as the manifest dumps do
 # (see :mod:`reconciler.models.kinds`), so specs recorded before it keep their hash.
 ADDED = {"omit_at_default": True}
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not a string")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,14 +78,35 @@ class EffectiveDisk:
         return volumes.volume_name(vm, self.name, named=self.volume)
 
     @classmethod
-    def from_record(cls, document: dict[str, Any]) -> EffectiveDisk:
-        """A disk of a record's ``effective`` spec, as :func:`merge` once resolved it."""
+    def from_record(cls, document: Any, *, vm: str | None = None) -> EffectiveDisk:
+        """A disk of a record's ``effective`` spec, as :func:`merge` once resolved it.
+
+        :class:`~reconciler.errors.RecordCorrupt`, naming the disk (and ``vm``
+        when given) and the field, if the document is not one.
+        """
+        owner = f"virtualmachine/{vm}" if vm is not None else "a VM"
+        if not isinstance(document, dict):
+            raise errors.RecordCorrupt(
+                f"a disk of {owner} in the record is corrupt: {document!r} is not a mapping"
+            )
+        where = f"disk {document.get('name')!r} of {owner}"
+
+        def field(name: str, convert: Callable[[Any], Any]) -> Any:
+            if name not in document:
+                raise errors.RecordCorrupt(f"{where} in the record is corrupt: {name} is missing")
+            try:
+                return convert(document[name])
+            except (TypeError, ValueError) as exc:
+                raise errors.RecordCorrupt(
+                    f"{where} in the record is corrupt at {name}: {document[name]!r}"
+                ) from exc
+
         return cls(
-            name=document["name"],
-            size=int(document["size"]),
-            pool=document["pool"],
+            name=field("name", _text),
+            size=field("size", int),
+            pool=field("pool", _text),
             image=document.get("image"),
-            reclaim=kinds.ReclaimPolicy(document["reclaim"]),
+            reclaim=field("reclaim", kinds.ReclaimPolicy),
             image_pool=document.get("image_pool"),
             volume=document.get("volume"),
         )

@@ -3,6 +3,12 @@
 The store (:mod:`reconciler.store`) returns and accepts only these frozen
 dataclasses, never ORM objects, so the planner and engine stay free of
 SQLAlchemy and sessions never leak out of the store module.
+
+A recorded spec is parsed back into its manifest by :func:`manifest` (or
+:func:`spec_as`, for a kind known in advance), which turns a validation error
+into :class:`reconciler.errors.RecordCorrupt` naming the resource and the
+field: a record that no longer parses (edited by hand, or written by a version
+that knew other fields) is the record's fault, and says so in one line.
 """
 
 from __future__ import annotations
@@ -10,7 +16,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from typing import Any, NewType
+from typing import Any, NewType, TypeVar
+
+import pydantic
+
+from reconciler import errors
+from reconciler.models import kinds
 
 __all__ = [
     "EventRecord",
@@ -25,9 +36,13 @@ __all__ = [
     "StatusWrite",
     "Trigger",
     "VolumeRecord",
+    "corrupt_at",
+    "manifest",
+    "spec_as",
 ]
 
 RunId = NewType("RunId", int)
+_M = TypeVar("_M", bound=pydantic.BaseModel)
 Uid = NewType("Uid", str)
 
 
@@ -171,3 +186,33 @@ class RunRecord:
     finished_at: dt.datetime | None
     counts: dict[str, int]
     result: str | None  # "succeeded" | "failed" | "aborted" (died) | None while running
+
+
+def corrupt_at(what: str, exc: pydantic.ValidationError) -> errors.RecordCorrupt:
+    """One line for a validation error of ``what`` read from the record: the first field."""
+    problems = exc.errors()
+    first = problems[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the top level"
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return errors.RecordCorrupt(f"{what} in the record is corrupt at {where}: {first['msg']}{more}")
+
+
+def spec_as(rec: ResourceRecord, model: type[_M]) -> _M:
+    """``rec``'s recorded spec parsed as ``model``; :class:`RecordCorrupt` if it is not one."""
+    document = {k: v for k, v in rec.spec.items() if k != "effective"}
+    try:
+        return model.model_validate(document)
+    except pydantic.ValidationError as exc:
+        raise corrupt_at(f"the spec of {rec.key}", exc) from exc
+
+
+def manifest(rec: ResourceRecord) -> kinds.Manifest:
+    """The manifest ``rec``'s spec was recorded from; :class:`RecordCorrupt` if it is none."""
+    try:
+        kind = kinds.Kind(rec.key.kind)
+    except ValueError as exc:
+        raise errors.RecordCorrupt(
+            f"resource {rec.key.name!r} in the record has kind {rec.key.kind!r}, "
+            f"which is none of {', '.join(kinds.Kind)}"
+        ) from exc
+    return spec_as(rec, kinds.KINDS[kind])

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from sqlalchemy import ColumnElement, Engine, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,6 +34,7 @@ __all__ = [
     "chunks",
     "display",
     "has_key",
+    "member",
     "now",
     "one_line",
     "translate",
@@ -41,6 +44,7 @@ __all__ = [
 # Rows per "WHERE (kind, name) IN (...)": two bound parameters each, far below
 # SQLite's 32,766 and PostgreSQL's 65,535 limits, and 1,000 keys stay one query.
 KEYS_PER_QUERY = 2_000
+_E = TypeVar("_E", bound=enum.Enum)
 _BACKGROUND_RE = re.compile(r"\s*\(Background on this error at: \S+\)")
 
 
@@ -89,6 +93,17 @@ def has_key(
 
 def unique(keys: Iterable[record.ResourceKey]) -> list[record.ResourceKey]:
     return list(dict.fromkeys(keys))
+
+
+def member(enum_type: type[_E], value: object, what: str, field: str) -> _E:
+    """``enum_type(value)`` for a column of ``what``; :class:`RecordCorrupt` if it is none."""
+    try:
+        return enum_type(value)
+    except ValueError as exc:
+        allowed = ", ".join(str(m.value) for m in enum_type)
+        raise errors.RecordCorrupt(
+            f"{what} in the record is corrupt at {field}: {value!r} is none of {allowed}"
+        ) from exc
 
 
 class Base:

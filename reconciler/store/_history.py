@@ -34,7 +34,12 @@ def _event(row: schema.Event) -> record.EventRecord:
         id=row.id,
         key=record.ResourceKey(row.kind, row.name),
         uid=row.uid,
-        type=record.EventType(row.type),
+        type=_base.member(
+            record.EventType,
+            row.type,
+            f"event {row.id} of {record.ResourceKey(row.kind, row.name)}",
+            "type",
+        ),
         reason=row.reason,
         message=row.message,
         diff=row.diff,

@@ -15,7 +15,7 @@ __all__ = ["Runs"]
 def _run(row: schema.Run) -> record.RunRecord:
     return record.RunRecord(
         id=record.RunId(row.id),
-        trigger=record.Trigger(row.trigger),
+        trigger=_base.member(record.Trigger, row.trigger, f"run {row.id}", "trigger"),
         revision=row.revision,
         started_at=row.started_at,
         finished_at=row.finished_at,
