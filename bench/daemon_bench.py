@@ -1,0 +1,183 @@
+"""The daemon scenario: ``infinibay daemon`` over the no-op section's N managed VMs.
+
+It measures the daemon's resident memory after a full resync, the latency from
+a new manifest file to the domain being defined, and from a managed guest being
+destroyed out of band to it running again. A latency that misses its target is a
+failed row, not an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import libvirt
+from results import BenchError, Row, Timeout, log
+from scenario import Scenario, vm_doc, write_docs
+
+__all__ = ["Daemon"]
+
+
+class Daemon:
+    """``infinibay daemon --source DIR`` over the no-op section's N managed VMs."""
+
+    def __init__(self, bench: Scenario, db: str, directory: Path) -> None:
+        self.bench = bench
+        self.db = db
+        self.directory = directory
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def _wait(self, what: str, check: Callable[[], bool], timeout: float) -> float:
+        start = time.perf_counter()
+        while time.perf_counter() - start < timeout:
+            if self.process is not None and self.process.poll() is not None:
+                raise BenchError(f"the daemon exited ({self.process.returncode}) while {what}")
+            if check():
+                return time.perf_counter() - start
+            time.sleep(0.02)
+        raise Timeout(f"timed out after {timeout:g} s {what}")
+
+    def _latency(self, measure: str, target: float, check: Callable[[], bool]) -> None:
+        """Record how long ``check`` takes to hold; a miss is a failed row, not an error."""
+        limit = 60.0
+        try:
+            latency: float | None = self._wait(measure, check, limit)
+        except Timeout:
+            latency = None
+        self.bench.add(
+            Row(
+                "daemon",
+                measure,
+                latency,
+                target=f"<= {target:g} s",
+                passed=latency is not None and latency <= target,
+                note="" if latency is not None else f"not within {limit:g} s",
+            )
+        )
+
+    def _finished_runs(self) -> int:
+        """Finished reconcile runs in the record, read with sqlite3: cheap enough to poll."""
+        path = self.db.removeprefix("sqlite:///")
+        with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+            row = conn.execute("SELECT count(*) FROM runs WHERE finished_at IS NOT NULL").fetchone()
+        return int(row[0])
+
+    def _domain(self, name: str) -> libvirt.virDomain | None:
+        try:
+            return self.bench.conn.lookupByName(name)
+        except libvirt.libvirtError:
+            return None
+
+    def measure(self) -> None:
+        bench = self.bench
+        runs_before = self._finished_runs()
+        command = [
+            bench.infinibay,
+            "--db",
+            self.db,
+            "-c",
+            bench.uri,
+            "daemon",
+            "--source",
+            str(self.directory),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+        ]
+        log("daemon: starting over the no-op section's VMs")
+        self.log_path = bench.workdir / "daemon.log"
+        with self.log_path.open("wb") as log_file:
+            self.process = subprocess.Popen(
+                command, env=bench.env, stdout=log_file, stderr=subprocess.STDOUT
+            )
+        try:
+            self._wait("starting", self._ready, 120)
+            self._wait(
+                "waiting for the first pass", lambda: self._finished_runs() > runs_before, 300
+            )
+            os.kill(self.process.pid, signal.SIGHUP)  # a full resync, then measure memory
+            settled = self._finished_runs()
+            self._wait("waiting for the resync", lambda: self._finished_runs() > settled, 300)
+            rss = _rss_mib(self.process.pid)
+            bench.add(
+                Row(
+                    "daemon",
+                    f"RSS with {bench.args.vms} managed VMs after a resync",
+                    rss,
+                    unit="MiB",
+                    target="<= 200 MiB",
+                    passed=rss <= 200,
+                )
+            )
+            name = bench.name("d-new")
+            write_docs(self.directory, [vm_doc(name, "Stopped")])
+            self._latency("file-to-define latency", 2, lambda: self._domain(name) is not None)
+            name = bench.name("d-run")
+            settled = self._finished_runs()
+            write_docs(self.directory, [vm_doc(name, "Running")])
+
+            def running() -> bool:
+                dom = self._domain(name)
+                return dom is not None and dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+
+            self._wait("waiting for a Running VM to start", running, 120)
+            # Destroy only once the pass that started it has ended: the daemon learns
+            # which domains it manages at the end of a pass.
+            self._wait("waiting for that pass", lambda: self._finished_runs() > settled, 120)
+            dom = self._domain(name)
+            assert dom is not None
+            dom.destroy()
+            self._latency("destroy-to-running latency", 3, running)
+        finally:
+            self.process.terminate()
+            try:
+                code = self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                code = self.process.wait()
+            for short in ("d-new", "d-run"):
+                (self.directory / f"virtualmachine-{bench.name(short)}.yaml").unlink(
+                    missing_ok=True
+                )
+            if code != 0:
+                log(f"daemon: exited {code} on SIGTERM (expected 0)")
+            if code != 0 or sys.exc_info()[0] is not None:
+                tail = self.log_path.read_text(errors="replace").splitlines()[-20:]
+                log("daemon: last lines of its log:\n  " + "\n  ".join(tail))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` and its children, in MiB."""
+    total = 0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(child) for child in children]
+    for each in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
