@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from reconciler.models import desired, effective, kinds, observed, record
 from reconciler.planning import planner
 
-__all__ = ["desired_from_record", "drifted"]
+__all__ = ["desired_from_record", "drifted", "effective_vms"]
 
 
 def desired_from_record(records: Sequence[record.ResourceRecord]) -> desired.DesiredState:
@@ -29,20 +29,30 @@ def desired_from_record(records: Sequence[record.ResourceRecord]) -> desired.Des
             revision=rec.source_revision,
         )
         state.by_kind(kinds.Kind(rec.key.kind))[rec.key.name] = desired.Loaded(manifest, source)
+    state.effective_vms.update(effective_vms(state))
+    return state
+
+
+def effective_vms(state: desired.DesiredState) -> dict[str, effective.EffectiveVM]:
+    """Each VM of ``state`` merged over its template in ``state``
+    (:func:`reconciler.models.effective.resolve`).
+
+    A VM whose template is not in ``state`` (it left the record) is merged over
+    nothing, as the record's desired state always did; the loader refuses such a VM.
+    """
     templates = {
         name: loaded.manifest
         for name, loaded in state.templates.items()
         if isinstance(loaded.manifest, kinds.Template)
     }
+    merged = {}
     for name, loaded in state.vms.items():
         assert isinstance(loaded.manifest, kinds.VirtualMachine)
         try:
-            vm = effective.resolve(loaded.manifest, templates)
+            merged[name] = effective.resolve(loaded.manifest, templates)
         except effective.MissingTemplate:
-            # As before: a VM whose template left the record is merged over nothing.
-            vm = effective.merge(loaded.manifest, None)
-        state.effective_vms[name] = vm
-    return state
+            merged[name] = effective.merge(loaded.manifest, None)
+    return merged
 
 
 def drifted(

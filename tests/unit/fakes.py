@@ -40,9 +40,9 @@ from typing import Any
 from lxml import etree
 
 from reconciler import errors
-from reconciler.engine import execute, ports, reconcile
+from reconciler.engine import execute, ports, reconcile, recorded
 from reconciler.hypervisor import projection
-from reconciler.models import desired, effective, kinds, observed, record
+from reconciler.models import desired, kinds, observed, record
 from reconciler.planning import actions, planner
 
 INSTALLATION = "inst-test"
@@ -739,10 +739,5 @@ def state_of(documents: Sequence[dict[str, Any]]) -> desired.DesiredState:
     for line, document in enumerate(documents, start=1):
         item = loaded(document, line=line * 10)
         state.by_kind(item.kind)[item.name] = item
-    for name, item in state.vms.items():
-        assert isinstance(item.manifest, kinds.VirtualMachine)
-        template = state.templates.get(item.manifest.spec.template or "")
-        manifest = template.manifest if template is not None else None
-        assert manifest is None or isinstance(manifest, kinds.Template)
-        state.effective_vms[name] = effective.merge(item.manifest, manifest)
+    state.effective_vms.update(recorded.effective_vms(state))
     return state
