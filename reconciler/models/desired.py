@@ -9,6 +9,7 @@ for the change.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable, Iterator
 
 from reconciler.models import effective, kinds
@@ -71,12 +72,17 @@ class DesiredState:
     effective_vms: dict[str, effective.EffectiveVM] = dataclasses.field(default_factory=dict)
 
     def by_kind(self, kind: kinds.Kind) -> dict[str, Loaded]:
-        return {
-            kinds.Kind.STORAGE_POOL: self.pools,
-            kinds.Kind.NETWORK: self.networks,
-            kinds.Kind.TEMPLATE: self.templates,
-            kinds.Kind.VIRTUAL_MACHINE: self.vms,
-        }[kind]
+        match kind:
+            case kinds.Kind.STORAGE_POOL:
+                return self.pools
+            case kinds.Kind.NETWORK:
+                return self.networks
+            case kinds.Kind.TEMPLATE:
+                return self.templates
+            case kinds.Kind.VIRTUAL_MACHINE:
+                return self.vms
+            case unreachable:
+                typing.assert_never(unreachable)
 
     def __iter__(self) -> Iterator[Loaded]:
         for table in (self.pools, self.networks, self.templates, self.vms):
