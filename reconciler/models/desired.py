@@ -85,8 +85,8 @@ class DesiredState:
                 typing.assert_never(unreachable)
 
     def __iter__(self) -> Iterator[Loaded]:
-        for table in (self.pools, self.networks, self.templates, self.vms):
-            yield from table.values()
+        for kind in kinds.Kind:
+            yield from self.by_kind(kind).values()
 
     def __len__(self) -> int:
-        return len(self.pools) + len(self.networks) + len(self.templates) + len(self.vms)
+        return sum(len(self.by_kind(kind)) for kind in kinds.Kind)

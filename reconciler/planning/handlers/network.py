@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from reconciler.models import kinds, observed, record
+from reconciler.models import catalog, kinds, observed, record
 from reconciler.planning import actions, compare, context, targets
 from reconciler.planning.handlers.base import Uses
 
@@ -16,7 +16,7 @@ _RESTARTING = ("mode", "bridge", "address", "dhcp", "hosts", "domain", "mtu")
 
 
 class NetworkPlanner:
-    what = "network"
+    what = catalog.libvirt_what(kinds.Kind.NETWORK)
 
     def plan(self, ctx: context.Context) -> None:
         for name, loaded in sorted(ctx.state.networks.items()):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from reconciler.models import kinds, observed, record
+from reconciler.models import catalog, kinds, observed, record
 from reconciler.planning import actions, compare, context, targets
 from reconciler.planning.handlers.base import Uses
 
@@ -14,7 +14,7 @@ Impact = actions.Impact
 
 
 class PoolPlanner:
-    what = "storage pool"
+    what = catalog.libvirt_what(kinds.Kind.STORAGE_POOL)
 
     def plan(self, ctx: context.Context) -> None:
         for name, loaded in sorted(ctx.state.pools.items()):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from reconciler.models import observed, record
+from reconciler.models import catalog, kinds, observed, record
 from reconciler.planning import actions, compare, context
 from reconciler.planning.handlers.base import Uses
 
@@ -12,7 +12,7 @@ __all__ = ["HANDLER"]
 
 
 class TemplatePlanner:
-    what = "template"
+    what = catalog.libvirt_what(kinds.Kind.TEMPLATE)
 
     def plan(self, ctx: context.Context) -> None:
         for _name, loaded in sorted(ctx.state.templates.items()):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterable
 
-from reconciler.models import desired, effective, fields, kinds, observed, record
+from reconciler.models import catalog, desired, effective, fields, kinds, observed, record
 from reconciler.planning import actions, compare, context
 from reconciler.planning import targets as targets_module
 from reconciler.planning.handlers.base import Uses
@@ -23,7 +23,7 @@ Volumes = Callable[[str, str], observed.ObservedVolume | None]
 
 
 class VmPlanner:
-    what = "domain"
+    what = catalog.libvirt_what(kinds.Kind.VIRTUAL_MACHINE)
 
     def plan(self, ctx: context.Context) -> None:
         for name, vm in sorted(ctx.state.effective_vms.items()):
