@@ -37,7 +37,11 @@ _output = click.option(
 def _load(
     store: ports.Store, paths: tuple[str, ...], revision: str | None = None
 ) -> desired.DesiredState:
-    return loader.load_against(list(paths), store.resources(), revision=revision)
+    return _loader(paths, revision)(store.resources())
+
+
+def _loader(paths: tuple[str, ...], revision: str | None = None) -> reconcile.Load:
+    return lambda records: loader.load_against(list(paths), records, revision=revision)
 
 
 def _print_plan(plan: actions.Plan, output: str) -> None:
@@ -192,8 +196,7 @@ def apply(
     )
     if dry_run:
         with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:
-            state = _load(store, paths, revision)
-            result = reconcile.Reconciler(store, hv).apply(state, request)
+            result = reconcile.Reconciler(store, hv).apply(_loader(paths, revision), request)
         _print_plan(result.plan, output)
         ctx.exit(0)
 
@@ -202,8 +205,7 @@ def apply(
         on_outcome: Callable[[execute.Outcome], None],
         on_plan: Callable[[actions.Plan], None],
     ) -> reconcile.Result:
-        state = _load(rec.store, paths, revision)
-        return rec.apply(state, request, on_outcome, on_plan)
+        return rec.apply(_loader(paths, revision), request, on_outcome, on_plan)
 
     _run(ctx, "Apply", output, action)
 

@@ -286,7 +286,7 @@ class Loop:
             self._vm_names = self._vm_names | frozenset(state.vms)
             with logs.bound(revision=revision):
                 result = reconcile.Reconciler(self.store, self.hv).apply(
-                    state,
+                    lambda _records: state,
                     reconcile.Pass(
                         prune=self.cfg.prune,
                         adopt=self.cfg.adopt,

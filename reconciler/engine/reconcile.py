@@ -40,9 +40,13 @@ from reconciler.engine import fence as fencing
 from reconciler.models import desired, kinds, observed, record
 from reconciler.planning import actions, planner, status
 
-__all__ = ["Pass", "Reconciler", "Result", "pools_in_play"]
+__all__ = ["Load", "Pass", "Reconciler", "Result", "pools_in_play"]
 
 _log = logging.getLogger(__name__)
+
+Load = Callable[[Sequence[record.ResourceRecord]], desired.DesiredState]
+"""The desired state, from the record's resources (tombstoned ones included) as a pass reads
+them: manifests are loaded against what the record holds (a VM's template, say)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +134,7 @@ class Reconciler:
 
     def preview(
         self,
-        load: Callable[[Sequence[record.ResourceRecord]], desired.DesiredState],
+        load: Load,
         *,
         prune: bool = False,
         adopt: bool = False,
@@ -169,18 +173,26 @@ class Reconciler:
 
     def apply(
         self,
-        state: desired.DesiredState,
+        load: Load,
         request: Pass,
         on_outcome: Callable[[execute.Outcome], None] = lambda _o: None,
         on_plan: Callable[[actions.Plan], None] = lambda _p: None,
     ) -> Result:
-        if request.prune and len(state) == 0 and not request.allow_empty:
-            raise errors.RefusedError(
-                "the desired state is empty and --prune would delete every owned object; "
-                "pass --allow-empty if that is really intended"
-            )
+        """Converge on what ``load(records)`` declares.
+
+        The record is read once, under the writer lock, and that one reading
+        both loads the manifests and plans: no other writer can change the
+        record between the two. A caller that has its desired state already
+        (the daemon) passes ``lambda _records: state``.
+        """
         with self.store.writer_lock():
             records = self.store.resources(include_deleted=True)
+            state = load(records)
+            if request.prune and len(state) == 0 and not request.allow_empty:
+                raise errors.RefusedError(
+                    "the desired state is empty and --prune would delete every owned object; "
+                    "pass --allow-empty if that is really intended"
+                )
             world = self.hv.observe(refresh=pools_in_play(state, records))
             plan = self._plan(state, records, world, prune=request.prune, adopt=request.adopt)
             on_plan(plan)

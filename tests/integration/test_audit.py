@@ -106,7 +106,7 @@ def test_actions_done_while_the_record_is_down_are_recorded_when_it_returns(
         journal_file = _journal(tmp_path / "state", store)
         request = reconcile.Pass(options=execute.Options(shutdown_timeout=3))
         with pytest.raises(errors.StoreError):
-            reconcile.Reconciler(store, hv).apply(state, request, record_goes_down)
+            reconcile.Reconciler(store, hv).apply(lambda _records: state, request, record_goes_down)
         kept = [json.loads(line) for line in journal_file.read_text().splitlines()]
     assert len(first) == 1
     # Done in libvirt, and the outcomes that ended after the first kept on disk meanwhile.

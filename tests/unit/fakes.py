@@ -703,7 +703,7 @@ class FakeRecord:
     ) -> tuple[actions.Plan, list[execute.Outcome]]:
         """One real reconcile pass over this record and ``hv``, data loss allowed."""
         result = reconciler(self, hv).apply(
-            state,
+            lambda _records: state,
             reconcile.Pass(
                 prune=prune,
                 allow_empty=True,

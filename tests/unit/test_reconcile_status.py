@@ -41,7 +41,7 @@ def test_a_pass_that_breaks_off_still_writes_status_for_what_it_did() -> None:
     try:
         with pytest.raises(Broken):  # the original error, not masked by the status write
             reconcile.Reconciler(store, hv).apply(
-                fakes.state_of([POOL, LAB]),
+                lambda _records: fakes.state_of([POOL, LAB]),
                 reconcile.Pass(options=execute.Options(workers=1, shutdown_timeout=0)),
                 on_outcome=after,
             )
