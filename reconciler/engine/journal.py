@@ -195,7 +195,7 @@ def _exists(world: observed.World, key: record.ResourceKey) -> bool | None:
             return key.name in world.networks
         case kinds.Kind.STORAGE_POOL:
             return key.name in world.pools
-        case kinds.Kind.TEMPLATE:
+        case kinds.Kind.TEMPLATE | kinds.Kind.DEPARTMENT | kinds.Kind.FIREWALL_POLICY:
             return None
         case unreachable:
             typing.assert_never(unreachable)

@@ -50,7 +50,7 @@ def handler(kind: kinds.Kind) -> KindHandler | None:
             return networks
         case kinds.Kind.STORAGE_POOL:
             return pools
-        case kinds.Kind.TEMPLATE:
+        case kinds.Kind.TEMPLATE | kinds.Kind.DEPARTMENT | kinds.Kind.FIREWALL_POLICY:
             # A template lives in the manifests and the record only: libvirt has
             # nothing to observe, define or undefine for it.
             return None

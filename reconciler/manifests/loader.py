@@ -73,7 +73,7 @@ _REFERENCES = (
     ("networks", "network", kinds.Kind.NETWORK),
 )
 
-AnyManifest = kinds.StoragePool | kinds.Network | kinds.Template | kinds.VirtualMachine
+AnyManifest = kinds.AnyManifest
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,6 +42,10 @@ def aliases(kind: kinds.Kind) -> tuple[str, ...]:
             return ("network", "networks", "net", "nets")
         case _Kind.STORAGE_POOL:
             return ("storagepool", "storagepools", "pool", "pools")
+        case _Kind.FIREWALL_POLICY:
+            return ("firewallpolicy", "firewallpolicies", "fw", "fwp", "policy", "policies")
+        case _Kind.DEPARTMENT:
+            return ("department", "departments", "dept", "depts")
         case unreachable:
             typing.assert_never(unreachable)
 
@@ -57,6 +61,10 @@ def short(kind: kinds.Kind) -> str:
             return "network"
         case _Kind.STORAGE_POOL:
             return "pool"
+        case _Kind.FIREWALL_POLICY:
+            return "firewallpolicy"
+        case _Kind.DEPARTMENT:
+            return "department"
         case unreachable:
             typing.assert_never(unreachable)
 
@@ -72,6 +80,11 @@ def display(kind: kinds.Kind, *, plural: bool = False) -> str:
             word = "network"
         case _Kind.STORAGE_POOL:
             word = "storage pool"
+        case _Kind.FIREWALL_POLICY:
+            word = "firewall policy"
+            return "firewall policies" if plural else word
+        case _Kind.DEPARTMENT:
+            word = "department"
         case unreachable:
             typing.assert_never(unreachable)
     return f"{word}s" if plural else word
@@ -88,6 +101,10 @@ def libvirt_what(kind: kinds.Kind) -> str:
             return "network"
         case _Kind.STORAGE_POOL:
             return "storage pool"
+        case _Kind.FIREWALL_POLICY:
+            return "nwfilter"
+        case _Kind.DEPARTMENT:
+            return "department"  # none: a department is the record's, its parts are others'
         case unreachable:
             typing.assert_never(unreachable)
 

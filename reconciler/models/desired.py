@@ -49,7 +49,7 @@ class Source:
 
 @dataclasses.dataclass(frozen=True)
 class Loaded:
-    manifest: kinds.StoragePool | kinds.Network | kinds.Template | kinds.VirtualMachine
+    manifest: kinds.AnyManifest
     source: Source
 
     @property
@@ -69,6 +69,8 @@ class DesiredState:
     networks: dict[str, Loaded] = dataclasses.field(default_factory=dict)
     templates: dict[str, Loaded] = dataclasses.field(default_factory=dict)
     vms: dict[str, Loaded] = dataclasses.field(default_factory=dict)
+    policies: dict[str, Loaded] = dataclasses.field(default_factory=dict)
+    departments: dict[str, Loaded] = dataclasses.field(default_factory=dict)
     effective_vms: dict[str, effective.EffectiveVM] = dataclasses.field(default_factory=dict)
 
     def by_kind(self, kind: kinds.Kind) -> dict[str, Loaded]:
@@ -81,6 +83,10 @@ class DesiredState:
                 return self.templates
             case kinds.Kind.VIRTUAL_MACHINE:
                 return self.vms
+            case kinds.Kind.FIREWALL_POLICY:
+                return self.policies
+            case kinds.Kind.DEPARTMENT:
+                return self.departments
             case unreachable:
                 typing.assert_never(unreachable)
 

@@ -23,12 +23,17 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reconciler.models import fields
+from reconciler.models import firewall as fw
 
 __all__ = [
     "API_VERSION",
     "KINDS",
+    "AnyManifest",
+    "Department",
+    "DepartmentSpec",
     "DhcpRange",
     "Disk",
+    "FirewallPolicy",
     "Firmware",
     "Graphics",
     "GraphicsType",
@@ -62,6 +67,8 @@ class Kind(enum.StrEnum):
     NETWORK = "Network"
     TEMPLATE = "Template"
     VIRTUAL_MACHINE = "VirtualMachine"
+    FIREWALL_POLICY = "FirewallPolicy"
+    DEPARTMENT = "Department"
 
 
 class NetworkMode(enum.StrEnum):
@@ -335,6 +342,14 @@ class VirtualMachineSpec(_Hardware):
     powerState: PowerState = PowerState.RUNNING
     autostart: bool = False
     updatePolicy: UpdatePolicy = UpdatePolicy.ON_RESTART
+    department: fields.DnsLabel | None = _added(
+        None,
+        description="A Department: its network is the VM's when it lists none, and its "
+        "firewall policy applies to every NIC.",
+    )
+    firewall: fw.VmFirewall | None = _added(
+        None, description="The VM's own presets and rules, evaluated before its department's."
+    )
 
 
 class VirtualMachine(_Strict):
@@ -344,11 +359,44 @@ class VirtualMachine(_Strict):
     spec: VirtualMachineSpec
 
 
-Manifest = Annotated[StoragePool | Network | Template | VirtualMachine, Field(discriminator="kind")]
+# --- FirewallPolicy and Department --------------------------------------------------
 
-KINDS: dict[Kind, type[StoragePool | Network | Template | VirtualMachine]] = {
+
+class FirewallPolicy(_Strict):
+    apiVersion: Literal["infinibay.io/v1alpha1"]
+    kind: Literal["FirewallPolicy"]
+    metadata: Metadata
+    spec: fw.FirewallPolicySpec
+
+
+class DepartmentSpec(_Strict):
+    network: fields.DnsLabel = Field(
+        description="A Network: the department's VMs attach to it when they list no networks."
+    )
+    firewall: fields.DnsLabel | None = Field(
+        default=None,
+        description="A FirewallPolicy applied to every NIC of the department's VMs.",
+    )
+    quota: fw.Quota | None = Field(
+        default=None, description="Optional limits; manifests that exceed them are refused."
+    )
+
+
+class Department(_Strict):
+    apiVersion: Literal["infinibay.io/v1alpha1"]
+    kind: Literal["Department"]
+    metadata: Metadata
+    spec: DepartmentSpec
+
+
+AnyManifest = StoragePool | Network | Template | VirtualMachine | FirewallPolicy | Department
+Manifest = Annotated[AnyManifest, Field(discriminator="kind")]
+
+KINDS: dict[Kind, type[AnyManifest]] = {
     Kind.STORAGE_POOL: StoragePool,
     Kind.NETWORK: Network,
     Kind.TEMPLATE: Template,
     Kind.VIRTUAL_MACHINE: VirtualMachine,
+    Kind.FIREWALL_POLICY: FirewallPolicy,
+    Kind.DEPARTMENT: Department,
 }

@@ -170,9 +170,50 @@ class ObservedPool:
 
 
 @dataclasses.dataclass(frozen=True)
+class FilterRule:
+    """One ``<rule>`` of an nwfilter: action, direction, priority and one protocol element."""
+
+    action: str  # accept | drop | reject | return | continue
+    direction: str  # in (to the guest) | out (from it) | inout
+    priority: int
+    protocol: str  # the element: tcp, udp, icmp, all, arp, mac, ip, ...
+    attributes: tuple[tuple[str, str], ...] = ()  # the element's attributes, sorted by name
+    statematch: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterRef:
+    """A ``<filterref>``: another filter, with parameters (``MAC``, ``IP``) sorted by name."""
+
+    filter: str
+    parameters: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterShape:
+    """An nwfilter as the spec owns it: libvirt's uuid and default priorities left out.
+
+    Rules and references keep document order, which for filters we render is
+    priority order (each rule has a priority of its own).
+    """
+
+    chain: str = "root"
+    references: tuple[FilterRef, ...] = ()
+    rules: tuple[FilterRule, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ObservedFilter:
+    name: str
+    uuid: str
+    shape: FilterShape
+
+
+@dataclasses.dataclass(frozen=True)
 class World:
     """Everything one observation pass saw on the libvirt connection."""
 
     domains: dict[str, ObservedDomain] = dataclasses.field(default_factory=dict)
     networks: dict[str, ObservedNetwork] = dataclasses.field(default_factory=dict)
     pools: dict[str, ObservedPool] = dataclasses.field(default_factory=dict)
+    filters: dict[str, ObservedFilter] = dataclasses.field(default_factory=dict)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from reconciler.cli import views
-from reconciler.cli.views import network, pool, template, vm
+from reconciler.cli.views import department, network, policy, pool, template, vm
 from reconciler.models import documents, kinds, record
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -45,6 +45,8 @@ RECORDS = {
     K.NETWORK: _record(K.NETWORK, "lab", {"mode": "isolated"}),
     K.TEMPLATE: _record(K.TEMPLATE, "small", {"cpus": 1}),
     K.VIRTUAL_MACHINE: _record(K.VIRTUAL_MACHINE, "web-1", {"template": "small"}),
+    K.FIREWALL_POLICY: _record(K.FIREWALL_POLICY, "base", {"presets": ["block-ssh"]}),
+    K.DEPARTMENT: _record(K.DEPARTMENT, "eng", {"network": "lab", "firewall": "base"}),
 }
 
 
@@ -55,6 +57,8 @@ RECORDS = {
         (K.NETWORK, network.NetworkView),
         (K.TEMPLATE, template.TemplateView),
         (K.VIRTUAL_MACHINE, vm.VmView),
+        (K.FIREWALL_POLICY, policy.PolicyView),
+        (K.DEPARTMENT, department.DepartmentView),
     ],
 )
 def test_each_kind_is_shown_by_its_own_view(kind: kinds.Kind, module_view: type[Any]) -> None:
@@ -73,8 +77,9 @@ def test_no_kind_is_shown_as_another_kinds_table() -> None:
     assert headers[K.STORAGE_POOL][:3] == ("NAME", "PHASE", "PATH")
 
 
-def test_only_templates_need_no_libvirt_observation() -> None:
-    assert {kind for kind in K if not views.view(kind).observes} == {K.TEMPLATE}
+def test_only_kinds_kept_in_the_record_alone_need_no_libvirt_observation() -> None:
+    record_only = {K.TEMPLATE, K.DEPARTMENT, K.FIREWALL_POLICY}
+    assert {kind for kind in K if not views.view(kind).observes} == record_only
 
 
 @pytest.mark.parametrize("kind", list(K))

@@ -303,10 +303,17 @@ def test_unknown_kind_suggests_the_closest_kind() -> None:
 
 
 def test_unknown_kind_without_a_close_match_lists_the_kinds() -> None:
+    text = "apiVersion: infinibay.io/v1alpha1\nkind: Gadget\nmetadata: {name: fw}\n"
+    assert _errors({"fw.yaml": text}) == [
+        "fw.yaml:2:7: ?/fw: kind: unknown kind 'Gadget'; "
+        "one of StoragePool, Network, Template, VirtualMachine, FirewallPolicy, Department"
+    ]
+
+
+def test_an_unknown_kind_close_to_a_new_one_is_suggested() -> None:
     text = "apiVersion: infinibay.io/v1alpha1\nkind: Firewall\nmetadata: {name: fw}\n"
     assert _errors({"fw.yaml": text}) == [
-        "fw.yaml:2:7: ?/fw: kind: unknown kind 'Firewall'; "
-        "one of StoragePool, Network, Template, VirtualMachine"
+        "fw.yaml:2:7: ?/fw: kind: unknown kind 'Firewall'; did you mean 'FirewallPolicy'?"
     ]
 
 

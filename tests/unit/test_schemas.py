@@ -29,6 +29,8 @@ def test_rendering_is_deterministic_and_ends_with_a_newline() -> None:
     assert first == second
     assert sorted(first) == [
         "all.json",
+        "department.json",
+        "firewallpolicy.json",
         "network.json",
         "storagepool.json",
         "template.json",

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.cli import output
-from reconciler.cli.views import base, network, pool, template, vm
+from reconciler.cli.views import base, department, network, policy, pool, template, vm
 from reconciler.cli.views.base import Context, KindView, Live
 from reconciler.cli.views.events import EVENT_HEADERS, event_json, event_row
 from reconciler.cli.views.history import history_json, history_lines
@@ -68,6 +68,10 @@ def view(kind: kinds.Kind) -> KindView:
             return template.TemplateView()
         case kinds.Kind.VIRTUAL_MACHINE:
             return vm.VmView()
+        case kinds.Kind.FIREWALL_POLICY:
+            return policy.PolicyView()
+        case kinds.Kind.DEPARTMENT:
+            return department.DepartmentView()
         case unreachable:
             typing.assert_never(unreachable)
 

@@ -27,5 +27,7 @@ def steps_for(kind: kinds.Kind, hv: ports.Hypervisor, options: Options) -> KindS
             return template.TemplateSteps()
         case kinds.Kind.VIRTUAL_MACHINE:
             return vm.VmSteps(hv, options)
+        case kinds.Kind.FIREWALL_POLICY | kinds.Kind.DEPARTMENT:
+            return template.TemplateSteps()
         case unreachable:
             typing.assert_never(unreachable)

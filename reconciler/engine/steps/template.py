@@ -1,4 +1,4 @@
-"""Template steps: a template lives only in the record, so there is nothing to do in libvirt."""
+"""Steps of the kinds that live only in the record (Template, Department): none in libvirt."""
 
 from __future__ import annotations
 

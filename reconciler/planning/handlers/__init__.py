@@ -10,7 +10,7 @@ from __future__ import annotations
 import typing
 
 from reconciler.models import kinds
-from reconciler.planning.handlers import network, pool, template, vm
+from reconciler.planning.handlers import network, policy, pool, template, vm
 from reconciler.planning.handlers.base import KindPlanner, Uses
 
 __all__ = ["ORDER", "KindPlanner", "Uses", "handler"]
@@ -19,6 +19,8 @@ __all__ = ["ORDER", "KindPlanner", "Uses", "handler"]
 ORDER = (
     kinds.Kind.STORAGE_POOL,
     kinds.Kind.NETWORK,
+    kinds.Kind.FIREWALL_POLICY,
+    kinds.Kind.DEPARTMENT,
     kinds.Kind.TEMPLATE,
     kinds.Kind.VIRTUAL_MACHINE,
 )
@@ -34,5 +36,9 @@ def handler(kind: kinds.Kind) -> KindPlanner:
             return template.HANDLER
         case kinds.Kind.VIRTUAL_MACHINE:
             return vm.HANDLER
+        case kinds.Kind.FIREWALL_POLICY:
+            return policy.HANDLER
+        case kinds.Kind.DEPARTMENT:
+            return template.DEPARTMENT
         case unreachable:
             typing.assert_never(unreachable)

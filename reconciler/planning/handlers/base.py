@@ -19,10 +19,19 @@ class Uses:
     template: str | None
     networks: frozenset[str]
     pools: frozenset[str]
+    department: str | None = None
+    policies: frozenset[str] = frozenset()  # its department's policy and what that extends
 
     @classmethod
-    def of(cls, template: str | None, networks: Iterable[str], pools: Iterable[str]) -> Uses:
-        return cls(template, frozenset(networks), frozenset(pools))
+    def of(
+        cls,
+        template: str | None,
+        networks: Iterable[str],
+        pools: Iterable[str],
+        department: str | None = None,
+        policies: Iterable[str] = (),
+    ) -> Uses:
+        return cls(template, frozenset(networks), frozenset(pools), department, frozenset(policies))
 
 
 class KindPlanner(Protocol):

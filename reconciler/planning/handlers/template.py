@@ -1,21 +1,29 @@
-"""Planning Templates: they exist only in the record, never in libvirt."""
+"""Planning the kinds that exist only in the record: Template and Department.
+
+Neither has a libvirt object of its own (a department's network and firewall
+policy are resources of their own kinds), so a change is the record's alone:
+created, updated by the diff of its spec, or in sync.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from reconciler.models import catalog, kinds, observed, record
 from reconciler.planning import actions, compare, context
 from reconciler.planning.handlers.base import Uses
 
-__all__ = ["HANDLER"]
+__all__ = ["DEPARTMENT", "HANDLER", "RecordOnlyPlanner"]
 
 
-class TemplatePlanner:
-    what = catalog.libvirt_what(kinds.Kind.TEMPLATE)
+class RecordOnlyPlanner:
+    def __init__(self, kind: kinds.Kind, uses: Callable[[str, Uses], bool]) -> None:
+        self.kind = kind
+        self.what = catalog.libvirt_what(kind)
+        self._uses = uses
 
     def plan(self, ctx: context.Context) -> None:
-        for _name, loaded in sorted(ctx.state.templates.items()):
+        for _name, loaded in sorted(ctx.state.by_kind(self.kind).items()):
             key, digest = ctx.remember_spec(loaded)
             rec = ctx.live_record(key)
             if rec is None:
@@ -27,7 +35,7 @@ class TemplatePlanner:
                 ctx.in_sync.append(key)
 
     def exists(self, ctx: context.Context, name: str) -> bool:
-        return False  # a template exists only in the record
+        return False  # it exists only in the record
 
     def ownership(
         self, ctx: context.Context, key: record.ResourceKey
@@ -35,10 +43,11 @@ class TemplatePlanner:
         return True, None  # owned through the record alone
 
     def used_by(self, name: str, uses: Uses) -> bool:
-        return uses.template == name
+        return self._uses(name, uses)
 
     def orphans(self, ctx: context.Context) -> Iterable[str]:
         return ()
 
 
-HANDLER = TemplatePlanner()
+HANDLER = RecordOnlyPlanner(kinds.Kind.TEMPLATE, lambda name, uses: uses.template == name)
+DEPARTMENT = RecordOnlyPlanner(kinds.Kind.DEPARTMENT, lambda name, uses: uses.department == name)
