@@ -40,6 +40,8 @@ __all__ = [
     "VmFirewall",
     "expand",
     "parse_ports",
+    "policy_filter",
+    "vm_filter",
 ]
 
 MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = -1000, 1000, 500
@@ -284,3 +286,13 @@ def expand(rules: _RuleSet, origin: str) -> list[EffectiveRule]:
     for preset in rules.presets:
         found += [EffectiveRule(r, f"preset/{preset}") for r in PRESETS[preset]]
     return sorted(found, key=lambda e: (e.rule.priority, e.rule.name, e.origin))
+
+
+def policy_filter(policy: str) -> str:
+    """The libvirt nwfilter of FirewallPolicy ``policy``."""
+    return f"ib-policy-{policy}"
+
+
+def vm_filter(vm: str) -> str:
+    """The libvirt nwfilter of VM ``vm``: its own rules, then its department's policy."""
+    return f"ib-vm-{vm}"
