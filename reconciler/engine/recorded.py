@@ -45,11 +45,16 @@ def effective_vms(state: desired.DesiredState) -> dict[str, effective.EffectiveV
         for name, loaded in state.templates.items()
         if isinstance(loaded.manifest, kinds.Template)
     }
+    departments = {
+        name: loaded.manifest
+        for name, loaded in state.departments.items()
+        if isinstance(loaded.manifest, kinds.Department)
+    }
     merged = {}
     for name, loaded in state.vms.items():
         assert isinstance(loaded.manifest, kinds.VirtualMachine)
         try:
-            merged[name] = effective.resolve(loaded.manifest, templates)
+            merged[name] = effective.resolve(loaded.manifest, templates, departments=departments)
         except effective.MissingTemplate:
             merged[name] = effective.merge(loaded.manifest, None)
     return merged

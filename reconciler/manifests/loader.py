@@ -51,7 +51,7 @@ import re
 import stat as stat_mode
 import sys
 import typing
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -72,6 +72,20 @@ _REFERENCES = (
     ("disks", "imagePool", kinds.Kind.STORAGE_POOL),
     ("networks", "network", kinds.Kind.NETWORK),
 )
+
+# Fields of a kind's spec that name another resource.
+_SCALAR_REFERENCES: dict[kinds.Kind, tuple[tuple[str, kinds.Kind], ...]] = {
+    kinds.Kind.VIRTUAL_MACHINE: (
+        ("template", kinds.Kind.TEMPLATE),
+        ("department", kinds.Kind.DEPARTMENT),
+    ),
+    kinds.Kind.DEPARTMENT: (
+        ("network", kinds.Kind.NETWORK),
+        ("firewall", kinds.Kind.FIREWALL_POLICY),
+    ),
+}
+# How deep ``extends`` may nest: each level is a band of nwfilter priorities.
+MAX_EXTENDS_DEPTH = 4
 
 AnyManifest = kinds.AnyManifest
 
@@ -226,9 +240,13 @@ class _Run:
         pools: Mapping[str, kinds.StoragePool],
         boundary: settings.Boundary,
         limits: settings.Limits,
+        departments: Mapping[str, kinds.Department] | None = None,
+        policies: Mapping[str, kinds.FirewallPolicy] | None = None,
     ) -> None:
         self.revision = revision
         self.recorded_templates = templates
+        self.recorded_departments: Mapping[str, kinds.Department] = departments or {}
+        self.recorded_policies: Mapping[str, kinds.FirewallPolicy] = policies or {}
         self.recorded_pools = pools
         self.boundary = boundary
         self.limits = limits
@@ -384,12 +402,20 @@ class _Run:
         """Check references as written, in valid and invalid documents alike."""
         for kind, doc in self.declared:
             spec = doc.document.data.get("spec")
-            if kind not in (kinds.Kind.TEMPLATE, kinds.Kind.VIRTUAL_MACHINE) or not isinstance(
-                spec, dict
-            ):
+            if not isinstance(spec, dict):
                 continue
-            if kind is kinds.Kind.VIRTUAL_MACHINE and _is_name(spec.get("template")):
-                self.reference(doc, ("spec", "template"), kinds.Kind.TEMPLATE, spec["template"])
+            for field, target in _SCALAR_REFERENCES.get(kind, ()):
+                if _is_name(spec.get(field)):
+                    self.reference(doc, ("spec", field), target, spec[field])
+            if kind is kinds.Kind.FIREWALL_POLICY:
+                extends = spec.get("extends")
+                for i, item in enumerate(extends if isinstance(extends, list) else []):
+                    if _is_name(item):
+                        self.reference(
+                            doc, ("spec", "extends", i), kinds.Kind.FIREWALL_POLICY, item
+                        )
+            if kind not in (kinds.Kind.TEMPLATE, kinds.Kind.VIRTUAL_MACHINE):
+                continue
             for member, field, target in _REFERENCES:
                 items = spec.get(member)
                 for i, item in enumerate(items if isinstance(items, list) else []):
@@ -458,14 +484,123 @@ class _Run:
             if isinstance(valid.manifest, kinds.Template)
         }
 
+    def department(self, name: str | None) -> kinds.Department | None:
+        """The department ``name`` of this run, else of the record; ``None`` if neither."""
+        if name is None:
+            return None
+        valid = self.valid.get((kinds.Kind.DEPARTMENT, name))
+        if valid is not None and isinstance(valid.manifest, kinds.Department):
+            return valid.manifest
+        return self.recorded_departments.get(name)
+
+    def policies(self) -> dict[str, kinds.FirewallPolicy]:
+        """The firewall policies of the record, overridden by the valid ones of this run."""
+        found = dict(self.recorded_policies)
+        for (_kind, name), valid in self.valid.items():
+            if isinstance(valid.manifest, kinds.FirewallPolicy):
+                found[name] = valid.manifest
+        return found
+
+    # --- pass 5: firewall policies and department quotas ---------------------------------
+
+    def extends(self) -> None:
+        """Refuse ``extends`` cycles (naming both ends) and chains deeper than the bands."""
+        policies = self.policies()
+        depth: dict[str, int] = {}
+
+        def level(name: str, path: tuple[str, ...]) -> int:
+            if name in depth:
+                return depth[name]
+            policy = policies.get(name)
+            if policy is None:
+                return 0  # missing: reported as a reference
+            below = [level(e, (*path, name)) for e in policy.spec.extends if e not in path]
+            depth[name] = 1 + max(below, default=-1)
+            return depth[name]
+
+        for (kind, name), valid in sorted(self.valid.items()):
+            if kind is not kinds.Kind.FIREWALL_POLICY:
+                continue
+            assert isinstance(valid.manifest, kinds.FirewallPolicy)
+            cyclic = False
+            for index, parent in enumerate(valid.manifest.spec.extends):
+                cycle = self.cycle(parent, name, policies)
+                if cycle is not None:
+                    cyclic = True
+                    chain = " -> ".join(f"firewallpolicy/{n}" for n in (name, *cycle))
+                    self.error(
+                        valid.doc,
+                        ("spec", "extends", index),
+                        f"extends cycle: {chain}; a policy cannot extend itself",
+                    )
+            if not cyclic:
+                deepest = level(name, ())
+                if deepest > MAX_EXTENDS_DEPTH:
+                    self.error(
+                        valid.doc,
+                        ("spec", "extends"),
+                        f"extends nests {deepest} policies deep; at most {MAX_EXTENDS_DEPTH}",
+                    )
+
+    @staticmethod
+    def cycle(
+        start: str, back_to: str, policies: Mapping[str, kinds.FirewallPolicy]
+    ) -> tuple[str, ...] | None:
+        """The path from ``start`` back to ``back_to`` through ``extends``, if there is one."""
+        seen: set[str] = set()
+
+        def walk(name: str) -> tuple[str, ...] | None:
+            if name == back_to:
+                return (name,)
+            if name in seen or name not in policies:
+                return None
+            seen.add(name)
+            for parent in policies[name].spec.extends:
+                found = walk(parent)
+                if found is not None:
+                    return (name, *found)
+            return None
+
+        return walk(start)
+
+    def quotas(self) -> None:
+        """Refuse manifests whose VMs exceed their department's quota, naming the VMs."""
+        for (kind, name), valid in sorted(self.valid.items()):
+            if kind is not kinds.Kind.DEPARTMENT:
+                continue
+            assert isinstance(valid.manifest, kinds.Department)
+            quota = valid.manifest.spec.quota
+            if quota is None:
+                continue
+            members = sorted(
+                (vm for vm in self.effective.values() if vm.department == name),
+                key=lambda vm: vm.name,
+            )
+            names = ", ".join(f"virtualmachine/{vm.name}" for vm in members)
+            used: list[tuple[str, int, int | None, Callable[[int], str]]] = [
+                ("vms", len(members), quota.vms, str),
+                ("cpus", sum(vm.cpus for vm in members), quota.cpus, str),
+                ("memory", sum(vm.memory for vm in members), quota.memory, fields.format_size),
+            ]
+            for field, total, limit, shown in used:
+                if limit is not None and total > limit:
+                    self.error(
+                        valid.doc,
+                        ("spec", "quota", field),
+                        f"quota exceeded: {shown(total)} {field} > {shown(limit)} (by {names})",
+                    )
+
     def merge(self, name: str, vm: kinds.VirtualMachine, doc: _Doc) -> None:
         try:
             template = effective.template_for(vm, self.templates(), self.recorded_templates)
         except effective.MissingTemplate:
             return  # dangling or invalid: already reported
         own = {disk.name: i for i, disk in enumerate(vm.spec.disks)}
+        department = self.department(vm.spec.department)
         try:
-            result = effective.merge(vm, template)
+            result = effective.merge(
+                vm, template, department.spec.network if department is not None else None
+            )
         except ValueError as exc:
             match = _NO_SIZE.match(str(exc))
             index = own.get(match.group(1)) if match else None
@@ -564,19 +699,23 @@ def load(
     pools: Mapping[str, kinds.StoragePool] | None = None,
     boundary: settings.Boundary | None = None,
     limits: settings.Limits | None = None,
+    departments: Mapping[str, kinds.Department] | None = None,
+    policies: Mapping[str, kinds.FirewallPolicy] | None = None,
 ) -> desired.DesiredState:
     """Read and validate every manifest under ``paths``; raise ManifestError listing all problems.
 
     ``paths`` are files, directories (recursive) or ``-`` for ``stdin`` (default
     ``sys.stdin``). ``known`` holds the resources already in the record, so a
     reference to one of them is satisfied. ``revision`` is stored in each
-    document's :class:`~reconciler.models.desired.Source`. ``templates`` and
-    ``pools`` are the record's, by name. ``boundary`` and ``limits`` default to
-    the operator's environment.
+    document's :class:`~reconciler.models.desired.Source`. ``templates``,
+    ``pools``, ``departments`` and ``policies`` are the record's, by name.
+    ``boundary`` and ``limits`` default to the operator's environment.
     """
     limits = limits if limits is not None else settings.Limits.from_environ()
     boundary = boundary if boundary is not None else settings.Boundary.from_environ()
-    run = _Run(known, revision, templates or {}, pools or {}, boundary, limits)
+    run = _Run(
+        known, revision, templates or {}, pools or {}, boundary, limits, departments, policies
+    )
     for order, (name, text) in enumerate(_read(paths, stdin, limits)):
         if text is None:
             run.unlocated(order, name)
@@ -585,6 +724,8 @@ def load(
     run.references()
     run.trust()
     run.merge_all()
+    run.extends()
+    run.quotas()
     if run.errors:
         raise errors.ManifestError(run.messages())
     return run.state()
@@ -613,6 +754,16 @@ def load_against(
         for r in live
         if r.key.kind == kinds.Kind.STORAGE_POOL.value
     }
+    departments = {
+        r.key.name: record.spec_as(r, kinds.Department)
+        for r in live
+        if r.key.kind == kinds.Kind.DEPARTMENT.value
+    }
+    policies = {
+        r.key.name: record.spec_as(r, kinds.FirewallPolicy)
+        for r in live
+        if r.key.kind == kinds.Kind.FIREWALL_POLICY.value
+    }
     return load(
         paths,
         known=[r.key for r in live],
@@ -620,4 +771,6 @@ def load_against(
         stdin=stdin,
         templates=templates,
         pools=pools,
+        departments=departments,
+        policies=policies,
     )

@@ -134,6 +134,7 @@ class EffectiveVM:
     autostart: bool
     update_policy: kinds.UpdatePolicy
     protected: bool
+    department: str | None = dataclasses.field(default=None, metadata=ADDED)
 
 
 def _merge_members(
@@ -168,12 +169,22 @@ def _explicit(model: kinds._Hardware) -> dict[str, Any]:
     return model.model_dump(exclude_none=True, exclude_unset=True)
 
 
-def merge(vm: kinds.VirtualMachine, template: kinds.Template | None) -> EffectiveVM:
-    """Resolve ``vm`` over ``template``; raises ValueError naming a missing disk field."""
+def merge(
+    vm: kinds.VirtualMachine,
+    template: kinds.Template | None,
+    department_network: str | None = None,
+) -> EffectiveVM:
+    """Resolve ``vm`` over ``template``; raises ValueError naming a missing disk field.
+
+    ``department_network`` is the network of the VM's department: its one NIC
+    when neither the VM nor its template lists any.
+    """
     base = _explicit(template.spec) if template is not None else {}
     over = _explicit(vm.spec)
     disks = _merge_members(base.get("disks", []), over.get("disks", []), "name")
     nics = _merge_nics(base.get("networks", []), over.get("networks", []))
+    if not nics and department_network is not None:
+        nics = [{"network": department_network}]
     scalars = {**base, **over}
     graphics = {**base.get("graphics", {}), **over.get("graphics", {})}
     effective_disks = []
@@ -206,6 +217,7 @@ def merge(vm: kinds.VirtualMachine, template: kinds.Template | None) -> Effectiv
         autostart=vm.spec.autostart,
         update_policy=vm.spec.updatePolicy,
         protected=vm.metadata.protected,
+        department=vm.spec.department,
     )
 
 
@@ -235,9 +247,16 @@ def template_for(
     raise MissingTemplate(vm.metadata.name, name)
 
 
-def resolve(vm: kinds.VirtualMachine, *sources: Mapping[str, kinds.Template]) -> EffectiveVM:
+def resolve(
+    vm: kinds.VirtualMachine,
+    *sources: Mapping[str, kinds.Template],
+    departments: Mapping[str, kinds.Department] | None = None,
+) -> EffectiveVM:
     """:func:`merge` ``vm`` over its template, looked up in ``sources`` in order.
 
+    ``departments`` gives the VM's department, whose network is its default NIC.
     Raises :class:`MissingTemplate` or, from :func:`merge`, a ValueError naming a disk.
     """
-    return merge(vm, template_for(vm, *sources))
+    department = (departments or {}).get(vm.spec.department or "")
+    network = department.spec.network if department is not None else None
+    return merge(vm, template_for(vm, *sources), network)
