@@ -303,7 +303,9 @@ class Loop:
                 r.key.name for r in self.store.resources(kinds.Kind.VIRTUAL_MACHINE.value)
             }
         except errors.InfinibayError as exc:
-            if isinstance(exc, errors.StoreError) and not isinstance(exc, errors.LockTimeout):
+            if isinstance(exc, errors.StoreError) and not isinstance(
+                exc, errors.LockTimeout | errors.RecordCorrupt
+            ):
                 self.record_outage.down()
             self._failed(trigger, revision, started, str(exc), decision.decide(exc))
             return

@@ -115,6 +115,8 @@ def _of_error(exc: BaseException, message: str) -> Decision:
         return Terminal("InvalidManifests", message)
     if isinstance(exc, errors.Fenced):
         return Waiting("Fenced", message)
+    if isinstance(exc, errors.RecordCorrupt):
+        return Terminal("RecordCorrupt", message)  # the same row reads the same next time
     if isinstance(exc, errors.LockTimeout):
         return Requeue(REQUEUE_AFTER, "Locked", message)
     if isinstance(exc, errors.HypervisorError) and not exc.retryable:

@@ -86,3 +86,8 @@ def test_the_event_a_failed_change_records_is_named_from_its_decision(
     error: errors.InfinibayError, reason: str
 ) -> None:
     assert decision.event_reason(error) == reason
+
+
+def test_a_corrupt_record_is_not_retried() -> None:
+    corrupt = errors.RecordCorrupt("VirtualMachine/web-1: spec.effective.disks[0]: not a disk")
+    assert decision.decide(corrupt) == decision.Terminal("RecordCorrupt", str(corrupt))

@@ -256,7 +256,7 @@ def recorded_volumes(
     rec = ctx.live_record(key)
     if rec is not None and "effective" in rec.spec:
         return tuple(
-            ctx.inventory.target(key.name, effective.EffectiveDisk.from_record(d))
+            ctx.inventory.target(key.name, effective.EffectiveDisk.from_record(d, vm=key.name))
             for d in rec.spec["effective"]["disks"]
         )
     domain = ctx.world.domains.get(key.name)
