@@ -39,6 +39,7 @@ _NOT_FOUND = {
     libvirt.VIR_ERR_NO_NETWORK,
     libvirt.VIR_ERR_NO_STORAGE_POOL,
     libvirt.VIR_ERR_NO_STORAGE_VOL,
+    libvirt.VIR_ERR_NO_NWFILTER,
 }
 _EXISTS = {
     libvirt.VIR_ERR_STORAGE_VOL_EXIST,
