@@ -81,6 +81,9 @@ class Guarded:
     def pool_directories(self) -> dict[str, str]:
         return self._inner.pool_directories()
 
+    def filter_definition(self, name: str) -> str:
+        return self._inner.filter_definition(name)
+
     # --- domains --------------------------------------------------------------------
 
     def define_domain(self, name: str, document: str) -> str:
@@ -187,3 +190,13 @@ class Guarded:
     def undefine_pool(self, name: str) -> None:
         self._fence.check()
         self._inner.undefine_pool(name)
+
+    # --- nwfilters ------------------------------------------------------------------
+
+    def define_filter(self, name: str, document: str) -> str:
+        self._fence.check()
+        return self._inner.define_filter(name, document)
+
+    def undefine_filter(self, name: str) -> None:
+        self._fence.check()
+        self._inner.undefine_filter(name)

@@ -13,8 +13,9 @@ shared by the executor's worker threads: libvirt's client is thread-safe and
 the Python binding releases the GIL around each call.
 
 Observation is one bulk pass (pools first, whose directories map file disks
-onto volumes, then domains, then networks), projected onto shapes by
-:mod:`reconciler.hypervisor.projection`.
+onto volumes, then domains, then networks, then nwfilters), projected onto
+shapes by :mod:`reconciler.hypervisor.projection` (nwfilters by
+:mod:`reconciler.hypervisor.nwfilters`).
 
 A long-lived caller (the daemon) opens the connection with ``keepalive=True``
 — libvirt's event loop then runs, keepalives find a hung peer and a close
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
-from reconciler.hypervisor import connection, domains, events, handler, networks, pools
+from reconciler.hypervisor import connection, domains, events, handler, networks, nwfilters, pools
 from reconciler.models import kinds, observed
 
 __all__ = ["Hypervisor", "LifecycleEvents"]
@@ -83,7 +84,7 @@ class Hypervisor:
     # --- observation --------------------------------------------------------
 
     def observe(self, *, refresh: Collection[str] = ()) -> observed.World:
-        """Every domain, network and pool of the connection, projected onto shapes.
+        """Every domain, network, pool and nwfilter of the connection, projected onto shapes.
 
         Only the pools named in ``refresh`` are rescanned for volumes made out of
         band; the others are read from libvirt's own list. A rescan is not
@@ -96,7 +97,10 @@ class Hypervisor:
             found_pools = pools.observe(conn, refresh=refresh)
             found_domains = domains.observe(conn, pools.directories_of(found_pools.values()))
             found_networks = networks.observe(conn)
-        return observed.World(domains=found_domains, networks=found_networks, pools=found_pools)
+            found_filters = nwfilters.observe(conn)
+        return observed.World(
+            domains=found_domains, networks=found_networks, pools=found_pools, filters=found_filters
+        )
 
     def dhcp_leases(self) -> dict[str, str]:
         """MAC -> IPv4 address from the DHCP leases of every active network."""
@@ -113,6 +117,9 @@ class Hypervisor:
 
     def pool_definition(self, name: str) -> str:
         return _handler(kinds.Kind.STORAGE_POOL).definition(self._connection.conn, name)
+
+    def filter_definition(self, name: str) -> str:
+        return _handler(kinds.Kind.FIREWALL_POLICY).definition(self._connection.conn, name)
 
     def pool_directories(self) -> dict[str, str]:
         """Pool directory -> pool name, for mapping file disks back onto volumes."""
@@ -220,3 +227,13 @@ class Hypervisor:
 
     def undefine_pool(self, name: str) -> None:
         _handler(kinds.Kind.STORAGE_POOL).undefine(self._connection.conn, name)
+
+    # --- nwfilters ----------------------------------------------------------
+
+    def define_filter(self, name: str, document: str) -> str:
+        """Define or replace an nwfilter; libvirt re-instantiates it on running guests."""
+        return _handler(kinds.Kind.FIREWALL_POLICY).define(self._connection.conn, name, document)
+
+    def undefine_filter(self, name: str) -> None:
+        """Undefine an nwfilter; refused while a running guest's rules need it."""
+        _handler(kinds.Kind.FIREWALL_POLICY).undefine(self._connection.conn, name)

@@ -1,7 +1,8 @@
 """What every kind's libvirt object offers, and which module offers it for a kind.
 
 A kind's module (:mod:`~reconciler.hypervisor.domains`,
-:mod:`~reconciler.hypervisor.networks`, :mod:`~reconciler.hypervisor.pools`)
+:mod:`~reconciler.hypervisor.networks`, :mod:`~reconciler.hypervisor.pools`,
+:mod:`~reconciler.hypervisor.nwfilters`)
 is its handler: it reads the persistent definition a patch starts from, defines
 a document (creation and patch alike: libvirt's define replaces the persistent
 config), and undefines the object. :func:`handler` is the one dispatch from
@@ -19,7 +20,7 @@ from __future__ import annotations
 import typing
 from typing import Any, Protocol
 
-from reconciler.hypervisor import domains, networks, pools
+from reconciler.hypervisor import domains, networks, nwfilters, pools
 from reconciler.models import kinds
 
 __all__ = ["KindHandler", "handler"]
@@ -50,9 +51,11 @@ def handler(kind: kinds.Kind) -> KindHandler | None:
             return networks
         case kinds.Kind.STORAGE_POOL:
             return pools
-        case kinds.Kind.TEMPLATE | kinds.Kind.DEPARTMENT | kinds.Kind.FIREWALL_POLICY:
-            # A template lives in the manifests and the record only: libvirt has
-            # nothing to observe, define or undefine for it.
+        case kinds.Kind.FIREWALL_POLICY:
+            return nwfilters
+        case kinds.Kind.TEMPLATE | kinds.Kind.DEPARTMENT:
+            # A template and a department live in the manifests and the record only:
+            # libvirt has nothing to observe, define or undefine for them.
             return None
         case unreachable:
             typing.assert_never(unreachable)

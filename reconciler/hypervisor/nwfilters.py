@@ -226,7 +226,8 @@ def render(name: str, shape: observed.FilterShape, uuid: str | None = None) -> s
         )
         if not rule.statematch:
             element.set("statematch", "false")
-        etree.SubElement(element, rule.protocol, dict(rule.attributes))
+        if rule.protocol:
+            etree.SubElement(element, rule.protocol, dict(rule.attributes))
     return etree.tostring(root, encoding="unicode", pretty_print=True)
 
 
@@ -245,16 +246,17 @@ def project_reference(element: etree._Element) -> observed.FilterRef:
 
 def _rule(element: etree._Element) -> observed.FilterRule:
     protocols = [child for child in element if isinstance(child.tag, str)]
-    if not protocols:
-        raise ValueError("a <rule> without a protocol element")
-    protocol = protocols[0]
+    protocol = protocols[0] if protocols else None  # none: all traffic of the filter's chain
     priority = element.get("priority")
+    action, direction = element.get("action"), element.get("direction")
+    if not action or not direction:
+        raise ValueError("a <rule> without an action or a direction")
     return observed.FilterRule(
-        action=element.get("action", ""),
-        direction=element.get("direction", ""),
+        action=action,
+        direction=direction,
         priority=int(priority) if priority is not None else _DEFAULT_PRIORITY,
-        protocol=str(protocol.tag),
-        attributes=_attributes(protocol.attrib.items()),
+        protocol=str(protocol.tag) if protocol is not None else "",
+        attributes=_attributes(protocol.attrib.items()) if protocol is not None else (),
         statematch=element.get("statematch", "true").lower() not in ("false", "0"),
     )
 
@@ -313,7 +315,11 @@ def definition(conn: Any, name: str) -> str:
 
 
 def define(conn: Any, name: str, document: str) -> str:
-    """Define (or replace) the filter; libvirt re-instantiates it on running guests."""
+    """Define (or replace) the filter; libvirt re-instantiates it on running guests.
+
+    A replacement must carry the filter's ``<uuid>``: libvirt gives a document
+    without one a new uuid and refuses it ("already exists with uuid").
+    """
     with connection.calling("define", f"nwfilter {name}"):
         return str(conn.nwfilterDefineXML(document).UUIDString())
 

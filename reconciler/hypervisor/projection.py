@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 from lxml import etree
 
-from reconciler.hypervisor import xml
+from reconciler.hypervisor import nwfilters, xml
 from reconciler.models import kinds, observed
 
 __all__ = [
@@ -163,9 +163,12 @@ def _nics(devices: etree._Element | None) -> tuple[observed.NicShape, ...]:
         network = source.get("network") if source is not None else None
         if network is None:
             network = f"<{interface.get('type', 'unknown')}>"
+        reference = interface.find("filterref")
         nics.append(
             observed.NicShape(
-                network=network, mac=(mac.get("address", "") if mac is not None else "").lower()
+                network=network,
+                mac=(mac.get("address", "") if mac is not None else "").lower(),
+                filter=nwfilters.project_reference(reference) if reference is not None else None,
             )
         )
     return tuple(nics)

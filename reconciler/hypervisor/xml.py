@@ -13,6 +13,7 @@ import ipaddress
 
 from lxml import etree
 
+from reconciler.hypervisor import nwfilters
 from reconciler.models import kinds, observed
 
 __all__ = [
@@ -63,6 +64,8 @@ def _interface(nic: observed.NicShape) -> etree._Element:
     _sub(element, "mac", address=nic.mac)
     _sub(element, "source", network=nic.network)
     _sub(element, "model", type="virtio")
+    if nic.filter is not None:
+        element.append(nwfilters.render_reference(nic.filter))
     return element
 
 

@@ -65,6 +65,7 @@ def disk_name(vm: str, volume: str) -> str:
 class NicShape:
     network: str  # "<bridge>", "<direct>", ... for an interface that is not on a network
     mac: str
+    filter: FilterRef | None = None  # the interface's <filterref>, parameters sorted by name
 
     @property
     def modelled(self) -> bool:
@@ -176,7 +177,7 @@ class FilterRule:
     action: str  # accept | drop | reject | return | continue
     direction: str  # in (to the guest) | out (from it) | inout
     priority: int
-    protocol: str  # the element: tcp, udp, icmp, all, arp, mac, ip, ...
+    protocol: str  # the element: tcp, udp, icmp, all, arp, mac, ip, ...; "" for none
     attributes: tuple[tuple[str, str], ...] = ()  # the element's attributes, sorted by name
     statematch: bool = True
 

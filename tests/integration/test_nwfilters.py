@@ -13,7 +13,8 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from reconciler.hypervisor import nwfilters
+from reconciler import errors
+from reconciler.hypervisor import adapter, nwfilters
 from reconciler.models import observed
 
 pytestmark = pytest.mark.integration
@@ -110,3 +111,41 @@ def test_the_builtin_clean_traffic_filter_projects_with_its_references_in_order(
     assert observed.FilterRule("accept", "out", -650, "mac", (("protocolid", "ipv4"),)) in (
         shape.rules
     )
+
+
+def test_the_facade_defines_observes_reads_and_undefines_filters(
+    libvirt_conn: libvirt.virConnect, libvirt_uri: str, libvirt_cleanup: None, prefix: str
+) -> None:
+    base, policy = f"{prefix}base", f"{prefix}policy"
+    base_shape = observed.FilterShape(
+        references=(observed.FilterRef("clean-traffic", (("MAC", MAC),)),)
+    )
+    policy_shape = _policy_shape(base)
+    hv = adapter.Hypervisor(libvirt_uri)
+    try:
+        base_uuid = hv.define_filter(base, nwfilters.render(base, base_shape))
+        policy_uuid = hv.define_filter(policy, nwfilters.render(policy, policy_shape))
+        assert base_uuid == libvirt_conn.nwfilterLookupByName(base).UUIDString()
+
+        world = hv.observe()
+        assert world.filters[base] == observed.ObservedFilter(base, base_uuid, base_shape)
+        assert world.filters[policy] == observed.ObservedFilter(policy, policy_uuid, policy_shape)
+        assert "clean-traffic" in world.filters
+        assert nwfilters.project(hv.filter_definition(policy)) == policy_shape
+
+        changed = observed.FilterShape(rules=policy_shape.rules[:1])
+        with pytest.raises(errors.HypervisorError, match="already exists with uuid"):
+            hv.define_filter(policy, nwfilters.render(policy, changed))  # a redefine needs it
+        redefined = nwfilters.render(policy, changed, uuid=policy_uuid)
+        assert hv.define_filter(policy, redefined) == policy_uuid
+        assert hv.observe().filters[policy].shape == changed
+
+        hv.undefine_filter(policy)
+        hv.undefine_filter(base)
+        assert not {base, policy} & set(hv.observe().filters)
+        with pytest.raises(errors.NotFoundError):
+            hv.undefine_filter(base)
+        with pytest.raises(errors.NotFoundError):
+            hv.filter_definition(base)
+    finally:
+        hv.close()

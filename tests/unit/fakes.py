@@ -41,7 +41,7 @@ from lxml import etree
 
 from reconciler import errors
 from reconciler.engine import execute, ports, reconcile, recorded
-from reconciler.hypervisor import projection
+from reconciler.hypervisor import nwfilters, projection
 from reconciler.models import desired, kinds, observed, record
 from reconciler.planning import actions, planner
 
@@ -84,6 +84,13 @@ class FakePool:
 
 
 @dataclasses.dataclass
+class FakeFilter:
+    name: str
+    uuid: str
+    shape: observed.FilterShape
+
+
+@dataclasses.dataclass
 class FakeVolume:
     capacity: int
     backing: str | None = None
@@ -108,6 +115,7 @@ class FakeHypervisor:
         self.domains: dict[str, FakeDomain] = {}
         self.networks: dict[str, FakeNetwork] = {}
         self.pools: dict[str, FakePool] = {}
+        self.filters: dict[str, FakeFilter] = {}
         self.files: dict[str, dict[str, FakeVolume]] = {}  # directory -> volume name -> volume
         self.images = dict(images or {})  # volumes found in every directory a pool is built on
         self.calls: list[tuple[str, str]] = []  # (method, object name), in call order
@@ -148,6 +156,39 @@ class FakeHypervisor:
                 operation, f"pool {name}", f"Storage pool not found: no pool with name '{name}'"
             )
         return self.pools[name]
+
+    def _filter(self, name: str, operation: str) -> FakeFilter:
+        if name not in self.filters:
+            raise errors.NotFoundError(
+                operation,
+                f"nwfilter {name}",
+                f"Network filter not found: no nwfilter with matching name '{name}'",
+            )
+        return self.filters[name]
+
+    def _filters_in_use(self) -> set[str]:
+        """The filters a running guest's rules are built from: its NICs' and what they reference.
+
+        Only these are refused an undefine, as by libvirt 9.0: a filter another
+        filter or a stopped domain's NIC names can be undefined.
+        """
+        pending = [
+            nic.filter.filter
+            for domain in self.domains.values()
+            if domain.live is not None
+            for nic in domain.live.nics
+            if nic.filter is not None
+        ]
+        used: set[str] = set()
+        while pending:
+            name = pending.pop()
+            if name in used:
+                continue
+            used.add(name)
+            found = self.filters.get(name)
+            if found is not None:
+                pending.extend(r.filter for r in found.shape.references)
+        return used
 
     def _volumes(self, pool: str, operation: str, volume: str) -> dict[str, FakeVolume]:
         storage = self._pool(pool)
@@ -225,6 +266,10 @@ class FakeHypervisor:
                     for n in self.networks.values()
                 },
                 pools=pools,
+                filters={
+                    f.name: observed.ObservedFilter(name=f.name, uuid=f.uuid, shape=f.shape)
+                    for f in self.filters.values()
+                },
             )
 
     def dhcp_leases(self) -> dict[str, str]:
@@ -255,6 +300,12 @@ class FakeHypervisor:
     def pool_directories(self) -> dict[str, str]:
         with self._lock:
             return {pool.path: pool.name for pool in self.pools.values()}
+
+    def filter_definition(self, name: str) -> str:
+        """libvirt's own rendering of the filter: canonical values, with its UUID."""
+        with self._lock:
+            found = self._filter(name, "read the definition of")
+            return nwfilters.render(found.name, found.shape, uuid=found.uuid)
 
     # --- domains --------------------------------------------------------------
 
@@ -527,6 +578,44 @@ class FakeHypervisor:
             self._call("undefine_pool", name)
             self._pool(name, "undefine")
             del self.pools[name]
+
+    # --- nwfilters -------------------------------------------------------------
+
+    def define_filter(self, name: str, document: str) -> str:
+        with self._lock:
+            self._call("define_filter", name)
+            try:
+                shape = nwfilters.project(document)
+            except ValueError as exc:
+                raise errors.HypervisorError(
+                    "define", f"nwfilter {name}", f"XML error: {exc}", retryable=False
+                ) from exc
+            given = etree.fromstring(document.encode()).findtext("uuid")
+            existing = self.filters.get(name)
+            if existing is not None:
+                if given != existing.uuid:  # libvirt makes one up for a document without
+                    raise errors.HypervisorError(
+                        "define",
+                        f"nwfilter {name}",
+                        f"operation failed: filter '{name}' already exists with uuid "
+                        f"{existing.uuid}",
+                    )
+                existing.shape = nwfilters.canonical(shape)
+                return existing.uuid
+            self.filters[name] = FakeFilter(name, given or self._uuid(), nwfilters.canonical(shape))
+            return self.filters[name].uuid
+
+    def undefine_filter(self, name: str) -> None:
+        with self._lock:
+            self._call("undefine_filter", name)
+            self._filter(name, "undefine")
+            if name in self._filters_in_use():
+                raise errors.HypervisorError(
+                    "undefine",
+                    f"nwfilter {name}",
+                    "Requested operation is not valid: nwfilter is in use",
+                )
+            del self.filters[name]
 
 
 # --- the record ------------------------------------------------------------------

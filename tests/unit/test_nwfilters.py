@@ -8,13 +8,17 @@ hand-written documents are what libvirt 9.0 hands back for filters we defined
 
 from __future__ import annotations
 
+import uuid as uuid_module
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from reconciler.hypervisor import nwfilters
-from reconciler.models import observed
+from reconciler import errors
+from reconciler.hypervisor import nwfilters, xml
+from reconciler.models import kinds, observed
+from tests.unit import fakes
 
 names = st.from_regex(r"\A[a-z][-a-z0-9]{0,12}\Z")
 ports = st.integers(1, 65535).map(str)
@@ -52,7 +56,7 @@ def attributes(draw: st.DrawFn, protocol: str) -> tuple[tuple[str, str], ...]:
 
 @st.composite
 def rules(draw: st.DrawFn) -> observed.FilterRule:
-    protocol = draw(st.sampled_from(["tcp", "udp", "icmp", "all", "mac", "arp", "ip"]))
+    protocol = draw(st.sampled_from(["tcp", "udp", "icmp", "all", "mac", "arp", "ip", ""]))
     return observed.FilterRule(
         action=draw(st.sampled_from(["accept", "drop", "reject", "return", "continue"])),
         direction=draw(st.sampled_from(["in", "out", "inout"])),
@@ -182,15 +186,19 @@ def test_libvirts_spellings_of_a_value_project_onto_one_form(
 
 def test_statematch_zero_and_a_missing_priority_project_as_libvirt_reads_them() -> None:
     shape = nwfilters.project(
-        "<filter name='f'><rule action='accept' direction='in' statematch='0'><udp/></rule>"
+        "<filter name='f' chain='arp' priority='-500'>"
+        "<rule action='accept' direction='inout' priority='500'/>"
+        "<rule action='accept' direction='in' statematch='0'><udp/></rule>"
         "<rule action='accept' direction='out'><tcp match='yes' dstportstart='22'/></rule>"
         "</filter>"
     )
     assert shape == observed.FilterShape(
+        chain="arp",
         rules=(
+            observed.FilterRule("accept", "inout", 500, ""),
             observed.FilterRule("accept", "in", 500, "udp", statematch=False),
             observed.FilterRule("accept", "out", 500, "tcp", (("dstportstart", "22"),)),
-        )
+        ),
     )
 
 
@@ -210,7 +218,7 @@ def test_parameters_are_sorted_by_name_keeping_the_order_of_one_names_values() -
 @pytest.mark.parametrize(
     "document",
     [
-        "<filter name='f'><rule action='accept' direction='in'/></filter>",
+        "<filter name='f'><rule direction='in'><all/></rule></filter>",
         "<network><name>n</name></network>",
         "<filter name='f'><filterref/></filter>",
         "<filter name='f'><rule action='accept' direction='in' priority='x'><all/></rule></filter>",
@@ -220,3 +228,97 @@ def test_parameters_are_sorted_by_name_keeping_the_order_of_one_names_values() -
 def test_a_document_that_is_no_filter_we_can_read_raises_value_error(document: str) -> None:
     with pytest.raises(ValueError):
         nwfilters.project(document)
+
+
+class _Listed:
+    """A ``virNWFilter`` as ``listAllNWFilters`` hands it over, with a given document."""
+
+    def __init__(self, name: str, document: str) -> None:
+        self._name, self._document = name, document
+
+    def name(self) -> str:
+        return self._name
+
+    def XMLDesc(self, _flags: int) -> str:  # noqa: N802 - libvirt's spelling
+        return self._document
+
+    def UUIDString(self) -> str:  # noqa: N802 - libvirt's spelling
+        return "00000000-0000-0000-0000-00000000000" + str(len(self._name))
+
+
+class _Connection:
+    def __init__(self, *listed: _Listed) -> None:
+        self._listed = list(listed)
+
+    def listAllNWFilters(self, _flags: int) -> list[_Listed]:  # noqa: N802 - libvirt's spelling
+        return self._listed
+
+
+def test_observation_skips_a_filter_it_cannot_project_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = nwfilters.render("ok", observed.FilterShape(references=(observed.FilterRef("x"),)))
+    bad = "<filter name='odd'><rule action='accept'><all/></rule></filter>"
+    found = nwfilters.observe(_Connection(_Listed("ok", good), _Listed("odd", bad)))
+    assert found == {
+        "ok": observed.ObservedFilter(
+            "ok", "00000000-0000-0000-0000-000000000002", nwfilters.project(good)
+        )
+    }
+    assert "odd" in caplog.text
+
+
+def _running_domain_with_filter(hv: fakes.FakeHypervisor, name: str, nwfilter: str) -> None:
+    nic = observed.NicShape("lab", "52:54:00:00:00:01", observed.FilterRef(nwfilter))
+    shape = observed.VmShape(
+        cpus=1,
+        memory=1 << 30,
+        firmware=kinds.Firmware.BIOS,
+        machine=kinds.Machine.Q35,
+        graphics_type=kinds.GraphicsType.NONE,
+        graphics_listen="",
+        disks=(),
+        nics=(nic,),
+        autostart=False,
+    )
+    owner = observed.Ownership("VirtualMachine", name, fakes.INSTALLATION, "0" * 16)
+    hv.define_domain(name, xml.render_domain(name, shape, domain_type="qemu", owner=owner))
+    hv.define_network("lab", xml.render_network("lab", NET, owner=owner))
+    hv.start_network("lab")
+    hv.start_domain(name)
+
+
+NET = observed.NetworkShape(
+    mode=kinds.NetworkMode.ISOLATED,
+    bridge="ib-lab",
+    address=None,
+    dhcp=None,
+    hosts=(),
+    domain=None,
+    mtu=None,
+    autostart=False,
+)
+
+
+def test_the_fake_refuses_to_undefine_what_a_running_guest_uses_as_libvirt_does() -> None:
+    hv = fakes.FakeHypervisor()
+    hv.define_filter("base", nwfilters.render("base", observed.FilterShape()))
+    vm_filter = observed.FilterShape(references=(observed.FilterRef("base"),))
+    uuid = hv.define_filter("vm", nwfilters.render("vm", vm_filter))
+    assert hv.filter_definition("vm") == nwfilters.render("vm", vm_filter, uuid=uuid)
+    hv.define_filter("spare", nwfilters.render("spare", vm_filter))
+    _running_domain_with_filter(hv, "web", "vm")
+
+    for name in ("vm", "base"):
+        with pytest.raises(errors.HypervisorError, match="in use"):
+            hv.undefine_filter(name)
+    hv.undefine_filter("spare")  # referencing base is no use of it
+    hv.stop_domain("web", timeout=0)
+    hv.undefine_filter("base")  # a stopped guest's NIC and a filter's reference are no use
+    assert set(hv.observe().filters) == {"vm"}
+    with pytest.raises(errors.NotFoundError):
+        hv.undefine_filter("base")
+    for other in (None, str(uuid_module.uuid4())):
+        with pytest.raises(errors.HypervisorError, match="already exists with uuid"):
+            hv.define_filter("vm", nwfilters.render("vm", vm_filter, uuid=other))
+    assert hv.define_filter("vm", nwfilters.render("vm", vm_filter, uuid=uuid)) == uuid
