@@ -121,6 +121,12 @@ class Guarded:
         self._fence.check()
         self._inner.attach_device(name, document)
 
+    def update_interface_filter(
+        self, domain: str, mac: str, filter: observed.FilterRef | None
+    ) -> None:
+        self._fence.check()
+        self._inner.update_interface_filter(domain, mac, filter)
+
     def undefine_domain(self, name: str) -> None:
         self._fence.check()
         self._inner.undefine_domain(name)

@@ -112,6 +112,10 @@ class Hypervisor(Protocol):
 
     def attach_device(self, name: str, document: str) -> None: ...
 
+    def update_interface_filter(
+        self, domain: str, mac: str, filter: observed.FilterRef | None
+    ) -> None: ...
+
     def undefine_domain(self, name: str) -> None: ...
 
     # --- volumes --------------------------------------------------------------------

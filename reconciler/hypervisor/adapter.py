@@ -162,6 +162,15 @@ class Hypervisor:
         """
         domains.attach_device(self._connection.conn, name, document)
 
+    def update_interface_filter(
+        self, domain: str, mac: str, filter: observed.FilterRef | None
+    ) -> None:
+        """Change the filterref of a NIC in place: live and in the config of a running guest.
+
+        The guest is not restarted; libvirt re-instantiates the NIC's rules.
+        """
+        domains.update_interface_filter(self._connection.conn, domain, mac, filter)
+
     def undefine_domain(self, name: str) -> None:
         _handler(kinds.Kind.VIRTUAL_MACHINE).undefine(self._connection.conn, name)
 

@@ -21,7 +21,7 @@ import libvirt
 from lxml import etree
 
 from reconciler import errors
-from reconciler.hypervisor import connection, projection
+from reconciler.hypervisor import connection, patch, projection
 from reconciler.models import kinds, observed
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "stop",
     "suspend",
     "undefine",
+    "update_interface_filter",
 ]
 
 _READERS = 4  # concurrent domain reads during observation
@@ -268,3 +269,36 @@ def attach_device(conn: Any, name: str, document: str) -> None:
             if mac.get("address", "").lower() in plugged:
                 return
         dom.attachDeviceFlags(document, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+
+def update_interface_filter(
+    conn: Any, name: str, mac: str, reference: observed.FilterRef | None
+) -> None:
+    """Give the NIC ``mac`` the filterref ``reference`` (none: remove it), in place.
+
+    A running guest keeps running: the interface, as the live XML has it with
+    only its filterref changed, is updated in the running domain and in its
+    persistent config at once, and libvirt re-instantiates the NIC's rules. A
+    stopped domain's config alone is updated.
+    """
+    dom = lookup(conn, name)
+    with connection.calling("update the filter of an interface of", f"domain {name}"):
+        active = bool(dom.isActive())
+        root = projection.tree(dom.XMLDesc(0 if active else libvirt.VIR_DOMAIN_XML_INACTIVE))
+        interface = next(
+            (
+                i
+                for i in root.iterfind("devices/interface")
+                if any(m.get("address", "").lower() == mac.lower() for m in i.findall("mac"))
+            ),
+            None,
+        )
+        if interface is None:
+            raise errors.NotFoundError(
+                "update the filter of an interface of", f"domain {name}", f"no interface {mac}"
+            )
+        patch.set_filter(interface, reference)
+        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if active:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        dom.updateDeviceFlags(etree.tostring(interface, encoding="unicode"), flags)

@@ -19,6 +19,8 @@ only work through spice (its channels, USB redirection and audio).
 
 Devices are matched the way the planner matches them: disks by pool and
 volume (a file inside a pool's directory is that pool's volume), NICs by MAC.
+A NIC's owned fields are its network and its ``<filterref>`` (set, replaced or
+removed); its model, address, target and the rest stay.
 Disks and NICs the schema cannot represent (a path outside every pool, a
 network disk, a bridge or direct interface) are never matched and so never
 removed.
@@ -31,10 +33,10 @@ from collections.abc import Iterable, Mapping
 
 from lxml import etree
 
-from reconciler.hypervisor import projection, xml
+from reconciler.hypervisor import nwfilters, projection, xml
 from reconciler.models import kinds, observed
 
-__all__ = ["patch_domain", "patch_network", "patch_pool"]
+__all__ = ["patch_domain", "patch_network", "patch_pool", "set_filter"]
 
 _IB = f"{{{xml.NS}}}"
 _MACHINES = {kinds.Machine.Q35: "q35", kinds.Machine.PC: "pc"}
@@ -313,7 +315,34 @@ def _interface(nic: observed.NicShape) -> etree._Element:
     etree.SubElement(element, "mac", address=nic.mac)
     etree.SubElement(element, "source", network=nic.network)
     etree.SubElement(element, "model", type="virtio")
+    if nic.filter is not None:
+        element.append(nwfilters.render_reference(nic.filter))
     return element
+
+
+def set_filter(interface: etree._Element, wanted: observed.FilterRef | None) -> None:
+    """Give ``interface`` the ``<filterref>`` ``wanted`` (none: remove it), in its place.
+
+    An interface whose filterref already projects onto ``wanted`` is left as it is;
+    a new one goes after the interface's ``<model>`` (else at its end).
+    """
+    current = interface.find("filterref")
+    if current is not None and nwfilters.project_reference(current) == wanted:
+        return
+    if wanted is None:
+        if current is not None:
+            interface.remove(current)
+        return
+    element = nwfilters.render_reference(wanted)
+    if current is not None:
+        current.addprevious(element)
+        interface.remove(current)
+        return
+    model = interface.find("model")
+    if model is not None:
+        model.addnext(element)
+    else:
+        interface.append(element)
 
 
 def _mac(interface: etree._Element) -> str:
@@ -337,6 +366,7 @@ def _nics(devices: etree._Element, nics: tuple[observed.NicShape, ...]) -> None:
                 for name in list(source.attrib):
                     del source.attrib[name]
                 source.set("network", nic.network)
+            set_filter(element, nic.filter)
         wanted.append(element)
     if owned:
         _replace_at(owned, wanted)

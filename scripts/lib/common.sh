@@ -14,10 +14,13 @@ IB_LIBVIRT_URI=${INFINIBAY_LIBVIRT_URI:-qemu:///system}
 IB_STARTED_PIDS=()
 
 # Runtime packages: libvirt with QEMU/KVM, UEFI firmware, dnsmasq for NAT
-# networks, and what building libvirt-python (an sdist on PyPI) needs.
+# networks, ebtables and iptables for the nwfilters of firewall policies (Debian's
+# libvirt 9.0 instantiates them with both), and what building libvirt-python (an
+# sdist on PyPI) needs. libvirtd runs the tools when it instantiates a filter, so
+# installing them under a running daemon needs no restart.
 # shellcheck disable=SC2034  # read by the scripts that source this file
 IB_APT_RUNTIME=(
-  libvirt-daemon-system qemu-system-x86 qemu-utils ovmf dnsmasq-base
+  libvirt-daemon-system qemu-system-x86 qemu-utils ovmf dnsmasq-base ebtables iptables
   libvirt-dev pkg-config gcc python3-dev python3-venv
 )
 

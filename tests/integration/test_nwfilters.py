@@ -10,12 +10,16 @@ after it was applied.
 
 from __future__ import annotations
 
+import subprocess
+
 import libvirt
 import pytest
+from lxml import etree
 
 from reconciler import errors
-from reconciler.hypervisor import adapter, nwfilters
+from reconciler.hypervisor import adapter, nwfilters, projection, xml
 from reconciler.models import observed
+from tests.fixtures.libvirt import bridge_name, firmware_only_domain, isolated_network
 
 pytestmark = pytest.mark.integration
 
@@ -147,5 +151,79 @@ def test_the_facade_defines_observes_reads_and_undefines_filters(
             hv.undefine_filter(base)
         with pytest.raises(errors.NotFoundError):
             hv.filter_definition(base)
+    finally:
+        hv.close()
+
+
+def _tap_rules(tap: str) -> str:
+    """The iptables rules libvirt instantiated for ``tap`` (its FI-/FO-/HI- chains)."""
+    saved = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    return "\n".join(line for line in saved.splitlines() if f"-{tap} " in line)
+
+
+def _running_guest_with_nic(
+    conn: libvirt.virConnect, prefix: str, domain_type: str, reference: observed.FilterRef
+) -> libvirt.virDomain:
+    network = conn.networkDefineXML(isolated_network(f"{prefix}net", bridge_name(prefix)))
+    network.create()
+    root = etree.fromstring(firmware_only_domain(f"{prefix}vm", domain_type).encode())
+    nic = observed.NicShape(network=f"{prefix}net", mac=MAC, filter=reference)
+    etree.SubElement(root, "devices").append(etree.fromstring(xml.render_interface(nic)))
+    dom = conn.defineXML(etree.tostring(root, encoding="unicode"))
+    dom.create()
+    return dom
+
+
+def _interface(dom: libvirt.virDomain, flags: int) -> observed.NicShape:
+    nics = projection.parse_domain(dom.XMLDesc(flags), autostart=False)[2].nics
+    return next(n for n in nics if n.mac == MAC)
+
+
+def test_a_running_guests_nic_changes_filter_in_place_and_its_host_rules_follow(
+    libvirt_conn: libvirt.virConnect,
+    libvirt_uri: str,
+    libvirt_cleanup: None,
+    prefix: str,
+    domain_type: str,
+) -> None:
+    old, new = f"{prefix}old", f"{prefix}new"
+    for name, port in ((old, "8080"), (new, "8081")):
+        shape = observed.FilterShape(rules=(_rule("accept", "in", 100, "tcp", dstportstart=port),))
+        libvirt_conn.nwfilterDefineXML(nwfilters.render(name, shape))
+    first = observed.FilterRef(old, (("MAC", MAC),))
+    dom = _running_guest_with_nic(libvirt_conn, prefix, domain_type, first)
+    domain_id = dom.ID()
+    tap = etree.fromstring(dom.XMLDesc(0).encode()).xpath("string(devices/interface/target/@dev)")
+    assert isinstance(tap, str) and tap
+    assert "--dport 8080" in _tap_rules(tap)
+
+    hv = adapter.Hypervisor(libvirt_uri)
+    try:
+        with pytest.raises(errors.HypervisorError, match="in use") as refused:
+            hv.undefine_filter(old)  # a running guest's rules are built from it
+        assert refused.value.retryable
+
+        second = observed.FilterRef(new, (("IP", "10.0.0.5"), ("MAC", MAC)))
+        hv.update_interface_filter(f"{prefix}vm", MAC.upper(), second)
+        assert _interface(dom, 0).filter == second
+        assert _interface(dom, libvirt.VIR_DOMAIN_XML_INACTIVE).filter == second
+        config = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
+        source = config.find("devices/interface/source")
+        assert source is not None and sorted(source.attrib.items()) == [("network", f"{prefix}net")]
+        assert config.find("devices/interface/target") is None  # nothing live in the config
+        assert dom.ID() == domain_id  # not restarted
+        bindings = {b.portDev(): b.filterName() for b in libvirt_conn.listAllNWFilterBindings(0)}
+        assert bindings[tap] == new
+        rules = _tap_rules(tap)
+        assert "--dport 8081" in rules and "8080" not in rules
+        hv.undefine_filter(old)  # no longer in use
+
+        hv.update_interface_filter(f"{prefix}vm", MAC, None)
+        assert _interface(dom, 0).filter is None
+        assert _interface(dom, libvirt.VIR_DOMAIN_XML_INACTIVE).filter is None
+        assert tap not in {b.portDev() for b in libvirt_conn.listAllNWFilterBindings(0)}
+        assert _tap_rules(tap) == ""
+        with pytest.raises(errors.NotFoundError):
+            hv.update_interface_filter(f"{prefix}vm", "52:54:00:ff:ff:ff", second)
     finally:
         hv.close()

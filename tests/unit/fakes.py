@@ -41,7 +41,7 @@ from lxml import etree
 
 from reconciler import errors
 from reconciler.engine import execute, ports, reconcile, recorded
-from reconciler.hypervisor import nwfilters, projection
+from reconciler.hypervisor import nwfilters, patch, projection
 from reconciler.models import desired, kinds, observed, record
 from reconciler.planning import actions, planner
 
@@ -423,6 +423,38 @@ class FakeHypervisor:
                         f"network '{nic.network}' is not active",
                     )
             domain.live = dataclasses.replace(domain.live, nics=domain.live.nics + shape.nics)
+
+    def update_interface_filter(
+        self, domain: str, mac: str, filter: observed.FilterRef | None
+    ) -> None:
+        """The NIC's filterref in the config, and in the running guest when there is one."""
+        with self._lock:
+            self._call("update_interface_filter", domain)
+            found = self._domain(domain, "update the filter of an interface of")
+            root = etree.fromstring(found.document.encode())
+            interface = next(
+                (
+                    i
+                    for i in root.iterfind("devices/interface")
+                    if (i.find("mac").get("address") or "").lower() == mac.lower()  # type: ignore[union-attr]
+                ),
+                None,
+            )
+            if interface is None:
+                raise errors.NotFoundError(
+                    "update the filter of an interface of",
+                    f"domain {domain}",
+                    f"no interface {mac}",
+                )
+            patch.set_filter(interface, filter)
+            found.document = etree.tostring(root, encoding="unicode")
+            found.shape = projection.parse_domain(found.document, autostart=False)[2]
+            if found.live is not None:
+                nics = tuple(
+                    dataclasses.replace(n, filter=filter) if n.mac == mac.lower() else n
+                    for n in found.live.nics
+                )
+                found.live = dataclasses.replace(found.live, nics=nics)
 
     def undefine_domain(self, name: str) -> None:
         with self._lock:

@@ -322,3 +322,21 @@ def test_the_fake_refuses_to_undefine_what_a_running_guest_uses_as_libvirt_does(
         with pytest.raises(errors.HypervisorError, match="already exists with uuid"):
             hv.define_filter("vm", nwfilters.render("vm", vm_filter, uuid=other))
     assert hv.define_filter("vm", nwfilters.render("vm", vm_filter, uuid=uuid)) == uuid
+
+
+def test_the_fake_changes_a_running_nics_filter_live_and_in_the_config() -> None:
+    hv = fakes.FakeHypervisor()
+    hv.define_filter("vm", nwfilters.render("vm", observed.FilterShape()))
+    hv.define_filter("other", nwfilters.render("other", observed.FilterShape()))
+    _running_domain_with_filter(hv, "web", "vm")
+    reference = observed.FilterRef("other", (("MAC", "52:54:00:00:00:01"),))
+
+    hv.update_interface_filter("web", "52:54:00:00:00:01", reference)
+
+    seen = hv.observe().domains["web"]
+    assert seen.live is not None and seen.live.nics[0].filter == reference
+    assert seen.shape.nics[0].filter == reference
+    assert seen.power is kinds.PowerState.RUNNING
+    hv.undefine_filter("vm")  # no longer in use
+    with pytest.raises(errors.NotFoundError):
+        hv.update_interface_filter("web", "52:54:00:00:00:02", None)

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from reconciler.hypervisor import patch, projection, xml
+from reconciler.hypervisor import nwfilters, patch, projection, xml
 from reconciler.models import kinds, observed
 
 DATA = Path(__file__).parent.parent / "data"
@@ -163,12 +163,30 @@ def kept_parts(
         if mac not in now:
             continue
         twin = now[mac]
-        for child, other in zip(interface, twin, strict=True):
+        # The filterref is owned too: it matches the shape, and the rest stays as it was.
+        wanted = next(n.filter for n in shape.nics if n.mac == mac)
+        reference = twin.find("filterref")
+        assert (nwfilters.project_reference(reference) if reference is not None else None) == (
+            wanted
+        )
+        was = interface.find("filterref")
+        if was is not None and reference is not None:
+            assert list(interface).index(was) == list(twin).index(reference)  # in its place
+        children = [c for c in interface if c.tag != "filterref"]
+        others = [c for c in twin if c.tag != "filterref"]
+        for child, other in zip(children, others, strict=True):
             if child.tag != "source":
                 assert canonical(child) == canonical(other)
 
 
 names = st.from_regex(r"\A[a-z][a-z0-9]{0,6}\Z")
+filter_refs = st.builds(
+    observed.FilterRef,
+    filter=st.sampled_from(["ib-vm-web", "ib-policy-base", "clean-traffic"]),
+    parameters=st.sampled_from(
+        [(), (("MAC", "52:54:00:11:22:33"),), (("IP", "10.0.0.5"), ("MAC", "52:54:00:11:22:33"))]
+    ),
+)
 new_macs = st.integers(0x100, 0xFFFF).map(lambda n: f"52:54:00:99:{n >> 8:02x}:{n & 0xFF:02x}")
 
 
@@ -191,8 +209,18 @@ def mutations(draw: st.DrawFn, current: observed.VmShape) -> observed.VmShape:
         else n
         for n in nics
     ]
+    nics = [
+        dataclasses.replace(n, filter=draw(st.none() | filter_refs)) if draw(st.booleans()) else n
+        for n in nics
+    ]
     for mac in draw(st.lists(new_macs, max_size=2, unique=True)):
-        nics.append(observed.NicShape(network=draw(st.sampled_from(["default", "lab"])), mac=mac))
+        nics.append(
+            observed.NicShape(
+                network=draw(st.sampled_from(["default", "lab"])),
+                mac=mac,
+                filter=draw(st.none() | filter_refs),
+            )
+        )
     graphics = draw(st.sampled_from(list(kinds.GraphicsType)))
     listen = (
         ""
@@ -212,21 +240,32 @@ def mutations(draw: st.DrawFn, current: observed.VmShape) -> observed.VmShape:
     )
 
 
+def with_filterrefs(document: str, chosen: list[observed.FilterRef | None]) -> str:
+    """``document`` with a ``<filterref>`` at the end of each interface ``chosen`` gives one."""
+    root = etree.fromstring(document.encode())
+    for interface, reference in zip(root.iterfind("devices/interface"), chosen, strict=False):
+        if reference is not None:
+            interface.append(nwfilters.render_reference(reference))
+    return etree.tostring(root, encoding="unicode")
+
+
 @st.composite
-def cases(draw: st.DrawFn) -> tuple[str, observed.VmShape]:
+def cases(draw: st.DrawFn) -> tuple[str, str, observed.VmShape]:
     name = draw(st.sampled_from(sorted(DOMAINS)))
-    current = shape_of(DOMAINS[name])
+    original = DOMAINS[name]
+    if draw(st.booleans()):  # NICs that have a filterref already: kept, replaced or removed
+        original = with_filterrefs(original, draw(st.lists(st.none() | filter_refs, max_size=4)))
+    current = shape_of(original)
     target = draw(st.one_of(st.just(current), mutations(current)))
-    return name, target
+    return name, original, target
 
 
 @settings(max_examples=300, deadline=None)
 @given(case=cases())
 def test_patching_owned_fields_never_changes_an_unowned_element(
-    case: tuple[str, observed.VmShape],
+    case: tuple[str, str, observed.VmShape],
 ) -> None:
-    name, target = case
-    original = DOMAINS[name]
+    name, original, target = case
     before = shape_of(original)
 
     patched = patch.patch_domain(original, target, owner=owner(name), pools=POOLS)

@@ -32,6 +32,12 @@ macs = st.lists(st.integers(0, 255), min_size=3, max_size=3).map(
 listens = st.sampled_from(["127.0.0.1", "0.0.0.0", "192.168.122.1"])
 
 
+def filter_refs(mac: str) -> st.SearchStrategy[observed.FilterRef]:
+    """A NIC's filterref: a filter name, with the NIC's MAC and maybe an IP, sorted by name."""
+    parameters = st.sampled_from([(), (("MAC", mac),), (("IP", "10.0.0.5"), ("MAC", mac))])
+    return st.builds(observed.FilterRef, filter=labels, parameters=parameters)
+
+
 @st.composite
 def vm_shapes(draw: st.DrawFn) -> tuple[str, observed.VmShape]:
     name = draw(labels)
@@ -51,7 +57,8 @@ def vm_shapes(draw: st.DrawFn) -> tuple[str, observed.VmShape]:
             for d in disk_names
         ),
         nics=tuple(
-            observed.NicShape(network=n, mac=m) for n, m in zip(networks, nic_macs, strict=True)
+            observed.NicShape(network=n, mac=m, filter=draw(st.none() | filter_refs(m)))
+            for n, m in zip(networks, nic_macs, strict=True)
         ),
         autostart=draw(st.booleans()),
     )
