@@ -478,10 +478,10 @@ def test_adopting_a_network_in_a_forward_mode_we_do_not_model_is_refused(h: Harn
 def test_every_patched_virt_install_domain_is_one_libvirt_accepts(
     libvirt_conn: libvirt.virConnect, prefix: str, libvirt_cleanup: None, case: Any
 ) -> None:
-    name, target = case
+    name, original, target = case
     # Secure boot needs q35: libvirt refuses it on pc, and apply reports that refusal.
     assume(not (name == "vi-uefi-secboot" and target.machine is kinds.Machine.PC))
-    root = etree.fromstring(test_patch.DOMAINS[name].encode())
+    root = etree.fromstring(original.encode())
     root.remove(root.find("uuid"))  # type: ignore[arg-type]
     root.find("name").text = f"{prefix}valid"  # type: ignore[union-attr]
     document = etree.tostring(root, encoding="unicode")
