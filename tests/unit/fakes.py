@@ -8,7 +8,9 @@ otherwise). ``define_*`` parse the rendered XML with
 also goes through rendering and projection. Like libvirt, it refuses to start a
 domain whose networks are inactive or whose volumes are missing, and to
 redefine an object under another UUID, so ordering and identity mistakes fail
-loudly instead of converging by accident.
+loudly instead of converging by accident. nwfilters follow libvirt 9.0: a
+domain whose NIC needs a missing filter (directly or through references) does
+not start, and only a filter a running guest's rules need refuses an undefine.
 
 Volumes live in directories keyed by the pool's path, as with a real ``dir``
 pool: undefining a pool leaves its files, and they reappear when a pool is
@@ -190,6 +192,21 @@ class FakeHypervisor:
                 pending.extend(r.filter for r in found.shape.references)
         return used
 
+    def _missing_filter(self, nics: Iterable[observed.NicShape]) -> str | None:
+        """The first filter the NICs' rules need that is not defined, as libvirt looks."""
+        pending = [n.filter.filter for n in nics if n.filter is not None]
+        seen: set[str] = set()
+        while pending:
+            name = pending.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
+            found = self.filters.get(name)
+            if found is None:
+                return name
+            pending.extend(r.filter for r in found.shape.references)
+        return None
+
     def _volumes(self, pool: str, operation: str, volume: str) -> dict[str, FakeVolume]:
         storage = self._pool(pool)
         if not storage.active:
@@ -353,6 +370,13 @@ class FakeHypervisor:
                         f"domain {name}",
                         f"Requested operation is not valid: network '{nic.network}' is not active",
                     )
+            missing = self._missing_filter(domain.shape.nics)
+            if missing is not None:
+                raise errors.HypervisorError(
+                    "start",
+                    f"domain {name}",
+                    f"internal error: referenced filter '{missing}' is missing",
+                )
             for disk in domain.shape.disks:
                 pool = self.pools.get(disk.pool)
                 if pool is None or not pool.active:
@@ -422,6 +446,13 @@ class FakeHypervisor:
                         f"domain {name}",
                         f"network '{nic.network}' is not active",
                     )
+            missing = self._missing_filter(shape.nics)
+            if missing is not None:
+                raise errors.HypervisorError(
+                    "hot-plug a device into",
+                    f"domain {name}",
+                    f"internal error: referenced filter '{missing}' is missing",
+                )
             domain.live = dataclasses.replace(domain.live, nics=domain.live.nics + shape.nics)
 
     def update_interface_filter(

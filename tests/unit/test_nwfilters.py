@@ -340,3 +340,14 @@ def test_the_fake_changes_a_running_nics_filter_live_and_in_the_config() -> None
     hv.undefine_filter("vm")  # no longer in use
     with pytest.raises(errors.NotFoundError):
         hv.update_interface_filter("web", "52:54:00:00:00:02", None)
+
+
+def test_the_fake_refuses_to_start_a_guest_whose_nic_needs_a_missing_filter() -> None:
+    hv = fakes.FakeHypervisor()
+    vm_filter = observed.FilterShape(references=(observed.FilterRef("base"),))
+    hv.define_filter("vm", nwfilters.render("vm", vm_filter))
+    with pytest.raises(errors.HypervisorError, match="referenced filter 'base' is missing"):
+        _running_domain_with_filter(hv, "web", "vm")
+    hv.define_filter("base", nwfilters.render("base", observed.FilterShape()))
+    hv.start_domain("web")
+    assert hv.observe().domains["web"].power is kinds.PowerState.RUNNING
