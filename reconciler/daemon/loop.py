@@ -30,6 +30,14 @@ from the typed error each change ended with:
   too long) backs off the key ``all``, decided the same way: a pass refused
   outright (``--prune`` of an empty desired state) is not retried.
 
+The run of a pass records what woke it (the strongest of its keys' triggers,
+:data:`reconciler.daemon.queue.PRIORITY`), except the first pass to load a new
+source revision: that one records the source's trigger (``watch``, ``git``)
+whatever woke it. The pass re-reads the source, so a libvirt event or a resync
+that runs just after a change of the source, before the watcher's pass, applies
+the new revision itself; recording it as ``libvirt-event`` would name the wrong
+cause of its changes.
+
 A source revision that does not validate is never applied: a ``Warning``
 event ``InvalidRevision`` names the commit and the first error lines, and the
 last good desired state stays in force — kept in memory, or after a restart
@@ -275,12 +283,15 @@ class Loop:
         _log.debug("pass for %s (%s)", ", ".join(keys), trigger.value)
         try:
             self.hv.ensure_alive()
+            before = self._good
             wanted = self.desired()
             if wanted is None:
                 _log.info("nothing to apply yet: the source is unusable and the record empty")
                 self._finish(PassReport(_now(), trigger, None, None, ok=True))
                 return
             state, revision = wanted
+            if wanted is self._good and (before is None or before[1] != revision):
+                trigger = self._first_of_revision(trigger, revision)
             # Known before the pass, not only after it: a VM this pass creates and starts
             # may be stopped out of band before the pass ends, and that event must count.
             self._vm_names = self._vm_names | frozenset(state.vms)
@@ -326,6 +337,23 @@ class Loop:
                 failed=tuple(str(o.change.key) for o in result.failed),
             )
         )
+
+    def _first_of_revision(self, trigger: record.Trigger, revision: str | None) -> record.Trigger:
+        """The trigger of the first pass to load ``revision``: the source's, whatever woke it.
+
+        The pass re-reads the source whatever woke it, so a libvirt event or a resync
+        that runs just after a write or a commit, before the watcher's own pass, applies
+        the new revision itself: its changes are that revision's, and the run says so.
+        """
+        stronger = max((trigger, self.source.trigger), key=lambda t: queue.PRIORITY.get(t, 0))
+        if stronger is not trigger:
+            _log.debug(
+                "revision %s is new: a %s pass",
+                revision,
+                stronger.value,
+                extra={"revision": revision},
+            )
+        return stronger
 
     def _failed(
         self,

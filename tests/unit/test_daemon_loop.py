@@ -92,6 +92,34 @@ def test_a_pass_applies_the_source_and_records_its_revision(h: Harness) -> None:
     assert h.loop.source_report.applied == run.revision
 
 
+def test_the_first_pass_to_load_a_new_revision_records_the_source_as_its_trigger(
+    h: Harness,
+) -> None:
+    """A libvirt event's pass that starts just before the watcher's applies the new
+    revision itself: its run names the source change, not the libvirt event."""
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    h.run()
+    h.write(MANIFESTS + VM.format(name="a", cpus=2))
+    new = h.source.checkout().revision
+    h.run(record.Trigger.LIBVIRT_EVENT)
+    assert h.hv.domains["a"].shape.cpus == 2
+    applied = h.store.last_run()
+    assert applied is not None and applied.revision == new
+    assert applied.trigger is record.Trigger.WATCH
+    last = h.loop.last_pass
+    assert last is not None and last.trigger is record.Trigger.WATCH
+    h.run(record.Trigger.LIBVIRT_EVENT)  # the same revision again: what woke it
+    h.write("kind: [broken")
+    h.run(record.Trigger.RESYNC)  # refused: the revision in force is not new either
+    later = [r for r in h.store.runs() if r.id > applied.id]  # newest first
+    assert [(r.trigger, r.revision) for r in later] == [
+        (record.Trigger.RESYNC, new),
+        (record.Trigger.LIBVIRT_EVENT, new),
+    ]
+    exposition = h.metrics.exposition().decode()
+    assert 'infinibay_reconcile_runs_total{result="succeeded",trigger="watch"} 2.0' in exposition
+
+
 def test_an_invalid_revision_is_not_applied_and_the_last_good_one_stays_in_force(
     h: Harness,
 ) -> None:
