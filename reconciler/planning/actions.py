@@ -25,7 +25,9 @@ __all__ = [
     "AdoptVolume",
     "Change",
     "CreateVolume",
+    "DefineFilter",
     "FieldChange",
+    "FilterTarget",
     "GrowVolume",
     "Hotplug",
     "Impact",
@@ -39,6 +41,8 @@ __all__ = [
     "Restart",
     "SetAutostart",
     "TemplateTarget",
+    "UndefineFilter",
+    "UpdateNicFilter",
     "Verb",
     "VmTarget",
     "VolumeTarget",
@@ -117,6 +121,7 @@ class VmTarget:
     power: kinds.PowerState
     update_policy: kinds.UpdatePolicy
     volumes: tuple[VolumeTarget, ...]
+    filter: FilterTarget | None = None  # the VM's own nwfilter, when it has a firewall
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +140,15 @@ class TemplateTarget:
     pass
 
 
-Target = VmTarget | NetworkTarget | PoolTarget | TemplateTarget
+@dataclasses.dataclass(frozen=True)
+class FilterTarget:
+    """An nwfilter to define: a FirewallPolicy's."""
+
+    name: str  # the libvirt name (reconciler.models.firewall.policy_filter)
+    shape: observed.FilterShape
+
+
+Target = VmTarget | NetworkTarget | PoolTarget | TemplateTarget | FilterTarget
 
 
 # --- intents: what the executor does, decided by the planner --------------------
@@ -200,6 +213,28 @@ class Restart:
     """Stop and start the object so that its new configuration takes effect."""
 
 
+@dataclasses.dataclass(frozen=True)
+class DefineFilter:
+    """Define (or redefine) the VM's own nwfilter, before its NICs reference it."""
+
+    filter: FilterTarget
+
+
+@dataclasses.dataclass(frozen=True)
+class UndefineFilter:
+    """Remove the VM's own nwfilter once nothing references it."""
+
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateNicFilter:
+    """Point a running guest's NIC at another filter (or none), in place."""
+
+    mac: str
+    filter: observed.FilterRef | None
+
+
 Intent = (
     CreateVolume
     | GrowVolume
@@ -210,6 +245,9 @@ Intent = (
     | SetAutostart
     | Power
     | Restart
+    | DefineFilter
+    | UndefineFilter
+    | UpdateNicFilter
 )
 _I = typing.TypeVar("_I", bound=Intent)
 

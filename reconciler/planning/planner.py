@@ -21,8 +21,9 @@ explicit on each change so the executor can fail exactly the dependents.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from reconciler.models import desired, kinds, observed, record
+from reconciler.models import catalog, desired, kinds, observed, record
 from reconciler.planning import actions, context, handlers
 from reconciler.planning.handlers import vm as vm_handler
 
@@ -68,7 +69,11 @@ class _Deletions:
             if uses(
                 name,
                 handlers.Uses.of(
-                    vm.template, (n.network for n in vm.nics), (d.pool for d in vm.disks)
+                    vm.template,
+                    (n.network for n in vm.nics),
+                    (d.pool for d in vm.disks),
+                    vm.department,
+                    self.policies_of(vm.department),
                 ),
             )
         }
@@ -93,11 +98,55 @@ class _Deletions:
                         spec.get("template"),
                         (n["network"] for n in spec.get("nics", [])),
                         (d["pool"] for d in spec.get("disks", [])),
+                        spec.get("department"),
+                        self.policies_of(spec.get("department")),
                     ),
                 )
             ):
                 now.add(key.name)
         return will, now - will
+
+    def policies_of(self, department: str | None) -> set[str]:
+        """The policy ``department`` applies and every policy it extends, transitively."""
+        specs = self.specs(kinds.Kind.DEPARTMENT)
+        found: set[str] = set()
+        todo = [specs.get(department or "", {}).get("firewall")]
+        policies = self.specs(kinds.Kind.FIREWALL_POLICY)
+        while todo:
+            name = todo.pop()
+            if name and name not in found:
+                found.add(name)
+                todo += policies.get(name, {}).get("extends", [])
+        return found
+
+    def specs(self, kind: kinds.Kind) -> dict[str, dict[str, Any]]:
+        """The ``spec`` of every resource of ``kind``: the record's, then the manifests'."""
+        found = {
+            key.name: rec.spec.get("spec", {})
+            for key, rec in self.ctx.records.items()
+            if key.kind == kind.value and rec.deleted_at is None
+        }
+        for name, loaded in self.ctx.state.by_kind(kind).items():
+            found[name] = loaded.manifest.model_dump(mode="json")["spec"]
+        return found
+
+    def referrers(self, key: record.ResourceKey, leaving: set[record.ResourceKey]) -> set[str]:
+        """Departments and policies (not deleted with it) that name ``key``, as kind/name."""
+        found: set[str] = set()
+        for kind, field in (
+            (kinds.Kind.DEPARTMENT, "network"),
+            (kinds.Kind.DEPARTMENT, "firewall"),
+            (kinds.Kind.FIREWALL_POLICY, "extends"),
+        ):
+            target = kinds.Kind.NETWORK if field == "network" else kinds.Kind.FIREWALL_POLICY
+            if key.kind != target.value:
+                continue
+            for name, spec in self.specs(kind).items():
+                named = spec.get(field)
+                names = named if isinstance(named, list) else [named]
+                if key.name in names and context.key_of(kind, name) not in leaving:
+                    found.add(f"{catalog.short(kind)}/{name}")
+        return found
 
     def plan(self, keys: Iterable[record.ResourceKey], *, allow_data_loss: bool) -> None:
         """Plan the deletion of ``keys``, every refusal decided here, before anything runs.
@@ -130,12 +179,13 @@ class _Deletions:
             domain = ctx.world.domains.get(key.name) if key.kind == vm_kind else None
             will, now = self.users(kinds.Kind(key.kind), key.name)
             first = {n for n in now if n in leaving or n in ctx.state.vms}  # must let go first
-            staying = will | (now - first)
+            staying = {f"virtualmachine/{n}" for n in will | (now - first)}
+            staying |= self.referrers(key, set(ordered) - staying_vms)
             verb, note = actions.Verb.PROTECTED, ""
             if ctx.protected(key):
                 note = "protected by annotation infinibay.io/protect"
             elif staying:
-                note = "still used by " + ", ".join(f"virtualmachine/{n}" for n in sorted(staying))
+                note = "still used by " + ", ".join(sorted(staying))
             else:
                 verb = actions.Verb.DELETE
                 if key in losing:

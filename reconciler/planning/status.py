@@ -23,7 +23,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.models import desired, kinds, observed, record
+from reconciler.models import desired, firewall, kinds, observed, record
 from reconciler.planning import actions
 from reconciler.planning.handlers import vm as vm_handler
 
@@ -150,6 +150,10 @@ def compute(
             status.update(
                 uuid=world.pools[loaded.name].uuid, active=world.pools[loaded.name].active
             )
+        elif loaded.kind is kinds.Kind.FIREWALL_POLICY:
+            found = world.filters.get(firewall.policy_filter(loaded.name))
+            if found is not None:
+                status.update(uuid=found.uuid)
         status["conditions"] = conditions
         writes.append(record.StatusWrite(key=key, status=status))
     return writes

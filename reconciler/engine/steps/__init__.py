@@ -10,7 +10,7 @@ import typing
 
 from reconciler.engine import ports
 from reconciler.engine.outcome import Options
-from reconciler.engine.steps import network, pool, template, vm
+from reconciler.engine.steps import network, policy, pool, template, vm
 from reconciler.engine.steps.base import KindSteps
 from reconciler.models import kinds
 
@@ -27,7 +27,9 @@ def steps_for(kind: kinds.Kind, hv: ports.Hypervisor, options: Options) -> KindS
             return template.TemplateSteps()
         case kinds.Kind.VIRTUAL_MACHINE:
             return vm.VmSteps(hv, options)
-        case kinds.Kind.FIREWALL_POLICY | kinds.Kind.DEPARTMENT:
+        case kinds.Kind.FIREWALL_POLICY:
+            return policy.PolicySteps(hv)
+        case kinds.Kind.DEPARTMENT:
             return template.TemplateSteps()
         case unreachable:
             typing.assert_never(unreachable)

@@ -8,11 +8,13 @@ power.
 
 from __future__ import annotations
 
+import contextlib
+
 from reconciler import errors
 from reconciler.engine import ports
 from reconciler.engine.outcome import Options, Outcome, describe
-from reconciler.hypervisor import patch, xml
-from reconciler.models import fields, kinds, record
+from reconciler.hypervisor import nwfilters, patch, xml
+from reconciler.models import fields, firewall, kinds, record
 from reconciler.planning import actions
 
 __all__ = ["VmSteps"]
@@ -30,6 +32,9 @@ class VmSteps:
         target = change.target
         assert isinstance(target, actions.VmTarget)
         assert change.owner is not None
+        for define in change.intended(actions.DefineFilter):
+            document = nwfilters.render(define.filter.name, define.filter.shape)
+            self.hv.define_filter(define.filter.name, document)
         stopped = self._volumes(change, out)
         create = change.verb is actions.Verb.CREATE
         if create:
@@ -54,6 +59,8 @@ class VmSteps:
         if not stopped:
             for plug in change.intended(actions.Hotplug):
                 self.hv.attach_device(name, xml.render_interface(plug.nic))
+            for nic in change.intended(actions.UpdateNicFilter):
+                self.hv.update_interface_filter(name, nic.mac, nic.filter)
         if create:
             out.step("created", "Created", f"{change.key} defined")
         elif any(not isinstance(i, actions.Power | actions.Restart) for i in change.intents) or any(
@@ -62,9 +69,15 @@ class VmSteps:
             out.steps.append("updated")
             out.event("Updated", f"{change.key} updated: {describe(change)}", diff=True)
         self._power(change, target, out, stopped=stopped)
+        for gone in change.intended(actions.UndefineFilter):
+            with contextlib.suppress(errors.NotFoundError):
+                self.hv.undefine_filter(gone.name)
 
     def undefine(self, change: actions.Change) -> None:
         self.hv.undefine_domain(change.key.name)
+        # Its own nwfilter, if it had one: referenced by its NICs only, so free now.
+        with contextlib.suppress(errors.NotFoundError):
+            self.hv.undefine_filter(firewall.vm_filter(change.key.name))
 
     # --- volumes ----------------------------------------------------------------
 

@@ -8,11 +8,22 @@ which NICs are hot-plugged, autostart, restart and power.
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from collections.abc import Callable, Iterable
 
-from reconciler.models import catalog, desired, effective, fields, kinds, observed, record
+from reconciler.models import (
+    catalog,
+    desired,
+    effective,
+    fields,
+    firewall,
+    kinds,
+    observed,
+    record,
+)
 from reconciler.planning import actions, compare, context
+from reconciler.planning import firewall as fw_shapes
 from reconciler.planning import targets as targets_module
 from reconciler.planning.handlers.base import Uses
 
@@ -44,6 +55,9 @@ class VmPlanner:
         target = targets_module.vm_target(
             vm, current, rec, ctx.installation, ctx.taken_macs, ctx.inventory
         )
+        target, policy = _with_firewall(ctx, loaded, target)
+        if policy is not None:
+            depends = tuple(sorted({*depends, context.key_of(kinds.Kind.FIREWALL_POLICY, policy)}))
         owned = current is None or ctx.labelled_ours(current.owner)
         if current is not None:
             foreign = ctx.foreign(current.owner)
@@ -59,6 +73,9 @@ class VmPlanner:
             return
         volume_changes, claims, intents = planned
         ctx.claims += claims
+        filter_changes, define, undefine = _filter_changes(ctx, loaded.name, target)
+        volume_changes += filter_changes
+        intents[:0] = define  # the filter exists before any NIC refers to it
         if current is None:
             intents.append(actions.SetAutostart(target.shape.autostart))
             if target.power is not kinds.PowerState.STOPPED:
@@ -100,6 +117,7 @@ class VmPlanner:
             intents.append(actions.Restart())
         if not owned:
             changes.append(actions.FieldChange("owner", None, ctx.installation, Impact.LIVE))
+        intents += undefine  # once the patched definition refers to it no more
         if rec is not None and rec.spec_hash != ctx.hashes[key] and not changes:
             changes.append(
                 actions.FieldChange("spec", rec.spec_hash, ctx.hashes[key], Impact.RECORD)
@@ -139,6 +157,53 @@ class VmPlanner:
 
 
 HANDLER = VmPlanner()
+
+
+def _with_firewall(
+    ctx: context.Context, loaded: desired.Loaded, target: actions.VmTarget
+) -> tuple[actions.VmTarget, str | None]:
+    """``target`` with the VM's own nwfilter, when it has a department or rules of its own.
+
+    Also the policy its department applies (the filter refers to it), or ``None``.
+    """
+    assert isinstance(loaded.manifest, kinds.VirtualMachine)
+    spec = loaded.manifest.spec
+    department = ctx.state.departments.get(spec.department or "")
+    dept = department.manifest if department is not None else None
+    if spec.firewall is None and not isinstance(dept, kinds.Department):
+        return target, None
+    policy = dept.spec.firewall if isinstance(dept, kinds.Department) else None
+    found = ctx.state.policies.get(policy or "")
+    default = (
+        found.manifest.spec.defaultAction
+        if found is not None and isinstance(found.manifest, kinds.FirewallPolicy)
+        else None
+    )
+    name = firewall.vm_filter(loaded.name)
+    shape = fw_shapes.vm_shape(loaded.name, spec.firewall, policy, default)
+    return dataclasses.replace(target, filter=actions.FilterTarget(name, shape)), policy
+
+
+def _filter_changes(
+    ctx: context.Context, vm: str, target: actions.VmTarget
+) -> tuple[list[actions.FieldChange], list[actions.Intent], list[actions.Intent]]:
+    """The VM filter's field change, and the intents that define it first or remove it last."""
+    name = firewall.vm_filter(vm)
+    current = ctx.world.filters.get(name)
+    old = fw_shapes.rule_lines(current.shape) if current is not None else None
+    if target.filter is None:
+        if current is None:
+            return [], [], []
+        change = actions.FieldChange("firewall", old, None, Impact.LIVE)
+        return [change], [], [actions.UndefineFilter(name)]
+    new = fw_shapes.rule_lines(target.filter.shape)
+    if current is not None and current.shape == target.filter.shape:
+        return [], [], []
+    return (
+        [actions.FieldChange("firewall", old, new, Impact.LIVE)],
+        [actions.DefineFilter(target.filter)],
+        [],
+    )
 
 
 def _kept(parts: tuple[observed.Unmodelled, ...]) -> str:
