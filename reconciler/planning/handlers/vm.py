@@ -97,6 +97,7 @@ class VmPlanner:
             intents.append(actions.Patch())
         if running:
             intents += [actions.Hotplug(nic) for nic in added]
+            intents += _refiltered(current.shape, target.shape)
         if current.shape.autostart != target.shape.autostart:
             intents.append(actions.SetAutostart(target.shape.autostart))
         if current.power is not target.power:
@@ -181,7 +182,29 @@ def _with_firewall(
     )
     name = firewall.vm_filter(loaded.name)
     shape = fw_shapes.vm_shape(loaded.name, spec.firewall, policy, default)
-    return dataclasses.replace(target, filter=actions.FilterTarget(name, shape)), policy
+    nics = tuple(
+        dataclasses.replace(nic, filter=_nic_filter(ctx, name, nic)) for nic in target.shape.nics
+    )
+    return (
+        dataclasses.replace(
+            target,
+            shape=dataclasses.replace(target.shape, nics=nics),
+            filter=actions.FilterTarget(name, shape),
+        ),
+        policy,
+    )
+
+
+def _nic_filter(ctx: context.Context, name: str, nic: observed.NicShape) -> observed.FilterRef:
+    """The NIC's ``<filterref>``: the VM's filter, fed its MAC and, from a static host, its IP."""
+    parameters = [("MAC", nic.mac)]
+    network = ctx.state.networks.get(nic.network)
+    if network is not None and isinstance(network.manifest, kinds.Network):
+        ipv4 = network.manifest.spec.ipv4
+        for host in ipv4.hosts if ipv4 is not None else []:
+            if host.mac == nic.mac:
+                parameters.append(("IP", str(host.ip)))
+    return observed.FilterRef(name, tuple(sorted(parameters)))
 
 
 def _filter_changes(
@@ -204,6 +227,16 @@ def _filter_changes(
         [actions.DefineFilter(target.filter)],
         [],
     )
+
+
+def _refiltered(current: observed.VmShape, target: observed.VmShape) -> list[actions.Intent]:
+    """NICs (kept, by MAC) whose filter changes: swapped in the running guest too."""
+    before = {n.mac: n.filter for n in current.nics if n.modelled}
+    return [
+        actions.UpdateNicFilter(nic.mac, nic.filter)
+        for nic in target.nics
+        if nic.mac in before and before[nic.mac] != nic.filter
+    ]
 
 
 def _kept(parts: tuple[observed.Unmodelled, ...]) -> str:
@@ -449,6 +482,7 @@ def _nic_changes(
     new_nics = {actions.nic_path(n, shared): n for n in new}
     changes = []
     added = []
+    old_filters = {actions.nic_path(n, shared): n.filter for n in old}
     for path in sorted(old_nics.keys() | new_nics.keys()):
         nic = new_nics.get(path)
         mac = nic.mac if nic is not None else None
@@ -457,6 +491,17 @@ def _nic_changes(
                 added.append(nic)
             impact = Impact.LIVE if path not in old_nics else cold
             changes.append(actions.FieldChange(path, old_nics.get(path), mac, impact))
+        elif nic is not None and old_filters.get(path) != nic.filter:
+            # libvirt swaps a running NIC's filter in place: live, running or not.
+            before, after = old_filters.get(path), nic.filter
+            changes.append(
+                actions.FieldChange(
+                    f"{path}.filter",
+                    before.filter if before is not None else None,
+                    after.filter if after is not None else None,
+                    Impact.LIVE,
+                )
+            )
     new_macs = {path: nic.mac for path, nic in new_nics.items()}
     if list(old_nics) != list(new_macs) and old_nics == new_macs:
         changes.append(
