@@ -38,6 +38,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("reconciler.cli.inspect", "events"),
     "history": ("reconciler.cli.inspect", "history"),
     "daemon": ("reconciler.cli.daemon", "daemon"),
+    "explain": ("reconciler.cli.explain", "explain"),
 }
 
 

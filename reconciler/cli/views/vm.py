@@ -8,7 +8,7 @@ from typing import Any
 
 from reconciler.cli import output
 from reconciler.cli.views import base
-from reconciler.models import fields, record
+from reconciler.models import fields, firewall, kinds, record
 from reconciler.planning import actions
 
 __all__ = ["VmFacts", "VmView", "vm_facts"]
@@ -136,10 +136,68 @@ class VmView:
 
     def describe(self, rec: record.ResourceRecord, ctx: base.Context) -> list[str]:
         facts = vm_facts(rec, ctx.live)
-        return [
+        lines = [
             base.field("Power", facts.power, 2),
             base.field("IPs", ", ".join(facts.ips), 2),
             base.field("Graphics", facts.graphics, 2),
             base.field("UUID", facts.uuid, 2),
             base.field("MACs", base.pairs(facts.macs), 2),
         ]
+        rules = effective_rules(rec, ctx.everything)
+        if rules is not None:
+            department = base.manifest_spec(rec).get("department")
+            lines.append(base.field("Department", base.text(department), 2))
+            lines.append("  Firewall (in evaluation order):")
+            lines += [f"    {line}" for line in rules]
+        return lines
+
+
+def effective_rules(
+    rec: record.ResourceRecord, everything: Sequence[record.ResourceRecord]
+) -> list[str] | None:
+    """The VM's firewall as evaluated, one rule a line with where it comes from.
+
+    Its own rules first, then its department's policy, then what that extends
+    (depth first, in the order listed), then the policy's default action;
+    ``None`` for a VM with no department and no rules of its own.
+    """
+    spec = base.manifest_spec(rec)
+    by_key = {(r.key.kind, r.key.name): r for r in everything if r.deleted_at is None}
+    own = spec.get("firewall")
+    department = by_key.get((kinds.Kind.DEPARTMENT.value, spec.get("department") or ""))
+    if own is None and department is None:
+        return None
+    sets: list[tuple[firewall.EffectiveRule, str]] = []
+    if own is not None:
+        mine = firewall.VmFirewall.model_validate(own)
+        sets += [(e, "vm") for e in firewall.expand(mine, "vm")]
+    default = None
+    policy = base.manifest_spec(department).get("firewall") if department is not None else None
+    seen: set[str] = set()
+    todo = [policy] if policy else []
+    while todo:
+        name = todo.pop(0)
+        found = by_key.get((kinds.Kind.FIREWALL_POLICY.value, name))
+        if name in seen or found is None:
+            continue
+        seen.add(name)
+        policy_spec = firewall.FirewallPolicySpec.model_validate(base.manifest_spec(found))
+        if default is None:
+            default = policy_spec.defaultAction
+        for item in firewall.expand(policy_spec, f"policy/{name}"):
+            via = f"department/{department.key.name} policy/{name}" if department else name
+            preset = item.origin if item.origin.startswith("preset/") else None
+            sets.append((item, f"{preset} via {via}" if preset else via))
+        todo = list(policy_spec.extends) + todo
+    lines = []
+    for item, where in sets:
+        rule = item.rule
+        what = rule.protocol.value + (f"/{rule.ports}" if rule.ports else "")
+        peer = f" {rule.cidr}" if rule.cidr is not None else ""
+        lines.append(
+            f"{rule.name}: {rule.action.value} {rule.direction.value} {what}{peer} "
+            f"(priority {rule.priority}, from {where})"
+        )
+    if default is not None:
+        lines.append(f"default: {default.value} (from policy/{policy})")
+    return lines
