@@ -218,6 +218,7 @@ class DefineFilter:
     """Define (or redefine) the VM's own nwfilter, before its NICs reference it."""
 
     filter: FilterTarget
+    uuid: str | None = None  # the existing filter's: libvirt redefines a filter under its UUID
 
 
 @dataclasses.dataclass(frozen=True)

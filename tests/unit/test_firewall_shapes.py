@@ -119,3 +119,30 @@ def test_a_policy_change_reaches_the_vms_of_departments_using_it_or_what_extends
     members = {"a": "eng", "b": "ops", "c": None, "d": "eng"}
     assert shapes.reached("base", departments, policies, members) == ["a", "d"]
     assert shapes.reached("ops", departments, policies, members) == ["b"]
+
+
+def test_the_shapes_planned_are_already_in_the_form_libvirt_writes_back() -> None:
+    from reconciler.hypervisor import nwfilters
+
+    spec = firewall.FirewallPolicySpec(
+        presets=list(firewall.PRESETS),
+        rules=[
+            _rule(
+                "web",
+                100,
+                action="Accept",
+                direction="InOut",
+                protocol="tcp",
+                ports="1-9",
+                cidr="10.1.0.0/16",
+                state=["Related", "New"],
+            ),
+        ],
+    )
+    for shape in (
+        shapes.policy_shape("eng", spec, 2),
+        shapes.vm_shape(
+            "web", firewall.VmFirewall(presets=["block-ssh"]), "eng", firewall.DefaultAction.DROP
+        ),
+    ):
+        assert nwfilters.canonical(shape) == shape

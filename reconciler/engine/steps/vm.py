@@ -33,7 +33,7 @@ class VmSteps:
         assert isinstance(target, actions.VmTarget)
         assert change.owner is not None
         for define in change.intended(actions.DefineFilter):
-            document = nwfilters.render(define.filter.name, define.filter.shape)
+            document = nwfilters.render(define.filter.name, define.filter.shape, define.uuid)
             self.hv.define_filter(define.filter.name, document)
         stopped = self._volumes(change, out)
         create = change.verb is actions.Verb.CREATE

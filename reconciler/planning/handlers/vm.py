@@ -224,7 +224,7 @@ def _filter_changes(
         return [], [], []
     return (
         [actions.FieldChange("firewall", old, new, Impact.LIVE)],
-        [actions.DefineFilter(target.filter)],
+        [actions.DefineFilter(target.filter, current.uuid if current is not None else None)],
         [],
     )
 
