@@ -124,7 +124,7 @@ def test_pruning_a_vm_removes_its_filter_and_a_used_policy_is_never_pruned() -> 
     docs = [LAB, _policy(), _department(), _vm()]
     hv, rec = _converged(*docs)
 
-    plan, outcomes = rec.converge(fakes.state_of([LAB, _department()]), hv, prune=True)
+    plan, _outcomes = rec.converge(fakes.state_of([LAB, _department()]), hv, prune=True)
 
     by_name = {c.key.name: c for c in plan.changes}
     assert by_name["web-1"].verb is Verb.DELETE
