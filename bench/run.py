@@ -38,7 +38,7 @@ from typing import Any
 from results import BenchError, Row, log, machine, table
 from sections import Bench
 
-SECTIONS = ("noop", "apply", "power", "planner", "daemon")
+SECTIONS = ("noop", "apply", "power", "planner", "daemon", "firewall")
 
 
 # --- command line ---------------------------------------------------------------
@@ -53,6 +53,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vms", type=int, default=1000, help="managed VMs for no-op plan/daemon")
     parser.add_argument("--apply", type=int, default=200, help="VMs created by the apply section")
     parser.add_argument("--power", type=int, default=20, help="guests started and stopped")
+    parser.add_argument(
+        "--firewall", type=int, default=100, help="stopped VMs a policy change reaches"
+    )
     parser.add_argument("--planner", type=_sizes, default=[1000, 10000], help="e.g. 1000,10000")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians are quoted")
     parser.add_argument("--tiny", action="store_true", help="CI smoke preset (10/5/2, 100,1000, 1)")
@@ -67,6 +70,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.tiny:
         args.vms, args.apply, args.power, args.planner, args.repeat = 10, 5, 2, [100, 1000], 1
+        args.firewall = 5
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.only) - set(SECTIONS)
     if unknown:
@@ -121,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                 section("power", bench.power)
             if "planner" in args.only:
                 section("planner", bench.planner)
+            if "firewall" in args.only:
+                section("firewall", bench.firewall)
     except KeyboardInterrupt:
         errors.append("interrupted")
         log("interrupted; cleaning up")
@@ -130,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     info["load_after"] = round(os.getloadavg()[0], 2)
     order = {name: index for index, name in enumerate(("setup", *SECTIONS))}
     rows = sorted(bench.rows, key=lambda r: order[r.section])
-    sizes = {k: getattr(args, k) for k in ("vms", "apply", "power", "planner", "repeat")}
+    sizes = {
+        k: getattr(args, k) for k in ("vms", "apply", "power", "planner", "firewall", "repeat")
+    }
     report = {
         "machine": info,
         "sizes": sizes,

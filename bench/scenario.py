@@ -138,7 +138,7 @@ class Scenario:
         self.conn.storagePoolDefineXML(etree.tostring(pool, encoding="unicode"), 0).create(0)
 
     def remove(self, start: str) -> list[str]:
-        """Remove every domain, pool (with volumes) and network named ``start*``."""
+        """Remove every domain, nwfilter, pool (with volumes) and network of ``start``."""
         failures: list[str] = []
         for dom in self.conn.listAllDomains(0):
             if dom.name().startswith(start):
@@ -149,6 +149,7 @@ class Scenario:
                         dom.undefineFlags(_UNDEFINE)
                 except libvirt.libvirtError as exc:
                     failures.append(f"domain {dom.name()}: {exc}")
+        failures += self._remove_filters(start)
         for net in self.conn.listAllNetworks(0):
             if net.name().startswith(start):
                 try:
@@ -170,6 +171,21 @@ class Scenario:
                 except libvirt.libvirtError as exc:
                     failures.append(f"pool {pool.name()}: {exc}")
         return failures
+
+    def _remove_filters(self, start: str) -> list[str]:
+        """The nwfilters of ``start*`` (and ``ib-vm-``/``ib-policy-`` ones), referrers first."""
+        left = [f for f in self.conn.listAllNWFilters(0) if start in f.name()]
+        for _round in range(8):
+            failed = []
+            for nwfilter in left:
+                try:
+                    nwfilter.undefine()
+                except libvirt.libvirtError as exc:
+                    failed.append((nwfilter, exc))
+            if len(failed) in (0, len(left)):
+                return [f"nwfilter {f.name()}: {exc}" for f, exc in failed]
+            left = [f for f, _exc in failed]
+        return [f"nwfilter {f.name()}: still referenced" for f in left]
 
     def remove_volumes(self, pool_name: str, start: str) -> None:
         pool = self.conn.storagePoolLookupByName(pool_name)

@@ -3,7 +3,9 @@
 ``noop`` (plan over N managed, stopped VMs vs one observation pass), ``apply``
 (N new VMs with a 16 MiB volume each), ``power`` (start and force off N guests
 that boot nothing), ``planner`` (pure ``planner.plan`` on synthetic states) and
-``daemon`` (see :mod:`daemon_bench`). Each records its :class:`results.Row` s.
+``daemon`` (see :mod:`daemon_bench`), ``firewall`` (one policy change reaching
+N stopped VMs of a department vs the one nwfilter define it comes down to).
+Each records its :class:`results.Row` s.
 """
 
 from __future__ import annotations
@@ -215,3 +217,69 @@ class Bench(Scenario):
             self.add(Row("daemon", "daemon: not available", note="no `infinibay daemon` yet"))
             return
         daemon_bench.Daemon(self, db, directory).measure()
+
+    def firewall(self) -> None:
+        count, repeat = self.args.firewall, self.args.repeat
+        db, directory = self.db("firewall"), self.workdir / "firewall"
+        network = doc(
+            "Network",
+            self.name("fwnet"),
+            {"mode": "isolated", "bridge": f"ibb{self.prefix[8:14]}", "autostart": False},
+        )
+        department = doc(
+            "Department",
+            self.name("dept"),
+            {"network": self.name("fwnet"), "firewall": self.name("pol")},
+        )
+        vms = [
+            {
+                **vm_doc(self.name(f"f{i:05d}"), "Stopped"),
+                "spec": {
+                    **vm_doc(self.name(f"f{i:05d}"), "Stopped")["spec"],
+                    "department": self.name("dept"),
+                },
+            }
+            for i in range(count)
+        ]
+
+        def policy(port: int) -> dict[str, object]:
+            rule = {
+                "name": "web",
+                "action": "Accept",
+                "direction": "In",
+                "protocol": "tcp",
+                "ports": str(port),
+            }
+            return doc(
+                "FirewallPolicy",
+                self.name("pol"),
+                {"defaultAction": "Drop", "presets": ["allow-outbound"], "rules": [rule]},
+            )
+
+        log(f"firewall: applying a department of {count} stopped VMs (setup)")
+        write_docs(directory, [network, department, policy(8000), *vms])
+        self.project(db, "apply", "-f", str(directory))
+        filter_name = f"ib-policy-{self.name('pol')}"
+        project: list[float] = []
+        floor: list[float] = []
+        for rep in range(repeat):
+            log(f"firewall: repetition {rep + 1}/{repeat}")
+            write_docs(directory, [policy(8001 + 2 * rep)])
+            elapsed, _ = self.project(db, "apply", "-f", str(directory))
+            project.append(elapsed)
+            elapsed, _ = raw_floor.run("nwfilter.py", self.uri, filter_name, str(8002 + 2 * rep))
+            floor.append(elapsed)
+        row = self.add(
+            Row(
+                "firewall",
+                f"apply a policy change reaching {count} stopped VMs",
+                median(project),
+                median(floor),
+                target="<= 1.5x floor",
+                samples={"project": project, "floor": floor},
+            )
+        )
+        assert row.ratio is not None
+        row.passed = row.ratio <= 1.5
+        if failures := self.remove(self.prefix + "f"):
+            raise BenchError("clean-up failed: " + "; ".join(failures))
