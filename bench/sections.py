@@ -231,16 +231,11 @@ class Bench(Scenario):
             self.name("dept"),
             {"network": self.name("fwnet"), "firewall": self.name("pol")},
         )
-        vms = [
-            {
-                **vm_doc(self.name(f"f{i:05d}"), "Stopped"),
-                "spec": {
-                    **vm_doc(self.name(f"f{i:05d}"), "Stopped")["spec"],
-                    "department": self.name("dept"),
-                },
-            }
-            for i in range(count)
-        ]
+        vms = []
+        for i in range(count):
+            vm = vm_doc(self.name(f"f{i:05d}"), "Stopped")
+            vm["spec"]["department"] = self.name("dept")  # and so its network and firewall
+            vms.append(vm)
 
         def policy(port: int) -> dict[str, object]:
             rule = {
