@@ -43,6 +43,21 @@ def _department(h: Harness, short: str, policy: str) -> dict[str, Any]:
     return doc("Department", h.name(short), {"network": h.name("net"), "firewall": h.name(policy)})
 
 
+MAC = "52:54:00:f1:00:10"
+
+
+def _network(h: Harness) -> dict[str, Any]:
+    """The test's network, with a static lease for the VM's MAC.
+
+    The lease is what gives libvirt the guest's IP: without one it would wait
+    to learn it from traffic (which a guest that boots nothing never sends)
+    before it instantiates the iptables rules.
+    """
+    net = _network(h)
+    net["spec"]["ipv4"]["hosts"] = [{"mac": MAC, "ip": f"{h.subnet}.10"}]
+    return net
+
+
 def _vm(h: Harness, department: str) -> dict[str, Any]:
     return doc(
         "VirtualMachine",
@@ -52,6 +67,7 @@ def _vm(h: Harness, department: str) -> dict[str, Any]:
             "memory": "64MiB",
             "graphics": {"type": "none"},
             "disks": [],
+            "networks": [{"network": h.name("net"), "mac": MAC}],
             "department": h.name(department),
         },
     )
@@ -78,7 +94,7 @@ def _bindings() -> str:
 
 
 def test_rules_reach_the_host_and_a_policy_change_is_live(h: Harness) -> None:
-    net = h.network()
+    net = _network(h)
     h.write(net, _policy(h, "eng"), _department(h, "eng", "eng"), _vm(h, "eng"))
     applied = h.apply()
     assert applied.exit_code == 0, applied.output
@@ -106,7 +122,7 @@ def test_rules_reach_the_host_and_a_policy_change_is_live(h: Harness) -> None:
 
 
 def test_moving_to_an_accept_department_is_live_and_pruning_cleans_up(h: Harness) -> None:
-    net = h.network()
+    net = _network(h)
     docs = [net, _policy(h, "eng"), _department(h, "eng", "eng")]
     docs += [_policy(h, "open", default="Accept"), _department(h, "open", "open")]
     h.write(*docs, _vm(h, "eng"))
@@ -133,7 +149,7 @@ def test_moving_to_an_accept_department_is_live_and_pruning_cleans_up(h: Harness
 
 
 def test_drift_in_a_filter_is_healed_and_a_foreign_filter_is_a_conflict(h: Harness) -> None:
-    net = h.network()
+    net = _network(h)
     h.write(net, _policy(h, "eng"), _department(h, "eng", "eng"), _vm(h, "eng"))
     assert h.apply().exit_code == 0
     name = f"ib-policy-{h.name('eng')}"
