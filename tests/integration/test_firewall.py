@@ -53,7 +53,7 @@ def _network(h: Harness) -> dict[str, Any]:
     to learn it from traffic (which a guest that boots nothing never sends)
     before it instantiates the iptables rules.
     """
-    net = _network(h)
+    net = h.network()
     net["spec"]["ipv4"]["hosts"] = [{"mac": MAC, "ip": f"{h.subnet}.10"}]
     return net
 
