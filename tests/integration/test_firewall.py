@@ -135,7 +135,7 @@ def test_moving_to_an_accept_department_is_live_and_pruning_cleans_up(h: Harness
     applied = h.apply()
     assert applied.exit_code == 0, applied.output
     assert h.domain("web").ID() == domain_id
-    vm_filter = h.conn.nwFilterLookupByName(f"ib-vm-{h.name('web')}")
+    vm_filter = h.conn.nwfilterLookupByName(f"ib-vm-{h.name('web')}")
     refs = etree.fromstring(vm_filter.XMLDesc().encode()).findall("filterref")
     assert f"ib-policy-{h.name('open')}" in {r.get("filter") for r in refs}
 
@@ -153,11 +153,11 @@ def test_drift_in_a_filter_is_healed_and_a_foreign_filter_is_a_conflict(h: Harne
     h.write(net, _policy(h, "eng"), _department(h, "eng", "eng"), _vm(h, "eng"))
     assert h.apply().exit_code == 0
     name = f"ib-policy-{h.name('eng')}"
-    original = h.conn.nwFilterLookupByName(name).XMLDesc()
+    original = h.conn.nwfilterLookupByName(name).XMLDesc()
     edited = etree.fromstring(original.encode())
     for rule in edited.findall("rule"):
         edited.remove(rule)
-    h.conn.nwFilterDefineXML(etree.tostring(edited).decode())
+    h.conn.nwfilterDefineXML(etree.tostring(edited).decode())
 
     planned = h.plan()
     assert planned.exit_code == 2 and "!" in planned.output, planned.output
@@ -171,12 +171,12 @@ def test_drift_in_a_filter_is_healed_and_a_foreign_filter_is_a_conflict(h: Harne
     foreign = f"ib-policy-{h.name('other')}"
     element = etree.Element("filter", name=foreign, chain="root")
     etree.SubElement(etree.SubElement(element, "rule", action="drop", direction="in"), "all")
-    h.conn.nwFilterDefineXML(etree.tostring(element).decode())
-    before = h.conn.nwFilterLookupByName(foreign).XMLDesc()
+    h.conn.nwfilterDefineXML(etree.tostring(element).decode())
+    before = h.conn.nwfilterLookupByName(foreign).XMLDesc()
     h.write(
         net, _policy(h, "eng"), _department(h, "eng", "eng"), _vm(h, "eng"), _policy(h, "other")
     )
     refused = h.apply()
     assert refused.exit_code == 1, refused.output
     assert "conflict" in refused.output.lower(), refused.output
-    assert h.conn.nwFilterLookupByName(foreign).XMLDesc() == before
+    assert h.conn.nwfilterLookupByName(foreign).XMLDesc() == before
