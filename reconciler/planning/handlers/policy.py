@@ -65,7 +65,11 @@ class PolicyPlanner:
                 continue
             owned = rec is not None and rec.status.get("uuid") in (None, current.uuid)
             if not owned and not ctx.adopt:
-                ctx.conflict(key, self.what)
+                note = (
+                    f"a libvirt nwfilter named {target.name!r} exists that this installation "
+                    "does not own; rename the policy or pass --adopt to take it over"
+                )
+                ctx.changes.append(actions.Change(key=key, verb=actions.Verb.CONFLICT, note=note))
                 continue
             changes = []
             if current.shape != target.shape:
