@@ -471,10 +471,11 @@ class _Run:
     # --- pass 4: effective VMs ---------------------------------------------------------
 
     def merge_all(self) -> None:
+        templates = self.templates()  # once: looking them up per VM made a load quadratic
         for (kind, name), valid in self.valid.items():
             if kind is kinds.Kind.VIRTUAL_MACHINE:
                 assert isinstance(valid.manifest, kinds.VirtualMachine)
-                self.merge(name, valid.manifest, valid.doc)
+                self.merge(name, valid.manifest, valid.doc, templates)
 
     def templates(self) -> dict[str, kinds.Template]:
         """The valid templates of this run, by name."""
@@ -590,9 +591,15 @@ class _Run:
                         f"quota exceeded: {shown(total)} {field} > {shown(limit)} (by {names})",
                     )
 
-    def merge(self, name: str, vm: kinds.VirtualMachine, doc: _Doc) -> None:
+    def merge(
+        self,
+        name: str,
+        vm: kinds.VirtualMachine,
+        doc: _Doc,
+        templates: Mapping[str, kinds.Template],
+    ) -> None:
         try:
-            template = effective.template_for(vm, self.templates(), self.recorded_templates)
+            template = effective.template_for(vm, templates, self.recorded_templates)
         except effective.MissingTemplate:
             return  # dangling or invalid: already reported
         own = {disk.name: i for i, disk in enumerate(vm.spec.disks)}
