@@ -25,6 +25,23 @@ __all__ = ["Bench"]
 class Bench(Scenario):
     """A scenario with the sections to run in it."""
 
+    def versus_floor(
+        self, section: str, measure: str, project: list[float], floor: list[float], *, limit: float
+    ) -> None:
+        """A row of medians against the floor, passed when the ratio is at most ``limit``."""
+        row = self.add(
+            Row(
+                section,
+                measure,
+                median(project),
+                median(floor),
+                target=f"<= {limit:g}x floor",
+                samples={"project": project, "floor": floor},
+            )
+        )
+        assert row.ratio is not None
+        row.passed = row.ratio <= limit
+
     def noop_setup(self) -> tuple[str, Path]:
         count = self.args.vms
         db, directory = self.db("noop"), self.workdir / "noop"
@@ -96,18 +113,9 @@ class Bench(Scenario):
                     raise BenchError("clean-up between repetitions failed: " + "; ".join(failures))
             self.remove_volumes(pool_name, start)
             self.remove_volumes(floor_pool, floor_start)
-        row = self.add(
-            Row(
-                "apply",
-                f"apply {count} new VMs, 16 MiB volume each",
-                median(project),
-                median(floor),
-                target="<= 1.5x floor",
-                samples={"project": project, "floor": floor},
-            )
+        self.versus_floor(
+            "apply", f"apply {count} new VMs, 16 MiB volume each", project, floor, limit=1.5
         )
-        assert row.ratio is not None
-        row.passed = row.ratio <= 1.5
 
     def power(self) -> None:
         count, repeat = self.args.power, self.args.repeat
@@ -264,17 +272,12 @@ class Bench(Scenario):
             project.append(elapsed)
             elapsed, _ = raw_floor.run("nwfilter.py", self.uri, filter_name, str(8002 + 2 * rep))
             floor.append(elapsed)
-        row = self.add(
-            Row(
-                "firewall",
-                f"apply a policy change reaching {count} stopped VMs",
-                median(project),
-                median(floor),
-                target="<= 1.5x floor",
-                samples={"project": project, "floor": floor},
-            )
+        self.versus_floor(
+            "firewall",
+            f"apply a policy change reaching {count} stopped VMs",
+            project,
+            floor,
+            limit=1.5,
         )
-        assert row.ratio is not None
-        row.passed = row.ratio <= 1.5
         if failures := self.remove(self.prefix + "f"):
             raise BenchError("clean-up failed: " + "; ".join(failures))

@@ -59,7 +59,7 @@ import pydantic
 
 from reconciler import errors, settings
 from reconciler.manifests import _pydantic, _yaml, paths
-from reconciler.models import catalog, desired, effective, fields, kinds, record
+from reconciler.models import catalog, desired, effective, fields, firewall, kinds, record
 
 __all__ = ["STDIN", "load", "load_against"]
 
@@ -84,8 +84,6 @@ _SCALAR_REFERENCES: dict[kinds.Kind, tuple[tuple[str, kinds.Kind], ...]] = {
         ("firewall", kinds.Kind.FIREWALL_POLICY),
     ),
 }
-# How deep ``extends`` may nest: each level is a band of nwfilter priorities.
-MAX_EXTENDS_DEPTH = 4
 
 AnyManifest = kinds.AnyManifest
 
@@ -507,17 +505,7 @@ class _Run:
     def extends(self) -> None:
         """Refuse ``extends`` cycles (naming both ends) and chains deeper than the bands."""
         policies = self.policies()
-        depth: dict[str, int] = {}
-
-        def level(name: str, path: tuple[str, ...]) -> int:
-            if name in depth:
-                return depth[name]
-            policy = policies.get(name)
-            if policy is None:
-                return 0  # missing: reported as a reference
-            below = [level(e, (*path, name)) for e in policy.spec.extends if e not in path]
-            depth[name] = 1 + max(below, default=-1)
-            return depth[name]
+        depth = firewall.levels({name: p.spec for name, p in policies.items()})
 
         for (kind, name), valid in sorted(self.valid.items()):
             if kind is not kinds.Kind.FIREWALL_POLICY:
@@ -535,12 +523,12 @@ class _Run:
                         f"extends cycle: {chain}; a policy cannot extend itself",
                     )
             if not cyclic:
-                deepest = level(name, ())
-                if deepest > MAX_EXTENDS_DEPTH:
+                deepest = depth[name]
+                if deepest > firewall.MAX_LEVEL:
                     self.error(
                         valid.doc,
                         ("spec", "extends"),
-                        f"extends nests {deepest} policies deep; at most {MAX_EXTENDS_DEPTH}",
+                        f"extends nests {deepest} policies deep; at most {firewall.MAX_LEVEL}",
                     )
 
     @staticmethod

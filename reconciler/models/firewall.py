@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import enum
 import ipaddress
+from collections.abc import Mapping
 from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -26,6 +27,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from reconciler.models import fields
 
 __all__ = [
+    "MAX_LEVEL",
     "PRESETS",
     "Action",
     "ConnState",
@@ -39,12 +41,14 @@ __all__ = [
     "Rule",
     "VmFirewall",
     "expand",
+    "levels",
     "parse_ports",
     "policy_filter",
     "vm_filter",
 ]
 
 MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = -1000, 1000, 500
+MAX_LEVEL = 4  # how deep ``extends`` may nest: each level is a band of nwfilter priorities
 MAX_RULES = 200  # per policy, presets included: every rule needs a priority of its own
 
 
@@ -286,6 +290,29 @@ def expand(rules: _RuleSet, origin: str) -> list[EffectiveRule]:
     for preset in rules.presets:
         found += [EffectiveRule(r, f"preset/{preset}") for r in PRESETS[preset]]
     return sorted(found, key=lambda e: (e.rule.priority, e.rule.name, e.origin))
+
+
+def levels(policies: Mapping[str, FirewallPolicySpec]) -> dict[str, int]:
+    """Each policy's ``extends`` level: 0 for one that extends nothing, else 1 + the deepest.
+
+    A missing policy counts as level 0 and a cycle is cut where it closes; the
+    loader reports both, and a level above :data:`MAX_LEVEL`.
+    """
+    found: dict[str, int] = {}
+
+    def level(name: str, path: frozenset[str]) -> int:
+        if name in found:
+            return found[name]
+        spec = policies.get(name)
+        if spec is None:
+            return 0
+        below = [level(e, path | {name}) for e in spec.extends if e not in path | {name}]
+        found[name] = 1 + max(below, default=-1)
+        return found[name]
+
+    for name in policies:
+        level(name, frozenset())
+    return found
 
 
 def policy_filter(policy: str) -> str:

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 BAND = 330
-MAX_LEVEL = 4
+MAX_LEVEL = firewall.MAX_LEVEL
 _ALWAYS = -1000
 _VM_BAND = -990
 _DEFAULT = 1000
@@ -43,22 +43,8 @@ CLEAN_TRAFFIC = "clean-traffic"
 
 
 def levels(policies: Mapping[str, firewall.FirewallPolicySpec]) -> dict[str, int]:
-    """Each policy's ``extends`` level: 0 for one that extends nothing, else 1 + the deepest."""
-    found: dict[str, int] = {}
-
-    def level(name: str, path: frozenset[str]) -> int:
-        if name in found:
-            return found[name]
-        spec = policies.get(name)
-        if spec is None or name in path:
-            return 0  # missing or cyclic: the loader refuses both
-        below = [level(e, path | {name}) for e in spec.extends]
-        found[name] = min(MAX_LEVEL, 1 + max(below, default=-1))
-        return found[name]
-
-    for name in policies:
-        level(name, frozenset())
-    return found
+    """Each policy's band level (:func:`reconciler.models.firewall.levels`, capped)."""
+    return {name: min(MAX_LEVEL, level) for name, level in firewall.levels(policies).items()}
 
 
 def _band(level: int) -> int:

@@ -37,6 +37,7 @@ class _Deletions:
 
     def __init__(self, ctx: context.Context) -> None:
         self.ctx = ctx
+        self._specs: dict[kinds.Kind, dict[str, dict[str, Any]]] = {}
 
     def not_ours(self, key: record.ResourceKey) -> str:
         """Why deleting ``key`` is refused for ownership, or "" when it may go."""
@@ -120,7 +121,13 @@ class _Deletions:
         return found
 
     def specs(self, kind: kinds.Kind) -> dict[str, dict[str, Any]]:
-        """The ``spec`` of every resource of ``kind``: the record's, then the manifests'."""
+        """The ``spec`` of every resource of ``kind``: the record's, then the manifests'.
+
+        Read once per plan: users and referrers ask for every key and every VM.
+        """
+        cached = self._specs.get(kind)
+        if cached is not None:
+            return cached
         found = {
             key.name: rec.spec.get("spec", {})
             for key, rec in self.ctx.records.items()
@@ -128,6 +135,7 @@ class _Deletions:
         }
         for name, loaded in self.ctx.state.by_kind(kind).items():
             found[name] = loaded.manifest.model_dump(mode="json")["spec"]
+        self._specs[kind] = found
         return found
 
     def referrers(self, key: record.ResourceKey, leaving: set[record.ResourceKey]) -> set[str]:

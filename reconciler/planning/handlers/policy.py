@@ -43,13 +43,14 @@ class PolicyPlanner:
         policies = specs(ctx)
         levels = shapes.levels(policies)
         members = {name: vm.department for name, vm in ctx.state.effective_vms.items()}
+        in_departments = departments(ctx)
         for name, loaded in sorted(ctx.state.policies.items()):
             key, _ = ctx.remember_spec(loaded)
             target = actions.FilterTarget(
                 firewall.policy_filter(name),
                 shapes.policy_shape(name, policies[name], levels.get(name, 0)),
             )
-            reach = shapes.reached(name, departments(ctx), policies, members)
+            reach = shapes.reached(name, in_departments, policies, members)
             note = "reaches " + ", ".join(f"virtualmachine/{v}" for v in reach) if reach else ""
             current = ctx.world.filters.get(target.name)
             rec = ctx.live_record(key)
