@@ -67,6 +67,7 @@ ALL = "all"
 SOURCE_KIND = "Source"
 FLAP_LIMIT = 3
 FLAP_WINDOW = 60.0
+_RELOADS = 3  # times a source written to while it is read is read again
 _ERROR_LINES = 3
 _log = logging.getLogger(__name__)
 
@@ -232,6 +233,13 @@ class Loop:
             return self._fallback()
         try:
             state = self._load(checkout)
+            for _again in range(_RELOADS):
+                if self.source.holds(checkout):
+                    break
+                # Written to while it was read: the state must be of the revision it is
+                # recorded under (a run names the revision and trigger that caused it).
+                checkout = self.source.checkout()
+                state = self._load(checkout)
         except errors.ManifestError as exc:
             lines = sources.relative_messages(exc.messages, checkout.base)
             good = self._fallback()

@@ -97,6 +97,10 @@ class Source(Protocol):
 
     def checkout(self) -> Checkout: ...
 
+    def holds(self, checkout: Checkout) -> bool:
+        """Whether ``checkout`` still holds the revision it names (read after loading it)."""
+        ...
+
     def watch(self, stop: threading.Event, changed: Callable[[], None]) -> None: ...
 
 
@@ -202,6 +206,13 @@ class DirectorySource:
                 f"cannot read the source directory {self.root}: {exc.strerror or exc}"
             ) from exc
         return Checkout(self.root, revision, self.base)
+
+    def holds(self, checkout: Checkout) -> bool:
+        """A directory can change while it is read: its hash again, after loading."""
+        try:
+            return f"dir@{_tree_hash(self.root)}" == checkout.revision
+        except OSError:
+            return False
 
     def watch(self, stop: threading.Event, changed: Callable[[], None]) -> None:
         watched = self.root if self.root.is_dir() else self.root.parent
@@ -340,6 +351,10 @@ class GitSource:
                 self._git("clean", "--quiet", "-ffdx")
                 self._checked_out = sha
         return Checkout(self.root, self.revision(sha), self.dir)
+
+    def holds(self, checkout: Checkout) -> bool:
+        """A commit's tree is only ever changed by :meth:`checkout`, on the pass's own thread."""
+        return True
 
     def watch(self, stop: threading.Event, changed: Callable[[], None]) -> None:
         seen = self._fetched

@@ -16,7 +16,7 @@ import pytest
 from reconciler import errors
 from reconciler.daemon import config, loop, metrics, queue, sources
 from reconciler.manifests import loader
-from reconciler.models import kinds, observed, record
+from reconciler.models import desired, kinds, observed, record
 from reconciler.store import store as store_module
 from tests.unit import fakes
 
@@ -470,3 +470,35 @@ def test_a_pass_that_finds_the_writer_lock_taken_is_requeued_without_growing_bac
     h.hv.observe = observe  # type: ignore[method-assign]
     h.run(record.Trigger.RESYNC)
     assert h.hv.domains["a"].power is kinds.PowerState.RUNNING
+
+
+def test_a_source_written_to_while_it_is_read_is_read_again_under_its_new_revision(
+    h: Harness,
+) -> None:
+    """The revision is a hash of the files taken before they are read: a write in
+    between gave the new state under the old revision, so the run named the wrong cause."""
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    h.run()
+    load = h.loop._load
+
+    def written_meanwhile(checkout: sources.Checkout) -> desired.DesiredState:
+        if not getattr(written_meanwhile, "done", False):
+            written_meanwhile.done = True  # type: ignore[attr-defined]
+            h.write(MANIFESTS + VM.format(name="a", cpus=2))
+        return load(checkout)
+
+    h.loop._load = written_meanwhile  # type: ignore[method-assign]
+    h.run(record.Trigger.LIBVIRT_EVENT)
+
+    assert h.hv.domains["a"].shape.cpus == 2
+    applied = h.store.last_run()
+    assert applied is not None and applied.revision == h.source.checkout().revision
+    assert applied.trigger is record.Trigger.WATCH
+
+
+def test_a_directory_checkout_knows_when_it_no_longer_holds_its_revision(h: Harness) -> None:
+    h.write(MANIFESTS)
+    checkout = h.source.checkout()
+    assert h.source.holds(checkout)
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    assert not h.source.holds(checkout)
