@@ -39,6 +39,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("reconciler.cli.inspect", "history"),
     "daemon": ("reconciler.cli.daemon", "daemon"),
     "explain": ("reconciler.cli.explain", "explain"),
+    "export": ("reconciler.cli.export", "export"),
 }
 
 
