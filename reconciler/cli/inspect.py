@@ -1,7 +1,7 @@
 """``get``, ``describe``, ``events`` and ``history``: the read-only commands (SPEC §4).
 
 They read the record, and ``get`` / ``describe`` overlay what **one** libvirt
-observation sees (``observe()`` plus ``dhcp_leases()``; drift is planned against
+observation sees (``observe()`` plus ``guest_addresses()``; drift is planned against
 that same observation). When libvirt cannot be reached or read, they still
 print the record's view and say so once on stderr: an operator debugging a
 broken host needs the record most. Nothing here writes anything. What is shown
@@ -25,8 +25,9 @@ is built by :mod:`reconciler.cli.views` (a module per kind); tables and document
                 "drift": true | false | null}}       # null: libvirt was not observed
 
   plus, overlaid from libvirt when it was observed (else as the record last saw it):
-  VirtualMachine ``power`` (Running | Stopped | Paused | null), ``ips`` (DHCP
-  leases of its MACs), ``graphicsPort``, ``uuid``, ``macs`` ({network: mac});
+  VirtualMachine ``power`` (Running | Stopped | Paused | null), ``ips`` (its MACs'
+  DHCP leases and, when the guest agent answers, the agent's addresses; IPv4
+  first), ``graphicsPort``, ``uuid``, ``macs`` ({network: mac});
   Network and StoragePool ``active`` and ``uuid``; Template ``usedBy`` (VM names).
   ``-o yaml`` prints the same documents as YAML.
 
@@ -92,7 +93,7 @@ def _observe(
         with common.hypervisor(ctx) as hv:
             world = hv.observe(refresh=reconcile.pools_in_play(desired.DesiredState(), records))
             try:
-                leases = hv.dhcp_leases()
+                leases = hv.guest_addresses(world)
             except errors.HypervisorError as exc:
                 click.echo(f"warning: no IP addresses: {exc}", err=True)
                 leases = {}

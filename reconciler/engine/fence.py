@@ -63,8 +63,8 @@ class Guarded:
     def observe(self, *, refresh: Collection[str] = ()) -> observed.World:
         return self._inner.observe(refresh=refresh)
 
-    def dhcp_leases(self) -> dict[str, str]:
-        return self._inner.dhcp_leases()
+    def guest_addresses(self, world: observed.World) -> dict[str, tuple[str, ...]]:
+        return self._inner.guest_addresses(world)
 
     def volume(self, pool: str, name: str) -> observed.ObservedVolume:
         return self._inner.volume(pool, name)

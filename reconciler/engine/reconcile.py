@@ -319,7 +319,12 @@ class Reconciler:
         )
         failures = {o.change.key: o.error for o in outcomes if not o.ok}
         verdicts = {o.change.key: v for o in outcomes if (v := _verdict(o)) is not None}
-        leases = self.hv.dhcp_leases()
+        try:
+            found = self.hv.guest_addresses(world)
+        except errors.HypervisorError as exc:
+            # Addresses are reported, never acted on: a status without them beats none.
+            _log.warning("guest addresses not read: %s", exc)
+            found = {}
         self.store.write_status(
             status.compute(
                 state,
@@ -327,7 +332,7 @@ class Reconciler:
                 world,
                 after,
                 failures,
-                leases=leases,
+                addresses=found,
                 verdicts=verdicts,
                 now=self.clock() if self.clock is not None else None,
             )

@@ -30,7 +30,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
-from reconciler.hypervisor import connection, domains, events, handler, networks, nwfilters, pools
+from reconciler.hypervisor import (
+    addresses,
+    connection,
+    domains,
+    events,
+    handler,
+    networks,
+    nwfilters,
+    pools,
+)
+from reconciler.models import addresses as guest_addresses
 from reconciler.models import kinds, observed
 
 __all__ = ["Hypervisor", "LifecycleEvents"]
@@ -102,9 +112,16 @@ class Hypervisor:
             domains=found_domains, networks=found_networks, pools=found_pools, filters=found_filters
         )
 
-    def dhcp_leases(self) -> dict[str, str]:
-        """MAC -> IPv4 address from the DHCP leases of every active network."""
-        return networks.leases(self._connection.conn, self.uri)
+    def guest_addresses(self, world: observed.World) -> dict[str, tuple[str, ...]]:
+        """MAC -> the guests' addresses: DHCP leases, merged with what connected agents report.
+
+        The agent is asked only of the domains of ``world`` whose agent is connected.
+        """
+        conn = self._connection.conn
+        agents = [d.name for d in world.domains.values() if d.agent]
+        return guest_addresses.merge(
+            addresses.leases(conn, self.uri), addresses.agent(conn, agents)
+        )
 
     # --- definitions: what a patch starts from --------------------------------
 

@@ -21,7 +21,7 @@ import libvirt
 from lxml import etree
 
 from reconciler import errors
-from reconciler.hypervisor import connection, patch, projection
+from reconciler.hypervisor import addresses, connection, patch, projection
 from reconciler.models import kinds, observed
 
 __all__ = [
@@ -89,10 +89,12 @@ def _project(reading: DomainReading, directories: Mapping[str, str]) -> observed
         reading.xml, autostart=reading.autostart, pools=directories
     )
     live = port = None
+    agent = False
     if reading.live_xml is not None:
         _, _, live, port = projection.parse_domain(
             reading.live_xml, autostart=reading.autostart, pools=directories
         )
+        agent = addresses.agent_connected(projection.tree(reading.live_xml).find("devices"))
     return observed.ObservedDomain(
         name=reading.name,
         uuid=uuid,
@@ -102,6 +104,7 @@ def _project(reading: DomainReading, directories: Mapping[str, str]) -> observed
         power=_POWER.get(reading.state, kinds.PowerState.STOPPED),
         graphics_port=port,
         unmodelled=projection.unmodelled_domain(reading.xml, directories),
+        agent=agent,
     )
 
 

@@ -1,4 +1,4 @@
-"""Networks (kind Network): observe, define, start and stop, autostart, undefine, leases.
+"""Networks (kind Network): observe, define, start and stop, autostart, undefine.
 
 Each function takes the connection to use now (``conn``, a ``virConnect``);
 every libvirt call runs inside :func:`reconciler.hypervisor.connection.calling`.
@@ -16,7 +16,6 @@ from reconciler.models import observed
 __all__ = [
     "define",
     "definition",
-    "leases",
     "lookup",
     "observe",
     "set_autostart",
@@ -67,23 +66,6 @@ def observe(conn: Any) -> dict[str, observed.ObservedNetwork]:
         for net in list_networks(0)
     )
     return {n.name: n for n in found if n is not None}
-
-
-def leases(conn: Any, uri: str) -> dict[str, str]:
-    """MAC -> IPv4 address from the DHCP leases of every active network."""
-    found: dict[str, str] = {}
-    with connection.calling("read DHCP leases on", uri):
-        for net in conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE):
-            try:
-                listed = net.DHCPLeases()
-            except libvirt.libvirtError as exc:
-                if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
-                    continue  # undefined since the listing: it has no leases to report
-                raise
-            for lease in listed:
-                if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
-                    found[str(lease["mac"]).lower()] = str(lease["ipaddr"])
-    return found
 
 
 # --- the kind's handler: definition, define, undefine --------------------------

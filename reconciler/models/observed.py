@@ -137,6 +137,8 @@ class ObservedDomain:
     power: kinds.PowerState
     graphics_port: int | None
     unmodelled: tuple[Unmodelled, ...] = ()
+    # A guest agent is connected to the running domain's channel: it may be asked for addresses.
+    agent: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

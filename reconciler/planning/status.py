@@ -23,6 +23,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler.models import addresses as guest_addresses
 from reconciler.models import desired, firewall, kinds, observed, record
 from reconciler.planning import actions
 from reconciler.planning.handlers import vm as vm_handler
@@ -72,7 +73,7 @@ def compute(
     after: actions.Plan,
     failures: Mapping[record.ResourceKey, str],
     *,
-    leases: Mapping[str, str] | None = None,
+    addresses: guest_addresses.Addresses | None = None,
     verdicts: Mapping[record.ResourceKey, Verdict] | None = None,
     now: dt.datetime | None = None,
 ) -> list[record.StatusWrite]:
@@ -140,7 +141,9 @@ def compute(
                     power=domain.power.value,
                     macs=actions.nic_macs(domain.shape.nics),
                     graphicsPort=domain.graphics_port,
-                    ips=sorted(ip for n in domain.shape.nics if (ip := (leases or {}).get(n.mac))),
+                    ips=guest_addresses.of_macs(
+                        (n.mac for n in domain.shape.nics), addresses or {}
+                    ),
                 )
         elif loaded.kind is kinds.Kind.NETWORK and loaded.name in world.networks:
             status.update(

@@ -293,13 +293,14 @@ class FakeHypervisor:
                 },
             )
 
-    def dhcp_leases(self) -> dict[str, str]:
+    def guest_addresses(self, world: observed.World) -> dict[str, tuple[str, ...]]:
+        """A lease per NIC of each running guest (what dnsmasq would hand out)."""
         with self._lock:
-            leases = {}
+            leases: dict[str, tuple[str, ...]] = {}
             for index, domain in enumerate(sorted(self.domains.values(), key=lambda d: d.name)):
                 if domain.power is kinds.PowerState.RUNNING and domain.live is not None:
                     for nic in domain.live.nics:
-                        leases[nic.mac] = f"10.99.0.{10 + index}"
+                        leases[nic.mac] = (f"10.99.0.{10 + index}",)
             return leases
 
     # --- definitions ----------------------------------------------------------

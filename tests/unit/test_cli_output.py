@@ -197,7 +197,7 @@ def _domain(installation: str) -> observed.ObservedDomain:
 def test_vm_row_overlays_power_ip_graphics_and_drift_from_an_owned_live_domain() -> None:
     rec = _vm_record({"phase": "Ready", "power": "Stopped"})
     world = observed.World(domains={"web-1": _domain("me")})
-    live = views.Live("me", world, {"52:54:00:00:00:01": "10.0.0.5"}, frozenset({rec.key}))
+    live = views.Live("me", world, {"52:54:00:00:00:01": ("10.0.0.5",)}, frozenset({rec.key}))
     headers, rows = views.table_rows(kinds.Kind.VIRTUAL_MACHINE, [rec], [rec], live, NOW)
     assert dict(zip(headers, rows[0], strict=True)) == {
         "NAME": "web-1",

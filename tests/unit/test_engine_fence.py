@@ -18,7 +18,7 @@ from reconciler import errors
 from reconciler.engine import execute
 from reconciler.engine import fence as fencing
 from reconciler.hypervisor import adapter
-from reconciler.models import kinds
+from reconciler.models import kinds, observed
 from tests.unit import fakes
 
 POOL = {"kind": "StoragePool", "metadata": {"name": "default"}, "spec": {"path": "/p/default"}}
@@ -93,7 +93,7 @@ def test_a_failed_fence_stops_every_side_effect_before_it_reaches_libvirt_but_no
             attempt()
         assert hv.calls == [], name
     assert guarded.observe().domains == {}  # reads pass through
-    assert guarded.dhcp_leases() == {}
+    assert guarded.guest_addresses(observed.World()) == {}
 
 
 def test_stop_domain_checks_the_fence_again_before_forcing_the_guest_off() -> None:

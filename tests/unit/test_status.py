@@ -43,7 +43,13 @@ def _compute(
         state, rec.live(), world, installation=rec.installation, volumes=rec.volumes()
     )
     writes = status.compute(
-        state, rec.live(), world, after, failures or {}, leases=hv.dhcp_leases(), now=LATER
+        state,
+        rec.live(),
+        world,
+        after,
+        failures or {},
+        addresses=hv.guest_addresses(world),
+        now=LATER,
     )
     return {w.key.name: w.status for w in writes}
 
@@ -64,7 +70,7 @@ def test_a_resource_with_nothing_left_to_do_is_ready_at_its_generation() -> None
     assert vm["lastReconciled"] == "2024-06-01T12:00:00+00:00"
     assert (vm["uuid"], vm["power"], vm["graphicsPort"]) == (domain.uuid, "Running", domain.port)
     assert vm["macs"] == {"lab": domain.shape.nics[0].mac}
-    assert vm["ips"] == [hv.dhcp_leases()[domain.shape.nics[0].mac]]
+    assert vm["ips"] == list(hv.guest_addresses(hv.observe())[domain.shape.nics[0].mac])
     conditions = _conditions(vm)
     assert {k: (c["status"], c["reason"]) for k, c in conditions.items()} == {
         "Ready": ("True", "Converged"),

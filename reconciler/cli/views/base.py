@@ -43,7 +43,7 @@ class Live:
 
     installation: str
     world: observed.World | None = None
-    leases: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    addresses: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     drifted: frozenset[record.ResourceKey] = frozenset()
 
     def domain(self, name: str) -> observed.ObservedDomain | None:

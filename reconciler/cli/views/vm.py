@@ -8,6 +8,7 @@ from typing import Any
 
 from reconciler.cli import output
 from reconciler.cli.views import base
+from reconciler.models import addresses as guest_addresses
 from reconciler.models import fields, firewall, kinds, record
 from reconciler.planning import actions
 
@@ -40,8 +41,7 @@ def vm_facts(rec: record.ResourceRecord, live: base.Live) -> VmFacts:
     if domain is not None:
         macs.update(actions.nic_macs(domain.shape.nics))
     if live.world is not None:
-        found = {live.leases.get(mac.lower()) for mac in macs.values()}
-        ips = sorted(ip for ip in found if ip is not None)
+        ips = guest_addresses.of_macs(macs.values(), live.addresses)
     else:
         ips = [str(ip) for ip in status.get("ips") or []]
     if domain is not None:
