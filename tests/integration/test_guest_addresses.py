@@ -58,9 +58,9 @@ def dhcp_client(h: Harness) -> Iterator[tuple[str, str]]:
 
 def _lease(namespace: str, interface: str, bridge: str) -> None:
     _ip("link", "set", f"{interface[:-1]}h", "master", bridge, "up")
+    client = ["busybox", "udhcpc", "-i", interface, "-n", "-q", "-f", "-t", "10", "-T", "1"]
     subprocess.run(
-        ["ip", "netns", "exec", namespace, "busybox", "udhcpc", "-i", interface]
-        + ["-n", "-q", "-f", "-t", "10", "-T", "1", "-s", "/bin/true"],
+        ["ip", "netns", "exec", namespace, *client, "-s", "/bin/true"],
         check=True,
         capture_output=True,
         timeout=60,
