@@ -38,9 +38,25 @@ def settings_of(ctx: click.Context) -> settings.Settings:
 
 
 @contextlib.contextmanager
-def open_store(ctx: click.Context) -> Iterator[store_module.Store]:
+def open_store(
+    ctx: click.Context, *, read_only: bool = False, or_empty: bool = False
+) -> Iterator[store_module.Store]:
+    """The record; a read-only command never creates it (nor its directory).
+
+    ``read_only``: no record is ``error: no record at PATH``. ``or_empty``
+    (``plan``): no record is an empty one, in memory, and a note says so; the
+    plan then shows everything the first apply would create.
+    """
     config = settings_of(ctx)
-    with store_module.Store.open(config.database_url, lock_timeout=config.lock_timeout) as store:
+    url = config.database_url
+    if read_only or or_empty:
+        where = store_module.missing_record(url)
+        if where is not None and not or_empty:
+            raise errors.NotFound(f"no record at {where} (run apply first, or pass --db)")
+        if where is not None:
+            click.echo(f"note: no record at {where} yet; planning against an empty one", err=True)
+            url = "sqlite://"
+    with store_module.Store.open(url, lock_timeout=config.lock_timeout) as store:
         yield store
 
 

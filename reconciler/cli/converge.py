@@ -66,7 +66,7 @@ def _plan_command(name: str, hidden: bool = False) -> click.Command:
         ctx: click.Context, paths: tuple[str, ...], prune: bool, adopt: bool, output: str
     ) -> None:
         """Show what apply would change and what each change costs; exit 2 on changes."""
-        with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:
+        with common.open_store(ctx, or_empty=True) as store, common.hypervisor(ctx) as hv:
             plan = reconcile.Reconciler(store, hv).preview(
                 lambda records: loader.load_against(list(paths), records), prune=prune, adopt=adopt
             )

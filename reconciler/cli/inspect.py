@@ -133,7 +133,7 @@ def get(ctx: click.Context, kind: str, name: str | None, output_format: str) -> 
     KIND is vm, template, network or pool (singular, plural or short form).
     """
     resolved = common.parse_kind(kind)
-    with common.open_store(ctx) as store:
+    with common.open_store(ctx, read_only=True) as store:
         everything = store.resources()
         selected = [r for r in everything if r.key.kind == resolved.value]
         if name is not None:
@@ -166,7 +166,7 @@ def get(ctx: click.Context, kind: str, name: str | None, output_format: str) -> 
 def describe(ctx: click.Context, kind: str, name: str) -> None:
     """Show one resource: spec, status, conditions and recent events."""
     key = record.ResourceKey(common.parse_kind(kind).value, name)
-    with common.open_store(ctx) as store:
+    with common.open_store(ctx, read_only=True) as store:
         everything = store.resources()
         rec = next((r for r in everything if r.key == key), None)
         if rec is None:
@@ -268,7 +268,7 @@ def events(
         key = record.ResourceKey(kind.value, name)
     show = _EventPrinter(output_format)
     started = _now()
-    with common.open_store(ctx) as store:
+    with common.open_store(ctx, read_only=True) as store:
         found = store.events(key, since=since, limit=limit)
         show(found)
         if not follow:
@@ -298,7 +298,7 @@ def history(ctx: click.Context, ref: str, output_format: str) -> None:
     """Every applied revision of KIND/NAME with what changed from the one before."""
     kind, name = common.parse_ref(ref)
     key = record.ResourceKey(kind.value, name)
-    with common.open_store(ctx) as store:
+    with common.open_store(ctx, read_only=True) as store:
         revisions = store.history(key)
         rec = store.get(key, include_deleted=True)
     if not revisions and rec is None:

@@ -23,7 +23,22 @@ import click
 
 from reconciler import errors, settings
 
-__all__ = ["cli", "main"]
+__all__ = ["EXIT_CHANGES", "EXIT_ERROR", "EXIT_INTERRUPTED", "cli", "main"]
+
+EXIT_ERROR = 1
+"""Any error, a usage error included (click's own message, then exit 1)."""
+EXIT_CHANGES = 2
+"""Only ``plan`` (and ``diff``): the plan has changes."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C: what was in flight finished and was recorded, the rest did not start."""
+
+_EPILOG = """\b
+Exit codes:
+  0    success (plan: no changes)
+  1    error, usage errors included
+  2    plan: the plan has changes (no other command exits 2)
+  130  interrupted (Ctrl-C); actions that finished are recorded
+"""
 
 # Command name -> (module, attribute) of its click command.
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -53,9 +68,25 @@ class _Group(click.Group):
             self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
         return self.commands.get(cmd_name)
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            exc.exit_code = EXIT_ERROR  # type: ignore[misc]  # per instance, not click-wide
+            raise
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            exc.exit_code = EXIT_ERROR  # type: ignore[misc]  # 2 means only "plan has changes"
+            raise
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except errors.ManifestError as exc:
@@ -75,7 +106,7 @@ class _Group(click.Group):
             raise click.exceptions.Exit(1) from exc
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG)
 @click.option(
     "--db",
     "database_url",

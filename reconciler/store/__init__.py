@@ -9,6 +9,12 @@ together in ``store`` from one part per job: ``_resources``, ``_history``,
 ``_runs``, ``_volumes`` and ``_leases``, on the sessions of ``_base``.
 """
 
-from reconciler.store.store import MigrationState, Store, schema_state, upgrade_schema
+from reconciler.store.store import (
+    MigrationState,
+    Store,
+    missing_record,
+    schema_state,
+    upgrade_schema,
+)
 
-__all__ = ["MigrationState", "Store", "schema_state", "upgrade_schema"]
+__all__ = ["MigrationState", "Store", "missing_record", "schema_state", "upgrade_schema"]

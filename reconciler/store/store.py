@@ -70,7 +70,14 @@ from reconciler.store import (
     schema,
 )
 
-__all__ = ["DEFAULT_LEASE", "MigrationState", "Store", "schema_state", "upgrade_schema"]
+__all__ = [
+    "DEFAULT_LEASE",
+    "MigrationState",
+    "Store",
+    "missing_record",
+    "schema_state",
+    "upgrade_schema",
+]
 
 MigrationState = _migrate.MigrationState
 
@@ -101,6 +108,25 @@ def schema_state(url: str | None = None) -> MigrationState:
     """The schema revision of the record at ``url`` against the code's; changes nothing."""
     with _engine_for(url, "reading the schema revision") as (engine, _):
         return _migrate.state(engine)
+
+
+def missing_record(url: str | None = None) -> str | None:
+    """Where the record at ``url`` would be when there is none yet, else ``None``.
+
+    Creates nothing: a SQLite file that does not exist is missing (its directory
+    is not made), a PostgreSQL database without our schema is missing, an
+    in-memory database never is. Read-only commands use it so that they never
+    create a database by looking at one.
+    """
+    parsed = _engine.normalise(url or settings.default_database_url())
+    path = _engine.sqlite_path(parsed)
+    if path is not None:
+        return None if path.is_file() else str(path)
+    if parsed.get_backend_name() != "postgresql":
+        return None
+    if schema_state(url or settings.default_database_url()).current is None:
+        return settings.redact(parsed.render_as_string(hide_password=True))
+    return None
 
 
 class Store(_resources.Resources, _history.History, _runs.Runs, _volumes.Volumes, _leases.Leases):

@@ -9,7 +9,10 @@ assertion then reads libvirt, the pool directory or the record back.
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,9 @@ from reconciler.cli import main
 from reconciler.store import store as store_module
 
 API = "infinibay.io/v1alpha1"
+INFINIBAY = Path(sys.executable).with_name("infinibay")
+"""The virtualenv's console script, run as a subprocess by :meth:`Harness.cli`."""
+_CONNECTION_VARIABLES = ("INFINIBAY_DATABASE_URL", "INFINIBAY_LIBVIRT_URI")
 
 
 def doc(kind: str, name: str, spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:
@@ -101,6 +107,16 @@ class Harness:
         runner = CliRunner()
         return runner.invoke(
             main.cli, ["--db", self.db_url, "-c", self.uri, *args], catch_exceptions=False
+        )
+
+    def cli(
+        self, *args: str, db: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """The installed ``infinibay`` console script as a real process, on this test's record."""
+        command = [str(INFINIBAY), "--db", db or self.db_url, "-c", self.uri, *args]
+        env = {k: v for k, v in os.environ.items() if k not in _CONNECTION_VARIABLES}
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False, env=env
         )
 
     def apply(self, *extra: str) -> Result:

@@ -55,7 +55,7 @@ def test_daemon_command_reports_a_bad_duration_as_a_usage_error() -> None:
     result = CliRunner().invoke(
         main.cli, ["--db", "sqlite://", "daemon", "--source", ".", "--interval", "soon"]
     )
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "cannot read the duration 'soon'" in result.output
 
 
@@ -85,6 +85,6 @@ def test_unhealthy_after_is_a_documented_duration() -> None:
     result = CliRunner().invoke(
         main.cli, ["--db", "sqlite://", "daemon", "--source", ".", "--unhealthy-after", "later"]
     )
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "cannot read the duration 'later'" in result.output
     assert config.Config(source=".").unhealthy_after == 60.0
