@@ -9,8 +9,10 @@ project / floor and the target each figure is held to (see bench/README.md).
 Sections: ``noop`` (plan over N managed, stopped VMs vs one observation pass),
 ``apply`` (N new VMs with a 16 MiB volume each), ``power`` (start and force
 off N guests that boot nothing), ``planner`` (pure ``planner.plan`` on
-synthetic states of 1,000 and 10,000 resources) and ``daemon`` (RSS and
-latencies of ``infinibay daemon`` when it exists).
+synthetic states of 1,000 and 10,000 resources), ``daemon`` (RSS and
+latencies of ``infinibay daemon``), ``firewall`` (a policy change reaching a
+department's VMs) and ``placement`` (pure placement of 10,000 VMs over 100
+simulated hosts).
 
 Everything created is named ``ibbench-<6 hex>-...`` and removed at the end,
 also on failure or Ctrl-C; nothing outside that prefix is ever touched, since
@@ -38,7 +40,7 @@ from typing import Any
 from results import BenchError, Row, log, machine, table
 from sections import Bench
 
-SECTIONS = ("noop", "apply", "power", "planner", "daemon", "firewall")
+SECTIONS = ("noop", "apply", "power", "planner", "daemon", "firewall", "placement")
 
 
 # --- command line ---------------------------------------------------------------
@@ -57,6 +59,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--firewall", type=int, default=100, help="stopped VMs a policy change reaches"
     )
     parser.add_argument("--planner", type=_sizes, default=[1000, 10000], help="e.g. 1000,10000")
+    parser.add_argument("--placement", type=int, default=10_000, help="VMs to place")
+    parser.add_argument("--placement-hosts", type=int, default=100, help="simulated hosts")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians are quoted")
     parser.add_argument("--tiny", action="store_true", help="CI smoke preset (10/5/2, 100,1000, 1)")
     parser.add_argument(
@@ -71,6 +75,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if args.tiny:
         args.vms, args.apply, args.power, args.planner, args.repeat = 10, 5, 2, [100, 1000], 1
         args.firewall = 5
+        args.placement, args.placement_hosts = 1000, 10
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.only) - set(SECTIONS)
     if unknown:
@@ -127,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                 section("planner", bench.planner)
             if "firewall" in args.only:
                 section("firewall", bench.firewall)
+            if "placement" in args.only:
+                section("placement", bench.placement)
     except KeyboardInterrupt:
         errors.append("interrupted")
         log("interrupted; cleaning up")
@@ -137,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     order = {name: index for index, name in enumerate(("setup", *SECTIONS))}
     rows = sorted(bench.rows, key=lambda r: order[r.section])
     sizes = {
-        k: getattr(args, k) for k in ("vms", "apply", "power", "planner", "firewall", "repeat")
+        k: getattr(args, k)
+        for k in ("vms", "apply", "power", "planner", "firewall", "placement", "repeat")
     }
     report = {
         "machine": info,

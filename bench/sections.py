@@ -4,7 +4,8 @@
 (N new VMs with a 16 MiB volume each), ``power`` (start and force off N guests
 that boot nothing), ``planner`` (pure ``planner.plan`` on synthetic states) and
 ``daemon`` (see :mod:`daemon_bench`), ``firewall`` (one policy change reaching
-N stopped VMs of a department vs the one nwfilter define it comes down to).
+N stopped VMs of a department vs the one nwfilter define it comes down to),
+``placement`` (pure placement of 10,000 VMs over 100 simulated hosts).
 Each records its :class:`results.Row` s.
 """
 
@@ -14,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import daemon_bench
+import placement_bench
 import planner_bench
 import raw_floor
 from results import BenchError, Row, log, median
@@ -215,6 +217,26 @@ class Bench(Scenario):
                     passed=growth <= 1.2 * sizes[-1] / sizes[0],
                 )
             )
+
+    def placement(self) -> None:
+        vms, hosts, repeat = self.args.placement, self.args.placement_hosts, self.args.repeat
+        log(f"placement: {vms:,} VMs over {hosts} simulated hosts (in process, no libvirt)")
+        try:
+            timings = placement_bench.measure(vms, hosts, repeat)
+        except AssertionError as exc:
+            raise BenchError(str(exc)[:2000]) from exc
+        for strategy, samples in timings.items():
+            row = self.add(
+                Row(
+                    "placement",
+                    f"place {vms:,} VMs over {hosts} hosts ({strategy})",
+                    median(samples),
+                    target="<= 2 s",
+                    samples={"project": samples},
+                )
+            )
+            assert row.project is not None
+            row.passed = row.project <= 2
 
     def daemon(self, db: str, directory: Path) -> None:
         probe = subprocess.run(
