@@ -28,6 +28,7 @@ been unreachable.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection
 
 from reconciler.hypervisor import (
@@ -36,6 +37,7 @@ from reconciler.hypervisor import (
     domains,
     events,
     handler,
+    host,
     networks,
     nwfilters,
     pools,
@@ -69,6 +71,7 @@ class Hypervisor:
             events.ensure_event_loop()
         self._connection = connection.Connection(uri, keepalive=keepalive)
         self.domain_type = self._connection.detect_domain_type()
+        self._host: observed.Host | None = None  # its CPU modes, read once (see host)
 
     @property
     def down_since(self) -> float | None:
@@ -108,8 +111,15 @@ class Hypervisor:
             found_domains = domains.observe(conn, pools.directories_of(found_pools.values()))
             found_networks = networks.observe(conn)
             found_filters = nwfilters.observe(conn)
+            if self._host is None:
+                self._host = host.cpu(conn, self.uri, self.domain_type)
+            found_host = dataclasses.replace(self._host, pci=host.pci_devices(conn, self.uri))
         return observed.World(
-            domains=found_domains, networks=found_networks, pools=found_pools, filters=found_filters
+            domains=found_domains,
+            networks=found_networks,
+            pools=found_pools,
+            filters=found_filters,
+            host=found_host,
         )
 
     def guest_addresses(self, world: observed.World) -> dict[str, tuple[str, ...]]:

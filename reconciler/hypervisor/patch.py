@@ -3,10 +3,12 @@
 This is Kubernetes server-side apply's field ownership for libvirt objects. The
 reconciler owns exactly what a shape holds (see :mod:`reconciler.models.observed`);
 to change an object it reads the object's current inactive XML, edits the owned
-elements and defines the result. Devices, timers, features, CPU mode, TPM,
-channels, other tools' metadata, a NIC's model and a disk's bus are never
-touched, so what virt-install, virt-manager or an operator's ``virsh define``
-put there survives every update. Rendering from scratch
+elements and defines the result. Devices, timers, features, other tools'
+metadata, a NIC's model and a disk's bus are never touched, so what
+virt-install, virt-manager or an operator's ``virsh define`` put there survives
+every update. The guest hardware fields (CPU mode, TPM, agent channels, tablet,
+video, Hyper-V, cdroms, boot order, PCI host devices) are owned only where the
+manifests set them; unset, they are left as they are. Rendering from scratch
 (:mod:`reconciler.hypervisor.xml`) is for creation only.
 
 Each owned field is compared with the current XML's projection first and
@@ -29,7 +31,7 @@ removed.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from lxml import etree
 
@@ -375,6 +377,176 @@ def _nics(devices: etree._Element, nics: tuple[observed.NicShape, ...]) -> None:
             _append_device(devices, element, "interface")
 
 
+# --- guest hardware: one function per field, each called only when the field is owned
+# (not None in the shape) and differs from what the document has.
+
+
+def _cpu(root: etree._Element, mode: str) -> None:
+    """Set the CPU mode; a custom model's name, vendor and match leave with ``custom``.
+
+    Topology, NUMA cells, cache and feature tweaks stay: every mode takes them.
+    """
+    cpu = root.find("cpu")
+    if cpu is None:
+        cpu = _child(
+            root,
+            "cpu",
+            after=("name", "uuid", "metadata", "memory", "currentMemory", "vcpu", "os", "features"),
+        )
+    cpu.set("mode", mode)
+    for attribute in ("match", "check"):
+        if attribute in cpu.attrib:
+            del cpu.attrib[attribute]
+    for tag in ("model", "vendor"):
+        for element in cpu.findall(tag):
+            cpu.remove(element)
+
+
+def _present(
+    devices: etree._Element, path: str, want: bool, build: Callable[[], etree._Element]
+) -> None:
+    """A device that is there or not: added (after its kind) when wanted, else removed."""
+    found = devices.findall(path)
+    if want and not found:
+        element = build()
+        _append_device(devices, element, element.tag)
+    elif not want:
+        for element in found:
+            devices.remove(element)
+
+
+def _tpm(devices: etree._Element, want: bool) -> None:
+    # A TPM with another backend (passthrough of the host's) is not ours: never removed.
+    for tpm in devices.findall("tpm"):
+        if tpm.find("backend[@type='emulator']") is not None and not want:
+            devices.remove(tpm)
+    if want and devices.find("tpm/backend[@type='emulator']") is None:
+        _append_device(devices, xml.tpm_element(), "tpm")
+
+
+def _channel(devices: etree._Element, name: str, want: bool) -> None:
+    build = xml.agent_channel if name == xml.AGENT_CHANNEL else xml.spice_channel
+    found = [c for c in devices.findall("channel") if c.find(f"target[@name='{name}']") is not None]
+    if want and not found:
+        _append_device(devices, build(), "channel")
+    elif not want:
+        for element in found:
+            devices.remove(element)
+
+
+def _video(devices: etree._Element, model: str) -> None:
+    """The first video device gets a fresh ``<model>`` (qxl's memory sizes do not fit virtio)."""
+    videos = devices.findall("video")
+    if model == kinds.Video.NONE.value:
+        # libvirt refuses a 'none' video next to any other.
+        for video in videos:
+            devices.remove(video)
+        _append_device(devices, xml.video_element(model), "video")
+        return
+    if not videos:
+        _append_device(devices, xml.video_element(model), "video")
+        return
+    first = videos[0]
+    fresh = etree.Element("model", type=model)
+    current = first.find("model")
+    if current is not None:
+        current.addprevious(fresh)
+        first.remove(current)
+    else:
+        first.insert(0, fresh)
+
+
+def _hyperv(root: etree._Element, want: bool) -> None:
+    features = _child(
+        root,
+        "features",
+        after=("name", "uuid", "metadata", "memory", "currentMemory", "vcpu", "os"),
+    )
+    for element in features.findall("hyperv"):
+        features.remove(element)
+    if want:
+        features.append(xml.hyperv_element())
+
+
+def _cdroms(
+    devices: etree._Element, cdroms: tuple[observed.CdromShape, ...], pools: Mapping[str, str]
+) -> None:
+    """Cdroms holding pool volumes, matched by volume; empty drives and other files stay."""
+    wanted = list(cdroms)
+    for disk in devices.findall("disk"):
+        shape = projection.cdrom_shape(disk, pools)
+        if shape is None:
+            continue
+        if shape in wanted:
+            wanted.remove(shape)
+        else:
+            devices.remove(disk)
+    taken = {t.get("dev", "") for t in devices.iterfind("disk/target")}
+    for cdrom in wanted:
+        _append_device(devices, xml.cdrom_element(cdrom, xml.sata_dev(taken)), "disk")
+
+
+def _boot(os_element: etree._Element, devices: etree._Element, boot: tuple[str, ...]) -> None:
+    """``<os><boot>`` in order; per-device boot orders go, libvirt refuses both at once."""
+    for element in os_element.findall("boot"):
+        os_element.remove(element)
+    for device in devices:
+        for element in device.findall("boot") if isinstance(device.tag, str) else ():
+            device.remove(element)
+    anchors = [c for c in os_element if c.tag in ("type", "firmware", "loader", "nvram")]
+    for element in reversed(xml.boot_elements(boot)):
+        if anchors:
+            anchors[-1].addnext(element)
+        else:
+            os_element.append(element)
+
+
+def _host_devices(devices: etree._Element, wanted: tuple[str, ...]) -> None:
+    """PCI host devices by address; USB and other host devices are not modelled and stay."""
+    missing = list(wanted)
+    for hostdev in devices.findall("hostdev"):
+        address = projection.pci_address(hostdev)
+        if address is None:
+            continue
+        if address in missing:
+            missing.remove(address)
+        else:
+            devices.remove(hostdev)
+    for address in missing:
+        _append_device(devices, xml.hostdev_element(address), "hostdev")
+
+
+def _guest_hardware(
+    root: etree._Element,
+    os_element: etree._Element,
+    devices: etree._Element,
+    was: observed.VmShape,
+    shape: observed.VmShape,
+    pools: Mapping[str, str],
+) -> None:
+    if shape.cpu_mode and was.cpu_mode != shape.cpu_mode:
+        _cpu(root, shape.cpu_mode)
+    if shape.hyperv is not None and was.hyperv != shape.hyperv:
+        _hyperv(root, shape.hyperv)
+    if shape.tpm is not None and was.tpm != shape.tpm:
+        _tpm(devices, shape.tpm)
+    if shape.guest_agent is not None and was.guest_agent != shape.guest_agent:
+        _channel(devices, xml.AGENT_CHANNEL, shape.guest_agent)
+    spice = shape.graphics_type is kinds.GraphicsType.SPICE
+    if shape.spice_agent is not None and was.spice_agent != (shape.spice_agent and spice):
+        _channel(devices, xml.SPICE_CHANNEL, shape.spice_agent and spice)
+    if shape.tablet is not None and was.tablet != shape.tablet:
+        _present(devices, "input[@type='tablet']", shape.tablet, xml.tablet_element)
+    if shape.video is not None and was.video != shape.video:
+        _video(devices, shape.video)
+    if shape.cdroms is not None and was.cdroms != shape.cdroms:
+        _cdroms(devices, shape.cdroms, pools)
+    if shape.boot is not None and was.boot != shape.boot:
+        _boot(os_element, devices, shape.boot)
+    if shape.host_devices is not None and was.host_devices != shape.host_devices:
+        _host_devices(devices, shape.host_devices)
+
+
 def _volumes(disks: Iterable[observed.DiskShape]) -> list[tuple[str, str]]:
     """What identifies disks in XML (their names are the manifest's, never written)."""
     return [(d.pool, d.volume) for d in disks]
@@ -415,6 +587,8 @@ def patch_domain(
         _disks(devices, name, shape.disks, pools)
     if tuple(n for n in was.nics if n.modelled) != shape.nics:
         _nics(devices, shape.nics)
+    _, _, now, _ = projection.parse_domain(_serialize(root), autostart=shape.autostart, pools=pools)
+    _guest_hardware(root, os_element, devices, now, shape, pools)
     return _serialize(root)
 
 

@@ -28,11 +28,13 @@ from reconciler.hypervisor import nwfilters, xml
 from reconciler.models import kinds, observed
 
 __all__ = [
+    "cdrom_shape",
     "disk_shape",
     "parse_domain",
     "parse_network",
     "parse_pool",
     "parse_volume",
+    "pci_address",
     "tree",
     "unmodelled_domain",
     "unmodelled_network",
@@ -144,6 +146,92 @@ def disk_shape(
     return observed.DiskShape(name=observed.disk_name(vm, volume), pool=pool, volume=volume)
 
 
+def cdrom_shape(
+    disk: etree._Element, pools: Mapping[str, str] | None = None
+) -> observed.CdromShape | None:
+    """A ``<disk device='cdrom'>`` holding a pool's volume; ``None`` for anything else.
+
+    An empty drive, or one holding a file outside every pool, is not modelled: kept as is.
+    """
+    if disk.get("device") != "cdrom":
+        return None
+    source = disk.find("source")
+    if source is None:
+        return None
+    pool, volume = source.get("pool"), source.get("volume")
+    if pool is not None and volume is not None:
+        return observed.CdromShape(pool, volume)
+    path = source.get("file")
+    directory = posixpath.dirname(posixpath.normpath(path)) if path else ""
+    if path and pools and directory in pools:
+        return observed.CdromShape(pools[directory], posixpath.basename(path))
+    return None
+
+
+def pci_address(hostdev: etree._Element) -> str | None:
+    """``0000:01:00.0`` of a PCI ``<hostdev>``, as the manifests write it."""
+    if hostdev.get("type") != "pci":
+        return None
+    address = hostdev.find("source/address")
+    if address is None:
+        return None
+    try:
+        parts = [int(address.get(f, "0"), 0) for f in ("domain", "bus", "slot", "function")]
+    except ValueError:
+        return None
+    return "{:04x}:{:02x}:{:02x}.{:x}".format(*parts)
+
+
+_BOOT_NAMES = {dev: name for name, dev in xml.BOOT_DEVS.items()}
+_BOOT_DEVICES = {"disk": "disk", "cdrom": "cdrom", "interface": "network"}
+
+
+def _boot(os_element: etree._Element | None, devices: etree._Element | None) -> tuple[str, ...]:
+    """The boot devices in order: ``<os><boot>``, else the devices' own ``<boot order>``."""
+    if os_element is not None and os_element.find("boot") is not None:
+        return tuple(
+            _BOOT_NAMES.get(b.get("dev", ""), b.get("dev", "")) for b in os_element.findall("boot")
+        )
+    ordered: list[tuple[int, str]] = []
+    for device in devices if devices is not None else ():
+        boot = device.find("boot")
+        if boot is None or not isinstance(device.tag, str):
+            continue
+        kind = device.get("device", "disk") if device.tag == "disk" else device.tag
+        name = _BOOT_DEVICES.get(kind, kind)
+        ordered.append((int(boot.get("order", "0")), name))
+    names: list[str] = []
+    for _, name in sorted(ordered):
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def _channel(devices: etree._Element | None, name: str) -> bool:
+    return devices is not None and devices.find(f"channel/target[@name='{name}']") is not None
+
+
+def _video(devices: etree._Element | None) -> str:
+    model = devices.find("video/model") if devices is not None else None
+    return model.get("type", "none") if model is not None else "none"
+
+
+def _hyperv(features: etree._Element | None) -> bool:
+    hyperv = features.find("hyperv") if features is not None else None
+    if hyperv is None:
+        return False
+    return hyperv.get("mode") == "passthrough" or any(c.get("state") == "on" for c in hyperv)
+
+
+def _tpm(devices: etree._Element | None) -> bool:
+    return devices is not None and devices.find("tpm/backend[@type='emulator']") is not None
+
+
+def _cpu_mode(root: etree._Element) -> str:
+    cpu = root.find("cpu")
+    return cpu.get("mode", "custom") if cpu is not None else ""
+
+
 def _disks(
     name: str, devices: etree._Element | None, pools: Mapping[str, str] | None
 ) -> tuple[observed.DiskShape, ...]:
@@ -198,6 +286,29 @@ def parse_domain(
         disks=_disks(name, devices, pools),
         nics=_nics(devices),
         autostart=autostart,
+        cpu_mode=_cpu_mode(root),
+        tpm=_tpm(devices),
+        guest_agent=_channel(devices, xml.AGENT_CHANNEL),
+        spice_agent=_channel(devices, xml.SPICE_CHANNEL),
+        tablet=devices is not None and devices.find("input[@type='tablet']") is not None,
+        video=_video(devices),
+        hyperv=_hyperv(root.find("features")),
+        cdroms=tuple(
+            c
+            for c in (
+                cdrom_shape(d, pools)
+                for d in (devices.findall("disk") if devices is not None else ())
+            )
+            if c is not None
+        ),
+        boot=_boot(os_element, devices),
+        host_devices=tuple(
+            a
+            for a in (
+                pci_address(d) for d in (devices.findall("hostdev") if devices is not None else ())
+            )
+            if a is not None
+        ),
     )
     return root.findtext("uuid", ""), _owner(root), shape, port
 

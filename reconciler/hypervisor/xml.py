@@ -17,12 +17,26 @@ from reconciler.hypervisor import nwfilters
 from reconciler.models import kinds, observed
 
 __all__ = [
+    "AGENT_CHANNEL",
+    "BOOT_DEVS",
     "NS",
+    "SPICE_CHANNEL",
+    "agent_channel",
+    "boot_elements",
+    "cdrom_element",
+    "cpu_element",
+    "hostdev_element",
+    "hyperv_element",
     "render_domain",
     "render_interface",
     "render_network",
     "render_pool",
     "render_volume",
+    "sata_dev",
+    "spice_channel",
+    "tablet_element",
+    "tpm_element",
+    "video_element",
 ]
 
 NS = "https://infinibay.io/ns/reconciler/1"
@@ -69,6 +83,127 @@ def _interface(nic: observed.NicShape) -> etree._Element:
     return element
 
 
+# --- guest hardware: one builder per device, shared with hypervisor.patch ------------
+
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
+SPICE_CHANNEL = "com.redhat.spice.0"
+# Our boot device names and libvirt's <os><boot dev>.
+BOOT_DEVS = {"disk": "hd", "cdrom": "cdrom", "network": "network"}
+
+
+def cpu_element(mode: str) -> etree._Element:
+    """``<cpu mode=...>``; libvirt adds ``check`` and ``migratable``, which are not compared."""
+    return etree.Element("cpu", mode=mode)
+
+
+def tpm_element() -> etree._Element:
+    """An emulated TPM 2.0: libvirt runs swtpm for it and picks the model (tpm-tis, tpm-crb)."""
+    element = etree.Element("tpm")
+    etree.SubElement(element, "backend", type="emulator", version="2.0")
+    return element
+
+
+def _virtio_channel(kind: str, name: str) -> etree._Element:
+    element = etree.Element("channel", type=kind)
+    etree.SubElement(element, "target", type="virtio", name=name)
+    return element
+
+
+def agent_channel() -> etree._Element:
+    """qemu-guest-agent's virtio channel; libvirt picks its socket path and address."""
+    return _virtio_channel("unix", AGENT_CHANNEL)
+
+
+def spice_channel() -> etree._Element:
+    """The spice vdagent channel (clipboard, resolution), which exists only with spice."""
+    return _virtio_channel("spicevmc", SPICE_CHANNEL)
+
+
+def tablet_element() -> etree._Element:
+    """A USB tablet: absolute pointing, without which a VNC or SPICE mouse drifts."""
+    return etree.Element("input", type="tablet", bus="usb")
+
+
+def video_element(model: str) -> etree._Element:
+    """The video device; ``none`` is written out, or libvirt adds a default one."""
+    element = etree.Element("video")
+    etree.SubElement(element, "model", type=model)
+    return element
+
+
+def hyperv_element() -> etree._Element:
+    """The Hyper-V enlightenments Windows guests run much faster with."""
+    element = etree.Element("hyperv", mode="custom")
+    etree.SubElement(element, "relaxed", state="on")
+    etree.SubElement(element, "vapic", state="on")
+    etree.SubElement(element, "spinlocks", state="on", retries="8191")
+    return element
+
+
+def sata_dev(taken: set[str]) -> str:
+    """The first ``sdX`` target not in ``taken``, which it joins."""
+    index = 0
+    while True:
+        letters, rest = "", index + 1
+        while rest:
+            rest, digit = divmod(rest - 1, 26)
+            letters = chr(ord("a") + digit) + letters
+        if "sd" + letters not in taken:
+            taken.add("sd" + letters)
+            return "sd" + letters
+        index += 1
+
+
+def cdrom_element(cdrom: observed.CdromShape, dev: str) -> etree._Element:
+    """A read-only cdrom holding a pool's ISO volume, on SATA: q35 has no IDE controller."""
+    element = etree.Element("disk", type="volume", device="cdrom")
+    etree.SubElement(element, "driver", name="qemu", type="raw")
+    etree.SubElement(element, "source", pool=cdrom.pool, volume=cdrom.volume)
+    etree.SubElement(element, "target", dev=dev, bus="sata")
+    etree.SubElement(element, "readonly")
+    return element
+
+
+def hostdev_element(pci: str) -> etree._Element:
+    """A host PCI device (``0000:01:00.0``) passed through; libvirt detaches it from the host."""
+    domain, bus, rest = pci.split(":")
+    slot, function = rest.split(".")
+    element = etree.Element("hostdev", mode="subsystem", type="pci", managed="yes")
+    source = etree.SubElement(element, "source")
+    etree.SubElement(
+        source,
+        "address",
+        domain=f"0x{domain}",
+        bus=f"0x{bus}",
+        slot=f"0x{slot}",
+        function=f"0x{function}",
+    )
+    return element
+
+
+def boot_elements(boot: tuple[str, ...]) -> list[etree._Element]:
+    return [etree.Element("boot", dev=BOOT_DEVS[device]) for device in boot]
+
+
+def _guest_devices(devices: etree._Element, shape: observed.VmShape) -> None:
+    """The guest hardware devices of a new domain; unset fields (``None``) add nothing."""
+    taken = {t.get("dev", "") for t in devices.iterfind("disk/target")}
+    for cdrom in shape.cdroms or ():
+        devices.append(cdrom_element(cdrom, sata_dev(taken)))
+    for pci in shape.host_devices or ():
+        devices.append(hostdev_element(pci))
+    if shape.guest_agent:
+        devices.append(agent_channel())
+    if shape.spice_agent:
+        devices.append(spice_channel())
+    if shape.tablet:
+        devices.append(tablet_element())
+    if shape.tpm:
+        devices.append(tpm_element())
+    if shape.video is not None:
+        devices.append(video_element(shape.video))
+
+
 def render_interface(nic: observed.NicShape) -> str:
     """One ``<interface>`` device, for hot-plugging into a running domain."""
     return _serialize(_interface(nic))
@@ -98,10 +233,15 @@ def render_domain(
         # Secure boot needs SMM, which nested and TCG hosts often lack; plain OVMF boots anywhere.
         firmware = _sub(os_element, "firmware")
         _sub(firmware, "feature", enabled="no", name="secure-boot")
-    _sub(os_element, "boot", dev="hd")
+    for boot in boot_elements(shape.boot if shape.boot is not None else ("disk",)):
+        os_element.append(boot)
     features = _sub(root, "features")
     _sub(features, "acpi")
     _sub(features, "apic")
+    if shape.hyperv:
+        features.append(hyperv_element())
+    if shape.cpu_mode:
+        root.append(cpu_element(shape.cpu_mode))
     _sub(root, "on_poweroff", "destroy")
     _sub(root, "on_reboot", "restart")
     _sub(root, "on_crash", "destroy")
@@ -116,6 +256,7 @@ def render_domain(
     if shape.graphics_type is not kinds.GraphicsType.NONE:
         graphics = _sub(devices, "graphics", type=shape.graphics_type.value, autoport="yes")
         _sub(graphics, "listen", type="address", address=shape.graphics_listen)
+    _guest_devices(devices, shape)
     _sub(devices, "console", type="pty")
     return _serialize(root)
 

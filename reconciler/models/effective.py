@@ -17,9 +17,10 @@ the record's desired state (:mod:`reconciler.engine.recorded`) in the record.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import ipaddress
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from reconciler import errors
 from reconciler.models import kinds, volumes
@@ -28,6 +29,7 @@ __all__ = [
     "ADDED",
     "DEFAULT_CPUS",
     "DEFAULT_MEMORY",
+    "EffectiveCdrom",
     "EffectiveDisk",
     "EffectiveNic",
     "EffectiveVM",
@@ -119,6 +121,13 @@ class EffectiveNic:
 
 
 @dataclasses.dataclass(frozen=True)
+class EffectiveCdrom:
+    name: str
+    pool: str
+    image: str
+
+
+@dataclasses.dataclass(frozen=True)
 class EffectiveVM:
     name: str
     template: str | None
@@ -135,6 +144,18 @@ class EffectiveVM:
     update_policy: kinds.UpdatePolicy
     protected: bool
     department: str | None = dataclasses.field(default=None, metadata=ADDED)
+    # Guest hardware as the VM and its template declare it: ``None`` where neither does,
+    # which leaves the domain's own (see :mod:`reconciler.models.kinds`, ``_Hardware``).
+    cpu_mode: kinds.CpuMode | None = dataclasses.field(default=None, metadata=ADDED)
+    tpm: bool | None = dataclasses.field(default=None, metadata=ADDED)
+    os: kinds.GuestOs | None = dataclasses.field(default=None, metadata=ADDED)
+    guest_agent: bool | None = dataclasses.field(default=None, metadata=ADDED)
+    video: kinds.Video | None = dataclasses.field(default=None, metadata=ADDED)
+    cdroms: tuple[EffectiveCdrom, ...] | None = dataclasses.field(default=None, metadata=ADDED)
+    boot_order: tuple[kinds.BootDevice, ...] | None = dataclasses.field(
+        default=None, metadata=ADDED
+    )
+    host_devices: tuple[str, ...] | None = dataclasses.field(default=None, metadata=ADDED)
 
 
 def _merge_members(
@@ -187,6 +208,13 @@ def merge(
         nics = [{"network": department_network}]
     scalars = {**base, **over}
     graphics = {**base.get("graphics", {}), **over.get("graphics", {})}
+    cpu = {**base.get("cpu", {}), **over.get("cpu", {})}
+    cdroms = None
+    if "cdroms" in base or "cdroms" in over:
+        merged = _merge_members(base.get("cdroms", []), over.get("cdroms", []), "name")
+        cdroms = tuple(EffectiveCdrom(c["name"], c["pool"], c["image"]) for c in merged)
+    boot = scalars.get("bootOrder")
+    devices = scalars.get("hostDevices")
     effective_disks = []
     for disk in disks:
         if "size" not in disk and "volume" not in disk:
@@ -218,7 +246,22 @@ def merge(
         update_policy=vm.spec.updatePolicy,
         protected=vm.metadata.protected,
         department=vm.spec.department,
+        cpu_mode=_optional(kinds.CpuMode, cpu.get("mode")),
+        tpm=scalars.get("tpm"),
+        os=_optional(kinds.GuestOs, scalars.get("os")),
+        guest_agent=scalars.get("guestAgent"),
+        video=_optional(kinds.Video, scalars.get("video")),
+        cdroms=cdroms,
+        boot_order=tuple(kinds.BootDevice(b) for b in boot) if boot is not None else None,
+        host_devices=tuple(d["pci"] for d in devices) if devices is not None else None,
     )
+
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _optional(kind: type[_E], value: Any) -> _E | None:
+    return kind(value) if value is not None else None
 
 
 class MissingTemplate(ValueError):

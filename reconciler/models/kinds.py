@@ -29,6 +29,10 @@ __all__ = [
     "API_VERSION",
     "KINDS",
     "AnyManifest",
+    "BootDevice",
+    "Cdrom",
+    "Cpu",
+    "CpuMode",
     "Department",
     "DepartmentSpec",
     "DhcpRange",
@@ -37,6 +41,8 @@ __all__ = [
     "Firmware",
     "Graphics",
     "GraphicsType",
+    "GuestOs",
+    "HostDevice",
     "Ipv4",
     "Kind",
     "Machine",
@@ -54,6 +60,7 @@ __all__ = [
     "Template",
     "TemplateSpec",
     "UpdatePolicy",
+    "Video",
     "VirtualMachine",
     "VirtualMachineSpec",
 ]
@@ -92,6 +99,30 @@ class GraphicsType(enum.StrEnum):
     VNC = "vnc"
     SPICE = "spice"
     NONE = "none"
+
+
+class CpuMode(enum.StrEnum):
+    HOST_PASSTHROUGH = "host-passthrough"
+    HOST_MODEL = "host-model"
+    MAXIMUM = "maximum"
+
+
+class GuestOs(enum.StrEnum):
+    LINUX = "linux"
+    WINDOWS = "windows"
+
+
+class Video(enum.StrEnum):
+    VIRTIO = "virtio"
+    QXL = "qxl"
+    VGA = "vga"
+    NONE = "none"
+
+
+class BootDevice(enum.StrEnum):
+    CDROM = "cdrom"
+    DISK = "disk"
+    NETWORK = "network"
 
 
 class PowerState(enum.StrEnum):
@@ -290,6 +321,33 @@ class Nic(_Strict):
     mac: fields.Mac | None = None
 
 
+class Cpu(_Strict):
+    mode: CpuMode | None = Field(
+        default=None,
+        description="host-passthrough (the default where the host can run it), host-model "
+        "or maximum; where the host cannot, the default falls back and describe says so.",
+    )
+
+
+class Cdrom(_Strict):
+    name: fields.DnsLabel = Field(description="The cdrom's name, unique in the VM.")
+    image: str = Field(
+        pattern=_VOLUME_FILE, description="An ISO volume of 'pool', attached read-only on SATA."
+    )
+    pool: fields.DnsLabel = Field(description="The image pool ('images: true') that holds 'image'.")
+
+
+_PCI_ADDRESS = r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$"
+
+
+class HostDevice(_Strict):
+    pci: str = Field(
+        pattern=_PCI_ADDRESS,
+        description="A host PCI address (domain:bus:slot.function, e.g. 0000:01:00.0) passed "
+        "through to the guest; checked against the host's devices when planning.",
+    )
+
+
 def _unique(items: list[str], what: str) -> None:
     seen: set[str] = set()
     for item in items:
@@ -308,10 +366,43 @@ class _Hardware(_Strict):
     graphics: Graphics | None = None
     disks: list[Disk] = Field(default_factory=list)
     networks: list[Nic] = Field(default_factory=list)
+    # Guest hardware (SPEC section 9). Unset, a field takes its default when the domain
+    # is created and is not compared afterwards: a domain adopted, or created before the
+    # field existed, keeps what it has until a manifest or template says otherwise.
+    cpu: Cpu | None = _added(None, description="The guest CPU.")
+    tpm: bool | None = _added(
+        None,
+        description="An emulated TPM 2.0 (swtpm). Default false, true with firmware uefi and "
+        "os windows; its state is deleted with the VM only when all its volumes are.",
+    )
+    os: GuestOs | None = _added(
+        None,
+        description="linux or windows: windows adds Hyper-V enlightenments and the "
+        "virtio-win driver ISO (INFINIBAY_VIRTIO_WIN) as a cdrom.",
+    )
+    guestAgent: bool | None = _added(
+        None, description="A virtio channel for qemu-guest-agent. Default true."
+    )
+    video: Video | None = _added(
+        None, description="virtio, qxl, vga or none. Default virtio (none without graphics)."
+    )
+    cdroms: list[Cdrom] | None = _added(
+        None, description="Read-only ISO volumes on SATA (q35 has no IDE), in order."
+    )
+    bootOrder: list[BootDevice] | None = _added(
+        None,
+        description="Devices tried at boot, in order. Default [disk], [disk, cdrom] with cdroms.",
+    )
+    hostDevices: list[HostDevice] | None = _added(
+        None, description="Host PCI devices passed through (a GPU, say)."
+    )
 
     @model_validator(mode="after")
     def _unique_members(self) -> Self:
         _unique([d.name for d in self.disks], "disk")
+        _unique([c.name for c in self.cdroms or []], "cdrom")
+        _unique([d.pci for d in self.hostDevices or []], "host device")
+        _unique([b.value for b in self.bootOrder or []], "boot device")
         networks = [n.network for n in self.networks]
         for nic in self.networks:
             # NICs are told apart by MAC: two may share a network when each names its own.

@@ -17,7 +17,9 @@ import dataclasses
 from reconciler.models import kinds, volumes
 
 __all__ = [
+    "CdromShape",
     "DiskShape",
+    "Host",
     "NetworkShape",
     "NicShape",
     "ObservedDomain",
@@ -74,8 +76,24 @@ class NicShape:
 
 
 @dataclasses.dataclass(frozen=True)
+class CdromShape:
+    """A read-only ISO volume on a cdrom drive; drives without a pool volume are not modelled."""
+
+    pool: str
+    volume: str
+
+
+@dataclasses.dataclass(frozen=True)
 class VmShape:
-    """A domain's persistent configuration as the spec owns it (power state apart)."""
+    """A domain's persistent configuration as the spec owns it (power state apart).
+
+    The guest hardware fields after ``autostart`` are ``None`` in a desired shape
+    where the manifests leave them unset for a domain that exists (not owned:
+    neither compared nor patched); a projection always fills them in. ``cpu_mode``
+    is ``""`` for a domain without one of our CPU modes (libvirt's default model),
+    ``video`` the first video device's model as libvirt spells it (``"none"``
+    without one), ``boot`` the ``<os><boot>`` devices in our vocabulary.
+    """
 
     cpus: int
     memory: int  # bytes
@@ -86,6 +104,60 @@ class VmShape:
     disks: tuple[DiskShape, ...]
     nics: tuple[NicShape, ...]
     autostart: bool
+    cpu_mode: str | None = None
+    tpm: bool | None = None
+    guest_agent: bool | None = None
+    spice_agent: bool | None = None
+    tablet: bool | None = None
+    video: str | None = None
+    hyperv: bool | None = None
+    cdroms: tuple[CdromShape, ...] | None = None
+    boot: tuple[str, ...] | None = None
+    host_devices: tuple[str, ...] | None = None
+
+
+# Where a nested KVM host runs guests, passing its CPU through (host-passthrough,
+# host-model, maximum) often fails to start them: the outer hypervisor does not
+# emulate every MSR the inner CPU advertises (an AMD EPYC host refuses MSR 0x10a).
+_PREFERRED = ("host-passthrough", "host-model", "maximum")
+
+
+@dataclasses.dataclass(frozen=True)
+class Host:
+    """What the hypervisor host offers guests: CPU modes and PCI devices.
+
+    ``cpu_modes`` are the modes the host's domain capabilities call supported for
+    ``domain_type``; ``nested`` says the host is itself a guest; ``pci`` the node
+    devices' PCI addresses (``None`` when the driver cannot list them).
+    """
+
+    domain_type: str = "kvm"
+    cpu_modes: tuple[str, ...] = _PREFERRED
+    nested: bool = False
+    pci: frozenset[str] | None = None
+
+    def default_cpu(self) -> tuple[str, str]:
+        """The CPU mode a VM gets when its manifests name none, and why ("" when preferred).
+
+        ``""`` as the mode leaves the CPU to libvirt (its default model).
+        """
+        if self.nested and self.domain_type == "kvm":
+            return "", (
+                "host-passthrough is not used on a nested KVM host, where passing the CPU "
+                "through often cannot start; libvirt's default CPU model is used"
+            )
+        for mode in _PREFERRED:
+            if mode in self.cpu_modes:
+                why = (
+                    ""
+                    if mode == _PREFERRED[0]
+                    else (
+                        f"host-passthrough is not supported by this host ({self.domain_type}); "
+                        f"{mode} is used"
+                    )
+                )
+                return mode, why
+        return "", "the host supports none of host-passthrough, host-model and maximum"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,3 +292,4 @@ class World:
     networks: dict[str, ObservedNetwork] = dataclasses.field(default_factory=dict)
     pools: dict[str, ObservedPool] = dataclasses.field(default_factory=dict)
     filters: dict[str, ObservedFilter] = dataclasses.field(default_factory=dict)
+    host: Host = dataclasses.field(default_factory=Host)

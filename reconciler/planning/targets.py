@@ -23,6 +23,7 @@ __all__ = [
     "Inventory",
     "bridge_name",
     "generated_mac",
+    "guest_hardware",
     "network_shape",
     "pool_shape",
     "spec_document",
@@ -178,6 +179,58 @@ def _resolve_macs(
     return tuple(nics)
 
 
+def guest_hardware(
+    vm: effective.EffectiveVM, *, creating: bool, host: observed.Host
+) -> dict[str, Any]:
+    """The guest hardware fields of the VM's shape (SPEC section 9).
+
+    What the manifests set is owned; what they leave unset takes its default
+    when the domain is created, and is ``None`` (left as it is) afterwards.
+    ``os`` decides Hyper-V, and with UEFI a windows guest's TPM.
+    """
+    windows = vm.os is kinds.GuestOs.WINDOWS
+    graphics = vm.graphics_type is not kinds.GraphicsType.NONE
+    cpu: str | None = vm.cpu_mode.value if vm.cpu_mode is not None else None
+    tpm = vm.tpm
+    if tpm is None and windows and vm.firmware is kinds.Firmware.UEFI:
+        tpm = True
+    hyperv = windows if vm.os is not None else None
+    agent = vm.guest_agent
+    video = vm.video.value if vm.video is not None else None
+    cdroms = (
+        tuple(observed.CdromShape(c.pool, c.image) for c in vm.cdroms)
+        if vm.cdroms is not None
+        else None
+    )
+    boot = tuple(b.value for b in vm.boot_order) if vm.boot_order is not None else None
+    host_devices = vm.host_devices
+    tablet: bool | None = None
+    if creating:
+        cpu = cpu if cpu is not None else host.default_cpu()[0]
+        tpm, hyperv = bool(tpm), bool(hyperv)
+        agent = True if agent is None else agent
+        if video is None:
+            video = kinds.Video.VIRTIO.value if graphics else kinds.Video.NONE.value
+        cdroms = cdroms or ()
+        if boot is None:
+            boot = ("disk", "cdrom") if cdroms else ("disk",)
+        host_devices = host_devices or ()
+        tablet = graphics
+    spice = vm.graphics_type is kinds.GraphicsType.SPICE
+    return {
+        "cpu_mode": cpu,
+        "tpm": tpm,
+        "guest_agent": agent,
+        "spice_agent": (agent and spice) if agent is not None else None,
+        "tablet": tablet,
+        "video": video,
+        "hyperv": hyperv,
+        "cdroms": cdroms,
+        "boot": boot,
+        "host_devices": host_devices,
+    }
+
+
 def vm_target(
     vm: effective.EffectiveVM,
     current: observed.ObservedDomain | None,
@@ -185,6 +238,7 @@ def vm_target(
     installation: str,
     taken_macs: set[str],
     inventory: Inventory,
+    host: observed.Host | None = None,
 ) -> actions.VmTarget:
     listen = vm.graphics_listen if vm.graphics_type is not kinds.GraphicsType.NONE else ""
     volumes = tuple(inventory.target(vm.name, d) for d in vm.disks)
@@ -203,6 +257,7 @@ def vm_target(
         ),
         nics=_resolve_macs(vm, current, recorded, installation, taken_macs),
         autostart=vm.autostart,
+        **guest_hardware(vm, creating=current is None, host=host or observed.Host()),
     )
     return actions.VmTarget(
         shape=shape, power=vm.power, update_policy=vm.update_policy, volumes=volumes

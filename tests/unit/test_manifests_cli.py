@@ -22,7 +22,7 @@ DATA = Path("tests") / "data" / "manifests"
 INVALID_LINES = [
     f"{DATA}/invalid/a-vm.yaml:5:13: VirtualMachine/web-1: spec.template: template 'linux-smal' "
     "is neither in the manifests nor in the record",
-    f"{DATA}/invalid/a-vm.yaml:6:3: VirtualMachine/web-1: spec.cpu: unknown field 'cpu'; "
+    f"{DATA}/invalid/a-vm.yaml:6:3: VirtualMachine/web-1: spec.cpuss: unknown field 'cpuss'; "
     "did you mean 'cpus'?",
     f"{DATA}/invalid/a-vm.yaml:7:11: VirtualMachine/web-1: spec.memory: give a unit, e.g. 4GiB "
     "or 4MiB (bare numbers are ambiguous)",

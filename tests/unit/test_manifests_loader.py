@@ -328,8 +328,8 @@ def test_a_kind_in_other_case_is_not_accepted() -> None:
 
 
 def test_unknown_field_suggests_the_closest_field_name() -> None:
-    assert _errors({"vm.yaml": _vm("cpu: 4\n")}) == [
-        "vm.yaml:5:3: VirtualMachine/web-1: spec.cpu: unknown field 'cpu'; did you mean 'cpus'?"
+    assert _errors({"vm.yaml": _vm("cpuss: 4\n")}) == [
+        "vm.yaml:5:3: VirtualMachine/web-1: spec.cpuss: unknown field 'cpuss'; did you mean 'cpus'?"
     ]
 
 
@@ -594,7 +594,7 @@ def test_a_disk_without_size_after_the_merge_points_at_the_disk() -> None:
 def test_all_errors_of_all_files_are_reported_sorted_by_file_and_line() -> None:
     messages = _errors(
         {
-            "one.yaml": _vm("memory: 4\ncpus: 0\n") + "---\n" + _vm("cpu: 1\n", name="Web_2"),
+            "one.yaml": _vm("memory: 4\ncpus: 0\n") + "---\n" + _vm("cpuss: 1\n", name="Web_2"),
             "two.yaml": "apiVersion: infinibay.io/v1alpha1\nkind: Networc\nmetadata: {name: x}\n",
             "three.yaml": "a: [\n",
         }
@@ -605,7 +605,8 @@ def test_all_errors_of_all_files_are_reported_sorted_by_file_and_line() -> None:
         "one.yaml:6:9: VirtualMachine/web-1: spec.cpus: Input should be greater than or equal to 1",
         "one.yaml:10:18: VirtualMachine/Web_2: metadata.name: 'Web_2' is not a DNS label: "
         "use lowercase letters, digits and '-', starting and ending with a letter or digit",
-        "one.yaml:12:3: VirtualMachine/Web_2: spec.cpu: unknown field 'cpu'; did you mean 'cpus'?",
+        "one.yaml:12:3: VirtualMachine/Web_2: spec.cpuss: unknown field 'cpuss'; "
+        "did you mean 'cpus'?",
         "two.yaml:2:7: ?/x: kind: unknown kind 'Networc'; did you mean 'Network'?",
         "three.yaml:2:1: ?/?: YAML syntax error: expected the node content, but found "
         "'<stream end>'",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -45,11 +46,36 @@ def shape_of(document: str) -> observed.VmShape:
     )
 
 
-def owned(shape: observed.VmShape) -> observed.VmShape:
-    """The shape as XML holds it: disks by pool and volume (their names are not written)."""
-    return dataclasses.replace(
+GUEST_FIELDS = (
+    "cpu_mode",
+    "tpm",
+    "guest_agent",
+    "spice_agent",
+    "tablet",
+    "video",
+    "hyperv",
+    "cdroms",
+    "boot",
+    "host_devices",
+)
+
+
+def owned(shape: observed.VmShape, like: observed.VmShape | None = None) -> observed.VmShape:
+    """The shape as XML holds it: disks by pool and volume (their names are not written).
+
+    With ``like``, only the guest hardware ``like`` owns (not ``None``) is kept; the
+    spice agent exists only with spice graphics.
+    """
+    shape = dataclasses.replace(
         shape, disks=tuple(dataclasses.replace(d, name="") for d in shape.disks)
     )
+    if like is not None:
+        unset: dict[str, Any] = {f: None for f in GUEST_FIELDS if getattr(like, f) is None}
+        shape = dataclasses.replace(shape, **unset)
+    if shape.spice_agent is not None:
+        spice = shape.graphics_type is kinds.GraphicsType.SPICE
+        shape = dataclasses.replace(shape, spice_agent=shape.spice_agent and spice)
+    return shape
 
 
 def canonical(element: etree._Element) -> bytes:
@@ -57,6 +83,20 @@ def canonical(element: etree._Element) -> bytes:
 
 
 def _owned_device(device: etree._Element) -> bool:
+    """A device the schema owns; the guest hardware only where a shape sets it."""
+    if device.tag == "tpm":
+        return device.find("backend[@type='emulator']") is not None
+    if device.tag == "channel":
+        names = (xml.AGENT_CHANNEL, xml.SPICE_CHANNEL)
+        return any(t.get("name") in names for t in device.findall("target"))
+    if device.tag == "input":
+        return device.get("type") == "tablet"
+    if device.tag == "video":
+        return True
+    if device.tag == "hostdev":
+        return projection.pci_address(device) is not None
+    if device.tag == "disk" and projection.cdrom_shape(device, POOLS) is not None:
+        return True
     if device.tag == "interface":
         return device.get("type") == "network"
     if device.tag == "graphics":
@@ -90,8 +130,8 @@ def _strip_spice(root: etree._Element) -> None:
             devices.remove(device)  # type: ignore[union-attr]
 
 
-_OWNED_TOP = {"name", "memory", "currentMemory", "vcpu"}
-_OWNED_OS = {"type", "loader", "nvram", "firmware"}
+_OWNED_TOP = {"name", "memory", "currentMemory", "vcpu", "cpu"}
+_OWNED_OS = {"type", "loader", "nvram", "firmware", "boot"}
 
 
 def unowned(
@@ -115,6 +155,8 @@ def unowned(
             found += [("metadata", canonical(m)) for m in child if m.tag != MANAGED]
         elif child.tag == "os":
             found += [("os", canonical(c)) for c in child if c.tag not in _OWNED_OS]
+        elif child.tag == "features":
+            found += [("features", canonical(c)) for c in child if c.tag != "hyperv"]
         elif child.tag == "devices":
             found += [
                 (f"devices/{d.tag}", canonical(d))
@@ -229,6 +271,7 @@ def mutations(draw: st.DrawFn, current: observed.VmShape) -> observed.VmShape:
     )
     return dataclasses.replace(
         current,
+        **draw(guest_hardware()),
         cpus=draw(st.integers(1, 8)),
         memory=draw(st.integers(16, 4096)) << 20,
         firmware=draw(st.sampled_from(list(kinds.Firmware))),
@@ -238,6 +281,36 @@ def mutations(draw: st.DrawFn, current: observed.VmShape) -> observed.VmShape:
         disks=tuple(disks),
         nics=tuple(nics),
     )
+
+
+ISOS = [observed.CdromShape("images", "a.iso"), observed.CdromShape("fast", "b.iso")]
+
+
+@st.composite
+def guest_hardware(draw: st.DrawFn) -> dict[str, Any]:
+    """Guest hardware fields, each owned (a value) or not (``None``)."""
+
+    def maybe(values: st.SearchStrategy[object]) -> object:
+        return draw(st.none() | values)
+
+    return {
+        "cpu_mode": maybe(st.sampled_from([m.value for m in kinds.CpuMode])),
+        "tpm": maybe(st.booleans()),
+        "guest_agent": maybe(st.booleans()),
+        "spice_agent": maybe(st.booleans()),
+        "tablet": maybe(st.booleans()),
+        "video": maybe(st.sampled_from([v.value for v in kinds.Video])),
+        "hyperv": maybe(st.booleans()),
+        "cdroms": maybe(st.lists(st.sampled_from(ISOS), unique=True).map(tuple)),
+        "boot": maybe(
+            st.lists(st.sampled_from(["disk", "cdrom", "network"]), unique=True, min_size=1).map(
+                tuple
+            )
+        ),
+        "host_devices": maybe(
+            st.lists(st.sampled_from(["0000:01:00.0", "0000:02:00.1"]), unique=True).map(tuple)
+        ),
+    }
 
 
 def with_filterrefs(document: str, chosen: list[observed.FilterRef | None]) -> str:
@@ -270,7 +343,11 @@ def test_patching_owned_fields_never_changes_an_unowned_element(
 
     patched = patch.patch_domain(original, target, owner=owner(name), pools=POOLS)
 
-    assert owned(shape_of(patched)) == owned(target)
+    after = shape_of(patched)
+    assert owned(after, target) == owned(target, target)
+    for field in GUEST_FIELDS:  # what the target leaves unset stays as it was
+        if getattr(target, field) is None and field != "spice_agent":
+            assert getattr(after, field) == getattr(before, field), field
     changed = {
         "machine_changed": before.machine != target.machine,
         "spice_left": before.graphics_type is kinds.GraphicsType.SPICE

@@ -53,7 +53,7 @@ class VmPlanner:
             )
         )
         target = targets_module.vm_target(
-            vm, current, rec, ctx.installation, ctx.taken_macs, ctx.inventory
+            vm, current, rec, ctx.installation, ctx.taken_macs, ctx.inventory, ctx.world.host
         )
         target, policy = _with_firewall(ctx, loaded, target)
         if policy is not None:
@@ -408,9 +408,44 @@ def _config_changes(
                 cold,
             )
         )
+    changes += _guest_changes(current, target, cold)
     changes += _disk_changes(current, target, cold, volumes)
     nics, added = _nic_changes(current, target, cold)
     return changes + nics, added
+
+
+# Guest hardware fields of a shape, by the manifest path the plan names them with.
+_GUEST_FIELDS = {
+    "cpu_mode": "cpu.mode",
+    "tpm": "tpm",
+    "guest_agent": "guestAgent",
+    "spice_agent": "guestAgent.spice",
+    "tablet": "tablet",
+    "video": "video",
+    "hyperv": "os.hyperv",
+    "cdroms": "cdroms",
+    "boot": "bootOrder",
+    "host_devices": "hostDevices",
+}
+
+
+def _guest_changes(
+    current: observed.VmShape, target: observed.VmShape, cold: Impact
+) -> list[actions.FieldChange]:
+    """The guest hardware the target owns (not ``None``) that differs; all of it at boot."""
+    changes = []
+    for name, path in _GUEST_FIELDS.items():
+        want = getattr(target, name)
+        have = getattr(current, name)
+        if want is None or have == want:
+            continue
+        if name == "cpu_mode" and want == "":
+            continue  # libvirt's default model: nothing of ours to compare
+        if name == "cdroms":
+            have = [f"{c.pool}/{c.volume}" for c in have or ()]
+            want = [f"{c.pool}/{c.volume}" for c in want]
+        changes.append(actions.FieldChange(path, compare.show(have), compare.show(want), cold))
+    return changes
 
 
 def _held(disk: observed.DiskShape, volumes: Volumes | None) -> tuple[str, bool]:
@@ -513,6 +548,11 @@ def _nic_changes(
 
 
 def restart_pending(live: observed.VmShape, target: observed.VmShape) -> bool:
-    """The running guest differs from the config it would boot with."""
+    """The running guest differs from the config it would boot with.
+
+    A running host-model guest shows the CPU libvirt expanded it to (``custom``).
+    """
+    if live.cpu_mode == "custom" and target.cpu_mode == kinds.CpuMode.HOST_MODEL.value:
+        live = dataclasses.replace(live, cpu_mode=target.cpu_mode)
     changes, _ = _config_changes(live, target, running=True, volumes=None)
     return any(c.path != "autostart" for c in changes)
