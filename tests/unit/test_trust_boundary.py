@@ -328,9 +328,9 @@ def test_yaml_messages_never_echo_the_offending_line(roots: Path) -> None:
 
 
 def _quick(paths: Sequence[str], **options: object) -> list[str]:
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: a loaded machine cannot fail it
     messages = _errors(paths, **options)
-    assert time.monotonic() - started < 10
+    assert time.process_time() - started < 10
     return messages
 
 
