@@ -217,7 +217,10 @@ def apply(
 @click.argument("kind", required=False)
 @click.argument("names", nargs=-1)
 @click.option(
-    "--allow-data-loss", is_flag=True, help="Allow deleting volumes with reclaimPolicy Delete."
+    "--allow-data-loss",
+    is_flag=True,
+    help="Accepted, and never needed: a volume goes with its VM only when its disk "
+    "declares reclaimPolicy Delete, which is the consent.",
 )
 @click.option("--adopt", is_flag=True, help="Also delete same-named objects we do not own.")
 @click.option("--dry-run", is_flag=True, help="Print the deletion plan; change nothing.")
@@ -238,9 +241,10 @@ def delete(
     """Delete resources this installation owns, honouring reclaim policies and protection.
 
     The whole deletion is planned first; anything refused (not owned, protected,
-    still used by a VM that stays, or data loss without --allow-data-loss) is
-    listed with its reason, left alone, and makes the command exit 1, as does a
-    name that exists nowhere.
+    or still used by a VM that stays) is listed with its reason, left alone, and
+    makes the command exit 1, as does a name that exists nowhere. Volumes whose
+    disk declares reclaimPolicy Delete are deleted with their VM (event
+    VolumeDeleted); all others are retained.
     """
     if bool(paths) == bool(kind):
         raise click.UsageError("give either -f PATH... or KIND NAME...")

@@ -48,6 +48,8 @@ def plan_lines(plan: actions.Plan) -> list[str]:
                 if volume.created
                 else "not created by this installation"
             )
+            if not volume.exists:
+                why += "; already gone"
             lines.append(f"    volume {volume.pool}/{volume.volume}: {fate} ({why})")
         if change.note:
             lines.append(f"    note: {change.note}")

@@ -108,6 +108,7 @@ class VolumeTarget:
     created: bool  # the inventory says this installation created it (may grow, reuse, delete)
     image_pool: str | None = None  # the image pool ``image`` is read from; else ``pool``
     named: bool = False  # named in the manifest (``volume:``): used as it is
+    exists: bool = True  # libvirt has it (False only when its pool was seen without it)
 
     @property
     def deletes(self) -> bool:
@@ -278,11 +279,22 @@ class Change:
     @property
     def impact(self) -> Impact:
         impacts = [f.impact for f in self.fields]
-        if self.verb is Verb.DELETE and any(v.deletes for v in self.retained):
+        if self.verb is Verb.DELETE and any(v.deletes and v.exists for v in self.retained):
             impacts.append(Impact.DATA_LOSS)
         if self.verb is Verb.REPLACE:
             impacts.append(Impact.REPLACE)
         return max(impacts, default=Impact.LIVE)
+
+    @property
+    def needs_data_loss_flag(self) -> bool:
+        """Whether carrying this change out needs ``--allow-data-loss``.
+
+        A volume deleted with its VM (deleted or pruned) because its disk declares
+        ``reclaimPolicy: Delete`` was consented to by that declaration; every other
+        destruction of data (a disk detached or pointed elsewhere, an image changed,
+        a pool moved from under its volumes) needs the flag.
+        """
+        return any(f.impact is Impact.DATA_LOSS for f in self.fields)
 
     @property
     def symbol(self) -> str:
@@ -331,7 +343,7 @@ class Plan:
             c
             for c in self.changes
             if c.verb in (Verb.CONFLICT, Verb.PROTECTED)
-            or (c.impact is Impact.DATA_LOSS and not allow_data_loss)
+            or (c.needs_data_loss_flag and not allow_data_loss)
         ]
 
     def counts(self) -> dict[str, int]:

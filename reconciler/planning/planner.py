@@ -160,21 +160,17 @@ class _Deletions:
         """Plan the deletion of ``keys``, every refusal decided here, before anything runs.
 
         What a refused VM uses (its template, pools, networks) is refused with it as
-        still in use. A VM whose deletion would destroy volumes stays when
-        ``allow_data_loss`` is false; the executor refuses its change with the same
-        reason.
+        still in use. A VM's volumes go with it when its disks declare
+        ``reclaimPolicy: Delete`` (that is the consent, ``allow_data_loss`` is not
+        needed); a deletion never destroys any other data.
         """
+        del allow_data_loss  # a deletion destroys only what reclaimPolicy Delete consented to
         ctx = self.ctx
         vm_kind = kinds.Kind.VIRTUAL_MACHINE.value
         ordered = sorted(keys, key=lambda k: (-handlers.ORDER.index(kinds.Kind(k.kind)), k.name))
         conflicts = {k: note for k in ordered if (note := self.not_ours(k))}
         retained = {k: vm_handler.recorded_volumes(ctx, k) for k in ordered if k.kind == vm_kind}
-        losing = {
-            k
-            for k, volumes in retained.items()
-            if not allow_data_loss and any(v.deletes for v in volumes)
-        }
-        staying_vms = {k for k in ordered if ctx.protected(k)} | conflicts.keys() | losing
+        staying_vms = {k for k in ordered if ctx.protected(k)} | conflicts.keys()
         leaving = {k.name for k in ordered if k.kind == vm_kind} - {
             k.name for k in staying_vms if k.kind == vm_kind
         }
@@ -196,8 +192,6 @@ class _Deletions:
                 note = "still used by " + ", ".join(sorted(staying))
             else:
                 verb = actions.Verb.DELETE
-                if key in losing:
-                    note = "reclaimPolicy Delete would delete its volumes; pass --allow-data-loss"
             ctx.changes.append(
                 actions.Change(
                     key=key,

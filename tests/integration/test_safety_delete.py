@@ -4,7 +4,7 @@ An operator runs ``delete vm NAME`` on a domain made with ``virsh define``
 (also a running one): it is refused as not owned, exit 1, and its XML stays
 byte-identical, until ``--adopt`` says to take it. A name that exists nowhere
 is ``not found``, exit 1, and writes no event. ``delete -f DIR`` whose VMs are
-refused for data loss keeps the template, pool and network those VMs still
+protected keeps the template, pool and network those VMs still
 use, lists each refusal with its reason and exits 1. ``--dry-run`` prints the
 plan and changes nothing.
 """
@@ -75,9 +75,11 @@ def test_delete_of_a_name_that_exists_nowhere_is_not_found_without_an_event(h: H
         assert len(store.runs()) == runs_before
 
 
-def test_delete_dir_keeps_the_template_vms_refused_for_data_loss_still_use(h: Harness) -> None:
+def test_delete_dir_keeps_the_template_protected_vms_still_use(h: Harness) -> None:
     disks = [{"name": "root", "size": "16MiB", "pool": h.name("pool"), "reclaimPolicy": "Delete"}]
     vms = [h.vm(f"vm{i}", disks=disks) for i in range(3)]
+    for vm in vms:
+        vm["metadata"]["annotations"] = {"infinibay.io/protect": "true"}
     h.write(*_base(h), *vms)
     assert h.apply().exit_code == 0
 
@@ -87,7 +89,7 @@ def test_delete_dir_keeps_the_template_vms_refused_for_data_loss_still_use(h: Ha
     for i in range(3):
         assert h.state(f"vm{i}") == libvirt.VIR_DOMAIN_RUNNING
         assert f"virtualmachine/{h.name(f'vm{i}')} failed:" in result.output
-    assert "--allow-data-loss" in result.output
+    assert "protected by annotation infinibay.io/protect" in result.output
     for kind, short in (("template", "tpl"), ("network", "net"), ("storagepool", "pool")):
         line = f"{kind}/{h.name(short)} failed: not deleted: still used by virtualmachine/"
         assert line in result.output
@@ -98,12 +100,17 @@ def test_delete_dir_keeps_the_template_vms_refused_for_data_loss_still_use(h: Ha
     assert h.conn.storagePoolLookupByName(h.name("pool")).isActive()
     assert h.plan().exit_code == 0  # nothing was half-deleted
 
-    allowed = h.run("delete", "-f", str(h.workdir), "--allow-data-loss", "--shutdown-timeout", "1")
+    for vm in vms:
+        del vm["metadata"]["annotations"]
+    h.write(*_base(h), *vms)
+    assert h.apply().exit_code == 0
+    allowed = h.run("delete", "-f", str(h.workdir), "--shutdown-timeout", "1")
 
-    assert allowed.exit_code == 0, allowed.output
+    assert allowed.exit_code == 0, allowed.output  # reclaimPolicy Delete is the consent
     with h.store() as store:
         assert store.resources() == []
     assert not any(h.has_domain(f"vm{i}") for i in range(3))
+    assert not any(h.pool_dir.glob("*.qcow2"))
 
 
 def test_delete_dry_run_prints_the_plan_and_changes_nothing(h: Harness) -> None:

@@ -3,7 +3,7 @@
 The operator removes a VM from the manifests and runs ``apply --prune``: the
 owned domain goes, an unmanaged domain with a similar name stays, a
 ``reclaimPolicy: Retain`` volume stays on disk (``VolumeRetained``), a
-``Delete`` volume needs ``--allow-data-loss`` (``VolumeDeleted``), the
+``Delete`` volume goes with its VM, consented by that policy (``VolumeDeleted``), the
 ``infinibay.io/protect`` annotation blocks the deletion with a Warning, and an
 empty desired state prunes nothing without ``--allow-empty``.
 """
@@ -83,12 +83,11 @@ def test_prune_deletes_only_the_owned_vm_left_out_and_retains_its_volume(
     assert h.plan("--prune").exit_code == 0
 
 
-def test_prune_of_a_reclaim_delete_volume_needs_allow_data_loss(h: Harness) -> None:
+def test_prune_of_a_reclaim_delete_volume_is_consented_by_the_policy(h: Harness) -> None:
     disks = [{"name": "root", "size": "16MiB", "pool": h.name("pool"), "reclaimPolicy": "Delete"}]
     h.write(*_base(h), h.vm("keep"), h.vm("scratch", disks=disks))
     _applied(h)
     volume = _volume(h, "scratch")
-    before = volume.stat()
     h.write(*_base(h), h.vm("keep"))
 
     plan = h.plan("--prune")
@@ -97,14 +96,6 @@ def test_prune_of_a_reclaim_delete_volume_needs_allow_data_loss(h: Harness) -> N
     assert f"volume {h.name('pool')}/{volume.name}: delete (reclaimPolicy Delete)" in plan.output
 
     result = h.apply("--prune")
-    assert result.exit_code == 1, result.output
-    assert "--allow-data-loss" in result.output
-    assert h.state("scratch") == libvirt.VIR_DOMAIN_RUNNING  # refused before anything was touched
-    after = volume.stat()
-    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    assert "ApplyRefused" in [e.reason for e in _events(h, "scratch")]
-
-    result = h.apply("--prune", "--allow-data-loss")
     assert result.exit_code == 0, result.output
     assert not h.has_domain("scratch")
     assert not volume.exists()

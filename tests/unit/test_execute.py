@@ -331,9 +331,8 @@ def test_deleting_a_vm_deletes_reclaim_delete_volumes_and_retains_the_others() -
     plan = rec.plan(fakes.state_of([POOL, LAB]), hv, prune=True)
     assert plan.changes[0].impact is actions.Impact.DATA_LOSS
 
-    refused = _run(hv, plan, execute.Options(allow_data_loss=False))
-    assert _reasons(refused["web-1"]) == ["ApplyRefused"] and "web-1" in hv.domains
-    outcomes = _run(hv, plan, execute.Options(allow_data_loss=True))
+    assert not plan.changes[0].needs_data_loss_flag  # reclaimPolicy Delete is the consent
+    outcomes = _run(hv, plan, execute.Options(allow_data_loss=False))
 
     assert _reasons(outcomes["web-1"]) == ["VolumeDeleted", "VolumeRetained", "Deleted"]
     assert "web-1" not in hv.domains

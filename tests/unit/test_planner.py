@@ -540,26 +540,32 @@ def test_deleting_a_template_with_its_vm_waits_for_the_vm_and_without_it_is_refu
     assert together[template].depends_on == (vm,)
 
 
-def test_a_vm_refused_for_data_loss_keeps_its_template_pool_and_network() -> None:
+def test_reclaim_delete_is_consent_for_deleting_a_vm_with_its_volume() -> None:
     disks = [{"name": "root", "size": "2GiB", "reclaimPolicy": "Delete"}]
     documents = [POOL, LAB, SMALL, _vm(template="small", disks=disks)]
     hv, rec = _converged(*documents)
     keys = [fakes.key(kinds.Kind(d["kind"]), d["metadata"]["name"]) for d in documents]
 
-    refused = _deletion_plan(hv, rec, *keys)
-    allowed = _deletion_plan(hv, rec, *keys, allow_data_loss=True)
+    plan = _deletion_plan(hv, rec, *keys)
 
-    by_name = {c.key.name: c for c in refused.changes}
-    assert by_name["web-1"].impact is Impact.DATA_LOSS
-    assert "--allow-data-loss" in by_name["web-1"].note
-    for name in ("small", "default", "lab"):
-        assert (by_name[name].verb, by_name[name].note) == (
-            Verb.PROTECTED,
-            "still used by virtualmachine/web-1",
-        )
-    assert len(refused.refusals(allow_data_loss=False)) == 4
-    assert {c.verb for c in allowed.changes} == {Verb.DELETE}
-    assert allowed.refusals(allow_data_loss=True) == []
+    by_name = {c.key.name: c for c in plan.changes}
+    assert by_name["web-1"].impact is Impact.DATA_LOSS  # the plan still says what goes
+    assert not by_name["web-1"].needs_data_loss_flag
+    assert by_name["web-1"].note == ""
+    assert {c.verb for c in plan.changes} == {Verb.DELETE}
+    assert plan.refusals(allow_data_loss=False) == []
+
+
+def test_a_recorded_reclaim_delete_volume_that_is_gone_is_no_data_loss() -> None:
+    disks = [{"name": "root", "size": "2GiB", "reclaimPolicy": "Delete"}]
+    hv, rec = _converged(POOL, LAB, SMALL, _vm(template="small", disks=disks))
+    hv.delete_volume("default", "web-1.root.qcow2")
+
+    change = _only(_deletion_plan(hv, rec, fakes.key(kinds.Kind.VIRTUAL_MACHINE, "web-1")))
+
+    assert change.verb is Verb.DELETE
+    assert change.impact is not Impact.DATA_LOSS
+    assert [v.exists for v in change.retained] == [False]
 
 
 def test_deleting_a_name_that_exists_nowhere_plans_nothing_and_says_not_found() -> None:

@@ -347,16 +347,25 @@ def _volume_changes(
     return changes, claims, intents
 
 
+def _seen(ctx: context.Context, volume: actions.VolumeTarget) -> actions.VolumeTarget:
+    """``volume``, marked missing when its pool was observed without it."""
+    pool = ctx.world.pools.get(volume.pool)
+    if pool is None or volume.volume in pool.volumes:
+        return volume
+    return dataclasses.replace(volume, exists=False)
+
+
 def recorded_volumes(
     ctx: context.Context, key: record.ResourceKey
 ) -> tuple[actions.VolumeTarget, ...]:
     """The VM's volumes and their reclaim policy, from the record, else from libvirt (Retain)."""
     rec = ctx.live_record(key)
     if rec is not None and "effective" in rec.spec:
-        return tuple(
+        targets = (
             ctx.inventory.target(key.name, effective.EffectiveDisk.from_record(d, vm=key.name))
             for d in rec.spec["effective"]["disks"]
         )
+        return tuple(_seen(ctx, target) for target in targets)
     domain = ctx.world.domains.get(key.name)
     if domain is None:
         return ()
