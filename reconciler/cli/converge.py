@@ -9,17 +9,19 @@ changes, 1 error; ``apply`` and ``delete`` 0 only when everything converged.
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler.cli import common, options, render
+from reconciler.cli import common, options, render, saved, selection
 from reconciler.engine import execute, ports, reconcile
 from reconciler.manifests import loader
-from reconciler.models import desired, record
+from reconciler.models import desired, observed, record, selectors
 from reconciler.planning import actions
+from reconciler.store import store as store_module
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -44,12 +46,18 @@ def _loader(paths: tuple[str, ...], revision: str | None = None) -> reconcile.Lo
     return lambda records: loader.load_against(list(paths), records, revision=revision)
 
 
+def colour() -> bool:
+    """Colour on a terminal, unless ``NO_COLOR`` is set (https://no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
 def _print_plan(plan: actions.Plan, output: str) -> None:
     if output == "json":
         click.echo(json.dumps(render.plan_json(plan), indent=2))
         return
-    for line in render.plan_lines(plan):
-        click.echo(line)
+    painted = colour()
+    for line in render.plan_lines(plan, colour=painted):
+        click.echo(line, color=painted)
     click.echo(render.plan_summary(plan))
 
 
@@ -60,17 +68,75 @@ def _plan_command(name: str, hidden: bool = False) -> click.Command:
     @click.option(
         "--adopt", is_flag=True, help="Plan taking over same-named objects we do not own."
     )
+    @selection.selector_option
+    @click.option(
+        "-out",
+        "--out",
+        "out",
+        type=click.Path(dir_okay=False),
+        default=None,
+        metavar="FILE",
+        help="Also save the plan to FILE; apply FILE carries out exactly it.",
+    )
     @_output
     @click.pass_context
     def command(
-        ctx: click.Context, paths: tuple[str, ...], prune: bool, adopt: bool, output: str
+        ctx: click.Context,
+        paths: tuple[str, ...],
+        prune: bool,
+        adopt: bool,
+        selector: selectors.Selector | None,
+        out: str | None,
+        output: str,
     ) -> None:
-        """Show what apply would change and what each change costs; exit 2 on changes."""
+        """Show what apply would change and what each change costs; exit 2 on changes.
+
+        With -l, only resources whose labels match are planned (and, with --prune,
+        pruned). Resources annotated infinibay.io/reconcile: disabled are skipped
+        and listed as suspended.
+        """
+        if out is not None and "-" in paths:
+            raise click.UsageError(
+                "-out needs manifest files: a plan read from stdin (-f -) "
+                "cannot be checked again at apply"
+            )
+        inputs: dict[str, str] = {}
+        # With no record yet, the plan is made against an empty one of its own: its
+        # installation id is not the record's that apply creates (the empty record's
+        # digest stands for it).
+        fresh = store_module.missing_record(common.settings_of(ctx).database_url) is not None
         with common.open_store(ctx, or_empty=True) as store, common.hypervisor(ctx) as hv:
+            installation = store.installation_id()
+
+            def seen(
+                state: desired.DesiredState,
+                records: Sequence[record.ResourceRecord],
+                world: observed.World,
+            ) -> None:
+                inputs.update(saved.hashes(installation, state, records, world))
+
             plan = reconcile.Reconciler(store, hv).preview(
-                lambda records: loader.load_against(list(paths), records), prune=prune, adopt=adopt
+                lambda records: loader.load_against(list(paths), records),
+                prune=prune,
+                adopt=adopt,
+                selector=selector,
+                seen=seen,
+            )
+        if out is not None:
+            saved.write(
+                out,
+                paths=paths,
+                prune=prune,
+                adopt=adopt,
+                selector=selector,
+                installation="" if fresh else installation,
+                inputs=inputs,
+                plan=plan,
+                shown=render.plan_json(plan),
             )
         _print_plan(plan, output)
+        if out is not None and output == "text":
+            click.echo(f"Saved the plan to {out}; run: infinibay apply {out}")
         ctx.exit(0 if plan.empty else 2)
 
     return command
@@ -138,8 +204,17 @@ def _run(
 
 
 @click.command()
-@options.manifest_files
+@click.argument("plan_file", required=False, metavar="[PLANFILE]", type=click.Path(dir_okay=False))
+@click.option(
+    "-f",
+    "--filename",
+    "paths",
+    multiple=True,
+    type=click.Path(),
+    help="File, directory (recursive) or - for stdin. Repeatable. Required without PLANFILE.",
+)
 @_prune
+@selection.selector_option
 @click.option("--allow-empty", is_flag=True, help="Allow --prune with an empty desired state.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--adopt", is_flag=True, help="Take ownership of same-named objects we do not own.")
@@ -169,8 +244,10 @@ def _run(
 @click.pass_context
 def apply(
     ctx: click.Context,
+    plan_file: str | None,
     paths: tuple[str, ...],
     prune: bool,
+    selector: selectors.Selector | None,
     allow_empty: bool,
     dry_run: bool,
     adopt: bool,
@@ -181,8 +258,29 @@ def apply(
     revision: str | None,
     output: str,
 ) -> None:
-    """Converge libvirt and the record on the manifests; exit 0 only when converged."""
+    """Converge libvirt and the record on the manifests; exit 0 only when converged.
+
+    With PLANFILE (written by plan -out), carry out exactly that plan: refused,
+    with nothing changed, when the manifests, the record or libvirt changed
+    since it was made. With -l, only resources whose labels match.
+    """
     del wait  # power operations always complete before apply returns
+    plan_of: saved.Saved | None = None
+    if plan_file is not None:
+        if paths or prune or adopt or selector is not None or dry_run:
+            raise click.UsageError(
+                "a saved plan carries its manifests and options: give PLANFILE alone "
+                "(no -f, --prune, --adopt, -l or --dry-run)"
+            )
+        plan_of = saved.read(plan_file)
+        paths, prune, adopt, selector = (
+            plan_of.paths,
+            plan_of.prune,
+            plan_of.adopt,
+            plan_of.selector,
+        )
+    elif not paths:
+        raise click.UsageError("give -f PATH... (or a PLANFILE made by plan -out)")
     request = reconcile.Pass(
         prune=prune,
         allow_empty=allow_empty,
@@ -193,6 +291,7 @@ def apply(
         options=execute.Options(
             workers=workers, shutdown_timeout=shutdown_timeout, allow_data_loss=allow_data_loss
         ),
+        selector=selector,
     )
     if dry_run:
         with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:
@@ -205,17 +304,42 @@ def apply(
         on_outcome: Callable[[execute.Outcome], None],
         on_plan: Callable[[actions.Plan], None],
     ) -> reconcile.Result:
-        return rec.apply(_loader(paths, revision), request, on_outcome, on_plan)
+        if plan_of is None:
+            return rec.apply(_loader(paths, revision), request, on_outcome, on_plan)
+        installation = rec.store.installation_id()
+
+        def seen(
+            state: desired.DesiredState,
+            records: Sequence[record.ResourceRecord],
+            world: observed.World,
+        ) -> None:
+            plan_of.check_inputs(installation, state, records, world)
+
+        def checked(plan: actions.Plan) -> None:
+            plan_of.check_plan(plan)
+            on_plan(plan)
+
+        return rec.apply(_loader(paths, revision), request, on_outcome, checked, seen)
 
     _run(ctx, "Apply", output, action)
 
 
 @click.command()
 @click.option(
-    "-f", "--filename", "paths", multiple=True, help="Delete what these manifests declare."
+    "-f",
+    "--filename",
+    "paths",
+    multiple=True,
+    type=click.Path(),
+    help="Delete what these manifests declare.",
 )
-@click.argument("kind", required=False)
-@click.argument("names", nargs=-1)
+@click.argument(
+    "refs",
+    nargs=-1,
+    metavar="[KIND NAME... | KIND/NAME...]",
+    shell_complete=selection.complete_refs,
+)
+@selection.selector_option
 @click.option(
     "--allow-data-loss",
     is_flag=True,
@@ -230,8 +354,8 @@ def apply(
 def delete(
     ctx: click.Context,
     paths: tuple[str, ...],
-    kind: str | None,
-    names: tuple[str, ...],
+    refs: tuple[str, ...],
+    selector: selectors.Selector | None,
     allow_data_loss: bool,
     adopt: bool,
     dry_run: bool,
@@ -244,12 +368,15 @@ def delete(
     or still used by a VM that stays) is listed with its reason, left alone, and
     makes the command exit 1, as does a name that exists nowhere. Volumes whose
     disk declares reclaimPolicy Delete are deleted with their VM (event
-    VolumeDeleted); all others are retained.
+    VolumeDeleted); all others are retained. With -l, what -f or KIND names is
+    narrowed to the resources whose labels match (record labels; KIND -l
+    SELECTOR alone picks every resource of KIND that matches, -l alone every kind).
     """
-    if bool(paths) == bool(kind):
-        raise click.UsageError("give either -f PATH... or KIND NAME...")
-    if kind is not None and not names:
-        raise click.UsageError("give at least one NAME after KIND")
+    if paths and refs:
+        raise click.UsageError("give either -f PATH... or KIND NAME..., not both")
+    if not paths and not refs and selector is None:
+        raise click.UsageError("give -f PATH..., KIND NAME..., KIND/NAME... or -l SELECTOR")
+    kind, named = selection.parse_refs(refs, names_required=selector is None and bool(refs))
     request = reconcile.Pass(
         trigger=record.Trigger.DELETE,
         adopt=adopt,
@@ -263,10 +390,21 @@ def delete(
 
     def keys(store: ports.Store) -> list[record.ResourceKey]:
         if paths:
-            return [record.ResourceKey(item.kind.value, item.name) for item in _load(store, paths)]
-        assert kind is not None
-        resolved = common.parse_kind(kind)
-        return [record.ResourceKey(resolved.value, name) for name in names]
+            found = [
+                (record.ResourceKey(item.kind.value, item.name), item.manifest.metadata.labels)
+                for item in _load(store, paths)
+            ]
+            return [k for k, labels in found if selector is None or selector.matches(labels)]
+        if selector is None:
+            return named
+        recorded = {r.key: r for r in store.resources()}
+        if named:
+            return [k for k in named if k in recorded and selector.matches(recorded[k].labels)]
+        return [
+            key
+            for key, rec in recorded.items()
+            if (kind is None or key.kind == kind.value) and selector.matches(rec.labels)
+        ]
 
     if dry_run:
         with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:

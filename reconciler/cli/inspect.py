@@ -56,9 +56,9 @@ from collections.abc import Sequence
 import click
 
 from reconciler import errors
-from reconciler.cli import common, output, views
+from reconciler.cli import common, output, selection, views
 from reconciler.engine import reconcile, recorded
-from reconciler.models import catalog, desired, documents, kinds, record
+from reconciler.models import catalog, desired, documents, kinds, record, selectors
 from reconciler.store import store as store_module
 
 __all__ = ["describe", "events", "get", "history"]
@@ -116,56 +116,208 @@ _get_output = click.option(
     "-o",
     "--output",
     "output_format",
-    type=click.Choice(["table", "wide", "json", "yaml"]),
+    type=click.Choice(["table", "wide", "json", "yaml", "name"]),
     default="table",
     show_default=True,
+    help="name: one KIND/NAME per line, for scripts and other commands.",
 )
 
 
+def _label_columns(
+    _ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
+) -> list[str]:
+    return [key.strip() for item in value for key in item.split(",") if key.strip()]
+
+
+def _select(
+    store: store_module.Store,
+    kind: kinds.Kind,
+    keys: Sequence[record.ResourceKey],
+    selector: selectors.Selector | None,
+) -> tuple[list[record.ResourceRecord], list[record.ResourceRecord]]:
+    """Everything in the record, and what ``get`` shows of it (NotFound for a missing name)."""
+    everything = store.resources()
+    selected = [r for r in everything if r.key.kind == kind.value]
+    if keys:
+        by_key = {r.key: r for r in selected}
+        for key in keys:
+            if key not in by_key:
+                raise _not_found(key)
+        selected = [by_key[key] for key in dict.fromkeys(keys)]
+    if selector is not None:
+        selected = [r for r in selected if selector.matches(r.labels)]
+    return everything, selected
+
+
+def _get_table(
+    kind: kinds.Kind,
+    selected: Sequence[record.ResourceRecord],
+    everything: Sequence[record.ResourceRecord],
+    live: views.Live,
+    *,
+    wide: bool,
+    label_columns: Sequence[str],
+    show_labels: bool,
+) -> tuple[list[str], list[list[str]]]:
+    """``get``'s headers and rows: the kind's, then SUSPENDED, ``-L`` and LABELS columns."""
+    headers, rows = views.table_rows(kind, selected, everything, live, _now(), wide=wide)
+    suspended = [kinds.suspended(r.annotations) for r in selected]
+    if any(suspended):
+        headers = [*headers, "SUSPENDED"]
+        rows = [[*row, "yes" if s else "no"] for row, s in zip(rows, suspended, strict=True)]
+    for key in label_columns:
+        headers = [*headers, key.rpartition("/")[2].upper()]
+        rows = [
+            [*row, output.escape(r.labels.get(key, "")) or output.NONE]
+            for row, r in zip(rows, selected, strict=True)
+        ]
+    if show_labels:
+        headers = [*headers, "LABELS"]
+        rows = [
+            [*row, ",".join(f"{k}={v}" for k, v in sorted(r.labels.items())) or "<none>"]
+            for row, r in zip(rows, selected, strict=True)
+        ]
+    return headers, rows
+
+
 @click.command()
-@click.argument("kind")
-@click.argument("name", required=False)
+@click.argument(
+    "refs",
+    nargs=-1,
+    required=True,
+    metavar="KIND [NAME...] | KIND/NAME...",
+    shell_complete=selection.complete_refs,
+)
 @_get_output
+@selection.selector_option
+@click.option(
+    "-L",
+    "--label-columns",
+    "label_columns",
+    multiple=True,
+    callback=_label_columns,
+    metavar="KEY[,KEY]",
+    help="A column with the value of each label KEY. Repeatable.",
+)
+@click.option("--show-labels", is_flag=True, help="A LABELS column with every label.")
+@click.option(
+    "-w",
+    "--watch",
+    is_flag=True,
+    help="After the list, print each row again whenever it changes, until Ctrl-C.",
+)
 @click.pass_context
-def get(ctx: click.Context, kind: str, name: str | None, output_format: str) -> None:
+def get(
+    ctx: click.Context,
+    refs: tuple[str, ...],
+    output_format: str,
+    selector: selectors.Selector | None,
+    label_columns: list[str],
+    show_labels: bool,
+    watch: bool,
+) -> None:
     """List resources of KIND (or show NAME) with live status from libvirt.
 
-    KIND is vm, template, network or pool (singular, plural or short form).
+    KIND is vm, template, network, pool, policy or department (singular, plural or
+    short form); resources can also be named KIND/NAME.
     """
-    resolved = common.parse_kind(kind)
+    resolved, keys = selection.parse_refs(refs, names_required=False)
+    if resolved is None:
+        raise click.UsageError("get lists one kind at a time: give KIND/NAMEs of one kind")
+    if watch and output_format not in ("table", "wide"):
+        raise click.UsageError("--watch prints tables: use -o table or -o wide")
     with common.open_store(ctx, read_only=True) as store:
-        everything = store.resources()
-        selected = [r for r in everything if r.key.kind == resolved.value]
-        if name is not None:
-            selected = [r for r in selected if r.key.name == name]
-            if not selected:
-                raise _not_found(record.ResourceKey(resolved.value, name))
+        everything, selected = _select(store, resolved, keys, selector)
         needs_libvirt = views.view(resolved).observes and bool(selected)
         live = _observe(ctx, store, everything) if needs_libvirt else views.Live("")
-    if output_format in ("json", "yaml"):
-        shown = (
-            views.item(selected[0], everything, live)
-            if name is not None
-            else views.list_document(selected, everything, live)
+        if output_format == "name":
+            for rec in selected:
+                click.echo(f"{catalog.short(resolved)}/{rec.key.name}")
+            return
+        if output_format in ("json", "yaml"):
+            shown = (
+                views.item(selected[0], everything, live)
+                if len(keys) == 1 and selector is None
+                else views.list_document(selected, everything, live)
+            )
+            click.echo(output.document(shown, output_format))
+            return
+        if not selected and not watch:
+            click.echo(f"No {catalog.display(resolved, plural=True)} found.", err=True)
+            return
+        headers, rows = _get_table(
+            resolved,
+            selected,
+            everything,
+            live,
+            wide=output_format == "wide",
+            label_columns=label_columns,
+            show_labels=show_labels,
         )
-        click.echo(output.document(shown, output_format))
-        return
-    if not selected:
-        click.echo(f"No {catalog.display(resolved, plural=True)} found.", err=True)
-        return
-    headers, rows = views.table_rows(
-        resolved, selected, everything, live, _now(), wide=output_format == "wide"
-    )
-    click.echo(output.table(headers, rows, terminal=_terminal()))
+        if rows:
+            click.echo(output.table(headers, rows, terminal=_terminal()))
+        if not watch:
+            return
+        try:
+            _watch(ctx, store, resolved, keys, selector, headers, rows)
+        except KeyboardInterrupt:
+            return
+
+
+def _watch(
+    ctx: click.Context,
+    store: store_module.Store,
+    kind: kinds.Kind,
+    keys: Sequence[record.ResourceKey],
+    selector: selectors.Selector | None,
+    headers: list[str],
+    rows: list[list[str]],
+) -> None:
+    """Poll the record and libvirt; print a row (no header) when anything but its age moved."""
+    printed = bool(rows)
+    ignored = {i for i, title in enumerate(headers) if title.upper() == "AGE"}
+
+    def same(row: Sequence[str]) -> tuple[str, ...]:
+        return tuple(cell for i, cell in enumerate(row) if i not in ignored)
+
+    last = {row[0]: same(row) for row in rows}
+    while True:
+        _wait(POLL_SECONDS)
+        try:
+            everything, selected = _select(store, kind, keys, selector)
+        except errors.NotFound:
+            everything, selected = store.resources(), []
+        needs_libvirt = views.view(kind).observes and bool(selected)
+        live = _observe(ctx, store, everything) if needs_libvirt else views.Live("")
+        opts = ctx.params
+        headers, fresh = _get_table(
+            kind,
+            selected,
+            everything,
+            live,
+            wide=opts["output_format"] == "wide",
+            label_columns=opts["label_columns"],
+            show_labels=opts["show_labels"],
+        )
+        changed = [row for row in fresh if last.get(row[0]) != same(row)]
+        if changed:
+            click.echo(output.table(headers, changed, terminal=_terminal(), header=not printed))
+            printed = True
+        last = {row[0]: same(row) for row in fresh}
 
 
 @click.command()
-@click.argument("kind")
-@click.argument("name")
+@click.argument(
+    "refs",
+    nargs=-1,
+    required=True,
+    metavar="KIND NAME | KIND/NAME",
+    shell_complete=selection.complete_refs,
+)
 @click.pass_context
-def describe(ctx: click.Context, kind: str, name: str) -> None:
+def describe(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Show one resource: spec, status, conditions and recent events."""
-    key = record.ResourceKey(common.parse_kind(kind).value, name)
+    key = _one(refs)
     with common.open_store(ctx, read_only=True) as store:
         everything = store.resources()
         rec = next((r for r in everything if r.key == key), None)
@@ -175,6 +327,14 @@ def describe(ctx: click.Context, kind: str, name: str) -> None:
         needs_libvirt = views.view(kinds.Kind(key.kind)).observes
         live = _observe(ctx, store, everything) if needs_libvirt else views.Live("")
     click.echo(views.describe_text(rec, everything, live, recent, _now(), terminal=_terminal()))
+
+
+def _one(refs: tuple[str, ...]) -> record.ResourceKey:
+    """The one resource ``KIND NAME`` or ``KIND/NAME`` names."""
+    _kind, keys = selection.parse_refs(refs)
+    if len(keys) != 1:
+        raise click.UsageError("name exactly one resource: KIND NAME or KIND/NAME")
+    return keys[0]
 
 
 def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.datetime | None:
@@ -210,6 +370,25 @@ class _EventPrinter:
         self.printed = True
 
 
+class _Matching(_EventPrinter):
+    """An :class:`_EventPrinter` of the events of resources a selector picks (record labels)."""
+
+    def __init__(
+        self, show: _EventPrinter, store: store_module.Store, selector: selectors.Selector
+    ) -> None:
+        super().__init__(show.output_format)
+        self.store = store
+        self.selector = selector
+
+    def keep(self, batch: Sequence[record.EventRecord]) -> list[record.EventRecord]:
+        records = self.store.resources(include_deleted=True)
+        picked = {r.key for r in records if self.selector.matches(r.labels)}
+        return [event for event in batch if event.key in picked]
+
+    def __call__(self, batch: Sequence[record.EventRecord]) -> None:
+        super().__call__(self.keep(batch))
+
+
 def _follow(
     store: store_module.Store,
     key: record.ResourceKey | None,
@@ -234,7 +413,10 @@ def _follow(
 
 
 @click.command()
-@click.argument("ref", required=False, metavar="[KIND/NAME]")
+@click.argument(
+    "refs", nargs=-1, metavar="[KIND NAME | KIND/NAME]", shell_complete=selection.complete_refs
+)
+@selection.selector_option
 @click.option(
     "--since",
     callback=_since,
@@ -255,21 +437,27 @@ def _follow(
 @click.pass_context
 def events(
     ctx: click.Context,
-    ref: str | None,
+    refs: tuple[str, ...],
+    selector: selectors.Selector | None,
     since: dt.datetime | None,
     follow: bool,
     output_format: str,
     limit: int | None,
 ) -> None:
-    """The event log, oldest first, of every resource or of KIND/NAME."""
-    key = None
-    if ref is not None:
-        kind, name = common.parse_ref(ref)
-        key = record.ResourceKey(kind.value, name)
-    show = _EventPrinter(output_format)
+    """The event log, oldest first, of every resource or of KIND/NAME.
+
+    With -l, only the events of resources whose labels (in the record) match.
+    """
+    key = _one(refs) if refs else None
     started = _now()
     with common.open_store(ctx, read_only=True) as store:
-        found = store.events(key, since=since, limit=limit)
+        show = _EventPrinter(output_format)
+        found = store.events(key, since=since, limit=None if selector else limit)
+        if selector is not None:
+            matching = _Matching(show, store, selector)
+            found = matching.keep(found)
+            found = found[-limit:] if limit else found
+            show = matching
         show(found)
         if not follow:
             if not found and output_format == "table":
@@ -284,7 +472,13 @@ def events(
 
 
 @click.command()
-@click.argument("ref", metavar="KIND/NAME")
+@click.argument(
+    "refs",
+    nargs=-1,
+    required=True,
+    metavar="KIND NAME | KIND/NAME",
+    shell_complete=selection.complete_refs,
+)
 @click.option(
     "-o",
     "--output",
@@ -294,10 +488,9 @@ def events(
     show_default=True,
 )
 @click.pass_context
-def history(ctx: click.Context, ref: str, output_format: str) -> None:
+def history(ctx: click.Context, refs: tuple[str, ...], output_format: str) -> None:
     """Every applied revision of KIND/NAME with what changed from the one before."""
-    kind, name = common.parse_ref(ref)
-    key = record.ResourceKey(kind.value, name)
+    key = _one(refs)
     with common.open_store(ctx, read_only=True) as store:
         revisions = store.history(key)
         rec = store.get(key, include_deleted=True)

@@ -55,10 +55,65 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "daemon": ("reconciler.cli.daemon", "daemon"),
     "explain": ("reconciler.cli.explain", "explain"),
     "export": ("reconciler.cli.export", "export"),
+    "start": ("reconciler.cli.power", "start"),
+    "stop": ("reconciler.cli.power", "stop"),
+    "restart": ("reconciler.cli.power", "restart"),
+    "suspend": ("reconciler.cli.suspend", "suspend"),
+    "resume": ("reconciler.cli.suspend", "resume"),
 }
 
 
+# The group's options that are also accepted after the subcommand (kubectl-style):
+# those taking a value, and flags.
+_GLOBAL_VALUED = ("--db", "-c", "--connect", "--log-format", "--lock-timeout")
+_GLOBAL_FLAGS = ("-v", "--verbose")
+
+
+def hoist_globals(args: list[str], commands: set[str]) -> list[str]:
+    """``get vm --db URL -v`` -> ``--db URL -v get vm``: global options moved before the command.
+
+    Only options exactly spelled as the group's are moved, never past ``--``,
+    and never a value of another option; a subcommand has no option of these names.
+    """
+    head: list[str] = []
+    index = 0
+    while index < len(args):  # the group's own options, up to the subcommand
+        word = args[index]
+        if word in commands or not word.startswith("-") or word == "--":
+            break
+        head.append(word)
+        index += 1
+        if word in _GLOBAL_VALUED and index < len(args):
+            head.append(args[index])
+            index += 1
+    rest = args[index:]
+    moved: list[str] = []
+    kept: list[str] = []
+    position = 0
+    while position < len(rest):
+        word = rest[position]
+        if word == "--":
+            kept += rest[position:]
+            break
+        if word in _GLOBAL_FLAGS:
+            moved.append(word)
+        elif word in _GLOBAL_VALUED and position + 1 < len(rest):
+            moved += [word, rest[position + 1]]
+            position += 1
+        elif word.partition("=")[0] in _GLOBAL_VALUED and word.startswith("--"):
+            moved.append(word)
+        else:
+            kept.append(word)
+        position += 1
+    return [*head, *moved, *kept]
+
+
 class _Group(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:  # completion sees the words as typed
+            args = hoist_globals(args, set(self.list_commands(ctx)))
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *_COMMANDS})
 

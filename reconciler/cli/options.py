@@ -12,5 +12,6 @@ manifest_files = click.option(
     "paths",
     multiple=True,
     required=True,
+    type=click.Path(),
     help="File, directory (recursive) or - for stdin. Repeatable.",
 )

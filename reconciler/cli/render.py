@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import click
+
 from reconciler.engine import execute
 from reconciler.planning import actions
 
@@ -23,19 +25,32 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def plan_lines(plan: actions.Plan) -> list[str]:
+# The colour of each symbol on a terminal, as terraform colours its plan.
+_COLOURS = {"+": "green", "~": "yellow", "-/+": "magenta", "-": "red", "!": "yellow", "?": "red"}
+
+
+def _paint(text: str, symbol: str, colour: bool) -> str:
+    if not colour:
+        return text
+    bold = True if symbol in ("!", "?", "-/+") else None
+    return click.style(text, fg=_COLOURS.get(symbol), bold=bold)
+
+
+def plan_lines(plan: actions.Plan, *, colour: bool = False) -> list[str]:
+    """The plan's lines; ``colour`` paints each change's head line by its symbol."""
     lines = []
     for change in plan.changes:
         label = str(change.key)
         if change.verb is actions.Verb.CONFLICT:
-            lines.append(f"? {label}: conflict: {change.note}")
+            lines.append(_paint(f"? {label}: conflict: {change.note}", "?", colour))
             continue
         what = change.verb.value
         if change.drifted:
             what = "drift" if change.verb is actions.Verb.UPDATE else "drift, recreate"
         if change.adopt:
             what += ", adopt"
-        lines.append(f"{change.symbol} {label} ({what}, {change.impact.label})")
+        head = f"{change.symbol} {label} ({what}, {change.impact.label})"
+        lines.append(_paint(head, change.symbol, colour))
         for field in change.fields:
             lines.append(
                 f"    {field.path}: {_value(field.old)} -> {_value(field.new)} "
@@ -53,13 +68,16 @@ def plan_lines(plan: actions.Plan) -> list[str]:
             lines.append(f"    volume {volume.pool}/{volume.volume}: {fate} ({why})")
         if change.note:
             lines.append(f"    note: {change.note}")
+    for key in plan.suspended:
+        lines.append(_paint(f"= {key} (suspended: infinibay.io/reconcile: disabled)", "=", colour))
     return lines
 
 
 def plan_summary(plan: actions.Plan) -> str:
     counts = plan.counts()
     if not counts:
-        return "No changes: libvirt and the record match the manifests."
+        held = f" ({len(plan.suspended)} suspended)" if plan.suspended else ""
+        return f"No changes: libvirt and the record match the manifests{held}."
     order = [
         ("create", "to create"),
         ("update", "to update"),
@@ -70,6 +88,8 @@ def plan_summary(plan: actions.Plan) -> str:
         ("conflict", "conflicting"),
     ]
     parts = [f"{counts[k]} {label}" for k, label in order if counts.get(k)]
+    if plan.suspended:
+        parts.append(f"{len(plan.suspended)} suspended")
     return "Plan: " + ", ".join(parts) + "."
 
 
@@ -79,6 +99,8 @@ def plan_json(plan: actions.Plan) -> dict[str, Any]:
         "summary": plan.counts(),
         "empty": plan.empty,
     }
+    if plan.suspended:
+        document["suspended"] = [str(k) for k in plan.suspended]
     if plan.not_found:  # only a delete names what may not exist
         document["notFound"] = [str(k) for k in plan.not_found]
     return document

@@ -37,8 +37,8 @@ from collections.abc import Callable, Sequence
 from reconciler import errors
 from reconciler.engine import decision, execute, journal, ports
 from reconciler.engine import fence as fencing
-from reconciler.models import desired, kinds, observed, record
-from reconciler.planning import actions, planner, status
+from reconciler.models import desired, kinds, observed, record, selectors
+from reconciler.planning import actions, planner, scope, status
 
 __all__ = ["Load", "Pass", "Reconciler", "Result", "pools_in_play"]
 
@@ -60,6 +60,7 @@ class Pass:
     trigger: record.Trigger = record.Trigger.APPLY
     revision: str | None = None
     options: execute.Options = dataclasses.field(default_factory=execute.Options)
+    selector: selectors.Selector | None = None  # only the resources whose labels match
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +139,10 @@ class Reconciler:
         *,
         prune: bool = False,
         adopt: bool = False,
+        selector: selectors.Selector | None = None,
+        seen: Callable[
+            [desired.DesiredState, Sequence[record.ResourceRecord], observed.World], None
+        ] = lambda _s, _r, _w: None,
     ) -> actions.Plan:
         """Plan what ``load(records)`` declares, reading the record once; nothing is written.
 
@@ -147,7 +152,8 @@ class Reconciler:
         records = self.store.resources(include_deleted=True)
         state = load(records)
         world = self.hv.observe(refresh=pools_in_play(state, records))
-        return self._plan(state, records, world, prune=prune, adopt=adopt)
+        seen(state, records, world)
+        return self._plan(state, records, world, prune=prune, adopt=adopt, selector=selector)
 
     def _plan(
         self,
@@ -157,6 +163,7 @@ class Reconciler:
         *,
         prune: bool,
         adopt: bool,
+        selector: selectors.Selector | None = None,
     ) -> actions.Plan:
         result = planner.plan(
             state,
@@ -169,7 +176,7 @@ class Reconciler:
         )
         if result.errors:
             raise errors.ManifestError(list(result.errors))
-        return result
+        return scope.restrict(result, state, records, selector)
 
     def apply(
         self,
@@ -177,13 +184,19 @@ class Reconciler:
         request: Pass,
         on_outcome: Callable[[execute.Outcome], None] = lambda _o: None,
         on_plan: Callable[[actions.Plan], None] = lambda _p: None,
+        seen: Callable[
+            [desired.DesiredState, Sequence[record.ResourceRecord], observed.World], None
+        ] = lambda _s, _r, _w: None,
     ) -> Result:
         """Converge on what ``load(records)`` declares.
 
         The record is read once, under the writer lock, and that one reading
         both loads the manifests and plans: no other writer can change the
         record between the two. A caller that has its desired state already
-        (the daemon) passes ``lambda _records: state``.
+        (the daemon) passes ``lambda _records: state``. ``seen`` is shown what
+        the pass read before anything is planned; whatever it raises stops the
+        pass with nothing done (a saved plan checks that its world is still the
+        same).
         """
         with self.store.writer_lock():
             records = self.store.resources(include_deleted=True)
@@ -194,7 +207,15 @@ class Reconciler:
                     "pass --allow-empty if that is really intended"
                 )
             world = self.hv.observe(refresh=pools_in_play(state, records))
-            plan = self._plan(state, records, world, prune=request.prune, adopt=request.adopt)
+            seen(state, records, world)
+            plan = self._plan(
+                state,
+                records,
+                world,
+                prune=request.prune,
+                adopt=request.adopt,
+                selector=request.selector,
+            )
             on_plan(plan)
             if request.dry_run:
                 return Result(plan)
@@ -325,17 +346,22 @@ class Reconciler:
             # Addresses are reported, never acted on: a status without them beats none.
             _log.warning("guest addresses not read: %s", exc)
             found = {}
+        held = scope.suspended_keys(state, records)  # a suspended resource's status stays
         self.store.write_status(
-            status.compute(
-                state,
-                records,
-                world,
-                after,
-                failures,
-                addresses=found,
-                verdicts=verdicts,
-                now=self.clock() if self.clock is not None else None,
-            )
+            [
+                write
+                for write in status.compute(
+                    state,
+                    records,
+                    world,
+                    after,
+                    failures,
+                    addresses=found,
+                    verdicts=verdicts,
+                    now=self.clock() if self.clock is not None else None,
+                )
+                if write.key not in held
+            ]
         )
 
 

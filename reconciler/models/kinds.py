@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, Self
 
@@ -67,6 +68,8 @@ __all__ = [
 
 API_VERSION = "infinibay.io/v1alpha1"
 PROTECT_ANNOTATION = "infinibay.io/protect"
+RECONCILE_ANNOTATION = "infinibay.io/reconcile"
+"""``disabled`` suspends reconciliation of the resource: plan, apply and the daemon skip it."""
 
 
 class Kind(enum.StrEnum):
@@ -145,6 +148,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
 
+def suspended(annotations: Mapping[str, str]) -> bool:
+    """Whether ``annotations`` suspend reconciliation (:data:`RECONCILE_ANNOTATION`)."""
+    return annotations.get(RECONCILE_ANNOTATION, "").strip().lower() == "disabled"
+
+
 def _added(default: Any, **kwargs: Any) -> Any:
     """A field added after the first release: dumped only when it differs from ``default``."""
     return Field(default=default, exclude_if=lambda value: value == default, **kwargs)
@@ -158,6 +166,10 @@ class Metadata(_Strict):
     @property
     def protected(self) -> bool:
         return self.annotations.get(PROTECT_ANNOTATION, "").lower() == "true"
+
+    @property
+    def suspended(self) -> bool:
+        return suspended(self.annotations)
 
 
 # --- StoragePool ---------------------------------------------------------------

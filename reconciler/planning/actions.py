@@ -332,6 +332,8 @@ class Plan:
     # Volumes to add to the inventory before anything runs (intent), so that a volume
     # a killed pass created is still known as ours.
     volume_claims: tuple[record.VolumeRecord, ...] = ()
+    # Resources skipped because reconciliation is suspended (infinibay.io/reconcile: disabled).
+    suspended: tuple[record.ResourceKey, ...] = ()
 
     @property
     def empty(self) -> bool:

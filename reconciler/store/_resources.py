@@ -188,6 +188,35 @@ class Resources(_base.Base):
             if params:
                 session.execute(update(schema.Resource), params)
 
+    def set_annotation(
+        self, key: record.ResourceKey, name: str, value: str | None
+    ) -> record.ResourceRecord | None:
+        """Set (or with ``None`` remove) one annotation of a live resource, generation kept.
+
+        The record's annotations are otherwise the applied manifest's; this is how
+        ``infinibay suspend`` marks a resource for every later pass. ``None`` when
+        the resource is not in the record.
+        """
+        with self._session(f"annotating {key}", write=True) as session:
+            row = session.scalars(
+                select(schema.Resource).where(
+                    schema.Resource.kind == key.kind,
+                    schema.Resource.name == key.name,
+                    schema.Resource.deleted_at.is_(None),
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            annotations = dict(row.annotations)
+            if value is None:
+                annotations.pop(name, None)
+            else:
+                annotations[name] = value
+            row.annotations = annotations
+            row.updated_at = _base.now()
+            session.flush()
+            return _resource(row)
+
     def tombstone(self, keys: Sequence[record.ResourceKey]) -> None:
         """Mark resources deleted; their history and events stay. Idempotent."""
         if not keys:
