@@ -34,6 +34,24 @@ def doc(kind: str, name: str, spec: dict[str, Any], **metadata: Any) -> dict[str
     return {"apiVersion": API, "kind": kind, "metadata": {"name": name, **metadata}, "spec": spec}
 
 
+def _random_subnet() -> str:
+    """A random ``10.X.Y`` /24 base in this test worker's own range of ``X``.
+
+    Test files run in parallel workers (pytest-xdist sets ``PYTEST_XDIST_WORKER``
+    to ``gw0``, ``gw1``... of ``PYTEST_XDIST_WORKER_COUNT``). Each worker draws
+    from its own share of the second octets 200-247, so two tests running at
+    once never pick the same subnet (libvirt
+    refuses to start a network whose subnet is in use); within a worker tests run
+    one after another and clean up, and the random third octet keeps a leftover
+    of a killed run out of the way.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    width = 48 // max(1, min(count, 48))
+    first = 200 + width * (int(worker) % count if worker.isdigit() and count else 0)
+    return f"10.{first + secrets.randbelow(width)}.{secrets.randbelow(250)}"
+
+
 @dataclasses.dataclass
 class Harness:
     prefix: str
@@ -42,9 +60,7 @@ class Harness:
     conn: libvirt.virConnect
     pool_dir: Path
     workdir: Path
-    subnet: str = dataclasses.field(
-        default_factory=lambda: f"10.{200 + secrets.randbelow(50)}.{secrets.randbelow(250)}"
-    )
+    subnet: str = dataclasses.field(default_factory=lambda: _random_subnet())
 
     def name(self, short: str) -> str:
         return f"{self.prefix}{short}"
