@@ -159,9 +159,19 @@ def _added(default: Any, **kwargs: Any) -> Any:
 
 
 class Metadata(_Strict):
-    name: fields.DnsLabel
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    name: fields.DnsLabel = Field(
+        description="The resource's name, a DNS label (lower case, digits, '-'; at most 63); "
+        "also its libvirt name."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Key/value pairs to select resources by (-l app=web); not sent to libvirt.",
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Key/value notes; infinibay.io/protect: 'true' refuses deletion, "
+        "infinibay.io/reconcile: disabled suspends reconciliation.",
+    )
 
     @property
     def protected(self) -> bool:
@@ -177,7 +187,7 @@ class Metadata(_Strict):
 
 class StoragePoolSpec(_Strict):
     path: str = Field(description="Absolute directory of a libvirt 'dir' pool.")
-    autostart: bool = True
+    autostart: bool = Field(True, description="Start the pool when libvirtd starts.")
     images: bool = _added(
         False,
         description="Whether disks may take their 'image' backing files from this pool; "
@@ -196,18 +206,20 @@ class StoragePoolSpec(_Strict):
 
 
 class StoragePool(_Strict):
-    apiVersion: Literal["infinibay.io/v1alpha1"]
-    kind: Literal["StoragePool"]
-    metadata: Metadata
-    spec: StoragePoolSpec
+    apiVersion: Literal["infinibay.io/v1alpha1"] = Field(
+        description="Always infinibay.io/v1alpha1."
+    )
+    kind: Literal["StoragePool"] = Field(description="The resource's kind.")
+    metadata: Metadata = Field(description="Name, labels and annotations.")
+    spec: StoragePoolSpec = Field(description="The declared state.")
 
 
 # --- Network -------------------------------------------------------------------
 
 
 class DhcpRange(_Strict):
-    start: ipaddress.IPv4Address
-    end: ipaddress.IPv4Address
+    start: ipaddress.IPv4Address = Field(description="First address DHCP hands out.")
+    end: ipaddress.IPv4Address = Field(description="Last address DHCP hands out (inclusive).")
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -217,17 +229,23 @@ class DhcpRange(_Strict):
 
 
 class StaticHost(_Strict):
-    mac: fields.Mac
-    ip: ipaddress.IPv4Address
-    name: fields.DnsLabel | None = None
+    mac: fields.Mac = Field(description="The guest NIC's MAC address.")
+    ip: ipaddress.IPv4Address = Field(
+        description="The address DHCP always gives that MAC, inside the network's prefix."
+    )
+    name: fields.DnsLabel | None = Field(None, description="Host name given with the lease.")
 
 
 class Ipv4(_Strict):
     address: ipaddress.IPv4Interface = Field(
         description="Gateway address with prefix, e.g. 10.20.0.1/24."
     )
-    dhcp: DhcpRange | None = None
-    hosts: list[StaticHost] = Field(default_factory=list)
+    dhcp: DhcpRange | None = Field(
+        None, description="The range DHCP hands addresses out of; none: no DHCP."
+    )
+    hosts: list[StaticHost] = Field(
+        default_factory=list, description="Static DHCP leases, one per MAC."
+    )
 
     @field_validator("address")
     @classmethod
@@ -263,12 +281,28 @@ class Ipv4(_Strict):
 
 
 class NetworkSpec(_Strict):
-    mode: NetworkMode = NetworkMode.NAT
-    bridge: fields.BridgeName | None = None
-    ipv4: Ipv4 | None = None
-    domain: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    mtu: int | None = Field(default=None, ge=576, le=65535)
-    autostart: bool = True
+    mode: NetworkMode = Field(
+        NetworkMode.NAT,
+        description="nat (guests reach out through the host), route (routed, no NAT), isolated "
+        "(guests and host only) or bridge (an existing host bridge).",
+    )
+    bridge: fields.BridgeName | None = Field(
+        None,
+        description="The Linux bridge's name: created by libvirt, or the existing host bridge "
+        "with mode bridge.",
+    )
+    ipv4: Ipv4 | None = Field(
+        None, description="The network's gateway address, DHCP range and static hosts."
+    )
+    domain: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="DNS domain of the network's guests.",
+    )
+    mtu: int | None = Field(
+        default=None, ge=576, le=65535, description="MTU of the network's bridge."
+    )
+    autostart: bool = Field(True, description="Start the network when libvirtd starts.")
 
     @model_validator(mode="after")
     def _mode_fits(self) -> Self:
@@ -283,27 +317,39 @@ class NetworkSpec(_Strict):
 
 
 class Network(_Strict):
-    apiVersion: Literal["infinibay.io/v1alpha1"]
-    kind: Literal["Network"]
-    metadata: Metadata
-    spec: NetworkSpec
+    apiVersion: Literal["infinibay.io/v1alpha1"] = Field(
+        description="Always infinibay.io/v1alpha1."
+    )
+    kind: Literal["Network"] = Field(description="The resource's kind.")
+    metadata: Metadata = Field(description="Name, labels and annotations.")
+    spec: NetworkSpec = Field(description="The declared state.")
 
 
 # --- Template and VirtualMachine -------------------------------------------------
 
 
 class Graphics(_Strict):
-    type: GraphicsType = GraphicsType.VNC
-    listen: ipaddress.IPv4Address = ipaddress.IPv4Address("127.0.0.1")
+    type: GraphicsType = Field(GraphicsType.VNC, description="vnc, spice or none.")
+    listen: ipaddress.IPv4Address = Field(
+        ipaddress.IPv4Address("127.0.0.1"),
+        description="Address the display listens on; beyond 127.0.0.0/8 only with "
+        "INFINIBAY_ALLOW_REMOTE_GRAPHICS=1.",
+    )
 
 
 _VOLUME_FILE = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 
 
 class Disk(_Strict):
-    name: fields.DnsLabel
-    size: fields.Size | None = None
-    pool: fields.DnsLabel | None = None
+    name: fields.DnsLabel = Field(
+        description="The disk's name, unique in the VM; its volume is VM.NAME.qcow2."
+    )
+    size: fields.Size | None = Field(
+        None, description="Capacity, e.g. 20GiB; grown in place, never shrunk."
+    )
+    pool: fields.DnsLabel | None = Field(
+        None, description="The StoragePool that holds the disk's volume."
+    )
     image: str | None = Field(
         default=None,
         pattern=_VOLUME_FILE,
@@ -319,7 +365,11 @@ class Disk(_Strict):
         pattern=_VOLUME_FILE,
         description="An existing volume of 'pool', used as it is; taking it needs --adopt.",
     )
-    reclaimPolicy: ReclaimPolicy | None = None
+    reclaimPolicy: ReclaimPolicy | None = Field(
+        None,
+        description="Retain (default) keeps the volume when the VM goes; Delete deletes it with "
+        "the VM.",
+    )
 
     @model_validator(mode="after")
     def _volume_or_image(self) -> Self:
@@ -329,8 +379,10 @@ class Disk(_Strict):
 
 
 class Nic(_Strict):
-    network: fields.DnsLabel
-    mac: fields.Mac | None = None
+    network: fields.DnsLabel = Field(description="The Network the NIC attaches to.")
+    mac: fields.Mac | None = Field(
+        None, description="MAC address; generated (and then kept) when unset."
+    )
 
 
 class Cpu(_Strict):
@@ -371,13 +423,19 @@ def _unique(items: list[str], what: str) -> None:
 class _Hardware(_Strict):
     """Fields a template and a VM share; every one is optional so a VM can override."""
 
-    cpus: int | None = Field(default=None, ge=1, le=256)
-    memory: fields.Size | None = None
-    firmware: Firmware | None = None
-    machine: Machine | None = None
-    graphics: Graphics | None = None
-    disks: list[Disk] = Field(default_factory=list)
-    networks: list[Nic] = Field(default_factory=list)
+    cpus: int | None = Field(default=None, ge=1, le=256, description="Virtual CPUs.")
+    memory: fields.Size | None = Field(None, description="Memory, e.g. 2GiB (at least 16MiB).")
+    firmware: Firmware | None = Field(None, description="bios or uefi.")
+    machine: Machine | None = Field(None, description="The QEMU machine type: q35 or pc.")
+    graphics: Graphics | None = Field(None, description="The display (VNC or SPICE) or none.")
+    disks: list[Disk] = Field(
+        default_factory=list,
+        description="Disks; a VM's merge over its template's by name, field by field.",
+    )
+    networks: list[Nic] = Field(
+        default_factory=list,
+        description="NICs; a VM's merge over its template's by network, field by field.",
+    )
     # Guest hardware (SPEC section 9). Unset, a field takes its default when the domain
     # is created and is not compared afterwards: a domain adopted, or created before the
     # field existed, keeps what it has until a manifest or template says otherwise.
@@ -430,21 +488,32 @@ class _Hardware(_Strict):
 
 
 class TemplateSpec(_Hardware):
-    description: str | None = None
+    description: str | None = Field(None, description="Free text for people; not sent to libvirt.")
 
 
 class Template(_Strict):
-    apiVersion: Literal["infinibay.io/v1alpha1"]
-    kind: Literal["Template"]
-    metadata: Metadata
-    spec: TemplateSpec
+    apiVersion: Literal["infinibay.io/v1alpha1"] = Field(
+        description="Always infinibay.io/v1alpha1."
+    )
+    kind: Literal["Template"] = Field(description="The resource's kind.")
+    metadata: Metadata = Field(description="Name, labels and annotations.")
+    spec: TemplateSpec = Field(description="The declared state.")
 
 
 class VirtualMachineSpec(_Hardware):
-    template: fields.DnsLabel | None = None
-    powerState: PowerState = PowerState.RUNNING
-    autostart: bool = False
-    updatePolicy: UpdatePolicy = UpdatePolicy.ON_RESTART
+    template: fields.DnsLabel | None = Field(
+        None, description="The Template whose spec this VM's fields are merged over."
+    )
+    powerState: PowerState = Field(
+        PowerState.RUNNING,
+        description="Running, Stopped or Paused: what every pass brings the VM to.",
+    )
+    autostart: bool = Field(False, description="Start the VM when libvirtd starts.")
+    updatePolicy: UpdatePolicy = Field(
+        UpdatePolicy.ON_RESTART,
+        description="OnRestart: a change needing a reboot waits for the next one (condition "
+        "RestartRequired); Restart: the VM is restarted to apply it.",
+    )
     department: fields.DnsLabel | None = _added(
         None,
         description="A Department: its network is the VM's when it lists none, and its "
@@ -456,20 +525,24 @@ class VirtualMachineSpec(_Hardware):
 
 
 class VirtualMachine(_Strict):
-    apiVersion: Literal["infinibay.io/v1alpha1"]
-    kind: Literal["VirtualMachine"]
-    metadata: Metadata
-    spec: VirtualMachineSpec
+    apiVersion: Literal["infinibay.io/v1alpha1"] = Field(
+        description="Always infinibay.io/v1alpha1."
+    )
+    kind: Literal["VirtualMachine"] = Field(description="The resource's kind.")
+    metadata: Metadata = Field(description="Name, labels and annotations.")
+    spec: VirtualMachineSpec = Field(description="The declared state.")
 
 
 # --- FirewallPolicy and Department --------------------------------------------------
 
 
 class FirewallPolicy(_Strict):
-    apiVersion: Literal["infinibay.io/v1alpha1"]
-    kind: Literal["FirewallPolicy"]
-    metadata: Metadata
-    spec: fw.FirewallPolicySpec
+    apiVersion: Literal["infinibay.io/v1alpha1"] = Field(
+        description="Always infinibay.io/v1alpha1."
+    )
+    kind: Literal["FirewallPolicy"] = Field(description="The resource's kind.")
+    metadata: Metadata = Field(description="Name, labels and annotations.")
+    spec: fw.FirewallPolicySpec = Field(description="The declared state.")
 
 
 class DepartmentSpec(_Strict):
@@ -486,10 +559,12 @@ class DepartmentSpec(_Strict):
 
 
 class Department(_Strict):
-    apiVersion: Literal["infinibay.io/v1alpha1"]
-    kind: Literal["Department"]
-    metadata: Metadata
-    spec: DepartmentSpec
+    apiVersion: Literal["infinibay.io/v1alpha1"] = Field(
+        description="Always infinibay.io/v1alpha1."
+    )
+    kind: Literal["Department"] = Field(description="The resource's kind.")
+    metadata: Metadata = Field(description="Name, labels and annotations.")
+    spec: DepartmentSpec = Field(description="The declared state.")
 
 
 AnyManifest = StoragePool | Network | Template | VirtualMachine | FirewallPolicy | Department
