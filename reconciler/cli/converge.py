@@ -9,14 +9,19 @@ changes, 1 error; ``apply`` and ``delete`` 0 only when everything converged.
 from __future__ import annotations
 
 import json
+import math
 import os
+import signal
 import sys
+import threading
+import time
+import types
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
-from reconciler.cli import common, options, render, saved, selection
+from reconciler.cli import common, main, options, render, saved, selection
 from reconciler.engine import execute, ports, reconcile
 from reconciler.manifests import loader
 from reconciler.models import desired, observed, record, selectors
@@ -146,16 +151,72 @@ plan = _plan_command("plan")
 diff = _plan_command("diff")
 
 
+class _InFlight:
+    """What is running now, for the progress bar and the interrupt message.
+
+    Changes are added as they start and removed as they end (on the main
+    thread); the ACPI waits are announced by the workers (``Options.on_wait``).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[record.ResourceKey, None] = {}
+        self._waits: dict[record.ResourceKey, float] = {}
+
+    def started(self, changes: list[actions.Change]) -> None:
+        with self._lock:
+            self._running.update(dict.fromkeys(c.key for c in changes))
+
+    def ended(self, key: record.ResourceKey) -> None:
+        with self._lock:
+            self._running.pop(key, None)
+            self._waits.pop(key, None)
+
+    def waiting(self, key: record.ResourceKey, deadline: float | None) -> None:
+        with self._lock:
+            if deadline is None:
+                self._waits.pop(key, None)
+            else:
+                self._waits[key] = deadline
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def text(self) -> str:
+        """``vm/web: ACPI shutdown, forced off in 42s; vm/db`` (what the bar shows)."""
+        now = time.monotonic()
+        with self._lock:
+            parts = []
+            for key in self._running:
+                deadline = self._waits.get(key)
+                label = str(key)
+                if deadline is not None:
+                    left = max(0, math.ceil(deadline - now))
+                    label += f": ACPI shutdown, forced off in {left}s"
+                parts.append(label)
+        return "; ".join(parts)
+
+
+def _interrupt_message(in_flight: int) -> str:
+    what = "action" if in_flight == 1 else "actions"
+    return f"interrupt: finishing {in_flight} {what} in flight (Ctrl-C again to abandon)"
+
+
 def _run(
     ctx: click.Context,
     title: str,
     output: str,
-    action: Callable[
-        [reconcile.Reconciler, Callable[[execute.Outcome], None], Callable[[actions.Plan], None]],
-        reconcile.Result,
-    ],
+    options: execute.Options,
+    action: Callable[[reconcile.Reconciler, _Hooks], reconcile.Result],
+    in_flight: _InFlight,
 ) -> None:
-    """Run an apply or delete pass, printing one line per outcome (and a progress bar on a tty)."""
+    """Run an apply or delete pass, printing one line per outcome (and a progress bar on a tty).
+
+    The first Ctrl-C starts nothing more: what is in flight finishes and is
+    recorded (its events, the run), then the command exits 130. A second one
+    abandons at once; the next pass completes what was left (the journal).
+    """
     progress: Progress | None = None
     task: Any = None
     show_progress = output == "text" and sys.stdout.isatty()
@@ -163,44 +224,96 @@ def _run(
     def on_plan(plan: actions.Plan) -> None:
         nonlocal progress, task
         if show_progress and plan.changes:
-            from rich.progress import Progress  # only on a terminal: rich costs start-up time
+            # only on a terminal: rich costs start-up time
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-            progress = Progress(transient=True)
+            progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                _in_flight_column(in_flight),
+                transient=True,
+            )
             progress.start()
-            task = progress.add_task("applying", total=len(plan.changes))
+            task = progress.add_task(title.lower() + "ing", total=len(plan.changes))
 
     def on_outcome(outcome: execute.Outcome) -> None:
-        if output == "text":
-            line = render.outcome_line(outcome)
-            if progress is not None:
-                progress.console.print(line, highlight=False, markup=False)
-                progress.advance(task)
-            else:
-                click.echo(line)
+        in_flight.ended(outcome.change.key)
+        if output != "text":
+            return
+        line = render.outcome_line(outcome)
+        if progress is not None:
+            progress.advance(task)
+        if not outcome.ok:
+            click.echo(f"error: {line}", err=True)  # a failure is printed once, here
+        elif progress is not None:
+            progress.console.print(line, highlight=False, markup=False)
+        else:
+            click.echo(line)
 
-    with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:
-        try:
-            result = action(reconcile.Reconciler(store, hv), on_outcome, on_plan)
-        finally:
-            if progress is not None:
-                progress.stop()
+    def on_sigint(_signum: int, _frame: types.FrameType | None) -> None:
+        if options.interrupt.is_set():
+            click.echo(
+                "interrupt: abandoned; the next apply completes what was in flight", err=True
+            )
+            os._exit(main.EXIT_INTERRUPTED)
+        options.interrupt.set()
+        click.echo(_interrupt_message(len(in_flight)), err=True)
+
+    hooks = _Hooks(on_outcome, on_plan, in_flight.started)
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:
+            try:
+                result = action(reconcile.Reconciler(store, hv), hooks)
+            finally:
+                if progress is not None:
+                    progress.stop()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     outcomes = list(result.outcomes)
+    failed = len(result.failed)
     if output == "json":
         click.echo(json.dumps(render.apply_json(result.plan, outcomes, result.run_id), indent=2))
+    elif result.interrupted:
+        left = len(result.plan.changes) - len(outcomes)
+        click.echo(
+            f"{title} interrupted: {len(outcomes) - failed} changed, {failed} failed, "
+            f"{left} not started."
+        )
     elif result.plan.not_found and not outcomes:
         pass  # only names that exist nowhere: their lines below say so
     elif not outcomes and result.plan.empty:
         click.echo("Nothing to do: everything is converged.")
     else:
-        failed = len(result.failed)
         verb = "failed" if failed else "complete"
         click.echo(f"{title} {verb}: {len(outcomes) - failed} changed, {failed} failed.")
-        for outcome in result.failed:
-            click.echo(f"error: {render.outcome_line(outcome)}", err=True)
     if output == "text":
         for key in result.plan.not_found:
             click.echo(f"error: {key} not found", err=True)
+    if result.interrupted:
+        ctx.exit(main.EXIT_INTERRUPTED)
     ctx.exit(0 if result.ok else 1)
+
+
+class _Hooks(NamedTuple):
+    """What a pass tells the command line: each outcome, the plan, the changes starting."""
+
+    on_outcome: Callable[[execute.Outcome], None]
+    on_plan: Callable[[actions.Plan], None]
+    on_start: Callable[[list[actions.Change]], None]
+
+
+def _in_flight_column(in_flight: _InFlight) -> Any:
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Column(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(in_flight.text(), overflow="ellipsis", no_wrap=True)
+
+    return Column()
 
 
 @click.command()
@@ -281,6 +394,13 @@ def apply(
         )
     elif not paths:
         raise click.UsageError("give -f PATH... (or a PLANFILE made by plan -out)")
+    in_flight = _InFlight()
+    run_options = execute.Options(
+        workers=workers,
+        shutdown_timeout=shutdown_timeout,
+        allow_data_loss=allow_data_loss,
+        on_wait=in_flight.waiting,
+    )
     request = reconcile.Pass(
         prune=prune,
         allow_empty=allow_empty,
@@ -288,9 +408,7 @@ def apply(
         dry_run=dry_run,
         revision=revision,
         trigger=record.Trigger.APPLY,
-        options=execute.Options(
-            workers=workers, shutdown_timeout=shutdown_timeout, allow_data_loss=allow_data_loss
-        ),
+        options=run_options,
         selector=selector,
     )
     if dry_run:
@@ -299,13 +417,15 @@ def apply(
         _print_plan(result.plan, output)
         ctx.exit(0)
 
-    def action(
-        rec: reconcile.Reconciler,
-        on_outcome: Callable[[execute.Outcome], None],
-        on_plan: Callable[[actions.Plan], None],
-    ) -> reconcile.Result:
+    def action(rec: reconcile.Reconciler, hooks: _Hooks) -> reconcile.Result:
         if plan_of is None:
-            return rec.apply(_loader(paths, revision), request, on_outcome, on_plan)
+            return rec.apply(
+                _loader(paths, revision),
+                request,
+                hooks.on_outcome,
+                hooks.on_plan,
+                on_start=hooks.on_start,
+            )
         installation = rec.store.installation_id()
 
         def seen(
@@ -317,11 +437,13 @@ def apply(
 
         def checked(plan: actions.Plan) -> None:
             plan_of.check_plan(plan)
-            on_plan(plan)
+            hooks.on_plan(plan)
 
-        return rec.apply(_loader(paths, revision), request, on_outcome, checked, seen)
+        return rec.apply(
+            _loader(paths, revision), request, hooks.on_outcome, checked, seen, hooks.on_start
+        )
 
-    _run(ctx, "Apply", output, action)
+    _run(ctx, "Apply", output, run_options, action, in_flight)
 
 
 @click.command()
@@ -377,6 +499,7 @@ def delete(
     if not paths and not refs and selector is None:
         raise click.UsageError("give -f PATH..., KIND NAME..., KIND/NAME... or -l SELECTOR")
     kind, named = selection.parse_refs(refs, names_required=selector is None and bool(refs))
+    in_flight = _InFlight()
     request = reconcile.Pass(
         trigger=record.Trigger.DELETE,
         adopt=adopt,
@@ -385,6 +508,7 @@ def delete(
             shutdown_timeout=shutdown_timeout,
             allow_data_loss=allow_data_loss,
             refusal_fails=True,
+            on_wait=in_flight.waiting,
         ),
     )
 
@@ -416,11 +540,7 @@ def delete(
         refused = plan.refusals(allow_data_loss=allow_data_loss)
         ctx.exit(1 if refused or plan.not_found else 0)
 
-    def action(
-        rec: reconcile.Reconciler,
-        on_outcome: Callable[[execute.Outcome], None],
-        on_plan: Callable[[actions.Plan], None],
-    ) -> reconcile.Result:
-        return rec.delete(keys(rec.store), request, on_outcome)
+    def action(rec: reconcile.Reconciler, hooks: _Hooks) -> reconcile.Result:
+        return rec.delete(keys(rec.store), request, hooks.on_outcome, hooks.on_start)
 
-    _run(ctx, "Delete", output, action)
+    _run(ctx, "Delete", output, request.options, action, in_flight)

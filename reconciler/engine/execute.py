@@ -125,15 +125,24 @@ def execute(
 
     ``on_start`` is called with the changes about to start, before any of
     them reaches a worker, and ``on_outcome`` as each ends; both on this
-    thread, so the workers never write the record or the journal.
+    thread, so the workers never write the record or the journal. Once
+    ``options.interrupt`` is set nothing more starts; what is running finishes
+    and is reported as usual.
     """
     pending = list(changes)
     planned = {c.key for c in pending}
     done: dict[record.ResourceKey, Outcome] = {}
     steps = _Steps(hv, options)
-    with cf.ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
+    workers = max(1, options.workers)
+    with cf.ThreadPoolExecutor(max_workers=workers) as pool:
         running: dict[cf.Future[Outcome], actions.Change] = {}
-        while pending or running:
+        queued: list[actions.Change] = []  # ready, waiting for a free worker
+        while pending or running or queued:
+            if options.interrupt.is_set():
+                pending.clear()  # never started: nothing to record, the next pass plans them
+                queued.clear()
+                if not running:
+                    break
             progressed = True
             ready: list[actions.Change] = []
             while progressed:  # a DependencyFailed settles at once and may unblock others
@@ -154,9 +163,12 @@ def execute(
                         on_outcome(outcome)
                         continue
                     ready.append(change)
-            if ready:
-                on_start(ready)
-                running.update({pool.submit(steps.run, change): change for change in ready})
+            queued += ready
+            free = workers - len(running)
+            if queued and free > 0:  # started only when a worker takes it: none waits queued
+                batch, queued = queued[:free], queued[free:]
+                on_start(batch)
+                running.update({pool.submit(steps.run, change): change for change in batch})
             if not running:
                 for change in pending:  # what is left waits on itself: fail it, never spin
                     outcome = Outcome(change, ok=False, error="dependency cycle")

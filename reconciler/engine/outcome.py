@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections.abc import Callable
 
 from reconciler import errors, settings
 from reconciler.models import record
 from reconciler.planning import actions
 
 __all__ = ["Options", "Outcome", "describe"]
+
+
+def _no_wait(_key: record.ResourceKey, _deadline: float | None) -> None:
+    """The default listener of :attr:`Options.on_wait`: nobody shows the waits."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +30,13 @@ class Options:
     # Read when the plan runs, not when it was validated: a symlink on a pool's path
     # can be swapped in between (SPEC §13).
     boundary: settings.Boundary = dataclasses.field(default_factory=settings.Boundary.from_environ)
+    # Set (Ctrl-C) to start nothing more: what is in flight finishes and is recorded.
+    interrupt: threading.Event = dataclasses.field(default_factory=threading.Event, compare=False)
+    # Told, from a worker, when a change starts waiting on a guest's ACPI shutdown (the
+    # time.monotonic() deadline at which it is forced off) and when the wait ends (None).
+    on_wait: Callable[[record.ResourceKey, float | None], None] = dataclasses.field(
+        default=_no_wait, compare=False
+    )
 
 
 @dataclasses.dataclass

@@ -68,6 +68,7 @@ class Result:
     plan: actions.Plan
     outcomes: tuple[execute.Outcome, ...] = ()
     run_id: record.RunId | None = None
+    interrupted: bool = False  # stopped early (Ctrl-C): changes left unstarted
 
     @property
     def ok(self) -> bool:
@@ -187,6 +188,7 @@ class Reconciler:
         seen: Callable[
             [desired.DesiredState, Sequence[record.ResourceRecord], observed.World], None
         ] = lambda _s, _r, _w: None,
+        on_start: Callable[[list[actions.Change]], None] = lambda _c: None,
     ) -> Result:
         """Converge on what ``load(records)`` declares.
 
@@ -219,13 +221,14 @@ class Reconciler:
             on_plan(plan)
             if request.dry_run:
                 return Result(plan)
-            return self._execute(state, plan, world, request, on_outcome)
+            return self._execute(state, plan, world, request, on_outcome, on_start)
 
     def delete(
         self,
         keys: list[record.ResourceKey],
         request: Pass,
         on_outcome: Callable[[execute.Outcome], None] = lambda _o: None,
+        on_start: Callable[[list[actions.Change]], None] = lambda _c: None,
     ) -> Result:
         with self.store.writer_lock():
             records = self.store.resources(include_deleted=True)
@@ -241,7 +244,7 @@ class Reconciler:
             )
             if request.dry_run or plan.empty:  # nothing at all to do: no run, no event
                 return Result(plan)
-            return self._execute(desired.DesiredState(), plan, world, request, on_outcome)
+            return self._execute(desired.DesiredState(), plan, world, request, on_outcome, on_start)
 
     def _execute(
         self,
@@ -250,6 +253,7 @@ class Reconciler:
         world: observed.World,
         request: Pass,
         on_outcome: Callable[[execute.Outcome], None],
+        on_start: Callable[[list[actions.Change]], None] = lambda _c: None,
     ) -> Result:
         aborted = self.store.abort_unfinished_runs()  # left by a pass that died under the lock
         audit = journal.Journal.of(self.store.installation_id())
@@ -272,6 +276,7 @@ class Reconciler:
             def starting(changes: list[actions.Change]) -> None:
                 audit.begin(changes, run_id, request.revision)
                 audit.flush(self.store)
+                on_start(changes)
 
             def finished(outcome: execute.Outcome) -> None:
                 deleted = outcome.ok and outcome.change.verb is actions.Verb.DELETE
@@ -310,6 +315,8 @@ class Reconciler:
                     status_error = exc
                 if not interrupted and status_error is None:
                     final = "succeeded" if all(o.ok for o in outcomes) else "failed"
+                    if request.options.interrupt.is_set() and len(outcomes) < len(plan.changes):
+                        final = "interrupted"  # Ctrl-C: the rest never started
                 if interrupted and status_error is not None:
                     _log.warning("status not written: %s", status_error, extra={"run_id": run_id})
                     status_error = None
@@ -318,7 +325,7 @@ class Reconciler:
             self._finish_run(run_id, counts, final)
             if status_error is not None:
                 raise status_error
-        return Result(plan, tuple(outcomes), run_id)
+        return Result(plan, tuple(outcomes), run_id, interrupted=final == "interrupted")
 
     def _finish_run(self, run_id: record.RunId, counts: dict[str, int], final: str) -> None:
         try:

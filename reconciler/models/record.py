@@ -185,7 +185,8 @@ class RunRecord:
     started_at: dt.datetime
     finished_at: dt.datetime | None
     counts: dict[str, int]
-    result: str | None  # "succeeded" | "failed" | "aborted" (died) | None while running
+    # "succeeded" | "failed" | "interrupted" (Ctrl-C) | "aborted" (died) | None while running
+    result: str | None
 
 
 def corrupt_at(what: str, exc: pydantic.ValidationError) -> errors.RecordCorrupt:

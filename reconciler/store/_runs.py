@@ -44,7 +44,10 @@ class Runs(_base.Base):
         return record.RunId(run_id)
 
     def finish_run(self, run_id: record.RunId, counts: dict[str, int], result: str) -> None:
-        """Close a run with its counts and result: ``succeeded``, ``failed`` or ``fenced``."""
+        """Close a run with its counts and result.
+
+        ``succeeded``, ``failed``, ``interrupted`` (Ctrl-C) or ``fenced``.
+        """
         with self._session(f"finishing run {run_id}", write=True) as session:
             done = session.execute(
                 update(schema.Run)

@@ -9,6 +9,7 @@ power.
 from __future__ import annotations
 
 import contextlib
+import time
 
 from reconciler import errors
 from reconciler.engine import ports
@@ -79,6 +80,15 @@ class VmSteps:
         with contextlib.suppress(errors.NotFoundError):
             self.hv.undefine_filter(firewall.vm_filter(change.key.name))
 
+    def _stop(self, key: record.ResourceKey) -> bool:
+        """Shut the guest down (ACPI, then forced); the wait's deadline is announced."""
+        timeout = self.options.shutdown_timeout
+        self.options.on_wait(key, time.monotonic() + timeout)
+        try:
+            return self.hv.stop_domain(key.name, timeout=timeout)
+        finally:
+            self.options.on_wait(key, None)
+
     # --- volumes ----------------------------------------------------------------
 
     def _volumes(self, change: actions.Change, out: Outcome) -> bool:
@@ -88,7 +98,7 @@ class VmSteps:
             match intent:
                 case actions.RecreateVolume(volume, stop_first):
                     if stop_first and not stopped:
-                        self.hv.stop_domain(change.key.name, timeout=self.options.shutdown_timeout)
+                        self._stop(change.key)
                         stopped = True
                     self.hv.delete_volume(volume.pool, volume.volume)
                     out.event(
@@ -175,7 +185,7 @@ class VmSteps:
                 out.step("restarted", "Restarted", f"{change.key} restarted on its new volume")
             return
         if change.intends(actions.Restart):
-            self.hv.stop_domain(name, timeout=self.options.shutdown_timeout)
+            self._stop(change.key)
             self.hv.start_domain(name, paused=want is PowerState.PAUSED)
             out.step(
                 "restarted", "Restarted", f"{change.key} restarted to apply its new configuration"
@@ -191,7 +201,7 @@ class VmSteps:
         if current is want:
             return
         if want is PowerState.STOPPED:
-            graceful = self.hv.stop_domain(name, timeout=self.options.shutdown_timeout)
+            graceful = self._stop(change.key)
             how = (
                 "shut down" if graceful else f"forced off after {self.options.shutdown_timeout:g}s"
             )
