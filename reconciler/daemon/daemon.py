@@ -220,7 +220,7 @@ class Daemon:
             if not work.concerns(domain):
                 return
             key = (
-                str(record.ResourceKey(kinds.Kind.VIRTUAL_MACHINE.value, domain))
+                str(record.ResourceKey(kinds.Kind.VIRTUAL_MACHINE.value, work.vm_of(domain)))
                 if domain
                 else loop.ALL
             )

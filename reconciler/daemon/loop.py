@@ -51,6 +51,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from reconciler import errors
@@ -58,7 +59,7 @@ from reconciler.daemon import config as config_module
 from reconciler.daemon import health, logs, metrics, queue, sources
 from reconciler.engine import decision, execute, ports, reconcile, recorded
 from reconciler.manifests import loader
-from reconciler.models import desired, kinds, record
+from reconciler.models import desired, kinds, naming, record
 from reconciler.store import store as store_module
 
 __all__ = ["ALL", "FLAP_LIMIT", "FLAP_WINDOW", "SOURCE_KIND", "Loop", "PassReport", "SourceReport"]
@@ -154,7 +155,7 @@ class Loop:
         )
         self._good: tuple[desired.DesiredState, str | None] | None = None
         self._guard = threading.Lock()
-        self._vm_names: frozenset[str] = frozenset()
+        self._vm_names: dict[str, str] = {}  # libvirt domain name -> VM
         self._corrections: dict[str, list[float]] = {}  # key -> monotonic times
         self._last_pass: PassReport | None = None
         self._source = SourceReport(source.name)
@@ -175,6 +176,10 @@ class Loop:
     def concerns(self, domain: str) -> bool:
         """Whether a libvirt event about ``domain`` may need a pass (a VM we manage)."""
         return not domain or domain in self._vm_names
+
+    def vm_of(self, domain: str) -> str:
+        """The VM whose libvirt domain is named ``domain`` (its own name, or its annotation's)."""
+        return self._vm_names.get(domain, domain)
 
     # -- the source ----------------------------------------------------------------
 
@@ -302,7 +307,7 @@ class Loop:
                 trigger = self._first_of_revision(trigger, revision)
             # Known before the pass, not only after it: a VM this pass creates and starts
             # may be stopped out of band before the pass ends, and that event must count.
-            self._vm_names = self._vm_names | frozenset(state.vms)
+            self._vm_names = {**self._vm_names, **_domains(state.vms.values())}
             with logs.bound(revision=revision):
                 result = reconcile.Reconciler(self.store, self.hv).apply(
                     lambda _records: state,
@@ -318,8 +323,12 @@ class Loop:
             self.backoff.forget(ALL)
             self.metrics.pass_done(trigger, result, time.monotonic() - started)
             self._account(result, revision)
-            self._vm_names = frozenset(state.vms) | {
-                r.key.name for r in self.store.resources(kinds.Kind.VIRTUAL_MACHINE.value)
+            self._vm_names = {
+                **{
+                    naming.libvirt_name(r.key.name, r.annotations): r.key.name
+                    for r in self.store.resources(kinds.Kind.VIRTUAL_MACHINE.value)
+                },
+                **_domains(state.vms.values()),
             }
         except errors.InfinibayError as exc:
             if isinstance(exc, errors.StoreError) and not isinstance(
@@ -475,3 +484,8 @@ def _unexpected(exc: BaseException) -> str:
     serve; the traceback with the text is in the daemon's log.
     """
     return f"unexpected {type(exc).__name__} (the daemon's log has the traceback)"
+
+
+def _domains(vms: Iterable[desired.Loaded]) -> dict[str, str]:
+    """Libvirt domain name -> VM, for the VMs ``vms``."""
+    return {naming.libvirt_name(vm.name, vm.manifest.metadata.annotations): vm.name for vm in vms}

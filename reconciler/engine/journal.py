@@ -186,15 +186,15 @@ def _event_from_json(data: dict[str, Any]) -> record.NewEvent:
     )
 
 
-def _exists(world: observed.World, key: record.ResourceKey) -> bool | None:
-    """Whether libvirt has the object of ``key``; ``None`` for kinds without one."""
+def _exists(world: observed.World, key: record.ResourceKey, name: str) -> bool | None:
+    """Whether libvirt has the object ``name`` of ``key``; ``None`` for kinds without one."""
     match kinds.Kind(key.kind):
         case kinds.Kind.VIRTUAL_MACHINE:
-            return key.name in world.domains
+            return name in world.domains
         case kinds.Kind.NETWORK:
-            return key.name in world.networks
+            return name in world.networks
         case kinds.Kind.STORAGE_POOL:
-            return key.name in world.pools
+            return name in world.pools
         case kinds.Kind.TEMPLATE | kinds.Kind.DEPARTMENT | kinds.Kind.FIREWALL_POLICY:
             return None
         case unreachable:
@@ -203,7 +203,8 @@ def _exists(world: observed.World, key: record.ResourceKey) -> bool | None:
 
 def _closing(intent: Intent, plan: actions.Plan, world: observed.World) -> record.NewEvent:
     """The event that closes ``intent`` of a pass that stopped, from what is observed now."""
-    exists = _exists(world, intent.key)
+    name = plan.libvirt(intent.key)
+    exists = _exists(world, intent.key, name)
     if intent.verb is actions.Verb.CREATE and exists is not None:
         done = exists
     elif intent.verb is actions.Verb.DELETE and exists is not None:
@@ -211,7 +212,7 @@ def _closing(intent: Intent, plan: actions.Plan, world: observed.World) -> recor
     elif (power := _POWER_DONE.get(intent.done)) is not None and exists is not None:
         # Observed, not inferred: a fenced pass's "Stopping" of a guest that a new
         # leader keeps running is not planned any more, yet it never happened.
-        domain = world.domains.get(intent.key.name)
+        domain = world.domains.get(name)
         done = domain is not None and domain.power is power
     else:
         done = all(c.key != intent.key for c in plan.changes)

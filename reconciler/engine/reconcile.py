@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from reconciler import errors
 from reconciler.engine import decision, execute, journal, ports
 from reconciler.engine import fence as fencing
-from reconciler.models import desired, kinds, observed, record, selectors
+from reconciler.models import desired, kinds, naming, observed, record, selectors
 from reconciler.planning import actions, planner, scope, status
 
 __all__ = ["Load", "Pass", "Reconciler", "Result", "pools_in_play"]
@@ -88,21 +88,29 @@ def pools_in_play(
     pool whose directory is gone, and a pool that neither the manifests nor the
     record involve is someone else's, never to be touched.
     """
+    pool = kinds.Kind.STORAGE_POOL.value
+    live = [r for r in records if r.deleted_at is None]
+    # Pools are rescanned by their libvirt names, which their annotations may give.
+    libvirt = {
+        r.key.name: naming.libvirt_name(r.key.name, r.annotations)
+        for r in live
+        if r.key.kind == pool
+    }
+    for name, loaded in state.pools.items():
+        libvirt[name] = naming.libvirt_name(name, loaded.manifest.metadata.annotations)
     names = set(state.pools)
     for vm in state.effective_vms.values():
         for disk in vm.disks:
             names.add(disk.pool)
             if disk.image_source is not None:
                 names.add(disk.image_source)
-    for rec in records:
-        if rec.deleted_at is not None:
-            continue
-        if rec.key.kind == kinds.Kind.STORAGE_POOL.value:
+    for rec in live:
+        if rec.key.kind == pool:
             names.add(rec.key.name)
         elif rec.key.kind == kinds.Kind.VIRTUAL_MACHINE.value:
             for disk in rec.spec.get("effective", {}).get("disks", []):
                 names.update(p for p in (disk.get("pool"), disk.get("image_pool")) if p)
-    return frozenset(names)
+    return frozenset(libvirt.get(name, name) for name in names)
 
 
 class Reconciler:

@@ -558,18 +558,21 @@ def patch_domain(
     *,
     owner: observed.Ownership,
     pools: Mapping[str, str] | None = None,
+    name: str | None = None,
 ) -> str:
     """``current`` (a domain's inactive XML) with the owned fields of ``shape`` written in.
 
     ``pools`` maps pool directories to pool names, as for
     :func:`reconciler.hypervisor.projection.parse_domain`. Autostart is not XML.
+    ``name`` is the libvirt name (:mod:`reconciler.models.naming`), by default
+    the owner's resource name.
     """
     pools = pools or {}
     root = projection.tree(current)
-    name = root.findtext("name", "")
+    was_named = root.findtext("name", "")
     _, _, was, _ = projection.parse_domain(current, autostart=shape.autostart, pools=pools)
-    if name != owner.name:
-        _child(root, "name").text = owner.name
+    if was_named != (name or owner.name):
+        _child(root, "name").text = name or owner.name
     _managed(root, owner)
     if was.memory != shape.memory:
         _memory(root, shape.memory)
@@ -584,7 +587,7 @@ def patch_domain(
     if (was.graphics_type, was.graphics_listen) != (shape.graphics_type, shape.graphics_listen):
         _graphics(devices, shape.graphics_type, shape.graphics_listen)
     if _volumes(d for d in was.disks if d.modelled) != _volumes(shape.disks):
-        _disks(devices, name, shape.disks, pools)
+        _disks(devices, was_named, shape.disks, pools)
     if tuple(n for n in was.nics if n.modelled) != shape.nics:
         _nics(devices, shape.nics)
     _, _, now, _ = projection.parse_domain(_serialize(root), autostart=shape.autostart, pools=pools)
@@ -672,16 +675,23 @@ def _dhcp(
         dhcp.remove(stale)
 
 
-def patch_network(current: str, shape: observed.NetworkShape, *, owner: observed.Ownership) -> str:
+def patch_network(
+    current: str,
+    shape: observed.NetworkShape,
+    *,
+    owner: observed.Ownership,
+    name: str | None = None,
+) -> str:
     """``current`` (a network's inactive XML) with the owned fields of ``shape`` written in.
 
     IPv6 addresses, DNS records, lease times, forward devices, NAT port ranges
-    and the bridge's MAC are not owned and stay as they are.
+    and the bridge's MAC are not owned and stay as they are. ``name`` is the
+    libvirt name, by default the owner's resource name.
     """
     root = projection.tree(current)
     _, _, was = projection.parse_network(current, autostart=shape.autostart)
-    if root.findtext("name", "") != owner.name:
-        _child(root, "name").text = owner.name
+    if root.findtext("name", "") != (name or owner.name):
+        _child(root, "name").text = name or owner.name
     _managed(root, owner)
     if was.mode != shape.mode:
         _forward(root, shape.mode)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import typing
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from reconciler.models import kinds, observed, record
@@ -268,6 +268,13 @@ class Change:
     retained: tuple[VolumeTarget, ...] = ()  # volumes a deletion keeps or removes
     note: str = ""
     intents: tuple[Intent, ...] = ()  # what the executor does, in this order of kinds
+    # The libvirt object's name when it is not the resource's (reconciler.models.naming).
+    libvirt_name: str = ""
+
+    @property
+    def object_name(self) -> str:
+        """The name of the resource's libvirt object: every libvirt call for it uses this."""
+        return self.libvirt_name or self.key.name
 
     def intended(self, kind: type[_I]) -> list[_I]:
         """The intents of one type, in plan order."""
@@ -334,6 +341,12 @@ class Plan:
     volume_claims: tuple[record.VolumeRecord, ...] = ()
     # Resources skipped because reconciliation is suspended (infinibay.io/reconcile: disabled).
     suspended: tuple[record.ResourceKey, ...] = ()
+    # The libvirt name of every resource whose object is not named like it.
+    libvirt_names: Mapping[record.ResourceKey, str] = dataclasses.field(default_factory=dict)
+
+    def libvirt(self, key: record.ResourceKey) -> str:
+        """The name of the libvirt object of ``key``."""
+        return self.libvirt_names.get(key, key.name)
 
     @property
     def empty(self) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from reconciler.models import desired, kinds, observed, record
+from reconciler.models import desired, kinds, naming, observed, record
 from reconciler.planning import actions, targets
 
 __all__ = ["Context", "converged", "key_of"]
@@ -21,6 +21,36 @@ __all__ = ["Context", "converged", "key_of"]
 
 def key_of(kind: kinds.Kind, name: str) -> record.ResourceKey:
     return record.ResourceKey(kind.value, name)
+
+
+def libvirt_names(
+    state: desired.DesiredState,
+    records: Iterable[record.ResourceRecord],
+    world: observed.World,
+    installation: str,
+) -> dict[record.ResourceKey, str]:
+    """The libvirt name of every resource whose object is not named like it.
+
+    Decided by :func:`reconciler.models.naming.libvirt_name` from the manifest's
+    annotations; for a resource no manifest declares any more, from the
+    record's; failing both, an object of ours whose ownership metadata names the
+    resource. Every other resource's libvirt object bears its own name.
+    """
+    names: dict[record.ResourceKey, str] = {}
+    owned = ((kinds.Kind.VIRTUAL_MACHINE, world.domains), (kinds.Kind.NETWORK, world.networks))
+    for kind, objects in owned:
+        for name, found in objects.items():
+            owner = found.owner
+            if owner is not None and owner.installation == installation and owner.name != name:
+                names[key_of(kind, owner.name)] = name
+    for rec in records:
+        if rec.deleted_at is None:
+            names[rec.key] = naming.libvirt_name(rec.key.name, rec.annotations)
+    for kind in kinds.Kind:
+        for name, loaded in state.by_kind(kind).items():
+            annotations = loaded.manifest.metadata.annotations
+            names[key_of(kind, name)] = naming.libvirt_name(name, annotations)
+    return {key: name for key, name in names.items() if name != key.name}
 
 
 def converged(rec: record.ResourceRecord | None) -> bool:
@@ -52,11 +82,29 @@ class Context:
         self.spec_writes: list[record.SpecWrite] = []
         self.errors: list[str] = []
         self.hashes: dict[record.ResourceKey, str] = {}
-        self.inventory = targets.Inventory(volumes)
+        self.libvirt_names = libvirt_names(state, records, world, installation)
+        self.resource_names = {(k.kind, n): k.name for k, n in self.libvirt_names.items()}
+        self.inventory = targets.Inventory(volumes, pools=self.pool_name)
         self.claims: list[record.VolumeRecord] = []
         self.taken_macs = {n.mac for d in world.domains.values() for n in d.shape.nics} | {
             n.mac for vm in state.effective_vms.values() for n in vm.nics if n.mac
         }
+
+    def libvirt(self, key: record.ResourceKey) -> str:
+        """The name of the libvirt object of ``key`` (see :func:`libvirt_names`)."""
+        return self.libvirt_names.get(key, key.name)
+
+    def resource(self, kind: kinds.Kind, libvirt: str) -> str:
+        """The resource whose libvirt object of ``kind`` is named ``libvirt``."""
+        return self.resource_names.get((kind.value, libvirt), libvirt)
+
+    def pool_name(self, pool: str) -> str:
+        """The libvirt name of the StoragePool ``pool``: what disks and volumes refer to."""
+        return self.libvirt(key_of(kinds.Kind.STORAGE_POOL, pool))
+
+    def network_name(self, network: str) -> str:
+        """The libvirt name of the Network ``network``: what NICs refer to."""
+        return self.libvirt(key_of(kinds.Kind.NETWORK, network))
 
     def live_record(self, key: record.ResourceKey) -> record.ResourceRecord | None:
         rec = self.records.get(key)
@@ -106,6 +154,7 @@ class Context:
         if change_fields or kw.get("verb") not in (None, actions.Verb.UPDATE):
             verb = kw.pop("verb", actions.Verb.UPDATE)
             drift = (verb is actions.Verb.UPDATE and self.drift(key)) or kw.pop("drift", False)
+            kw.setdefault("libvirt_name", self.libvirt_names.get(key, ""))
             self.changes.append(
                 actions.Change(key=key, verb=verb, fields=tuple(change_fields), drift=drift, **kw)
             )
@@ -122,14 +171,14 @@ class Context:
     ) -> None:
         if owner is not None:
             note = (
-                f"the libvirt {what} named {key.name!r} belongs to another installation "
+                f"the libvirt {what} named {self.libvirt(key)!r} belongs to another installation "
                 f"({owner.installation}) and is never modified, not even with --adopt; "
                 "rename the manifest"
             )
         else:
             note = (
-                f"a libvirt {what} named {key.name!r} exists that this installation does not "
-                "own; rename the manifest or pass --adopt to take it over"
+                f"a libvirt {what} named {self.libvirt(key)!r} exists that this installation "
+                "does not own; rename the manifest or pass --adopt to take it over"
             )
         self.changes.append(actions.Change(key=key, verb=actions.Verb.CONFLICT, note=note))
 
@@ -141,8 +190,8 @@ class Context:
         if not refused:
             return False
         note = (
-            f"the libvirt {what} named {key.name!r} cannot be adopted: the manifests cannot "
-            f"represent its {'; '.join(refused)}; it is left untouched"
+            f"the libvirt {what} named {self.libvirt(key)!r} cannot be adopted: the manifests "
+            f"cannot represent its {'; '.join(refused)}; it is left untouched"
         )
         self.changes.append(actions.Change(key=key, verb=actions.Verb.CONFLICT, note=note))
         return True
@@ -176,4 +225,5 @@ class Context:
             errors=tuple(self.errors),
             volume_claims=tuple(self.claims),
             not_found=not_found,
+            libvirt_names=self.libvirt_names,
         )

@@ -45,14 +45,14 @@ class _Deletions:
         ours, foreign = handler.ownership(self.ctx, key)
         if foreign is not None:
             return (
-                f"not owned: the libvirt {handler.what} {key.name!r} belongs to another "
-                f"installation ({foreign.installation}) and is never deleted, not even with "
-                "--adopt"
+                f"not owned: the libvirt {handler.what} {self.ctx.libvirt(key)!r} belongs to "
+                f"another installation ({foreign.installation}) and is never deleted, not even "
+                "with --adopt"
             )
         if not ours and not self.ctx.adopt:
             return (
-                f"not owned: the libvirt {handler.what} {key.name!r} was not made by this "
-                "installation; pass --adopt to delete it anyway"
+                f"not owned: the libvirt {handler.what} {self.ctx.libvirt(key)!r} was not made by "
+                "this installation; pass --adopt to delete it anyway"
             )
         return ""
 
@@ -78,13 +78,16 @@ class _Deletions:
                 ),
             )
         }
+        network, pool = kinds.Kind.NETWORK, kinds.Kind.STORAGE_POOL
         now = {
-            d.name
+            ctx.resource(kinds.Kind.VIRTUAL_MACHINE, d.name)
             for d in ctx.world.domains.values()
             if uses(
                 name,
                 handlers.Uses.of(
-                    None, (n.network for n in d.shape.nics), (x.pool for x in d.shape.disks)
+                    None,
+                    (ctx.resource(network, n.network) for n in d.shape.nics),
+                    (ctx.resource(pool, x.pool) for x in d.shape.disks),
                 ),
             )
         }
@@ -177,10 +180,15 @@ class _Deletions:
         for key in ordered:
             if key in conflicts:
                 ctx.changes.append(
-                    actions.Change(key=key, verb=actions.Verb.CONFLICT, note=conflicts[key])
+                    actions.Change(
+                        key=key,
+                        verb=actions.Verb.CONFLICT,
+                        note=conflicts[key],
+                        libvirt_name=ctx.libvirt_names.get(key, ""),
+                    )
                 )
                 continue
-            domain = ctx.world.domains.get(key.name) if key.kind == vm_kind else None
+            domain = ctx.world.domains.get(ctx.libvirt(key)) if key.kind == vm_kind else None
             will, now = self.users(kinds.Kind(key.kind), key.name)
             first = {n for n in now if n in leaving or n in ctx.state.vms}  # must let go first
             staying = {f"virtualmachine/{n}" for n in will | (now - first)}
@@ -202,6 +210,7 @@ class _Deletions:
                         sorted(context.key_of(kinds.Kind.VIRTUAL_MACHINE, n) for n in first)
                     ),
                     note=note,
+                    libvirt_name=ctx.libvirt_names.get(key, ""),
                 )
             )
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.models import addresses as guest_addresses
-from reconciler.models import desired, firewall, kinds, observed, record
+from reconciler.models import desired, firewall, kinds, naming, observed, record
 from reconciler.planning import actions
 from reconciler.planning.handlers import vm as vm_handler
 
@@ -119,8 +119,9 @@ def compute(
             "observedGeneration": rec.generation if ready else rec.status.get("observedGeneration"),
             "lastReconciled": stamp,
         }
+        libvirt = naming.libvirt_name(loaded.name, loaded.manifest.metadata.annotations)
         if loaded.kind is kinds.Kind.VIRTUAL_MACHINE:
-            domain = world.domains.get(loaded.name)
+            domain = world.domains.get(libvirt)
             pending = restart_required(domain)
             conditions.append(
                 condition(
@@ -145,14 +146,10 @@ def compute(
                         (n.mac for n in domain.shape.nics), addresses or {}
                     ),
                 )
-        elif loaded.kind is kinds.Kind.NETWORK and loaded.name in world.networks:
-            status.update(
-                uuid=world.networks[loaded.name].uuid, active=world.networks[loaded.name].active
-            )
-        elif loaded.kind is kinds.Kind.STORAGE_POOL and loaded.name in world.pools:
-            status.update(
-                uuid=world.pools[loaded.name].uuid, active=world.pools[loaded.name].active
-            )
+        elif loaded.kind is kinds.Kind.NETWORK and libvirt in world.networks:
+            status.update(uuid=world.networks[libvirt].uuid, active=world.networks[libvirt].active)
+        elif loaded.kind is kinds.Kind.STORAGE_POOL and libvirt in world.pools:
+            status.update(uuid=world.pools[libvirt].uuid, active=world.pools[libvirt].active)
         elif loaded.kind is kinds.Kind.FIREWALL_POLICY:
             found = world.filters.get(firewall.policy_filter(loaded.name))
             if found is not None:

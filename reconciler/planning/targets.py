@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from reconciler.models import desired, effective, kinds, observed, record, volumes
@@ -95,7 +95,14 @@ class Inventory:
     created under (names from before ``VM.DISK.qcow2``), else the generated one.
     """
 
-    def __init__(self, volumes: Iterable[record.VolumeRecord] = ()) -> None:
+    def __init__(
+        self,
+        volumes: Iterable[record.VolumeRecord] = (),
+        *,
+        pools: Callable[[str], str] = lambda pool: pool,
+    ) -> None:
+        # A disk names its pool by resource; volumes live in the pool's libvirt object.
+        self._pool = pools
         self._by_file = {(v.pool, v.name): v for v in volumes}
         self._by_disk = {
             (v.owner, v.disk, v.pool): v.name for v in self._by_file.values() if v.created
@@ -106,7 +113,7 @@ class Inventory:
 
     def volume_name(self, vm: str, disk: effective.EffectiveDisk) -> str:
         owner = record.ResourceKey(kinds.Kind.VIRTUAL_MACHINE.value, vm)
-        known = self._by_disk.get((owner, disk.name, disk.pool))
+        known = self._by_disk.get((owner, disk.name, self._pool(disk.pool)))
         return volumes.volume_name(vm, disk.name, named=disk.volume, known=known)
 
     def created(self, vm: str, pool: str, name: str) -> bool:
@@ -120,15 +127,16 @@ class Inventory:
 
     def target(self, vm: str, disk: effective.EffectiveDisk) -> actions.VolumeTarget:
         name = self.volume_name(vm, disk)
+        pool = self._pool(disk.pool)
         return actions.VolumeTarget(
             disk=disk.name,
-            pool=disk.pool,
+            pool=pool,
             volume=name,
             size=disk.size,
             image=disk.image,
             reclaim=disk.reclaim,
-            created=self.created(vm, disk.pool, name),
-            image_pool=disk.image_pool,
+            created=self.created(vm, pool, name),
+            image_pool=self._pool(disk.image_pool) if disk.image_pool is not None else None,
             named=disk.volume is not None,
         )
 
@@ -161,7 +169,9 @@ def _resolve_macs(
     recorded: record.ResourceRecord | None,
     installation: str,
     taken: set[str],
+    networks: Callable[[str], str],
 ) -> tuple[observed.NicShape, ...]:
+    """The VM's NICs, on their networks' libvirt objects, each with its MAC."""
     declared = {n.mac for n in vm.nics if n.mac}
     existing: dict[str, list[str]] = {}
     for seen in current.shape.nics if current is not None else ():
@@ -170,12 +180,13 @@ def _resolve_macs(
     remembered: dict[str, str] = recorded.status.get("macs", {}) if recorded is not None else {}
     nics = []
     for nic in vm.nics:
-        kept = existing.get(nic.network, [])
-        mac = nic.mac or (kept.pop(0) if kept else None) or remembered.get(nic.network)
+        network = networks(nic.network)
+        kept = existing.get(network, [])
+        mac = nic.mac or (kept.pop(0) if kept else None) or remembered.get(network)
         if mac is None:
             mac = generated_mac(installation, vm.name, nic.network, taken)
         taken.add(mac)
-        nics.append(observed.NicShape(network=nic.network, mac=mac))
+        nics.append(observed.NicShape(network=network, mac=mac))
     return tuple(nics)
 
 
@@ -239,7 +250,9 @@ def vm_target(
     taken_macs: set[str],
     inventory: Inventory,
     host: observed.Host | None = None,
+    networks: Callable[[str], str] = lambda network: network,
 ) -> actions.VmTarget:
+    """The VM's desired shape, its references by libvirt name (``networks``, the inventory)."""
     listen = vm.graphics_listen if vm.graphics_type is not kinds.GraphicsType.NONE else ""
     volumes = tuple(inventory.target(vm.name, d) for d in vm.disks)
     shape = observed.VmShape(
@@ -255,7 +268,7 @@ def vm_target(
             )
             for v in volumes
         ),
-        nics=_resolve_macs(vm, current, recorded, installation, taken_macs),
+        nics=_resolve_macs(vm, current, recorded, installation, taken_macs, networks),
         autostart=vm.autostart,
         **guest_hardware(vm, creating=current is None, host=host or observed.Host()),
     )

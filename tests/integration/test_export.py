@@ -26,6 +26,7 @@ from tests.fixtures.libvirt import dir_pool
 from tests.integration.harness import Harness
 from tests.integration.test_adopt_virt_install import (
     CONFIGURATIONS,
+    MAC_1,
     _disk,
     _elements,
     _fill,
@@ -36,13 +37,13 @@ from tests.integration.test_adopt_virt_install import (
 pytestmark = pytest.mark.integration
 
 
-def _made_by_hand(h: Harness) -> None:
+def _made_by_hand(h: Harness, pool_name: str = "pool", network_name: str = "net") -> None:
     """A dir pool on the test's directory and a NAT network, neither made by us."""
-    pool = h.conn.storagePoolDefineXML(dir_pool(h.name("pool"), h.pool_dir))
+    pool = h.conn.storagePoolDefineXML(dir_pool(h.name(pool_name), h.pool_dir))
     pool.create()
     base = h.subnet_of(0)
     network = etree.Element("network")
-    etree.SubElement(network, "name").text = h.name("net")
+    etree.SubElement(network, "name").text = h.name(network_name)
     etree.SubElement(network, "forward", mode="nat")
     etree.SubElement(network, "bridge", name=h.bridge(), stp="on", delay="0")
     ip = etree.SubElement(network, "ip", address=f"{base}.1", netmask="255.255.255.0")
@@ -118,6 +119,111 @@ def test_an_exported_virt_install_domain_is_adopted_unchanged_and_plans_empty(
     everything = h.run("export", "vm", h.name("vm"), "--all")
     assert everything.exit_code == 0, everything.output
     assert yaml.safe_load(everything.stdout)["spec"] == vm
+
+
+def test_a_domain_whose_name_is_no_dns_label_keeps_its_libvirt_name(
+    h: Harness, domain_type: str, tmp_path: Path
+) -> None:
+    real = h.name("Win11.x")
+    label = h.name("win11-x")
+    disk = _disk(h, "Win11.x")
+    _made_by_hand(h)
+    _virt_install(
+        h,
+        "Win11.x",
+        disk,
+        "--machine",
+        "q35",
+        "--graphics",
+        "vnc,listen=127.0.0.1",
+        "--network",
+        f"network={h.name('net')},mac={MAC_1}",
+        virt_type=domain_type,
+    )
+    before = _inactive(h, "Win11.x")
+    exported = h.run("export", "vm", real)
+    assert exported.exit_code == 0, exported.output
+    (document,) = list(yaml.safe_load_all(exported.stdout))
+    assert document["metadata"] == {
+        "name": label,
+        "annotations": {naming.LIBVIRT_NAME: real},
+    }
+    out = tmp_path / "exported"
+    _export(h, out, "pool", h.name("pool"))
+    _export(h, out, "network", h.name("net"))
+    _export(h, out, "vm", label)  # the exported name finds it too
+    assert (out / f"vm-{label}.yaml").is_file()
+
+    _adopt_and_plan(h, out)
+    names = {d.name() for d in h.conn.listAllDomains()}
+    assert real in names and label not in names
+    after = _inactive(h, "Win11.x")
+    assert _devices(after) == _devices(before)
+    assert _elements(after) == _elements(before)
+    managed = etree.fromstring(after.encode()).find(
+        "metadata/{https://infinibay.io/ns/reconciler/1}managed"
+    )
+    assert managed is not None and managed.get("name") == label
+
+    # A change is patched into the domain under its real name...
+    path = out / f"vm-{label}.yaml"
+    changed = yaml.safe_load(path.read_text())
+    changed["spec"]["memory"] = "96MiB"
+    path.write_text(yaml.safe_dump(changed))
+    plan = h.run("plan", "-f", str(out))
+    assert plan.exit_code == 2, plan.output
+    assert f"virtualmachine/{label}" in plan.output
+    applied = h.run("apply", "-f", str(out), "--shutdown-timeout", "1")
+    assert applied.exit_code == 0, applied.output
+    assert h.domain_xml("Win11.x").findtext("memory") == str(96 * 1024)
+    assert h.run("plan", "-f", str(out)).exit_code == 0
+    described = h.run("get", "vm", label)
+    assert described.exit_code == 0, described.output
+    assert "Stopped" in described.output
+
+    # ...and deleted under it, its volume kept (adopted, never ours to delete).
+    deleted = h.run("delete", "vm", label)
+    assert deleted.exit_code == 0, deleted.output
+    assert real not in {d.name() for d in h.conn.listAllDomains()}
+    assert disk.exists()
+
+
+def test_a_pool_and_a_network_named_unlike_dns_labels_are_referred_to_by_their_real_names(
+    h: Harness, domain_type: str, tmp_path: Path
+) -> None:
+    disk = _disk(h, "vm")
+    _made_by_hand(h, "Pool.One", "Net_One")
+    _virt_install(
+        h,
+        "vm",
+        disk,
+        "--graphics",
+        "none",
+        "--network",
+        f"network={h.name('Net_One')},mac={MAC_1}",
+        virt_type=domain_type,
+    )
+    before = _inactive(h, "vm")
+    out = tmp_path / "exported"
+    _export(h, out, "pool", h.name("Pool.One"))
+    _export(h, out, "network", h.name("Net_One"))
+    _export(h, out, "vm", h.name("vm"))
+    vm = _documents(out)[f"VirtualMachine/{h.name('vm')}"]["spec"]
+    assert vm["disks"] == [{"name": "root", "pool": h.name("pool-one"), "volume": disk.name}]
+    assert vm["networks"] == [{"network": h.name("net-one"), "mac": MAC_1}]
+
+    _adopt_and_plan(h, out)
+    assert _elements(_inactive(h, "vm")) == _elements(before)
+    source = h.domain_xml("vm").find("devices/interface/source")
+    assert source is not None and source.get("network") == h.name("Net_One")
+    assert h.conn.networkLookupByName(h.name("Net_One")).isActive()
+
+    for kind, name in (("vm", h.name("vm")), ("network", h.name("net-one"))):
+        deleted = h.run("delete", kind, name, "--shutdown-timeout", "1")
+        assert deleted.exit_code == 0, deleted.output
+    assert h.name("vm") not in {d.name() for d in h.conn.listAllDomains()}
+    assert h.name("Net_One") not in {n.name() for n in h.conn.listAllNetworks()}
+    assert h.name("Pool.One") in {p.name() for p in h.conn.listAllStoragePools()}
 
 
 def test_names_of_a_kind_stay_unique_when_converted(h: Harness, tmp_path: Path) -> None:

@@ -205,6 +205,18 @@ def test_libvirt_events_concern_only_vms_the_daemon_manages(h: Harness) -> None:
     assert not h.loop.concerns("someone-elses-vm")
 
 
+def test_a_libvirt_event_names_the_vm_of_an_annotated_domain(h: Harness) -> None:
+    annotated = VM.format(name="a", cpus=1).replace(
+        "metadata: {name: a}",
+        "metadata: {name: a, annotations: {infinibay.io/libvirt-name: Win11}}",
+    )
+    h.write(MANIFESTS + annotated)
+    h.run()
+    assert "Win11" in h.hv.domains
+    assert h.loop.concerns("Win11") and h.loop.vm_of("Win11") == "a"
+    assert not h.loop.concerns("a")
+
+
 def test_a_vm_that_keeps_dying_is_corrected_on_its_backoff_not_on_its_own_events(
     h: Harness,
 ) -> None:

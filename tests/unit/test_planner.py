@@ -816,3 +816,32 @@ def test_a_hand_built_record_supplies_the_mac_and_decides_drift() -> None:
     assert _macs(plan) == ("52:54:00:0a:0b:0c",)
     assert plan.changes[-1].drift  # converged before; the domain vanished
     assert [str(w.key) for w in plan.spec_writes][-1] == "virtualmachine/web-1"
+
+
+# --- libvirt names ----------------------------------------------------------------------
+
+
+def test_a_vm_annotated_with_a_libvirt_name_is_that_domain_everywhere() -> None:
+    named = {"annotations": {"infinibay.io/libvirt-name": "Web.One"}}
+    hv, rec = _converged(POOL, LAB, _vm(metadata=named, memory="1GiB", cpus=1))
+    assert "Web.One" in hv.domains and "web-1" not in hv.domains
+    assert hv.domains["Web.One"].owner is not None
+    assert hv.domains["Web.One"].owner.name == "web-1"
+
+    change = _only(_plan(hv, rec, POOL, LAB, _vm(metadata=named, memory="2GiB", cpus=1)))
+    assert (change.key.name, change.object_name) == ("web-1", "Web.One")
+    assert "memory" in _fields(change)
+
+    gone = _only(_plan(hv, rec, POOL, LAB, prune=True))
+    assert (gone.verb, gone.object_name) == (Verb.DELETE, "Web.One")
+    _, outcomes = rec.converge(fakes.state_of([POOL, LAB]), hv, prune=True)
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    assert "Web.One" not in hv.domains
+
+
+def test_a_network_annotated_with_a_libvirt_name_is_what_nics_refer_to() -> None:
+    lab = {**LAB, "metadata": {"name": "lab", "annotations": {"infinibay.io/libvirt-name": "Lab"}}}
+    hv, _ = _converged(POOL, lab, _vm(memory="1GiB", cpus=1))
+    assert "Lab" in hv.networks and "lab" not in hv.networks
+    nics = hv.domains["web-1"].shape.nics
+    assert [n.network for n in nics] == ["Lab"]

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from reconciler.cli import output
-from reconciler.models import fields, observed, record
+from reconciler.models import fields, naming, observed, record
 
 __all__ = [
     "LABEL_WIDTH",
@@ -37,6 +37,10 @@ WIDE_COMMON = ("GENERATION", "OBSERVED", "SOURCE", "REVISION")
 LABEL_WIDTH = 22
 
 
+def _libvirt(rec: record.ResourceRecord) -> str:
+    return naming.libvirt_name(rec.key.name, rec.annotations)
+
+
 @dataclasses.dataclass(frozen=True)
 class Live:
     """One observation of libvirt; ``world`` is ``None`` when libvirt could not be read."""
@@ -46,16 +50,17 @@ class Live:
     addresses: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     drifted: frozenset[record.ResourceKey] = frozenset()
 
-    def domain(self, name: str) -> observed.ObservedDomain | None:
-        found = self.world.domains.get(name) if self.world is not None else None
+    def domain(self, rec: record.ResourceRecord) -> observed.ObservedDomain | None:
+        """The domain of ``rec``, under its libvirt name, when it is ours."""
+        found = self.world.domains.get(_libvirt(rec)) if self.world is not None else None
         return found if found is not None and self._ours(found.owner) else None
 
-    def network(self, name: str) -> observed.ObservedNetwork | None:
-        found = self.world.networks.get(name) if self.world is not None else None
+    def network(self, rec: record.ResourceRecord) -> observed.ObservedNetwork | None:
+        found = self.world.networks.get(_libvirt(rec)) if self.world is not None else None
         return found if found is not None and self._ours(found.owner) else None
 
-    def pool(self, name: str) -> observed.ObservedPool | None:
-        return self.world.pools.get(name) if self.world is not None else None
+    def pool(self, rec: record.ResourceRecord) -> observed.ObservedPool | None:
+        return self.world.pools.get(_libvirt(rec)) if self.world is not None else None
 
     def drift(self, key: record.ResourceKey) -> bool | None:
         return key in self.drifted if self.world is not None else None

@@ -22,7 +22,7 @@ class NetworkView:
 
     def row(self, rec: record.ResourceRecord, ctx: base.Context, *, wide: bool) -> list[str]:
         spec = base.manifest_spec(rec)
-        net = ctx.live.network(rec.key.name)
+        net = ctx.live.network(rec)
         bridge = net.shape.bridge if net is not None else None
         ipv4 = spec.get("ipv4") or {}
         row = [
@@ -45,7 +45,7 @@ class NetworkView:
         everything: Sequence[record.ResourceRecord],
         live: base.Live,
     ) -> dict[str, Any]:
-        net = live.network(rec.key.name)
+        net = live.network(rec)
         return {"active": pool.active(rec, live, net), "uuid": pool.libvirt_uuid(rec, net)}
 
     def drift(self, rec: record.ResourceRecord, live: base.Live) -> bool | None:
@@ -55,7 +55,7 @@ class NetworkView:
         return []
 
     def describe(self, rec: record.ResourceRecord, ctx: base.Context) -> list[str]:
-        net = ctx.live.network(rec.key.name)
+        net = ctx.live.network(rec)
         return [
             base.field("Active", pool.active(rec, ctx.live, net), 2),
             base.field("UUID", pool.libvirt_uuid(rec, net), 2),

@@ -41,7 +41,7 @@ class PoolView:
 
     def row(self, rec: record.ResourceRecord, ctx: base.Context, *, wide: bool) -> list[str]:
         spec = base.manifest_spec(rec)
-        pool = ctx.live.pool(rec.key.name)
+        pool = ctx.live.pool(rec)
         autostart = pool.shape.autostart if pool is not None else spec.get("autostart")
         row = [
             rec.key.name,
@@ -62,7 +62,7 @@ class PoolView:
         everything: Sequence[record.ResourceRecord],
         live: base.Live,
     ) -> dict[str, Any]:
-        pool = live.pool(rec.key.name)
+        pool = live.pool(rec)
         return {"active": active(rec, live, pool), "uuid": libvirt_uuid(rec, pool)}
 
     def drift(self, rec: record.ResourceRecord, live: base.Live) -> bool | None:
@@ -72,7 +72,7 @@ class PoolView:
         return []
 
     def describe(self, rec: record.ResourceRecord, ctx: base.Context) -> list[str]:
-        pool = ctx.live.pool(rec.key.name)
+        pool = ctx.live.pool(rec)
         return [
             base.field("Active", active(rec, ctx.live, pool), 2),
             base.field("UUID", libvirt_uuid(rec, pool), 2),

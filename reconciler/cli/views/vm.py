@@ -36,7 +36,7 @@ class VmFacts:
 
 def vm_facts(rec: record.ResourceRecord, live: base.Live) -> VmFacts:
     status = rec.status
-    domain = live.domain(rec.key.name)
+    domain = live.domain(rec)
     macs = {str(k): str(v) for k, v in (status.get("macs") or {}).items()}
     if domain is not None:
         macs.update(actions.nic_macs(domain.shape.nics))

@@ -15,7 +15,7 @@ class NetworkSteps:
         self.hv = hv
 
     def apply(self, change: actions.Change, out: Outcome) -> None:
-        name = change.key.name
+        name = change.object_name
         target = change.target
         assert isinstance(target, actions.NetworkTarget)
         assert change.owner is not None
@@ -24,7 +24,7 @@ class NetworkSteps:
             out.uuid = self.hv.define_network(name, document)
         elif change.intends(actions.Patch):
             current = self.hv.network_definition(name)
-            document = patch.patch_network(current, target.shape, owner=change.owner)
+            document = patch.patch_network(current, target.shape, owner=change.owner, name=name)
             out.uuid = self.hv.define_network(name, document)
         if change.intends(actions.Restart):
             self.hv.stop_network(name)
@@ -33,4 +33,4 @@ class NetworkSteps:
         out.done()
 
     def undefine(self, change: actions.Change) -> None:
-        self.hv.undefine_network(change.key.name)
+        self.hv.undefine_network(change.object_name)

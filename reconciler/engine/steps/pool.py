@@ -17,7 +17,7 @@ class PoolSteps:
         self.options = options
 
     def apply(self, change: actions.Change, out: Outcome) -> None:
-        name = change.key.name
+        name = change.object_name
         target = change.target
         assert isinstance(target, actions.PoolTarget)
         # Defining or starting a pool builds its directory and hands libvirt its files.
@@ -35,4 +35,4 @@ class PoolSteps:
         out.done()
 
     def undefine(self, change: actions.Change) -> None:
-        self.hv.undefine_pool(change.key.name)
+        self.hv.undefine_pool(change.object_name)

@@ -29,7 +29,7 @@ class VmSteps:
         self.options = options
 
     def apply(self, change: actions.Change, out: Outcome) -> None:
-        name = change.key.name
+        name = change.object_name
         target = change.target
         assert isinstance(target, actions.VmTarget)
         assert change.owner is not None
@@ -53,6 +53,7 @@ class VmSteps:
                 target.shape,
                 owner=change.owner,
                 pools=self.hv.pool_directories(),
+                name=name,
             )
             out.uuid = self.hv.define_domain(name, document)
         for autostart in change.intended(actions.SetAutostart):
@@ -75,19 +76,19 @@ class VmSteps:
                 self.hv.undefine_filter(gone.name)
 
     def undefine(self, change: actions.Change) -> None:
-        self.hv.undefine_domain(change.key.name)
+        self.hv.undefine_domain(change.object_name)
         # Its own nwfilter, if it had one: referenced by its NICs only, so free now.
         with contextlib.suppress(errors.NotFoundError):
             self.hv.undefine_filter(firewall.vm_filter(change.key.name))
 
-    def _stop(self, key: record.ResourceKey) -> bool:
+    def _stop(self, change: actions.Change) -> bool:
         """Shut the guest down (ACPI, then forced); the wait's deadline is announced."""
         timeout = self.options.shutdown_timeout
-        self.options.on_wait(key, time.monotonic() + timeout)
+        self.options.on_wait(change.key, time.monotonic() + timeout)
         try:
-            return self.hv.stop_domain(key.name, timeout=timeout)
+            return self.hv.stop_domain(change.object_name, timeout=timeout)
         finally:
-            self.options.on_wait(key, None)
+            self.options.on_wait(change.key, None)
 
     # --- volumes ----------------------------------------------------------------
 
@@ -98,7 +99,7 @@ class VmSteps:
             match intent:
                 case actions.RecreateVolume(volume, stop_first):
                     if stop_first and not stopped:
-                        self._stop(change.key)
+                        self._stop(change)
                         stopped = True
                     self.hv.delete_volume(volume.pool, volume.volume)
                     out.event(
@@ -120,7 +121,7 @@ class VmSteps:
                         volume.pool,
                         volume.volume,
                         volume.size,
-                        domain=change.key.name if live and not stopped else None,
+                        domain=change.object_name if live and not stopped else None,
                     )
                     out.event(
                         "VolumeResized",
@@ -175,7 +176,7 @@ class VmSteps:
     def _power(
         self, change: actions.Change, target: actions.VmTarget, out: Outcome, *, stopped: bool
     ) -> None:
-        name = change.key.name
+        name = change.object_name
         want = target.power
         if stopped:  # shut down to recreate a volume: back to the declared power state
             if want is PowerState.STOPPED:
@@ -185,7 +186,7 @@ class VmSteps:
                 out.step("restarted", "Restarted", f"{change.key} restarted on its new volume")
             return
         if change.intends(actions.Restart):
-            self._stop(change.key)
+            self._stop(change)
             self.hv.start_domain(name, paused=want is PowerState.PAUSED)
             out.step(
                 "restarted", "Restarted", f"{change.key} restarted to apply its new configuration"
@@ -197,11 +198,11 @@ class VmSteps:
     def _transition(
         self, change: actions.Change, current: PowerState, want: PowerState, out: Outcome
     ) -> None:
-        name = change.key.name
+        name = change.object_name
         if current is want:
             return
         if want is PowerState.STOPPED:
-            graceful = self._stop(change.key)
+            graceful = self._stop(change)
             how = (
                 "shut down" if graceful else f"forced off after {self.options.shutdown_timeout:g}s"
             )

@@ -19,11 +19,11 @@ class NetworkPlanner:
     what = catalog.libvirt_what(kinds.Kind.NETWORK)
 
     def plan(self, ctx: context.Context) -> None:
-        for name, loaded in sorted(ctx.state.networks.items()):
+        for _, loaded in sorted(ctx.state.networks.items()):
             assert isinstance(loaded.manifest, kinds.Network)
             key, _ = ctx.remember_spec(loaded)
             target = targets.network_shape(loaded.manifest)
-            current = ctx.world.networks.get(name)
+            current = ctx.world.networks.get(ctx.libvirt(key))
             if current is None:
                 ctx.emit(
                     key,
@@ -67,12 +67,12 @@ class NetworkPlanner:
             )
 
     def exists(self, ctx: context.Context, name: str) -> bool:
-        return name in ctx.world.networks
+        return ctx.libvirt(context.key_of(kinds.Kind.NETWORK, name)) in ctx.world.networks
 
     def ownership(
         self, ctx: context.Context, key: record.ResourceKey
     ) -> tuple[bool, observed.Ownership | None]:
-        found = ctx.world.networks.get(key.name)
+        found = ctx.world.networks.get(ctx.libvirt(key))
         if found is None:
             return True, None
         return ctx.labelled_ours(found.owner), ctx.foreign(found.owner)
@@ -82,9 +82,10 @@ class NetworkPlanner:
 
     def orphans(self, ctx: context.Context) -> Iterable[str]:
         return [
-            name
+            resource
             for name, network in ctx.world.networks.items()
-            if ctx.labelled_ours(network.owner) and name not in ctx.state.networks
+            if ctx.labelled_ours(network.owner)
+            and (resource := ctx.resource(kinds.Kind.NETWORK, name)) not in ctx.state.networks
         ]
 
 

@@ -17,12 +17,12 @@ class PoolPlanner:
     what = catalog.libvirt_what(kinds.Kind.STORAGE_POOL)
 
     def plan(self, ctx: context.Context) -> None:
-        for name, loaded in sorted(ctx.state.pools.items()):
+        for _, loaded in sorted(ctx.state.pools.items()):
             assert isinstance(loaded.manifest, kinds.StoragePool)
             key, _ = ctx.remember_spec(loaded)
             target = targets.pool_shape(loaded.manifest)
             wanted = actions.PoolTarget(target, images=loaded.manifest.spec.images)
-            current = ctx.world.pools.get(name)
+            current = ctx.world.pools.get(ctx.libvirt(key))
             rec = ctx.live_record(key)
             if current is None:
                 ctx.emit(
@@ -54,12 +54,12 @@ class PoolPlanner:
             )
 
     def exists(self, ctx: context.Context, name: str) -> bool:
-        return name in ctx.world.pools
+        return ctx.libvirt(context.key_of(kinds.Kind.STORAGE_POOL, name)) in ctx.world.pools
 
     def ownership(
         self, ctx: context.Context, key: record.ResourceKey
     ) -> tuple[bool, observed.Ownership | None]:
-        pool = ctx.world.pools.get(key.name)
+        pool = ctx.world.pools.get(ctx.libvirt(key))
         rec = ctx.live_record(key)
         ours = pool is None or (rec is not None and rec.status.get("uuid") in (None, pool.uuid))
         return ours, None

@@ -45,7 +45,7 @@ class VmPlanner:
     ) -> None:
         key, _ = ctx.remember_spec(loaded)
         rec = ctx.live_record(key)
-        current = ctx.world.domains.get(loaded.name)
+        current = ctx.world.domains.get(ctx.libvirt(key))
         depends = tuple(
             sorted(
                 {context.key_of(kinds.Kind.STORAGE_POOL, d.pool) for d in vm.disks}
@@ -53,7 +53,14 @@ class VmPlanner:
             )
         )
         target = targets_module.vm_target(
-            vm, current, rec, ctx.installation, ctx.taken_macs, ctx.inventory, ctx.world.host
+            vm,
+            current,
+            rec,
+            ctx.installation,
+            ctx.taken_macs,
+            ctx.inventory,
+            ctx.world.host,
+            networks=ctx.network_name,
         )
         target, policy = _with_firewall(ctx, loaded, target)
         if policy is not None:
@@ -136,12 +143,12 @@ class VmPlanner:
         )
 
     def exists(self, ctx: context.Context, name: str) -> bool:
-        return name in ctx.world.domains
+        return ctx.libvirt(context.key_of(kinds.Kind.VIRTUAL_MACHINE, name)) in ctx.world.domains
 
     def ownership(
         self, ctx: context.Context, key: record.ResourceKey
     ) -> tuple[bool, observed.Ownership | None]:
-        found = ctx.world.domains.get(key.name)
+        found = ctx.world.domains.get(ctx.libvirt(key))
         if found is None:
             return True, None
         return ctx.labelled_ours(found.owner), ctx.foreign(found.owner)
@@ -151,9 +158,10 @@ class VmPlanner:
 
     def orphans(self, ctx: context.Context) -> Iterable[str]:
         return [
-            name
+            resource
             for name, domain in ctx.world.domains.items()
-            if ctx.labelled_ours(domain.owner) and name not in ctx.state.vms
+            if ctx.labelled_ours(domain.owner)
+            and (resource := ctx.resource(kinds.Kind.VIRTUAL_MACHINE, name)) not in ctx.state.vms
         ]
 
 
@@ -198,7 +206,7 @@ def _with_firewall(
 def _nic_filter(ctx: context.Context, name: str, nic: observed.NicShape) -> observed.FilterRef:
     """The NIC's ``<filterref>``: the VM's filter, fed its MAC and, from a static host, its IP."""
     parameters = [("MAC", nic.mac)]
-    network = ctx.state.networks.get(nic.network)
+    network = ctx.state.networks.get(ctx.resource(kinds.Kind.NETWORK, nic.network))
     if network is not None and isinstance(network.manifest, kinds.Network):
         ipv4 = network.manifest.spec.ipv4
         for host in ipv4.hosts if ipv4 is not None else []:
@@ -262,7 +270,7 @@ def _volume_changes(
     intents: list[actions.Intent] = []
     for index, volume in enumerate(target.volumes):
         pool = ctx.world.pools.get(volume.pool)
-        wanted = ctx.state.pools.get(volume.pool)
+        wanted = ctx.state.pools.get(ctx.resource(kinds.Kind.STORAGE_POOL, volume.pool))
         moving = (
             pool is not None
             and wanted is not None
@@ -366,7 +374,7 @@ def recorded_volumes(
             for d in rec.spec["effective"]["disks"]
         )
         return tuple(_seen(ctx, target) for target in targets)
-    domain = ctx.world.domains.get(key.name)
+    domain = ctx.world.domains.get(ctx.libvirt(key))
     if domain is None:
         return ()
     return tuple(
