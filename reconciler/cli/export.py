@@ -6,7 +6,7 @@ reconciler manages already (skipped unless ``--all``). Documents go to stdout
 (one YAML stream), or with ``-o DIR`` one file each, ``DIR/KIND-NAME.yaml``.
 What a manifest cannot say, and is kept as it is by adoption, is written as
 comments above its document; objects no manifest can represent are named on
-stderr. Nothing is written to libvirt or the record.
+stderr. Nothing is written to libvirt or the record, and no record is created.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from reconciler import errors
 from reconciler.cli import common, output
 from reconciler.manifests import export as exporting
 from reconciler.models import catalog, kinds, naming, observed, record
+from reconciler.store import store as store_module
 
 __all__ = ["export"]
 
@@ -125,9 +126,12 @@ def export(
         )
     if name is not None and resolved is None:  # pragma: no cover - click fills KIND first
         raise click.UsageError("NAME needs a KIND")
-    with common.open_store(ctx) as store:
-        records = store.resources()
-        installation = store.installation_id()
+    records: list[record.ResourceRecord] = []
+    installation = ""  # without a record nothing is managed: everything is exported
+    if store_module.missing_record(common.settings_of(ctx).database_url) is None:
+        with common.open_store(ctx, read_only=True) as store:
+            records = store.resources()
+            installation = store.installation_id()
     with common.hypervisor(ctx) as hv:
         world = hv.observe()
     managed, foreign = _managed(world, records, installation)

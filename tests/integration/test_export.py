@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from lxml import etree
 
+from reconciler.cli import main
 from reconciler.models import naming
 from tests.fixtures.libvirt import dir_pool
 from tests.integration.harness import Harness
@@ -237,3 +239,18 @@ def test_names_of_a_kind_stay_unique_when_converted(h: Harness, tmp_path: Path) 
     assert document["metadata"]["name"] == h.name("images-a-2")
     assert document["metadata"]["annotations"] == {naming.LIBVIRT_NAME: h.name("Images.A")}
     assert document["spec"] == {"path": str(h.pool_dir), "autostart": False}
+
+
+def test_export_without_a_record_exports_everything_and_creates_none(
+    h: Harness, tmp_path: Path
+) -> None:
+    h.conn.storagePoolDefineXML(dir_pool(h.name("pool"), h.pool_dir))
+    missing = tmp_path / "nowhere" / "state.db"
+    result = CliRunner().invoke(
+        main.cli,
+        ["--db", f"sqlite:///{missing}", "-c", h.uri, "export", "pool", h.name("pool")],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout)["metadata"] == {"name": h.name("pool")}
+    assert not missing.parent.exists()
