@@ -20,7 +20,7 @@ import click
 from reconciler import errors
 from reconciler.cli import common, selection
 from reconciler.hypervisor import adapter
-from reconciler.models import kinds, observed, record
+from reconciler.models import kinds, naming, observed, record
 from reconciler.planning import status as status_module
 from reconciler.store import store as store_module
 
@@ -43,11 +43,11 @@ def _declared(rec: record.ResourceRecord) -> str:
 
 
 def _domain(
-    hv: adapter.Hypervisor, installation: str, key: record.ResourceKey
+    hv: adapter.Hypervisor, installation: str, key: record.ResourceKey, name: str
 ) -> observed.ObservedDomain:
-    found = hv.observe().domains.get(key.name)
+    found = hv.observe().domains.get(name)
     if found is None or found.owner is None or found.owner.installation != installation:
-        raise errors.NotFound(f"{key}: no libvirt domain {key.name!r} owned by this installation")
+        raise errors.NotFound(f"{key}: no libvirt domain {name!r} owned by this installation")
     return found
 
 
@@ -114,7 +114,8 @@ def _one(
     rec = store.get(key)
     if rec is None:
         raise errors.NotFound(f"{key} not found")
-    domain = _domain(hv, store.installation_id(), key)
+    name = naming.libvirt_name(key.name, rec.annotations)  # the domain's name in libvirt
+    domain = _domain(hv, store.installation_id(), key, name)
     running = domain.power is not kinds.PowerState.STOPPED
     declared = _declared(rec)
     if verb == "start":
@@ -122,19 +123,19 @@ def _one(
             click.echo(f"{key} is already running.")
             return
         if domain.power is kinds.PowerState.PAUSED:
-            hv.resume_domain(key.name)
+            hv.resume_domain(name)
         else:
-            hv.start_domain(key.name)
+            hv.start_domain(name)
         done, reason, now = "started", "Started", kinds.PowerState.RUNNING
     elif verb == "stop":
         if not running:
             click.echo(f"{key} is already stopped.")
             return
-        how = _stop(hv, key.name, force=force, timeout=timeout)
+        how = _stop(hv, name, force=force, timeout=timeout)
         done, reason, now = f"stopped ({how})", "Stopped", kinds.PowerState.STOPPED
     else:
-        how = _stop(hv, key.name, force=force, timeout=timeout) if running else "was stopped"
-        hv.start_domain(key.name)
+        how = _stop(hv, name, force=force, timeout=timeout) if running else "was stopped"
+        hv.start_domain(name)
         done, reason, now = f"restarted ({how})", "Restarted", kinds.PowerState.RUNNING
         store.write_status([record.StatusWrite(key, _restart_done(rec, now.value))])
     if declared == now.value:

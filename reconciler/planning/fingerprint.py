@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from reconciler.models import desired, firewall, kinds, observed, record
+from reconciler.models import desired, firewall, kinds, naming, observed, record
 from reconciler.planning import actions
 
 __all__ = ["canonical", "digest", "manifests", "plan", "records", "world"]
@@ -95,8 +95,11 @@ def world(
     named: dict[str, set[str]] = {kind.value: set() for kind in kinds.Kind}
     for item in state:
         named[item.kind.value].add(item.name)
+        named[item.kind.value].add(
+            naming.libvirt_name(item.name, item.manifest.metadata.annotations)
+        )
     for rec in recorded:
-        named[rec.key.kind].add(rec.key.name)
+        named[rec.key.kind] |= {rec.key.name, naming.libvirt_name(rec.key.name, rec.annotations)}
 
     def about(name: str, kind: kinds.Kind, owner: observed.Ownership | None) -> bool:
         ours = owner is not None and owner.installation == installation

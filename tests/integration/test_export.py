@@ -183,6 +183,10 @@ def test_a_domain_whose_name_is_no_dns_label_keeps_its_libvirt_name(
     assert described.exit_code == 0, described.output
     assert "Stopped" in described.output
 
+    stopped = h.run("stop", "vm", label)  # the power verbs find it under its real name too
+    assert stopped.exit_code == 0, stopped.output
+    assert "already stopped" in stopped.output
+
     # ...and deleted under it, its volume kept (adopted, never ours to delete).
     deleted = h.run("delete", "vm", label)
     assert deleted.exit_code == 0, deleted.output
