@@ -5,11 +5,17 @@ record; ``get`` shows it."""
 from __future__ import annotations
 
 import json
+import signal
+import time
+from collections.abc import Callable
 
 import pytest
 
 from reconciler.models import record
 from tests.integration.harness import Harness
+from tests.integration.test_daemon import Daemon, dump, running, spawn, until
+
+__all__ = ["spawn"]  # the daemon tests' fixture, used here too
 
 pytestmark = pytest.mark.integration
 
@@ -82,3 +88,34 @@ def test_suspend_names_what_is_missing(h: Harness) -> None:
     assert h.apply().exit_code == 0
     result = h.run("suspend", "vm", h.name("ghost"))
     assert result.exit_code == 1 and "not found" in result.output
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_daemon_honours_a_suspension_set_while_it_runs(
+    h: Harness, spawn: Callable[..., Daemon]
+) -> None:
+    (h.workdir / "all.yaml").write_text(dump(h.pool(), h.network(), h.template(), h.vm("web")))
+    daemon = spawn("--source", str(h.workdir), "--interval", "10m")
+    until(lambda: running(h, "web"), 120, "the VM runs", daemon)
+    until(lambda: daemon.readyz()["ready"], 30, "the daemon is ready", daemon)
+
+    suspended = h.run("suspend", "vm", h.name("web"))
+    assert suspended.exit_code == 0, suspended.output
+    with h.store() as store:
+        before = len(store.runs(limit=1000))
+    h.domain("web").destroy()
+    # The domain's stop is a libvirt event: the daemon runs a pass, which leaves it alone.
+    until(lambda: _runs(h) > before, 30, "a pass after the destroy", daemon)
+    time.sleep(3)
+    assert not running(h, "web")
+
+    resumed = h.run("resume", f"vm/{h.name('web')}")
+    assert resumed.exit_code == 0, resumed.output
+    daemon.proc.send_signal(signal.SIGHUP)  # a resync, as an operator would ask for
+    until(lambda: running(h, "web"), 30, "the resumed VM runs again", daemon)
+    assert daemon.terminate() == 0
+
+
+def _runs(h: Harness) -> int:
+    with h.store() as store:
+        return len(store.runs(limit=1000))
