@@ -48,7 +48,13 @@ def _load(
 
 
 def _loader(paths: tuple[str, ...], revision: str | None = None) -> reconcile.Load:
-    return lambda records: loader.load_against(list(paths), records, revision=revision)
+    def load(records: Sequence[record.ResourceRecord]) -> desired.DesiredState:
+        state = loader.load_against(list(paths), records, revision=revision)
+        for notice in state.notices:
+            click.echo(f"note: {notice}", err=True)
+        return state
+
+    return load
 
 
 def colour() -> bool:
@@ -121,7 +127,7 @@ def _plan_command(name: str, hidden: bool = False) -> click.Command:
                 inputs.update(saved.hashes(installation, state, records, world))
 
             plan = reconcile.Reconciler(store, hv).preview(
-                lambda records: loader.load_against(list(paths), records),
+                _loader(paths),
                 prune=prune,
                 adopt=adopt,
                 selector=selector,

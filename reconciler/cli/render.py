@@ -52,10 +52,11 @@ def plan_lines(plan: actions.Plan, *, colour: bool = False) -> list[str]:
         head = f"{change.symbol} {label} ({what}, {change.impact.label})"
         lines.append(_paint(head, change.symbol, colour))
         for field in change.fields:
-            lines.append(
-                f"    {field.path}: {_value(field.old)} -> {_value(field.new)} "
-                f"({field.impact.label})"
-            )
+            if change.drift:  # libvirt moved: say what the manifest says, then what is there
+                diff = f"declared {_value(field.new)}, found {_value(field.old)}"
+            else:
+                diff = f"{_value(field.old)} -> {_value(field.new)}"
+            lines.append(f"    {field.path}: {diff} ({field.impact.label})")
         for volume in change.retained:
             fate = "delete" if volume.deletes else "retain"
             why = (

@@ -83,5 +83,9 @@ class Outcome:
 
 
 def describe(change: actions.Change) -> str:
-    parts = [f"{f.path}: {f.old} -> {f.new}" for f in change.fields]
+    """The change's field diffs in one line; drift reads ``declared X, found Y``."""
+    if change.drift:
+        parts = [f"{f.path}: declared {f.new}, found {f.old}" for f in change.fields]
+    else:
+        parts = [f"{f.path}: {f.old} -> {f.new}" for f in change.fields]
     return "; ".join(parts) if parts else change.verb.value

@@ -65,6 +65,8 @@ __all__ = ["STDIN", "load", "load_against"]
 
 STDIN = "-"
 _KIND_NAMES = [kind.value for kind in kinds.Kind]
+SERVER_SET = ("uid", "generation", "creationTimestamp")
+"""Metadata ``get -o yaml`` prints that the reconciler sets: ignored, with a notice."""
 _NO_SIZE = re.compile(r"^disk '(.+)' has no size")
 _DNS_LABEL = re.compile(fields.DNS_LABEL)
 _REFERENCES = (
@@ -252,6 +254,7 @@ class _Run:
         self.image_reported: set[tuple[str, str]] = set()  # (template, disk)
         self.known = {(str(key.kind), key.name) for key in known}
         self.errors: list[_Error] = []
+        self.notices: list[str] = []
         self.declared: list[tuple[kinds.Kind, _Doc]] = []
         self.first: dict[tuple[kinds.Kind, str], _Doc] = {}
         self.valid: dict[tuple[kinds.Kind, str], _Valid] = {}
@@ -345,6 +348,16 @@ class _Run:
         if manifest_name is not None:
             self.declare(kind, manifest_name, doc)
         body = {key: value for key, value in data.items() if key != "status"}
+        metadata = data.get("metadata")
+        if isinstance(metadata, dict) and (ignored := [k for k in SERVER_SET if k in metadata]):
+            # What get -o yaml prints back: read as a manifest, the reconciler's own fields go.
+            where = doc.position(("metadata", ignored[0]))
+            named = ", ".join(f"metadata.{k}" for k in ignored)
+            self.notices.append(
+                f"{doc.file}:{where.line}:{where.column}: {doc.label}: {named}: "
+                "set by the reconciler, ignored"
+            )
+            body["metadata"] = {k: v for k, v in metadata.items() if k not in SERVER_SET}
         body["apiVersion"] = kinds.API_VERSION  # a wrong one is reported above, once
         model = kinds.KINDS[kind]
         try:
@@ -673,7 +686,7 @@ class _Run:
     # --- result --------------------------------------------------------------------------
 
     def state(self) -> desired.DesiredState:
-        result = desired.DesiredState(effective_vms=dict(self.effective))
+        result = desired.DesiredState(effective_vms=dict(self.effective), notices=self.notices)
         for (kind, name), valid in self.valid.items():
             result.by_kind(kind)[name] = desired.Loaded(valid.manifest, valid.source)
         return result

@@ -72,6 +72,8 @@ class DesiredState:
     policies: dict[str, Loaded] = dataclasses.field(default_factory=dict)
     departments: dict[str, Loaded] = dataclasses.field(default_factory=dict)
     effective_vms: dict[str, effective.EffectiveVM] = dataclasses.field(default_factory=dict)
+    # Located one-line notes for the user (not errors): fields ignored on reading.
+    notices: list[str] = dataclasses.field(default_factory=list, compare=False)
 
     def by_kind(self, kind: kinds.Kind) -> dict[str, Loaded]:
         match kind:

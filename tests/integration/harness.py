@@ -126,13 +126,19 @@ class Harness:
         )
 
     def cli(
-        self, *args: str, db: str | None = None, timeout: float = 120
+        self, *args: str, db: str | None = None, timeout: float = 120, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """The installed ``infinibay`` console script as a real process, on this test's record."""
         command = [str(INFINIBAY), "--db", db or self.db_url, "-c", self.uri, *args]
         env = {k: v for k, v in os.environ.items() if k not in _CONNECTION_VARIABLES}
         return subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, check=False, env=env
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=env,
+            input=stdin,
         )
 
     def apply(self, *extra: str) -> Result:

@@ -108,42 +108,42 @@ DRIFTS = {
     "stopped": Drift(
         act=lambda h: h.domain("web").destroy(),
         header="(drift, live)",
-        field=lambda h: "powerState: Stopped -> Running (live)",
+        field=lambda h: "powerState: declared Running, found Stopped (live)",
         path="powerState",
         check=_running,
     ),
     "paused": Drift(
         act=lambda h: h.domain("web").suspend(),
         header="(drift, live)",
-        field=lambda h: "powerState: Paused -> Running (live)",
+        field=lambda h: "powerState: declared Running, found Paused (live)",
         path="powerState",
         check=_running,
     ),
     "vcpus-redefined": Drift(
         act=lambda h: _redefine(h, "web", _set_vcpus),
         header="(drift, restart)",
-        field=lambda h: "cpus: 2 -> 1 (restart)",
+        field=lambda h: "cpus: declared 1, found 2 (restart)",
         path="cpus",
         check=_one_vcpu,
     ),
     "memory-redefined": Drift(
         act=lambda h: _redefine(h, "web", _set_memory),
         header="(drift, restart)",
-        field=lambda h: "memory: 128MiB -> 64MiB (restart)",
+        field=lambda h: "memory: declared 64MiB, found 128MiB (restart)",
         path="memory",
         check=_memory_back,
     ),
     "nic-removed": Drift(
         act=lambda h: _redefine(h, "web", _drop_nic),
         header="(drift, *)",  # a NIC comes back live (hot-plug) or at the next boot
-        field=lambda h: f"networks[{h.name('net')}]: (none) -> {_mac(h)} (*)",
+        field=lambda h: f"networks[{h.name('net')}]: declared {_mac(h)}, found (none) (*)",
         path="networks[{net}]",
         check=_nic_back,
     ),
     "autostart-flipped": Drift(
         act=lambda h: h.domain("web").setAutostart(1),
         header="(drift, live)",
-        field=lambda h: "autostart: True -> False (live)",
+        field=lambda h: "autostart: declared False, found True (live)",
         path="autostart",
         check=_no_autostart,
     ),
@@ -155,8 +155,8 @@ DRIFTS = {
         ),
         header="(drift, live)",
         field=lambda h: (
-            f"disks[root].volume: (none) -> {h.name('pool')}/{_volume_name(h, 'web')} "
-            "(16MiB) (live)"
+            f"disks[root].volume: declared {h.name('pool')}/{_volume_name(h, 'web')} "
+            "(16MiB), found (none) (live)"
         ),
         path="disks[root].volume",
         check=_volume_back,

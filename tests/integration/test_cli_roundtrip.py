@@ -1,0 +1,66 @@
+"""What the CLI prints reads back: ``get -o yaml`` re-applies, drift says declared and found.
+
+Real ``infinibay`` processes against the real libvirtd. ``get vm NAME -o yaml``
+piped into ``apply -f -`` is accepted: the fields the reconciler sets (``uid``,
+``generation``, ``creationTimestamp``, ``status``) are ignored with one located
+notice, and nothing changes. A guest stopped behind the reconciler's back is
+planned as ``powerState: declared Running, found Stopped``, and the
+``DriftDetected`` event reads the same way.
+"""
+
+from __future__ import annotations
+
+import libvirt
+import pytest
+import yaml
+
+from reconciler.models import record
+from tests.integration.harness import Harness
+
+pytestmark = pytest.mark.integration
+
+
+def test_get_yaml_of_a_vm_is_applied_back_unchanged_with_a_notice(h: Harness) -> None:
+    h.write(h.pool(), h.network(), h.template(), h.vm("web", powerState="Stopped"))
+    applied = h.cli("apply", "-f", str(h.workdir))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+
+    shown = h.cli("get", "vm", h.name("web"), "-o", "yaml")
+    assert shown.returncode == 0, shown.stderr
+    document = yaml.safe_load(shown.stdout)
+    assert {"uid", "generation", "creationTimestamp"} <= set(document["metadata"])
+
+    planned = h.cli("plan", "-f", "-", stdin=shown.stdout)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    again = h.cli("apply", "-f", "-", stdin=shown.stdout)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Nothing to do: everything is converged." in again.stdout
+    notice = (
+        f"VirtualMachine/{h.name('web')}: metadata.uid, metadata.generation, "
+        "metadata.creationTimestamp: set by the reconciler, ignored"
+    )
+    assert notice in again.stderr
+    assert again.stderr.startswith("note: -:")
+    with h.store() as store:
+        rec = store.get(record.ResourceKey("VirtualMachine", h.name("web")))
+        assert rec is not None and rec.generation == document["metadata"]["generation"]
+
+
+def test_drift_reads_declared_then_found_in_the_plan_and_the_event(h: Harness) -> None:
+    h.write(h.pool(), h.network(), h.template(), h.vm("web"))
+    applied = h.cli("apply", "-f", str(h.workdir), "--shutdown-timeout", "1")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    h.domain("web").destroy()
+
+    plan = h.cli("plan", "-f", str(h.workdir))
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert "    powerState: declared Running, found Stopped (live)" in plan.stdout
+    assert "Stopped -> Running" not in plan.stdout
+
+    healed = h.cli("apply", "-f", str(h.workdir), "--shutdown-timeout", "1")
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert h.state("web") == libvirt.VIR_DOMAIN_RUNNING
+    with h.store() as store:
+        events = store.events(record.ResourceKey("VirtualMachine", h.name("web")))
+    detected = [e.message for e in events if e.reason == "DriftDetected"]
+    assert detected == ["out-of-band change: powerState: declared Running, found Stopped"]
