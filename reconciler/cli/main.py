@@ -53,6 +53,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("reconciler.cli.inspect", "events"),
     "history": ("reconciler.cli.inspect", "history"),
     "daemon": ("reconciler.cli.daemon", "daemon"),
+    "console": ("reconciler.cli.console", "console"),
     "explain": ("reconciler.cli.explain", "explain"),
     "export": ("reconciler.cli.export", "export"),
     "start": ("reconciler.cli.power", "start"),

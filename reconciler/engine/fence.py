@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection
 
 from reconciler.engine import ports
 from reconciler.engine.ports import Fence
-from reconciler.models import observed
+from reconciler.models import console, observed
 
 __all__ = ["Fence", "Guarded"]
 
@@ -126,6 +126,17 @@ class Guarded:
     ) -> None:
         self._fence.check()
         self._inner.update_interface_filter(domain, mac, filter)
+
+    def sync_graphics_password(self, name: str) -> None:
+        self._fence.check()
+        self._inner.sync_graphics_password(name)
+
+    def rotate_graphics_password(self, name: str) -> None:
+        self._fence.check()
+        self._inner.rotate_graphics_password(name)
+
+    def console(self, name: str) -> console.Console:
+        return self._inner.console(name)
 
     def undefine_domain(self, name: str) -> None:
         self._fence.check()

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
-from reconciler.models import observed, record
+from reconciler.models import console, observed, record
 
 __all__ = ["Fence", "Hypervisor", "Store"]
 
@@ -115,6 +115,12 @@ class Hypervisor(Protocol):
     def update_interface_filter(
         self, domain: str, mac: str, filter: observed.FilterRef | None
     ) -> None: ...
+
+    def sync_graphics_password(self, name: str) -> None: ...
+
+    def rotate_graphics_password(self, name: str) -> None: ...
+
+    def console(self, name: str) -> console.Console: ...
 
     def undefine_domain(self, name: str) -> None: ...
 

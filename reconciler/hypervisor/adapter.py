@@ -36,6 +36,7 @@ from reconciler.hypervisor import (
     connection,
     domains,
     events,
+    graphics,
     handler,
     host,
     networks,
@@ -43,7 +44,7 @@ from reconciler.hypervisor import (
     pools,
 )
 from reconciler.models import addresses as guest_addresses
-from reconciler.models import kinds, observed
+from reconciler.models import console, kinds, observed
 
 __all__ = ["Hypervisor", "LifecycleEvents"]
 
@@ -197,6 +198,18 @@ class Hypervisor:
         The guest is not restarted; libvirt re-instantiates the NIC's rules.
         """
         domains.update_interface_filter(self._connection.conn, domain, mac, filter)
+
+    def sync_graphics_password(self, name: str) -> None:
+        """Give the running display the password of the persistent config, in place."""
+        graphics.sync_live(self._connection.conn, name)
+
+    def rotate_graphics_password(self, name: str) -> None:
+        """A new random display password: in the config, and live when the guest runs."""
+        graphics.rotate(self._connection.conn, name)
+
+    def console(self, name: str) -> console.Console:
+        """The running display's type, address, port and password."""
+        return graphics.console(self._connection.conn, name, self.uri)
 
     def undefine_domain(self, name: str) -> None:
         _handler(kinds.Kind.VIRTUAL_MACHINE).undefine(self._connection.conn, name)

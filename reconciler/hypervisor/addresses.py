@@ -17,14 +17,12 @@ from typing import Any
 import libvirt
 from lxml import etree
 
-from reconciler.hypervisor import connection
+from reconciler.hypervisor import connection, xml
 from reconciler.models import addresses
 
-__all__ = ["AGENT_CHANNEL", "agent", "agent_connected", "leases"]
+__all__ = ["agent", "agent_connected", "leases"]
 
 log = logging.getLogger(__name__)
-
-AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 
 def agent_connected(devices: etree._Element | None) -> bool:
@@ -33,7 +31,7 @@ def agent_connected(devices: etree._Element | None) -> bool:
         return False
     return any(
         target.get("state") == "connected"
-        for target in devices.iterfind(f"channel/target[@name='{AGENT_CHANNEL}']")
+        for target in devices.iterfind(f"channel/target[@name='{xml.AGENT_CHANNEL}']")
     )
 
 

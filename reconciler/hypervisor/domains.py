@@ -67,16 +67,22 @@ class DomainReading:
 def read_domain(
     dom: Any, *, shut_off: bool, persistent: bool, autostart: bool
 ) -> DomainReading | None:
-    """The round trips for one domain; ``None`` when it was undefined since the listing."""
+    """The round trips for one domain; ``None`` when it was undefined since the listing.
+
+    Both definitions are read with ``VIR_DOMAIN_XML_SECURE``: whether the display
+    has a password is an owned field, and only a secure read shows it. The
+    projection keeps that it has one, never the password.
+    """
     try:
         state = libvirt.VIR_DOMAIN_SHUTOFF if shut_off else dom.state()[0]
-        xml_text = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0)
+        secure = libvirt.VIR_DOMAIN_XML_SECURE
+        xml_text = dom.XMLDesc(secure | (libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0))
         active = state not in (
             libvirt.VIR_DOMAIN_SHUTOFF,
             libvirt.VIR_DOMAIN_CRASHED,
             libvirt.VIR_DOMAIN_NOSTATE,
         )
-        live_xml = dom.XMLDesc(0) if active else None
+        live_xml = dom.XMLDesc(secure) if active else None
     except libvirt.libvirtError as exc:
         if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
             return None

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from lxml import etree
 
-from reconciler.hypervisor import nwfilters, projection, xml
+from reconciler.hypervisor import graphics, nwfilters, projection, xml
 from reconciler.models import kinds, observed
 
 __all__ = ["patch_domain", "patch_network", "patch_pool", "set_filter"]
@@ -239,6 +239,28 @@ def _graphics(devices: etree._Element, kind: kinds.GraphicsType, listen: str) ->
             del first.attrib[attribute]
     first.set("type", "address")
     first.set("address", listen)
+
+
+def _password(devices: etree._Element, wanted: bool, fresh: str | None) -> None:
+    """The display's password: kept while wanted, ``fresh`` when it has none, gone when unwanted.
+
+    A kept password that the display type cannot use in full (a SPICE one, now on
+    VNC) is replaced by ``fresh`` too.
+    """
+    displays = (g for g in devices.findall("graphics") if g.get("type") in ("vnc", "spice"))
+    display = next(displays, None)
+    if display is None:
+        return
+    if not wanted:
+        for name in ("passwd", "passwdValidTo"):
+            display.attrib.pop(name, "")
+        return
+    current = display.get("passwd")
+    if current and graphics.fits(kinds.GraphicsType(display.get("type", "")), current):
+        return
+    if fresh is None:
+        raise ValueError("a display password is wanted but none was given")
+    display.set("passwd", fresh)
 
 
 def _target_dev(taken: set[str]) -> str:
@@ -559,6 +581,7 @@ def patch_domain(
     owner: observed.Ownership,
     pools: Mapping[str, str] | None = None,
     name: str | None = None,
+    graphics_password: str | None = None,
 ) -> str:
     """``current`` (a domain's inactive XML) with the owned fields of ``shape`` written in.
 
@@ -566,6 +589,9 @@ def patch_domain(
     :func:`reconciler.hypervisor.projection.parse_domain`. Autostart is not XML.
     ``name`` is the libvirt name (:mod:`reconciler.models.naming`), by default
     the owner's resource name.
+    ``current`` must be read with ``VIR_DOMAIN_XML_SECURE``, so that a display
+    password survives; ``graphics_password`` is the one to set when the shape
+    wants one and the display has none.
     """
     pools = pools or {}
     root = projection.tree(current)
@@ -586,6 +612,8 @@ def patch_domain(
     devices = _child(root, "devices", after=tuple(c.tag for c in root if isinstance(c.tag, str)))
     if (was.graphics_type, was.graphics_listen) != (shape.graphics_type, shape.graphics_listen):
         _graphics(devices, shape.graphics_type, shape.graphics_listen)
+    if (was.graphics_type, was.graphics_password) != (shape.graphics_type, shape.graphics_password):
+        _password(devices, shape.graphics_password, graphics_password)
     if _volumes(d for d in was.disks if d.modelled) != _volumes(shape.disks):
         _disks(devices, was_named, shape.disks, pools)
     if tuple(n for n in was.nics if n.modelled) != shape.nics:

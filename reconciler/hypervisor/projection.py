@@ -122,6 +122,17 @@ def _graphics(devices: etree._Element | None) -> tuple[kinds.GraphicsType, str, 
     return kinds.GraphicsType(kind), address or graphics.get("listen") or "", port_number
 
 
+def _has_password(devices: etree._Element | None) -> bool:
+    """The display has a password: only XML read with ``VIR_DOMAIN_XML_SECURE`` shows it.
+
+    The value itself is never carried into a shape.
+    """
+    graphics = devices.find("graphics") if devices is not None else None
+    if graphics is None or graphics.get("type") not in ("vnc", "spice"):
+        return False
+    return bool(graphics.get("passwd"))
+
+
 def disk_shape(
     vm: str, disk: etree._Element, pools: Mapping[str, str] | None = None
 ) -> observed.DiskShape | None:
@@ -309,6 +320,7 @@ def parse_domain(
             )
             if a is not None
         ),
+        graphics_password=_has_password(devices),
     )
     return root.findtext("uuid", ""), _owner(root), shape, port
 

@@ -216,7 +216,9 @@ def render_domain(
     domain_type: str,
     owner: observed.Ownership,
     uuid: str | None = None,
+    graphics_password: str | None = None,
 ) -> str:
+    """A new domain; ``graphics_password`` is its display's, when ``shape`` wants one."""
     root = etree.Element("domain", type=domain_type)
     _sub(root, "name", name)
     if uuid is not None:
@@ -255,6 +257,10 @@ def render_domain(
         devices.append(_interface(nic))
     if shape.graphics_type is not kinds.GraphicsType.NONE:
         graphics = _sub(devices, "graphics", type=shape.graphics_type.value, autoport="yes")
+        if shape.graphics_password:
+            if graphics_password is None:
+                raise ValueError("a display password is wanted but none was given")
+            graphics.set("passwd", graphics_password)
         _sub(graphics, "listen", type="address", address=shape.graphics_listen)
     _guest_devices(devices, shape)
     _sub(devices, "console", type="pty")

@@ -156,6 +156,9 @@ class EffectiveVM:
         default=None, metadata=ADDED
     )
     host_devices: tuple[str, ...] | None = dataclasses.field(default=None, metadata=ADDED)
+    graphics_password: kinds.GraphicsPassword = dataclasses.field(
+        default=kinds.GraphicsPassword.NONE, metadata=ADDED
+    )
 
 
 def _merge_members(
@@ -254,6 +257,7 @@ def merge(
         cdroms=cdroms,
         boot_order=tuple(kinds.BootDevice(b) for b in boot) if boot is not None else None,
         host_devices=tuple(d["pci"] for d in devices) if devices is not None else None,
+        graphics_password=_password(vm, template),
     )
 
 
@@ -262,6 +266,19 @@ _E = TypeVar("_E", bound=enum.Enum)
 
 def _optional(kind: type[_E], value: Any) -> _E | None:
     return kind(value) if value is not None else None
+
+
+def _password(vm: kinds.VirtualMachine, template: kinds.Template | None) -> kinds.GraphicsPassword:
+    """The VM's ``graphics.password`` where it sets one, else its template's.
+
+    Read from the models, not their dumps: a dump leaves an added field out at its
+    default, and a VM's explicit ``none`` must still override a template's ``generate``.
+    """
+    for spec in (vm.spec, template.spec if template is not None else None):
+        graphics = spec.graphics if spec is not None else None
+        if graphics is not None and "password" in graphics.model_fields_set:
+            return graphics.password
+    return kinds.GraphicsPassword.NONE
 
 
 class MissingTemplate(ValueError):

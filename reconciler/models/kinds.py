@@ -41,6 +41,7 @@ __all__ = [
     "FirewallPolicy",
     "Firmware",
     "Graphics",
+    "GraphicsPassword",
     "GraphicsType",
     "GuestOs",
     "HostDevice",
@@ -126,6 +127,11 @@ class BootDevice(enum.StrEnum):
     CDROM = "cdrom"
     DISK = "disk"
     NETWORK = "network"
+
+
+class GraphicsPassword(enum.StrEnum):
+    GENERATE = "generate"
+    NONE = "none"
 
 
 class PowerState(enum.StrEnum):
@@ -334,6 +340,11 @@ class Graphics(_Strict):
         ipaddress.IPv4Address("127.0.0.1"),
         description="Address the display listens on; beyond 127.0.0.0/8 only with "
         "INFINIBAY_ALLOW_REMOTE_GRAPHICS=1.",
+    )
+    password: GraphicsPassword = _added(
+        GraphicsPassword.NONE,
+        description="generate: a random password, set once and kept only in libvirt, "
+        "printed by 'infinibay console' alone; none: no password.",
     )
 
 

@@ -115,6 +115,10 @@ class VmShape:
     boot: tuple[str, ...] | None = None
     host_devices: tuple[str, ...] | None = None
 
+    # The display has a password (its value lives in libvirt alone and is never part of
+    # a shape); only a read with VIR_DOMAIN_XML_SECURE can see it.
+    graphics_password: bool = False
+
 
 # Where a nested KVM host runs guests, passing its CPU through (host-passthrough,
 # host-model, maximum) often fails to start them: the outer hypervisor does not

@@ -40,6 +40,7 @@ __all__ = [
     "RecreateVolume",
     "Restart",
     "SetAutostart",
+    "SyncGraphicsPassword",
     "TemplateTarget",
     "UndefineFilter",
     "UpdateNicFilter",
@@ -215,6 +216,11 @@ class Restart:
 
 
 @dataclasses.dataclass(frozen=True)
+class SyncGraphicsPassword:
+    """Give the running display the password its patched config now has, in place."""
+
+
+@dataclasses.dataclass(frozen=True)
 class DefineFilter:
     """Define (or redefine) the VM's own nwfilter, before its NICs reference it."""
 
@@ -250,6 +256,7 @@ Intent = (
     | DefineFilter
     | UndefineFilter
     | UpdateNicFilter
+    | SyncGraphicsPassword
 )
 _I = typing.TypeVar("_I", bound=Intent)
 

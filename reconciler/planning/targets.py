@@ -271,6 +271,10 @@ def vm_target(
         nics=_resolve_macs(vm, current, recorded, installation, taken_macs, networks),
         autostart=vm.autostart,
         **guest_hardware(vm, creating=current is None, host=host or observed.Host()),
+        # A generated password is kept as libvirt has it, like a generated MAC: the shape
+        # says only that there is one, so a pass never changes it.
+        graphics_password=vm.graphics_password is kinds.GraphicsPassword.GENERATE
+        and vm.graphics_type is not kinds.GraphicsType.NONE,
     )
     return actions.VmTarget(
         shape=shape, power=vm.power, update_policy=vm.update_policy, volumes=volumes

@@ -44,7 +44,7 @@ from lxml import etree
 from reconciler import errors
 from reconciler.engine import execute, ports, reconcile, recorded
 from reconciler.hypervisor import nwfilters, patch, projection
-from reconciler.models import desired, kinds, observed, record
+from reconciler.models import console, desired, kinds, observed, record
 from reconciler.planning import actions, planner
 
 INSTALLATION = "inst-test"
@@ -491,6 +491,26 @@ class FakeHypervisor:
                     for n in found.live.nics
                 )
                 found.live = dataclasses.replace(found.live, nics=nics)
+
+    def sync_graphics_password(self, name: str) -> None:
+        """The running display takes the config's password (whether it has one)."""
+        with self._lock:
+            self._call("sync_graphics_password", name)
+            found = self._domain(name, "set the display password of")
+            if found.live is not None:
+                found.live = dataclasses.replace(
+                    found.live, graphics_password=found.shape.graphics_password
+                )
+
+    def rotate_graphics_password(self, name: str) -> None:
+        with self._lock:
+            self._call("rotate_graphics_password", name)
+            self._domain(name, "rotate the display password of")
+
+    def console(self, name: str) -> console.Console:
+        with self._lock:
+            found = self._domain(name, "read the display of")
+            return console.Console(found.shape.graphics_type, "127.0.0.1", found.port or 0, "")
 
     def undefine_domain(self, name: str) -> None:
         with self._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lxml import etree
 
 from reconciler.hypervisor import addresses as reading
+from reconciler.hypervisor import xml
 from reconciler.models import addresses
 
 MAC = "52:54:00:aa:bb:01"
@@ -73,7 +74,7 @@ def test_a_vm_shows_the_addresses_of_all_its_macs() -> None:
 def _devices(state: str | None) -> etree._Element:
     devices = etree.Element("devices")
     channel = etree.SubElement(devices, "channel", type="unix")
-    target = etree.SubElement(channel, "target", type="virtio", name=reading.AGENT_CHANNEL)
+    target = etree.SubElement(channel, "target", type="virtio", name=xml.AGENT_CHANNEL)
     if state is not None:
         target.set("state", state)
     return devices

@@ -280,6 +280,7 @@ def mutations(draw: st.DrawFn, current: observed.VmShape) -> observed.VmShape:
         graphics_listen=listen,
         disks=tuple(disks),
         nics=tuple(nics),
+        graphics_password=graphics is not kinds.GraphicsType.NONE and draw(st.booleans()),
     )
 
 
@@ -341,7 +342,9 @@ def test_patching_owned_fields_never_changes_an_unowned_element(
     name, original, target = case
     before = shape_of(original)
 
-    patched = patch.patch_domain(original, target, owner=owner(name), pools=POOLS)
+    patched = patch.patch_domain(
+        original, target, owner=owner(name), pools=POOLS, graphics_password="Fr3shPw0"
+    )
 
     after = shape_of(patched)
     assert owned(after, target) == owned(target, target)

@@ -14,7 +14,7 @@ import time
 from reconciler import errors
 from reconciler.engine import ports
 from reconciler.engine.outcome import Options, Outcome, describe
-from reconciler.hypervisor import nwfilters, patch, xml
+from reconciler.hypervisor import graphics, nwfilters, patch, xml
 from reconciler.models import fields, firewall, kinds, record
 from reconciler.planning import actions
 
@@ -38,6 +38,8 @@ class VmSteps:
             self.hv.define_filter(define.filter.name, document)
         stopped = self._volumes(change, out)
         create = change.verb is actions.Verb.CREATE
+        # Used only where the display wants a password and has none: it lives in libvirt alone.
+        password = graphics.new_password(target.shape.graphics_type)
         if create:
             document = xml.render_domain(
                 name,
@@ -45,6 +47,7 @@ class VmSteps:
                 domain_type=self.hv.domain_type,
                 owner=change.owner,
                 uuid=change.uuid,
+                graphics_password=password,
             )
             out.uuid = self.hv.define_domain(name, document)
         elif change.intends(actions.Patch):
@@ -54,6 +57,7 @@ class VmSteps:
                 owner=change.owner,
                 pools=self.hv.pool_directories(),
                 name=name,
+                graphics_password=password,
             )
             out.uuid = self.hv.define_domain(name, document)
         for autostart in change.intended(actions.SetAutostart):
@@ -63,6 +67,8 @@ class VmSteps:
                 self.hv.attach_device(name, xml.render_interface(plug.nic))
             for nic in change.intended(actions.UpdateNicFilter):
                 self.hv.update_interface_filter(name, nic.mac, nic.filter)
+            if change.intends(actions.SyncGraphicsPassword):
+                self.hv.sync_graphics_password(name)
         if create:
             out.step("created", "Created", f"{change.key} defined")
         elif any(not isinstance(i, actions.Power | actions.Restart) for i in change.intents) or any(

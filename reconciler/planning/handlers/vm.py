@@ -102,6 +102,8 @@ class VmPlanner:
         changes = config + volume_changes
         if any(c.path != "autostart" for c in config) or not owned:
             intents.append(actions.Patch())
+        if running and _password_set(config):
+            intents.append(actions.SyncGraphicsPassword())
         if running:
             intents += [actions.Hotplug(nic) for nic in added]
             intents += _refiltered(current.shape, target.shape)
@@ -426,6 +428,7 @@ def _config_changes(
             )
         )
     changes += _guest_changes(current, target, cold)
+    changes += _password_changes(current, target, cold)
     changes += _disk_changes(current, target, cold, volumes)
     nics, added = _nic_changes(current, target, cold)
     return changes + nics, added
@@ -463,6 +466,30 @@ def _guest_changes(
             want = [f"{c.pool}/{c.volume}" for c in want]
         changes.append(actions.FieldChange(path, compare.show(have), compare.show(want), cold))
     return changes
+
+
+_PASSWORD = "graphics.password"
+
+
+def _password_changes(
+    current: observed.VmShape, target: observed.VmShape, cold: Impact
+) -> list[actions.FieldChange]:
+    """Whether the display has a password; its value is never compared, shown or recorded.
+
+    Setting one is live (the running display takes it in place). Removing one waits
+    for a restart: a VNC display started with a password asks for one until then.
+    """
+    if current.graphics_password == target.graphics_password:
+        return []
+    old = "set" if current.graphics_password else "none"
+    new = kinds.GraphicsPassword.GENERATE.value if target.graphics_password else "none"
+    impact = Impact.LIVE if target.graphics_password else cold
+    return [actions.FieldChange(_PASSWORD, old, new, impact)]
+
+
+def _password_set(changes: list[actions.FieldChange]) -> bool:
+    """A password is set on the display by this change (the running one takes it live)."""
+    return any(c.path == _PASSWORD and c.new != "none" for c in changes)
 
 
 def _held(disk: observed.DiskShape, volumes: Volumes | None) -> tuple[str, bool]:
