@@ -51,7 +51,7 @@ def test_a_new_domain_gets_the_given_password_and_projects_as_having_one() -> No
     )
 
     assert _passwd(document) == "Ab3dEf9h"
-    assert projection.parse_domain(document, autostart=False)[2] == _shape(password=True)
+    assert projection.parse_domain(document, autostart=False)[2].graphics_password
 
 
 def test_a_patch_keeps_an_existing_password_sets_a_missing_one_and_removes_an_unwanted_one() -> (
