@@ -20,7 +20,7 @@ import click
 from reconciler import errors
 from reconciler.cli import common
 from reconciler.hypervisor import graphics
-from reconciler.models import kinds, record
+from reconciler.models import kinds, naming, record
 
 __all__ = ["console"]
 
@@ -50,11 +50,13 @@ def console(ctx: click.Context, target: str, vv_file: Path | None, rotate: bool)
     name = _vm(target)
     key = record.ResourceKey(kinds.Kind.VIRTUAL_MACHINE.value, name)
     with common.open_store(ctx) as store:
-        if store.get(key) is None:
+        rec = store.get(key)
+        if rec is None:
             raise errors.NotFound(f"{key} not found in the record")
+        domain = naming.libvirt_name(name, rec.annotations)  # the domain's name in libvirt
         with common.hypervisor(ctx) as hv:
             if rotate:
-                hv.rotate_graphics_password(name)
+                hv.rotate_graphics_password(domain)
                 store.record_events(
                     [
                         record.NewEvent(
@@ -65,7 +67,7 @@ def console(ctx: click.Context, target: str, vv_file: Path | None, rotate: bool)
                         )
                     ]
                 )
-            found = hv.console(name)
+            found = hv.console(domain)
     if vv_file is not None:
         graphics.write_vv(vv_file, found.vv(title=name))
         click.echo(f"wrote {vv_file} (open it with: remote-viewer {vv_file})")
