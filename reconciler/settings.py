@@ -42,6 +42,10 @@ repository writes the manifests:
   its ``images`` directory is not).
 * ``INFINIBAY_ALLOW_REMOTE_GRAPHICS=1`` lets ``graphics.listen`` leave
   127.0.0.0/8; VNC has no password, so by default the console stays local.
+* ``INFINIBAY_VIRTIO_WIN=POOL/VOLUME`` names the virtio-win driver ISO that
+  every ``os: windows`` VM gets as a cdrom (the old backend's
+  ``VIRTIO_WIN_ISO_PATH``); a windows VM planned without it, or with a volume
+  that is not there, is refused at its ``os`` field.
 * :class:`Limits` caps what one run reads: ``INFINIBAY_MAX_FILE_BYTES`` (8 MiB
   per file), ``INFINIBAY_MAX_DOCUMENTS`` (20,000 per run) and
   ``INFINIBAY_MAX_DEPTH`` (64 levels of YAML nesting).
@@ -67,6 +71,7 @@ __all__ = [
     "DEFAULT_POOL_ROOTS",
     "PASSWORD_FILE_ENV",
     "SYSTEM_PATHS",
+    "VIRTIO_WIN_ENV",
     "Boundary",
     "Limits",
     "Settings",
@@ -207,6 +212,7 @@ class Settings:
 
 # --- the trust boundary (SPEC §13) ------------------------------------------------
 
+VIRTIO_WIN_ENV = "INFINIBAY_VIRTIO_WIN"
 DEFAULT_POOL_ROOTS = ("/var/lib/infinibay/pools", "/var/lib/libvirt/images")
 DEFAULT_IMAGE_ROOTS = ("/var/lib/infinibay/images", "/var/lib/libvirt/images")
 SYSTEM_PATHS = (
@@ -280,6 +286,7 @@ class Boundary:
     pool_roots: tuple[str, ...] = DEFAULT_POOL_ROOTS
     image_roots: tuple[str, ...] = DEFAULT_IMAGE_ROOTS
     allow_remote_graphics: bool = False
+    virtio_win: str | None = None  # POOL/VOLUME of the virtio-win ISO (INFINIBAY_VIRTIO_WIN)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Boundary:
@@ -288,6 +295,7 @@ class Boundary:
             pool_roots=_roots(env, "INFINIBAY_POOL_ROOTS", DEFAULT_POOL_ROOTS),
             image_roots=_roots(env, "INFINIBAY_IMAGE_ROOTS", DEFAULT_IMAGE_ROOTS),
             allow_remote_graphics=env.get("INFINIBAY_ALLOW_REMOTE_GRAPHICS", "") == "1",
+            virtio_win=env.get(VIRTIO_WIN_ENV) or None,
         )
 
     def pool_problem(self, path: str, *, images: bool = False) -> str | None:

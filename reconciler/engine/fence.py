@@ -138,9 +138,9 @@ class Guarded:
     def console(self, name: str) -> console.Console:
         return self._inner.console(name)
 
-    def undefine_domain(self, name: str) -> None:
+    def undefine_domain(self, name: str, *, keep_tpm: bool = False) -> None:
         self._fence.check()
-        self._inner.undefine_domain(name)
+        self._inner.undefine_domain(name, keep_tpm=keep_tpm)
 
     # --- volumes --------------------------------------------------------------------
 

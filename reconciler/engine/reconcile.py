@@ -104,6 +104,9 @@ def pools_in_play(
             names.add(disk.pool)
             if disk.image_source is not None:
                 names.add(disk.image_source)
+        names.update(c.pool for c in vm.cdroms or ())
+    if state.virtio_win is not None and "/" in state.virtio_win:
+        names.add(state.virtio_win.split("/", 1)[0])
     for rec in live:
         if rec.key.kind == pool:
             names.add(rec.key.name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from reconciler import settings
 from reconciler.models import desired, effective, kinds, observed, record
 from reconciler.planning import planner
 
@@ -16,7 +17,7 @@ __all__ = ["desired_from_record", "drifted", "effective_vms"]
 
 
 def desired_from_record(records: Sequence[record.ResourceRecord]) -> desired.DesiredState:
-    state = desired.DesiredState()
+    state = desired.DesiredState(virtio_win=settings.Boundary.from_environ().virtio_win)
     for rec in records:
         if rec.deleted_at is not None:
             continue

@@ -211,8 +211,9 @@ class Hypervisor:
         """The running display's type, address, port and password."""
         return graphics.console(self._connection.conn, name, self.uri)
 
-    def undefine_domain(self, name: str) -> None:
-        _handler(kinds.Kind.VIRTUAL_MACHINE).undefine(self._connection.conn, name)
+    def undefine_domain(self, name: str, *, keep_tpm: bool = False) -> None:
+        """Undefine the domain (stopping it first); its TPM state goes unless ``keep_tpm``."""
+        domains.undefine(self._connection.conn, name, keep_tpm=keep_tpm)
 
     # --- volumes ------------------------------------------------------------
 

@@ -167,8 +167,14 @@ def define(conn: Any, name: str, document: str) -> str:
         return str(conn.defineXML(document).UUIDString())
 
 
-def undefine(conn: Any, name: str) -> None:
+def undefine(conn: Any, name: str, *, keep_tpm: bool = False) -> None:
+    """Undefine the domain, its NVRAM and, unless ``keep_tpm``, its TPM's state.
+
+    The TPM state (``/var/lib/libvirt/swtpm/UUID``) holds what the guest sealed in
+    it (BitLocker's keys): libvirt keeps or deletes it as told.
+    """
     dom = lookup(conn, name)
+    tpm = libvirt.VIR_DOMAIN_UNDEFINE_KEEP_TPM if keep_tpm else libvirt.VIR_DOMAIN_UNDEFINE_TPM
     with connection.calling("undefine", f"domain {name}"):
         if dom.isActive():
             dom.destroy()
@@ -176,6 +182,7 @@ def undefine(conn: Any, name: str) -> None:
             libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
             | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
             | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+            | tpm
         )
 
 

@@ -73,6 +73,7 @@ _REFERENCES = (
     ("disks", "pool", kinds.Kind.STORAGE_POOL),
     ("disks", "imagePool", kinds.Kind.STORAGE_POOL),
     ("networks", "network", kinds.Kind.NETWORK),
+    ("cdroms", "pool", kinds.Kind.STORAGE_POOL),
 )
 
 # Fields of a kind's spec that name another resource.
@@ -451,6 +452,11 @@ class _Run:
                     problem = self.boundary.listen_problem(graphics.listen)
                     if problem is not None:
                         self.error(valid.doc, ("spec", "graphics", "listen"), problem)
+                # A cdrom's ISO is an image like a disk's backing file: from image pools only.
+                for index, cdrom in enumerate(manifest.spec.cdroms or []):
+                    problem = self.image_problem(cdrom.image, cdrom.pool)
+                    if problem is not None:
+                        self.error(valid.doc, ("spec", "cdroms", index, "pool"), problem)
             if isinstance(manifest, kinds.Template):
                 for index, disk in enumerate(manifest.spec.disks):
                     if disk.image is None:
@@ -686,7 +692,11 @@ class _Run:
     # --- result --------------------------------------------------------------------------
 
     def state(self) -> desired.DesiredState:
-        result = desired.DesiredState(effective_vms=dict(self.effective), notices=self.notices)
+        result = desired.DesiredState(
+            effective_vms=dict(self.effective),
+            notices=self.notices,
+            virtio_win=self.boundary.virtio_win,
+        )
         for (kind, name), valid in self.valid.items():
             result.by_kind(kind)[name] = desired.Loaded(valid.manifest, valid.source)
         return result

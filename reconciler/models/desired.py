@@ -74,6 +74,9 @@ class DesiredState:
     effective_vms: dict[str, effective.EffectiveVM] = dataclasses.field(default_factory=dict)
     # Located one-line notes for the user (not errors): fields ignored on reading.
     notices: list[str] = dataclasses.field(default_factory=list, compare=False)
+    # The operator's virtio-win ISO (POOL/VOLUME, INFINIBAY_VIRTIO_WIN): a cdrom of every
+    # ``os: windows`` VM. Not a manifest's to choose, so it is not in the spec hash.
+    virtio_win: str | None = None
 
     def by_kind(self, kind: kinds.Kind) -> dict[str, Loaded]:
         match kind:

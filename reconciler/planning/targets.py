@@ -191,13 +191,18 @@ def _resolve_macs(
 
 
 def guest_hardware(
-    vm: effective.EffectiveVM, *, creating: bool, host: observed.Host
+    vm: effective.EffectiveVM,
+    *,
+    creating: bool,
+    host: observed.Host,
+    virtio_win: observed.CdromShape | None = None,
 ) -> dict[str, Any]:
     """The guest hardware fields of the VM's shape (SPEC section 9).
 
     What the manifests set is owned; what they leave unset takes its default
     when the domain is created, and is ``None`` (left as it is) afterwards.
-    ``os`` decides Hyper-V, and with UEFI a windows guest's TPM.
+    ``os`` decides Hyper-V, and with UEFI a windows guest's TPM; a windows
+    guest also gets ``virtio_win`` (the operator's driver ISO) as its last cdrom.
     """
     windows = vm.os is kinds.GuestOs.WINDOWS
     graphics = vm.graphics_type is not kinds.GraphicsType.NONE
@@ -213,6 +218,8 @@ def guest_hardware(
         if vm.cdroms is not None
         else None
     )
+    if windows and virtio_win is not None:
+        cdroms = (*(c for c in cdroms or () if c != virtio_win), virtio_win)
     boot = tuple(b.value for b in vm.boot_order) if vm.boot_order is not None else None
     host_devices = vm.host_devices
     tablet: bool | None = None
@@ -251,6 +258,7 @@ def vm_target(
     inventory: Inventory,
     host: observed.Host | None = None,
     networks: Callable[[str], str] = lambda network: network,
+    virtio_win: observed.CdromShape | None = None,
 ) -> actions.VmTarget:
     """The VM's desired shape, its references by libvirt name (``networks``, the inventory)."""
     listen = vm.graphics_listen if vm.graphics_type is not kinds.GraphicsType.NONE else ""
@@ -270,7 +278,9 @@ def vm_target(
         ),
         nics=_resolve_macs(vm, current, recorded, installation, taken_macs, networks),
         autostart=vm.autostart,
-        **guest_hardware(vm, creating=current is None, host=host or observed.Host()),
+        **guest_hardware(
+            vm, creating=current is None, host=host or observed.Host(), virtio_win=virtio_win
+        ),
         # A generated password is kept as libvirt has it, like a generated MAC: the shape
         # says only that there is one, so a pass never changes it.
         graphics_password=vm.graphics_password is kinds.GraphicsPassword.GENERATE

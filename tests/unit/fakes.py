@@ -512,7 +512,7 @@ class FakeHypervisor:
             found = self._domain(name, "read the display of")
             return console.Console(found.shape.graphics_type, "127.0.0.1", found.port or 0, "")
 
-    def undefine_domain(self, name: str) -> None:
+    def undefine_domain(self, name: str, *, keep_tpm: bool = False) -> None:
         with self._lock:
             self._call("undefine_domain", name)
             self._domain(name, "undefine")

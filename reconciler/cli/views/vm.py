@@ -143,6 +143,9 @@ class VmView:
             base.field("UUID", facts.uuid, 2),
             base.field("MACs", base.pairs(facts.macs), 2),
         ]
+        cpu = _cpu(rec, ctx.live)
+        if cpu is not None:
+            lines.append(base.field("CPU", cpu, 2))
         rules = effective_rules(rec, ctx.everything)
         if rules is not None:
             department = base.manifest_spec(rec).get("department")
@@ -150,6 +153,18 @@ class VmView:
             lines.append("  Firewall (in evaluation order):")
             lines += [f"    {line}" for line in rules]
         return lines
+
+
+def _cpu(rec: record.ResourceRecord, live: base.Live) -> str | None:
+    """The guest CPU mode the domain has; where the manifests name none, why it is that one."""
+    domain = live.domain(rec.key.name)
+    if domain is None or live.world is None:
+        return None
+    mode = domain.shape.cpu_mode or "libvirt's default model"
+    if base.effective_spec(rec).get("cpu_mode") is not None:
+        return mode
+    _, why = live.world.host.default_cpu()
+    return f"{mode} (default{': ' + why if why else ''})"
 
 
 def effective_rules(

@@ -82,7 +82,10 @@ class VmSteps:
                 self.hv.undefine_filter(gone.name)
 
     def undefine(self, change: actions.Change) -> None:
-        self.hv.undefine_domain(change.object_name)
+        # The TPM's state (BitLocker's keys, say) goes with the data it protects: kept
+        # while any of the VM's volumes is, deleted when every one of them is.
+        keep_tpm = any(not volume.deletes for volume in change.retained)
+        self.hv.undefine_domain(change.object_name, keep_tpm=keep_tpm)
         # Its own nwfilter, if it had one: referenced by its NICs only, so free now.
         with contextlib.suppress(errors.NotFoundError):
             self.hv.undefine_filter(firewall.vm_filter(change.key.name))

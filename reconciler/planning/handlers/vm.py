@@ -52,6 +52,8 @@ class VmPlanner:
                 | {context.key_of(kinds.Kind.NETWORK, n.network) for n in vm.nics}
             )
         )
+        if not _hardware_found(ctx, loaded, vm):
+            return
         target = targets_module.vm_target(
             vm,
             current,
@@ -61,6 +63,7 @@ class VmPlanner:
             ctx.inventory,
             ctx.world.host,
             networks=ctx.network_name,
+            virtio_win=_virtio_win(ctx.state.virtio_win),
         )
         target, policy = _with_firewall(ctx, loaded, target)
         if policy is not None:
@@ -168,6 +171,83 @@ class VmPlanner:
 
 
 HANDLER = VmPlanner()
+
+
+def _virtio_win(setting: str | None) -> observed.CdromShape | None:
+    pool, _, volume = (setting or "").partition("/")
+    return observed.CdromShape(pool, volume) if pool and volume else None
+
+
+def _where(
+    ctx: context.Context, loaded: desired.Loaded, vm: effective.EffectiveVM, field: str
+) -> tuple[desired.Loaded, str]:
+    """The manifest that sets ``field`` of the VM's spec (the VM, else its template)."""
+    assert isinstance(loaded.manifest, kinds.VirtualMachine)
+    if field in loaded.manifest.spec.model_fields_set or vm.template is None:
+        return loaded, f"VirtualMachine/{loaded.name}"
+    template = ctx.state.templates.get(vm.template)
+    if template is None:
+        return loaded, f"VirtualMachine/{loaded.name}"
+    return template, f"Template/{template.name} (of VirtualMachine/{loaded.name})"
+
+
+def _hardware_found(
+    ctx: context.Context, loaded: desired.Loaded, vm: effective.EffectiveVM
+) -> bool:
+    """Whether the host has the VM's PCI devices, cdrom ISOs and virtio-win ISO.
+
+    Each one missing is a located error, found before anything is done. A pool
+    not created yet, or stopped, cannot be looked into: its ISOs are not refused.
+    """
+    found = True
+
+    def missing(field: str, path: tuple[str | int, ...], message: str) -> None:
+        nonlocal found
+        found = False
+        manifest, name = _where(ctx, loaded, vm, field)
+        shown = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)[1:]
+        ctx.errors.append(f"{manifest.source.at(('spec', *path))}: {name}: spec.{shown}: {message}")
+
+    def absent(pool: str, volume: str) -> bool:
+        observed_pool = ctx.world.pools.get(pool)
+        return (
+            observed_pool is not None
+            and observed_pool.active
+            and volume not in observed_pool.volumes
+        )
+
+    present = ctx.world.host.pci
+    for index, address in enumerate(vm.host_devices or ()):
+        if present is not None and address not in present:
+            missing(
+                "hostDevices",
+                ("hostDevices", index, "pci"),
+                f"the host has no PCI device {address} (see virsh nodedev-list --cap pci)",
+            )
+    for index, cdrom in enumerate(vm.cdroms or ()):
+        if absent(cdrom.pool, cdrom.image):
+            missing(
+                "cdroms",
+                ("cdroms", index, "image"),
+                f"volume {cdrom.pool}/{cdrom.image} does not exist",
+            )
+    if vm.os is kinds.GuestOs.WINDOWS:
+        iso = _virtio_win(ctx.state.virtio_win)
+        if iso is None:
+            missing(
+                "os",
+                ("os",),
+                "a windows guest gets the virtio-win driver ISO: set INFINIBAY_VIRTIO_WIN "
+                "to its POOL/VOLUME",
+            )
+        elif absent(iso.pool, iso.volume) or iso.pool not in ctx.world.pools:
+            missing(
+                "os",
+                ("os",),
+                f"the virtio-win driver ISO {iso.pool}/{iso.volume} (INFINIBAY_VIRTIO_WIN) "
+                "is not there",
+            )
+    return found
 
 
 def _with_firewall(
