@@ -462,7 +462,9 @@ class _Hardware(_Strict):
         "virtio-win driver ISO (INFINIBAY_VIRTIO_WIN) as a cdrom.",
     )
     guestAgent: bool | None = _added(
-        None, description="A virtio channel for qemu-guest-agent. Default true."
+        None,
+        description="qemu-guest-agent's virtio channel and, with spice graphics, the spice "
+        "vdagent channel. Default true.",
     )
     video: Video | None = _added(
         None, description="virtio, qxl, vga or none. Default virtio (none without graphics)."

@@ -12,15 +12,19 @@ anything is made.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import pytest
+import yaml
 
+from tests.integration import test_examples_apply
 from tests.integration.harness import Harness, doc
 
 pytestmark = pytest.mark.integration
@@ -228,3 +232,72 @@ def test_a_pci_address_the_host_lacks_fails_the_plan_located_and_touches_nothing
         h.conn.networkLookupByName(h.name("net"))
     with pytest.raises(libvirt.libvirtError):
         h.conn.storagePoolLookupByName(h.name("pool"))
+
+
+def test_the_desktops_example_runs_as_its_readme_says(
+    h: Harness,
+    monkeypatch: pytest.MonkeyPatch,
+    tpm_states: list[Path],
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "desktops"
+    docs = [
+        d
+        for path in sorted(example.glob("*.yaml"))
+        for d in yaml.safe_load_all(path.read_text())
+        if d
+    ]
+    rehomed = test_examples_apply._rehome(h, docs)
+    isos = h.pool_dir.with_name(f"{h.pool_dir.name}-isos")  # a pool directory of its own
+    isos.mkdir()
+    try:
+        _run_the_desktops_example(h, monkeypatch, tpm_states, rehomed, isos)
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            pool = h.conn.storagePoolLookupByName(h.name("isos"))
+            pool.destroy()
+            pool.undefine()
+        shutil.rmtree(isos, ignore_errors=True)
+
+
+def _run_the_desktops_example(
+    h: Harness,
+    monkeypatch: pytest.MonkeyPatch,
+    tpm_states: list[Path],
+    rehomed: list[dict[str, Any]],
+    isos: Path,
+) -> None:
+    for d in rehomed:
+        if d["kind"] == "StoragePool" and d["spec"].get("images"):
+            d["spec"]["path"] = str(isos)
+    (isos / "virtio-win.iso").write_bytes(b"\0" * (1 << 20))  # any ISO of that name will do
+    monkeypatch.setenv("INFINIBAY_VIRTIO_WIN", f"{h.name('isos')}/virtio-win.iso")
+    h.write(*rehomed)
+
+    assert h.run("validate", "-f", str(h.workdir)).exit_code == 0
+    result = h.apply()
+    assert result.exit_code == 0, result.output
+    assert h.state("linux-desk") == h.state("windows-desk") == libvirt.VIR_DOMAIN_RUNNING
+    windows = h.domain_xml("windows-desk")
+    assert windows.find("features/hyperv/relaxed[@state='on']") is not None
+    assert windows.find("devices/tpm/backend[@type='emulator']") is not None
+    assert windows.find("devices/video/model[@type='qxl']") is not None
+    cdrom = windows.find("devices/disk[@device='cdrom']")
+    assert cdrom is not None
+    source, target = cdrom.find("source"), cdrom.find("target")
+    assert source is not None and source.get("volume") == "virtio-win.iso"
+    assert target is not None and target.get("bus") == "sata"
+    assert [b.get("dev") for b in windows.findall("os/boot")] == ["hd", "cdrom"]
+    for short in ("linux-desk", "windows-desk"):
+        uuid = h.domain(short).UUIDString()
+        tpm_states.append(SWTPM_STATE / uuid)
+        assert _swtpm_for(uuid), short
+    again = h.apply()
+    assert again.exit_code == 0, again.output
+    assert "Nothing to do" in again.output
+    described = h.run("describe", "vm", h.name("windows-desk"))
+    assert described.exit_code == 0 and "CPU:" in described.output, described.output
+
+    uuid = h.domain("linux-desk").UUIDString()
+    deleted = h.run("delete", "vm", h.name("linux-desk"), "--allow-data-loss")
+    assert deleted.exit_code == 0, deleted.output
+    assert not (SWTPM_STATE / uuid).exists()  # its only disk went, and its TPM state with it

@@ -66,6 +66,9 @@ class VmPlanner:
             virtio_win=_virtio_win(ctx.state.virtio_win),
         )
         target, policy = _with_firewall(ctx, loaded, target)
+        # The pools of its ISOs (the virtio-win one too) exist before the domain names them.
+        isos = {context.key_of(kinds.Kind.STORAGE_POOL, c.pool) for c in target.shape.cdroms or ()}
+        depends = tuple(sorted({*depends, *(k for k in isos if k.name in ctx.state.pools)}))
         if policy is not None:
             depends = tuple(sorted({*depends, context.key_of(kinds.Kind.FIREWALL_POLICY, policy)}))
         owned = current is None or ctx.labelled_ours(current.owner)
@@ -240,7 +243,9 @@ def _hardware_found(
                 "a windows guest gets the virtio-win driver ISO: set INFINIBAY_VIRTIO_WIN "
                 "to its POOL/VOLUME",
             )
-        elif absent(iso.pool, iso.volume) or iso.pool not in ctx.world.pools:
+        elif absent(iso.pool, iso.volume) or (
+            iso.pool not in ctx.world.pools and iso.pool not in ctx.state.pools
+        ):
             missing(
                 "os",
                 ("os",),
