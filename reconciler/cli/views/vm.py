@@ -157,7 +157,7 @@ class VmView:
 
 def _cpu(rec: record.ResourceRecord, live: base.Live) -> str | None:
     """The guest CPU mode the domain has; where the manifests name none, why it is that one."""
-    domain = live.domain(rec.key.name)
+    domain = live.domain(rec)
     if domain is None or live.world is None:
         return None
     mode = domain.shape.cpu_mode or "libvirt's default model"
