@@ -18,7 +18,6 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import libvirt
 import pytest
@@ -234,10 +233,8 @@ def test_a_pci_address_the_host_lacks_fails_the_plan_located_and_touches_nothing
         h.conn.storagePoolLookupByName(h.name("pool"))
 
 
-def test_the_desktops_example_runs_as_its_readme_says(
-    h: Harness,
-    monkeypatch: pytest.MonkeyPatch,
-    tpm_states: list[Path],
+def test_the_desktops_example_and_its_windows_desktop_run(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, tpm_states: list[Path]
 ) -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "desktops"
     docs = [
@@ -246,11 +243,24 @@ def test_the_desktops_example_runs_as_its_readme_says(
         for d in yaml.safe_load_all(path.read_text())
         if d
     ]
+    # The README's Windows desktop, with its virtio-win ISO in an image pool of its own.
+    windows = {
+        "template": "desktop",
+        "firmware": "uefi",
+        "os": "windows",
+        "video": "qxl",
+        "bootOrder": ["disk", "cdrom"],
+    }
+    docs.append(doc("VirtualMachine", "windows-desk", windows))
     rehomed = test_examples_apply._rehome(h, docs)
-    isos = h.pool_dir.with_name(f"{h.pool_dir.name}-isos")  # a pool directory of its own
+    isos = h.pool_dir.with_name(f"{h.pool_dir.name}-isos")
     isos.mkdir()
+    (isos / "virtio-win.iso").write_bytes(b"\0" * (1 << 20))  # any ISO of that name will do
+    rehomed.append(doc("StoragePool", h.name("isos"), {"path": str(isos), "images": True}))
+    monkeypatch.setenv("INFINIBAY_VIRTIO_WIN", f"{h.name('isos')}/virtio-win.iso")
+    h.write(*rehomed)
     try:
-        _run_the_desktops_example(h, monkeypatch, tpm_states, rehomed, isos)
+        _run_the_desktops(h, tpm_states)
     finally:
         with contextlib.suppress(libvirt.libvirtError):
             pool = h.conn.storagePoolLookupByName(h.name("isos"))
@@ -259,20 +269,7 @@ def test_the_desktops_example_runs_as_its_readme_says(
         shutil.rmtree(isos, ignore_errors=True)
 
 
-def _run_the_desktops_example(
-    h: Harness,
-    monkeypatch: pytest.MonkeyPatch,
-    tpm_states: list[Path],
-    rehomed: list[dict[str, Any]],
-    isos: Path,
-) -> None:
-    for d in rehomed:
-        if d["kind"] == "StoragePool" and d["spec"].get("images"):
-            d["spec"]["path"] = str(isos)
-    (isos / "virtio-win.iso").write_bytes(b"\0" * (1 << 20))  # any ISO of that name will do
-    monkeypatch.setenv("INFINIBAY_VIRTIO_WIN", f"{h.name('isos')}/virtio-win.iso")
-    h.write(*rehomed)
-
+def _run_the_desktops(h: Harness, tpm_states: list[Path]) -> None:
     assert h.run("validate", "-f", str(h.workdir)).exit_code == 0
     result = h.apply()
     assert result.exit_code == 0, result.output
@@ -298,6 +295,6 @@ def _run_the_desktops_example(
     assert described.exit_code == 0 and "CPU:" in described.output, described.output
 
     uuid = h.domain("linux-desk").UUIDString()
-    deleted = h.run("delete", "vm", h.name("linux-desk"), "--allow-data-loss")
+    deleted = h.run("delete", "vm", h.name("linux-desk"))
     assert deleted.exit_code == 0, deleted.output
     assert not (SWTPM_STATE / uuid).exists()  # its only disk went, and its TPM state with it
