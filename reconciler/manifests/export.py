@@ -18,6 +18,7 @@ referenced objects are exported under, or are managed under already.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -141,6 +142,32 @@ def _network(network: observed.ObservedNetwork) -> dict[str, Any]:
     return spec
 
 
+def _hardware(shape: observed.VmShape) -> dict[str, Any]:
+    """The guest hardware fields the domain has and a manifest can say as they are.
+
+    Left out (so neither compared nor patched): what the vocabulary lacks (a
+    ``cirrus`` video, a custom CPU), ``os`` (windows would add a driver cdrom),
+    cdroms, and a guest agent whose SPICE agent channel the manifest's
+    ``guestAgent`` would not reproduce.
+    """
+    spec: dict[str, Any] = {}
+    if shape.cpu_mode in {m.value for m in kinds.CpuMode}:
+        spec["cpu"] = {"mode": shape.cpu_mode}
+    if shape.tpm:
+        spec["tpm"] = True
+    spice = shape.graphics_type is kinds.GraphicsType.SPICE
+    if shape.guest_agent is not None and shape.spice_agent == (shape.guest_agent and spice):
+        spec["guestAgent"] = shape.guest_agent
+    if shape.video in {v.value for v in kinds.Video}:
+        spec["video"] = shape.video
+    boot = shape.boot or ()
+    if boot and all(b in {d.value for d in kinds.BootDevice} for b in boot):
+        spec["bootOrder"] = list(boot)
+    if shape.host_devices:
+        spec["hostDevices"] = [{"pci": address} for address in shape.host_devices]
+    return spec
+
+
 def _vm(
     domain: observed.ObservedDomain, names: Mapping[kinds.Kind, Mapping[str, str]]
 ) -> tuple[dict[str, Any], list[str]]:
@@ -157,6 +184,8 @@ def _vm(
     graphics: dict[str, Any] = {"type": shape.graphics_type.value}
     if shape.graphics_listen:
         graphics["listen"] = shape.graphics_listen
+    if shape.graphics_password:  # kept as libvirt has it, never printed
+        graphics["password"] = kinds.GraphicsPassword.GENERATE.value
     spec["graphics"] = graphics
     disks: list[dict[str, str]] = []
     pools = names.get(kinds.Kind.STORAGE_POOL, {})
@@ -225,6 +254,13 @@ def export(
                 continue
             name = names[kind][libvirt]
             document = _document(kind, name, libvirt, spec)
+            if isinstance(found, observed.ObservedDomain):
+                hardware = _document(kind, name, libvirt, {**spec, **_hardware(found.shape)})
+                with contextlib.suppress(pydantic.ValidationError):
+                    # Guest hardware the manifests refuse (a boot order without its device)
+                    # is left out, as if unset: kept as it is.
+                    _MODELS[kind].model_validate(hardware)
+                    document = hardware
             try:
                 _MODELS[kind].model_validate(document)
             except pydantic.ValidationError as exc:
