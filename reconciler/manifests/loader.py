@@ -46,6 +46,7 @@ once. A top-level ``status`` is ignored: it is never read from manifests.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import stat as stat_mode
@@ -243,8 +244,10 @@ class _Run:
         limits: settings.Limits,
         departments: Mapping[str, kinds.Department] | None = None,
         policies: Mapping[str, kinds.FirewallPolicy] | None = None,
+        macs: Mapping[str, str] | None = None,
     ) -> None:
         self.revision = revision
+        self.recorded_macs: Mapping[str, str] = macs or {}  # MAC -> VM, from the record
         self.recorded_templates = templates
         self.recorded_departments: Mapping[str, kinds.Department] = departments or {}
         self.recorded_policies: Mapping[str, kinds.FirewallPolicy] = policies or {}
@@ -571,6 +574,64 @@ class _Run:
 
         return walk(start)
 
+    def _ordered(self, kind: kinds.Kind) -> list[_Valid]:
+        found = [v for (k, _n), v in self.valid.items() if k is kind]
+        return sorted(found, key=lambda v: (v.doc.order, v.doc.document.index))
+
+    def subnets(self) -> None:
+        """Refuse two networks whose IPv4 subnets overlap, at the later one's address."""
+        seen: list[tuple[str, ipaddress.IPv4Network]] = []
+        for valid in self._ordered(kinds.Kind.NETWORK):
+            assert isinstance(valid.manifest, kinds.Network)
+            ipv4 = valid.manifest.spec.ipv4
+            if ipv4 is None:
+                continue
+            subnet = ipv4.address.network
+            for other, taken in seen:
+                if subnet.overlaps(taken):
+                    self.error(
+                        valid.doc,
+                        ("spec", "ipv4", "address"),
+                        f"subnet {subnet} overlaps {taken} of network/{other}",
+                    )
+                    break
+            seen.append((valid.manifest.metadata.name, subnet))
+
+    def macs(self) -> None:
+        """Refuse a MAC address given to two NICs: of two VMs, of one, or of a VM in the record."""
+        owners: dict[str, str] = {}
+        for valid in self._ordered(kinds.Kind.VIRTUAL_MACHINE):
+            assert isinstance(valid.manifest, kinds.VirtualMachine)
+            name = valid.manifest.metadata.name
+            vm = self.effective.get(name)
+            if vm is None:
+                continue
+            for nic in vm.nics:
+                if nic.mac is None:
+                    continue
+                mac = nic.mac.lower()
+                other = owners.get(mac)
+                if other is None:
+                    recorded = self.recorded_macs.get(mac)
+                    if recorded is not None and recorded != name and recorded not in self.effective:
+                        other = f"{recorded} (in the record)"
+                if other is not None:
+                    self.error(
+                        valid.doc,
+                        self._mac_path(valid.manifest, mac),
+                        f"MAC {mac} is already used by virtualmachine/{other}",
+                    )
+                    continue
+                owners[mac] = name
+
+    @staticmethod
+    def _mac_path(vm: kinds.VirtualMachine, mac: str) -> _yaml.Path:
+        """Where the VM's manifest sets ``mac`` (else its template does: the VM's template)."""
+        for index, nic in enumerate(vm.spec.networks or []):
+            if nic.mac is not None and nic.mac.lower() == mac:
+                return ("spec", "networks", index, "mac")
+        return ("spec", "template") if vm.spec.template else ("spec",)
+
     def quotas(self) -> None:
         """Refuse manifests whose VMs exceed their department's quota, naming the VMs."""
         for (kind, name), valid in sorted(self.valid.items()):
@@ -719,6 +780,7 @@ def load(
     limits: settings.Limits | None = None,
     departments: Mapping[str, kinds.Department] | None = None,
     policies: Mapping[str, kinds.FirewallPolicy] | None = None,
+    macs: Mapping[str, str] | None = None,
 ) -> desired.DesiredState:
     """Read and validate every manifest under ``paths``; raise ManifestError listing all problems.
 
@@ -732,7 +794,15 @@ def load(
     limits = limits if limits is not None else settings.Limits.from_environ()
     boundary = boundary if boundary is not None else settings.Boundary.from_environ()
     run = _Run(
-        known, revision, templates or {}, pools or {}, boundary, limits, departments, policies
+        known,
+        revision,
+        templates or {},
+        pools or {},
+        boundary,
+        limits,
+        departments,
+        policies,
+        macs,
     )
     for order, (name, text) in enumerate(_read(paths, stdin, limits)):
         if text is None:
@@ -744,9 +814,26 @@ def load(
     run.merge_all()
     run.extends()
     run.quotas()
+    run.subnets()
+    run.macs()
     if run.errors:
         raise errors.ManifestError(run.messages())
     return run.state()
+
+
+def _recorded_macs(records: Iterable[record.ResourceRecord]) -> dict[str, str]:
+    """MAC -> VM name, for every NIC the record's VMs declared or were given."""
+    found: dict[str, str] = {}
+    for rec in records:
+        if rec.key.kind != kinds.Kind.VIRTUAL_MACHINE.value:
+            continue
+        given = rec.status.get("macs") if isinstance(rec.status, dict) else None
+        macs = list(given.values()) if isinstance(given, dict) else []
+        macs += [n.get("mac") for n in rec.spec.get("effective", {}).get("nics", [])]
+        for mac in macs:
+            if isinstance(mac, str):
+                found.setdefault(mac.lower(), rec.key.name)
+    return found
 
 
 def load_against(
@@ -791,4 +878,5 @@ def load_against(
         pools=pools,
         departments=departments,
         policies=policies,
+        macs=_recorded_macs(live),
     )

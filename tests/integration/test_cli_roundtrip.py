@@ -64,3 +64,29 @@ def test_drift_reads_declared_then_found_in_the_plan_and_the_event(h: Harness) -
         events = store.events(record.ResourceKey("VirtualMachine", h.name("web")))
     detected = [e.message for e in events if e.reason == "DriftDetected"]
     assert detected == ["out-of-band change: powerState: declared Running, found Stopped"]
+
+
+def test_describe_and_history_use_manifest_names_and_sizes(h: Harness) -> None:
+    h.write(h.pool(), h.network(), h.template(), h.vm("web", powerState="Stopped", memory="64MiB"))
+    assert h.cli("apply", "-f", str(h.workdir)).returncode == 0
+    h.write(
+        h.pool(),
+        h.network(),
+        h.template(),
+        h.vm("web", powerState="Stopped", memory="128MiB"),
+    )
+    assert h.cli("apply", "-f", str(h.workdir)).returncode == 0
+
+    described = h.cli("describe", "vm", h.name("web"))
+    assert described.returncode == 0, described.stderr
+    text = described.stdout
+    for internal in ("graphics_type", "graphics_listen", "reclaim:", "nics:", "image_pool"):
+        assert internal not in text, text
+    for named in ("graphics:", "type: vnc", "networks:", "reclaimPolicy: Retain", "128MiB"):
+        assert named in text, text
+
+    history = h.cli("history", f"vm/{h.name('web')}")
+    assert history.returncode == 0, history.stderr
+    assert "~ spec.memory: 64MiB -> 128MiB" in history.stdout, history.stdout
+    assert str(64 * 1024 * 1024) not in history.stdout
+    assert "effective." not in history.stdout

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from reconciler.models import record
 from tests.integration.harness import Harness
 
 pytestmark = pytest.mark.integration
@@ -51,3 +52,100 @@ def test_validate_without_a_record_creates_none(h: Harness, tmp_path: Path) -> N
     done = h.cli("validate", "-f", str(h.workdir), db=f"sqlite:///{where}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert not where.parent.exists()
+
+
+def _line_of(path: Path, needle: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+def test_overlapping_subnets_are_a_located_error_in_validate_and_plan(h: Harness) -> None:
+    other = h.network("net2")
+    other["spec"]["bridge"] = h.bridge(1)
+    other["spec"]["ipv4"] = {"address": f"{h.subnet}.129/25"}
+    h.write(h.pool(), h.network(), other)
+    path = h.workdir / "manifests.yaml"
+    line = _line_of(path, f"address: {h.subnet}.129/25")
+
+    for command in ("validate", "plan"):
+        done = h.cli(command, "-f", str(h.workdir))
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert (
+            f"{path}:{line}:14: Network/{h.name('net2')}: spec.ipv4.address: subnet "
+            f"{h.subnet}.128/25 overlaps {h.subnet}.0/24 of network/{h.name('net')}"
+        ) in done.stderr
+    assert h.name("net") not in {n.name() for n in h.conn.listAllNetworks()}
+
+
+def test_a_mac_on_two_vms_is_a_located_error(h: Harness) -> None:
+    mac = "52:54:00:12:34:56"
+    nic = [{"network": h.name("net"), "mac": mac}]
+    h.write(h.pool(), h.network(), h.template(), h.vm("a", networks=nic), h.vm("b", networks=nic))
+    path = h.workdir / "manifests.yaml"
+
+    done = h.cli("validate", "-f", str(h.workdir))
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    found = [line for line in done.stderr.splitlines() if f"MAC {mac}" in line]
+    assert len(found) == 1, done.stderr
+    assert found[0].startswith(f"{path}:")
+    assert (
+        f"VirtualMachine/{h.name('b')}: spec.networks[0].mac: MAC {mac} is already used by "
+        f"virtualmachine/{h.name('a')}"
+    ) in found[0]
+
+
+def test_a_mac_of_a_vm_in_the_record_is_refused(h: Harness) -> None:
+    h.write(h.pool(), h.network(), h.template(), h.vm("a", powerState="Stopped"))
+    assert h.cli("apply", "-f", str(h.workdir)).returncode == 0
+    with h.store() as store:
+        rec = store.get(record.ResourceKey("VirtualMachine", h.name("a")))
+        assert rec is not None
+        mac = str(rec.status["macs"][h.name("net")])
+    alone = h.workdir.parent / "b.yaml"
+    nic = [{"network": h.name("net"), "mac": mac}]
+    alone.write_text(yaml.safe_dump(h.vm("b", powerState="Stopped", networks=nic)))
+
+    for command in ("validate", "plan"):
+        done = h.cli(command, "-f", str(alone))
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert (
+            f"spec.networks[0].mac: MAC {mac} is already used by "
+            f"virtualmachine/{h.name('a')} (in the record)"
+        ) in done.stderr
+    assert not h.has_domain("b")
+
+
+def test_an_image_missing_from_its_pool_is_a_located_plan_error(h: Harness) -> None:
+    disks = [{"name": "root", "size": "16MiB", "pool": h.name("pool"), "image": "nope.qcow2"}]
+    h.write(h.pool(images=True), h.network(), h.template())
+    assert h.cli("apply", "-f", str(h.workdir)).returncode == 0
+    h.write(h.pool(images=True), h.network(), h.template(), h.vm("web", disks=disks))
+    path = h.workdir / "manifests.yaml"
+
+    done = h.cli("plan", "-f", str(h.workdir))
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith(f"{path}:")
+    assert (
+        f"VirtualMachine/{h.name('web')}: spec.disks[0].image: image 'nope.qcow2' is not a "
+        f"volume of pool '{h.name('pool')}'"
+    ) in done.stderr
+    assert "nothing was applied" in done.stderr
+    assert h.cli("apply", "-f", str(h.workdir)).returncode == 1
+    assert not h.has_domain("web")
+    assert not (h.pool_dir / f"{h.name('web')}.root.qcow2").exists()
+
+
+def test_a_disk_shrink_is_a_located_plan_error(h: Harness) -> None:
+    h.write(h.pool(), h.network(), h.template(), h.vm("web", powerState="Stopped"))
+    assert h.cli("apply", "-f", str(h.workdir)).returncode == 0
+    smaller = [{"name": "root", "size": "8MiB", "pool": h.name("pool")}]
+    h.write(h.pool(), h.network(), h.template(), h.vm("web", powerState="Stopped", disks=smaller))
+
+    done = h.cli("plan", "-f", str(h.workdir))
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (
+        f"VirtualMachine/{h.name('web')}: spec.disks[0].size: shrinking disk 'root' from "
+        "16MiB to 8MiB would lose data; disks can only grow"
+    ) in done.stderr

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
 from reconciler.cli import output
 from reconciler.cli.views import base
-from reconciler.models import documents, kinds, record
+from reconciler.models import documents, fields, kinds, record
 
 __all__ = ["history_json", "history_lines"]
 
@@ -19,6 +20,22 @@ def _changes(revisions: Sequence[record.RevisionRecord]) -> list[list[output.Fie
         output.diff_documents(before.spec, after.spec) if before is not None else []
         for before, after in zip([None, *revisions[:-1]], revisions, strict=True)
     ]
+
+
+_SIZES = ("memory", "size")  # byte counts in the record, sizes as the manifests write them
+
+
+def _size(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return fields.format_size(value)
+    return value
+
+
+def _readable(diff: output.FieldDiff) -> output.FieldDiff:
+    """A diff of a byte count (``spec.memory``, ``spec.disks[0].size``) shown as sizes."""
+    if diff.path.rsplit(".", 1)[-1] not in _SIZES:
+        return diff
+    return dataclasses.replace(diff, old=_size(diff.old), new=_size(diff.new))
 
 
 def history_lines(revisions: Sequence[record.RevisionRecord], now: dt.datetime) -> list[str]:
@@ -42,7 +59,8 @@ def history_lines(revisions: Sequence[record.RevisionRecord], now: dt.datetime) 
             lines.append("  Changes:            none (re-applied)")
         else:
             lines.append("  Changes:")
-            lines += [f"    {output.diff_line(d)}" for d in diffs]
+            shown = [d for d in diffs if not d.path.startswith("effective.")]  # derived
+            lines += [f"    {output.diff_line(_readable(d))}" for d in shown or diffs]
     return lines
 
 

@@ -67,8 +67,37 @@ def vm_facts(rec: record.ResourceRecord, live: base.Live) -> VmFacts:
     )
 
 
+# The record's effective spec uses the planner's names; describe shows the manifest's.
+_MANIFEST_NAMES = {"nics": "networks", "reclaim": "reclaimPolicy", "power": "powerState"}
+
+
+def _manifest_name(key: str) -> str:
+    """``image_pool`` -> ``imagePool``; the few renamed fields by :data:`_MANIFEST_NAMES`."""
+    if key in _MANIFEST_NAMES:
+        return _MANIFEST_NAMES[key]
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _manifest_names(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_manifest_names(item) for item in value]
+    if not isinstance(value, Mapping):
+        return value
+    shown: dict[str, Any] = {}
+    graphics: dict[str, Any] = {}
+    for key, item in value.items():
+        if key.startswith("graphics_"):  # graphics_type, graphics_listen: graphics.type, ...
+            graphics[_manifest_name(key.removeprefix("graphics_"))] = item
+        else:
+            shown[_manifest_name(key)] = _manifest_names(item)
+    if graphics:
+        shown["graphics"] = graphics
+    return shown
+
+
 def _readable_effective(effective: Mapping[str, Any]) -> dict[str, Any]:
-    """The effective spec with byte counts as sizes (``memory: 64MiB``)."""
+    """The effective spec in manifest field names, byte counts as sizes (``memory: 64MiB``)."""
     shown: dict[str, Any] = base.compact(dict(effective))
     if isinstance(shown.get("memory"), int):
         shown["memory"] = fields.format_size(shown["memory"])
@@ -80,7 +109,8 @@ def _readable_effective(effective: Mapping[str, Any]) -> dict[str, Any]:
         disks.append(disk)
     if "disks" in shown:
         shown["disks"] = disks
-    return shown
+    named: dict[str, Any] = _manifest_names(shown)
+    return named
 
 
 class VmView:

@@ -340,6 +340,20 @@ def _kept(parts: tuple[observed.Unmodelled, ...]) -> str:
     return "not modelled, kept as is: " + "; ".join(kept) if kept else ""
 
 
+def _check_image(ctx: context.Context, volume: actions.VolumeTarget, where: str) -> None:
+    """A new volume's ``image:`` must be a volume of its (active, observed) image pool."""
+    if volume.image is None:
+        return
+    source = volume.image_pool or volume.pool
+    images = ctx.world.pools.get(source)
+    if images is None or not images.active or volume.image in images.volumes:
+        return  # a pool this plan creates is checked when the volume is made
+    ctx.errors.append(
+        f"{where}.image: image {volume.image!r} is not a volume of pool {source!r}; "
+        "copy it into the pool's directory first"
+    )
+
+
 def _volume_changes(
     ctx: context.Context, loaded: desired.Loaded, target: actions.VmTarget, running: bool
 ) -> tuple[list[actions.FieldChange], list[record.VolumeRecord], list[actions.Intent]] | str:
@@ -393,6 +407,7 @@ def _volume_changes(
             intents.append(actions.AdoptVolume(volume))
             continue
         if current is None:
+            _check_image(ctx, volume, where)
             if row is None:
                 claims.append(record.VolumeRecord(volume.pool, volume.volume, owner, volume.disk))
             changes.append(
@@ -432,6 +447,7 @@ def _volume_changes(
             grow = actions.GrowVolume(volume, current.capacity, live=running)
         backing = posixpath.basename(current.backing) if current.backing else None
         if backing != volume.image:
+            _check_image(ctx, volume, where)
             changes.append(
                 actions.FieldChange(f"{path}.image", backing, volume.image, Impact.DATA_LOSS)
             )
