@@ -403,6 +403,9 @@ def _nics(devices: etree._Element, nics: tuple[observed.NicShape, ...]) -> None:
 # (not None in the shape) and differs from what the document has.
 
 
+_MIGRATABLE = ("host-passthrough", "maximum")
+
+
 def _cpu(root: etree._Element, mode: str) -> None:
     """Set the CPU mode; a custom model's name, vendor and match leave with ``custom``.
 
@@ -416,7 +419,9 @@ def _cpu(root: etree._Element, mode: str) -> None:
             after=("name", "uuid", "metadata", "memory", "currentMemory", "vcpu", "os", "features"),
         )
     cpu.set("mode", mode)
-    for attribute in ("match", "check"):
+    # libvirt takes ``migratable`` only on the modes that pass the host's CPU through.
+    dropped = ("match", "check") + (() if mode in _MIGRATABLE else ("migratable",))
+    for attribute in dropped:
         if attribute in cpu.attrib:
             del cpu.attrib[attribute]
     for tag in ("model", "vendor"):
@@ -612,8 +617,9 @@ def patch_domain(
     devices = _child(root, "devices", after=tuple(c.tag for c in root if isinstance(c.tag, str)))
     if (was.graphics_type, was.graphics_listen) != (shape.graphics_type, shape.graphics_listen):
         _graphics(devices, shape.graphics_type, shape.graphics_listen)
-    if (was.graphics_type, was.graphics_password) != (shape.graphics_type, shape.graphics_password):
-        _password(devices, shape.graphics_password, graphics_password)
+    password = was.graphics_password if shape.graphics_password is None else shape.graphics_password
+    if (was.graphics_type, was.graphics_password) != (shape.graphics_type, password):
+        _password(devices, bool(password), graphics_password)
     if _volumes(d for d in was.disks if d.modelled) != _volumes(shape.disks):
         _disks(devices, was_named, shape.disks, pools)
     if tuple(n for n in was.nics if n.modelled) != shape.nics:

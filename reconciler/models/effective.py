@@ -156,8 +156,8 @@ class EffectiveVM:
         default=None, metadata=ADDED
     )
     host_devices: tuple[str, ...] | None = dataclasses.field(default=None, metadata=ADDED)
-    graphics_password: kinds.GraphicsPassword = dataclasses.field(
-        default=kinds.GraphicsPassword.NONE, metadata=ADDED
+    graphics_password: kinds.GraphicsPassword | None = dataclasses.field(
+        default=None, metadata=ADDED
     )
 
 
@@ -268,8 +268,14 @@ def _optional(kind: type[_E], value: Any) -> _E | None:
     return kind(value) if value is not None else None
 
 
-def _password(vm: kinds.VirtualMachine, template: kinds.Template | None) -> kinds.GraphicsPassword:
-    """The VM's ``graphics.password`` where it sets one, else its template's.
+def _password(
+    vm: kinds.VirtualMachine, template: kinds.Template | None
+) -> kinds.GraphicsPassword | None:
+    """The VM's ``graphics.password`` where it sets one, else its template's, else ``None``.
+
+    ``None`` leaves the display's password as it is: one an administrator set (say with
+    virt-install) is never removed, and so the console never opened, by a manifest that
+    says nothing about it.
 
     Read from the models, not their dumps: a dump leaves an added field out at its
     default, and a VM's explicit ``none`` must still override a template's ``generate``.
@@ -278,7 +284,7 @@ def _password(vm: kinds.VirtualMachine, template: kinds.Template | None) -> kind
         graphics = spec.graphics if spec is not None else None
         if graphics is not None and "password" in graphics.model_fields_set:
             return graphics.password
-    return kinds.GraphicsPassword.NONE
+    return None
 
 
 class MissingTemplate(ValueError):

@@ -116,8 +116,9 @@ class VmShape:
     host_devices: tuple[str, ...] | None = None
 
     # The display has a password (its value lives in libvirt alone and is never part of
-    # a shape); only a read with VIR_DOMAIN_XML_SECURE can see it.
-    graphics_password: bool = False
+    # a shape); only a read with VIR_DOMAIN_XML_SECURE can see it. ``None`` in a target:
+    # the manifest says nothing, so whatever password the display has is kept.
+    graphics_password: bool | None = False
 
 
 # Where a nested KVM host runs guests, passing its CPU through (host-passthrough,

@@ -283,9 +283,17 @@ def vm_target(
         ),
         # A generated password is kept as libvirt has it, like a generated MAC: the shape
         # says only that there is one, so a pass never changes it.
-        graphics_password=vm.graphics_password is kinds.GraphicsPassword.GENERATE
-        and vm.graphics_type is not kinds.GraphicsType.NONE,
+        graphics_password=_password(vm),
     )
     return actions.VmTarget(
         shape=shape, power=vm.power, update_policy=vm.update_policy, volumes=volumes
     )
+
+
+def _password(vm: effective.EffectiveVM) -> bool | None:
+    """Whether the display is to have a password; ``None`` keeps what it has."""
+    if vm.graphics_type is kinds.GraphicsType.NONE:
+        return False
+    if vm.graphics_password is None:
+        return None
+    return vm.graphics_password is kinds.GraphicsPassword.GENERATE

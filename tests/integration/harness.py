@@ -73,6 +73,11 @@ class Harness:
     def bridge(self, n: int = 0) -> str:
         return f"ib{self.prefix[4:8]}{n}"
 
+    def mac(self, n: int) -> str:
+        """This test's n-th MAC: tools such as virt-install refuse one another domain has."""
+        tag = self.prefix[4:8]
+        return f"52:54:00:{tag[:2]}:{tag[2:]}:{n:02x}"
+
     # --- manifests ----------------------------------------------------------
 
     def pool(

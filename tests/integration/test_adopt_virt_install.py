@@ -33,7 +33,8 @@ from tests.unit import test_patch
 pytestmark = pytest.mark.integration
 
 MANAGED = f"{{{xml.NS}}}managed"
-MAC_1, MAC_2 = "52:54:00:5a:00:01", "52:54:00:5a:00:02"
+# Placeholders in CONFIGURATIONS, filled per test (parallel tests must not share them).
+MAC_1, MAC_2 = "{mac1}", "{mac2}"
 
 
 def _elements(document: str) -> list[tuple[str, list[tuple[str | bytes, str | bytes]], str]]:
@@ -98,11 +99,11 @@ def _virt_install(h: Harness, short: str, disk: Path, *args: str, virt_type: str
             f"path={disk},format=qcow2",
             *args,
         ],
-        check=True,
         capture_output=True,
         text=True,
-    ).stdout
-    h.conn.defineXML(printed)
+    )
+    assert printed.returncode == 0, printed.stderr
+    h.conn.defineXML(printed.stdout)
 
 
 def _base(h: Harness) -> list[dict[str, Any]]:
@@ -223,13 +224,16 @@ CONFIGURATIONS: dict[str, tuple[list[str], dict[str, Any]]] = {
 }
 
 
-def _fill(value: Any, net: str) -> Any:
+def _fill(value: Any, h: Harness) -> Any:
+    """A configuration with this test's network name and MACs."""
     if isinstance(value, str):
-        return value.replace("{net}", net)
+        for placeholder, filled in (("{net}", h.name("net")), (MAC_1, h.mac(1)), (MAC_2, h.mac(2))):
+            value = value.replace(placeholder, filled)
+        return value
     if isinstance(value, list | tuple):
-        return type(value)(_fill(v, net) for v in value)
+        return type(value)(_fill(v, h) for v in value)
     if isinstance(value, dict):
-        return {k: _fill(v, net) for k, v in value.items()}
+        return {k: _fill(v, h) for k, v in value.items()}
     return value
 
 
@@ -239,7 +243,7 @@ def test_adopting_a_virt_install_domain_keeps_every_unowned_element_and_its_disk
 ) -> None:
     h.write(*_base(h))
     assert h.apply().exit_code == 0
-    args, spec = _fill(CONFIGURATIONS[configuration], h.name("net"))
+    args, spec = _fill(CONFIGURATIONS[configuration], h)
     disk = _disk(h, "vm")
     # UEFI needs TCG on nested hosts that offer KVM yet cannot run OVMF under it.
     virt_type = "qemu" if configuration == "uefi-secure-boot" else domain_type
@@ -282,13 +286,13 @@ def test_an_update_keeps_a_tpm_and_an_rng_added_out_of_band(h: Harness, domain_t
         "--graphics",
         "vnc,listen=127.0.0.1",
         "--network",
-        f"network={h.name('net')},mac={MAC_1}",
+        f"network={h.name('net')},mac={h.mac(1)}",
         virt_type=domain_type,
     )
     spec = {
         "machine": "q35",
         "graphics": {"type": "vnc", "listen": "127.0.0.1"},
-        "networks": [{"network": h.name("net"), "mac": MAC_1}],
+        "networks": [{"network": h.name("net"), "mac": h.mac(1)}],
     }
     h.write(*_base(h), _manifest(h, "vm", disk, **spec))
     assert h.apply("--adopt").exit_code == 0
@@ -338,7 +342,7 @@ def test_replacing_the_disk_of_an_adopted_domain_is_data_loss_and_refused(
         "--graphics",
         "vnc,listen=127.0.0.1",
         "--network",
-        f"network={h.name('net')},mac={MAC_1}",
+        f"network={h.name('net')},mac={h.mac(1)}",
         virt_type=domain_type,
     )
     before = _inactive(h, "vm")
@@ -350,7 +354,7 @@ def test_replacing_the_disk_of_an_adopted_domain_is_data_loss_and_refused(
         disk,
         machine="q35",
         graphics={"type": "vnc", "listen": "127.0.0.1"},
-        networks=[{"network": h.name("net"), "mac": MAC_1}],
+        networks=[{"network": h.name("net"), "mac": h.mac(1)}],
     )
     vm["spec"]["disks"] = [{"name": "root", "pool": h.name("pool"), "size": "16MiB"}]
     h.write(*_base(h), vm)
@@ -487,7 +491,11 @@ def test_every_patched_virt_install_domain_is_one_libvirt_accepts(
     document = etree.tostring(root, encoding="unicode")
 
     patched = patch.patch_domain(
-        document, target, owner=test_patch.owner(f"{prefix}valid"), pools=test_patch.POOLS
+        document,
+        target,
+        owner=test_patch.owner(f"{prefix}valid"),
+        pools=test_patch.POOLS,
+        graphics_password="Fr3shPw0",
     )
 
     domain = libvirt_conn.defineXMLFlags(patched, libvirt.VIR_DOMAIN_DEFINE_VALIDATE)

@@ -28,7 +28,6 @@ from tests.fixtures.libvirt import dir_pool
 from tests.integration.harness import Harness
 from tests.integration.test_adopt_virt_install import (
     CONFIGURATIONS,
-    MAC_1,
     _disk,
     _elements,
     _fill,
@@ -85,7 +84,7 @@ def test_an_exported_virt_install_domain_is_adopted_unchanged_and_plans_empty(
 ) -> None:
     disk = _disk(h, "vm")
     _made_by_hand(h)
-    args, spec = _fill(CONFIGURATIONS[configuration], h.name("net"))
+    args, spec = _fill(CONFIGURATIONS[configuration], h)
     virt_type = "qemu" if configuration == "uefi-secure-boot" else domain_type
     _virt_install(h, "vm", disk, *args, virt_type=virt_type)
     before = _inactive(h, "vm")
@@ -150,7 +149,7 @@ def test_a_domain_whose_name_is_no_dns_label_keeps_its_libvirt_name(
         "--graphics",
         "vnc,listen=127.0.0.1",
         "--network",
-        f"network={h.name('net')},mac={MAC_1}",
+        f"network={h.name('net')},mac={h.mac(1)}",
         virt_type=domain_type,
     )
     before = _inactive(h, "Win11.x")
@@ -217,7 +216,7 @@ def test_a_pool_and_a_network_named_unlike_dns_labels_are_referred_to_by_their_r
         "--graphics",
         "none",
         "--network",
-        f"network={h.name('Net_One')},mac={MAC_1}",
+        f"network={h.name('Net_One')},mac={h.mac(1)}",
         virt_type=domain_type,
     )
     before = _inactive(h, "vm")
@@ -227,7 +226,7 @@ def test_a_pool_and_a_network_named_unlike_dns_labels_are_referred_to_by_their_r
     _export(h, out, "vm", h.name("vm"))
     vm = _documents(out)[f"VirtualMachine/{h.name('vm')}"]["spec"]
     assert vm["disks"] == [{"name": "root", "pool": h.name("pool-one"), "volume": disk.name}]
-    assert vm["networks"] == [{"network": h.name("net-one"), "mac": MAC_1}]
+    assert vm["networks"] == [{"network": h.name("net-one"), "mac": h.mac(1)}]
 
     _adopt_and_plan(h, out)
     assert _elements(_inactive(h, "vm")) == _elements(before)

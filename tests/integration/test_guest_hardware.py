@@ -134,7 +134,7 @@ def test_adopting_a_virt_install_guest_keeps_its_tpm_and_its_state(
     assert h.apply().exit_code == 0
     disk = h.pool_dir / f"{h.name('vm')}.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
-    mac = "52:54:00:5a:01:01"
+    mac = h.mac(1)
     printed = subprocess.run(
         [
             "virt-install",

@@ -125,10 +125,20 @@ def test_once_set_the_password_is_stable_and_never_in_the_plan_or_record() -> No
 def test_removing_a_password_from_a_running_vm_waits_for_a_restart() -> None:
     hv, rec = _converged(POOL, LAB, _vm(graphics=GENERATE))
 
-    change = _only(_plan(hv, rec, POOL, LAB, _vm()))
+    change = _only(_plan(hv, rec, POOL, LAB, _vm(graphics={"type": "vnc", "password": "none"})))
 
     assert _fields(change) == {"graphics.password": ("set", "none", Impact.RESTART)}
     assert not change.intends(actions.SyncGraphicsPassword)
+
+
+def test_a_manifest_silent_on_the_password_keeps_the_one_the_display_has() -> None:
+    hv, rec = _converged(POOL, LAB, _vm(graphics=GENERATE))
+    password = _passwd(hv.domains["web-1"].document)
+
+    plan = _plan(hv, rec, POOL, LAB, _vm())
+
+    assert [f.path for c in plan.changes for f in c.fields if f.path != "spec"] == []
+    assert _passwd(hv.domains["web-1"].document) == password
 
 
 def test_a_password_comes_from_the_template_and_a_vm_can_turn_it_off() -> None:

@@ -70,7 +70,9 @@ def owned(shape: observed.VmShape, like: observed.VmShape | None = None) -> obse
         shape, disks=tuple(dataclasses.replace(d, name="") for d in shape.disks)
     )
     if like is not None:
-        unset: dict[str, Any] = {f: None for f in GUEST_FIELDS if getattr(like, f) is None}
+        unset: dict[str, Any] = {
+            f: None for f in (*GUEST_FIELDS, "graphics_password") if getattr(like, f) is None
+        }
         shape = dataclasses.replace(shape, **unset)
     if shape.spice_agent is not None:
         spice = shape.graphics_type is kinds.GraphicsType.SPICE
@@ -280,7 +282,11 @@ def mutations(draw: st.DrawFn, current: observed.VmShape) -> observed.VmShape:
         graphics_listen=listen,
         disks=tuple(disks),
         nics=tuple(nics),
-        graphics_password=graphics is not kinds.GraphicsType.NONE and draw(st.booleans()),
+        graphics_password=(
+            False
+            if graphics is kinds.GraphicsType.NONE
+            else draw(st.sampled_from([None, False, True]))
+        ),
     )
 
 

@@ -580,8 +580,8 @@ def _password_changes(
     Setting one is live (the running display takes it in place). Removing one waits
     for a restart: a VNC display started with a password asks for one until then.
     """
-    if current.graphics_password == target.graphics_password:
-        return []
+    if target.graphics_password is None or current.graphics_password == target.graphics_password:
+        return []  # unset in the manifest: whatever password the display has is kept
     old = "set" if current.graphics_password else "none"
     new = kinds.GraphicsPassword.GENERATE.value if target.graphics_password else "none"
     impact = Impact.LIVE if target.graphics_password else cold
