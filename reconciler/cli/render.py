@@ -59,11 +59,12 @@ def plan_lines(plan: actions.Plan, *, colour: bool = False) -> list[str]:
             lines.append(f"    {field.path}: {diff} ({field.impact.label})")
         for volume in change.retained:
             fate = "delete" if volume.deletes else "retain"
-            why = (
-                f"reclaimPolicy {volume.reclaim.value}"
-                if volume.created
-                else "not created by this installation"
-            )
+            if volume.seed:
+                why = "first-boot seed"
+            elif volume.created:
+                why = f"reclaimPolicy {volume.reclaim.value}"
+            else:
+                why = "not created by this installation"
             if not volume.exists:
                 why += "; already gone"
             lines.append(f"    volume {volume.pool}/{volume.volume}: {fate} ({why})")

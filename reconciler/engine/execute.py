@@ -95,10 +95,8 @@ class _Steps:
                     self.hv.delete_volume(volume.pool, volume.volume)
                 except errors.NotFoundError:
                     continue
-                out.event(
-                    "VolumeDeleted",
-                    f"volume {volume.pool}/{volume.volume} deleted (reclaimPolicy Delete)",
-                )
+                why = "its first-boot seed" if volume.seed else "reclaimPolicy Delete"
+                out.event("VolumeDeleted", f"volume {volume.pool}/{volume.volume} deleted ({why})")
             elif not volume.created:
                 out.released.append(mine)  # an adopted volume stays, and is no longer ours
                 out.event(

@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection
 
 from reconciler.engine import ports
 from reconciler.engine.ports import Fence
-from reconciler.models import console, observed
+from reconciler.models import console, observed, seeds
 
 __all__ = ["Fence", "Guarded"]
 
@@ -167,6 +167,10 @@ class Guarded:
     def delete_volume(self, pool: str, name: str) -> None:
         self._fence.check()
         self._inner.delete_volume(pool, name)
+
+    def upload_seed(self, pool: str, name: str, seed: seeds.Seed) -> None:
+        self._fence.check()
+        self._inner.upload_seed(pool, name, seed)
 
     # --- networks -------------------------------------------------------------------
 

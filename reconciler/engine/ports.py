@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
-from reconciler.models import console, observed, record
+from reconciler.models import console, observed, record, seeds
 
 __all__ = ["Fence", "Hypervisor", "Store"]
 
@@ -141,6 +141,8 @@ class Hypervisor(Protocol):
     ) -> None: ...
 
     def delete_volume(self, pool: str, name: str) -> None: ...
+
+    def upload_seed(self, pool: str, name: str, seed: seeds.Seed) -> None: ...
 
     # --- networks -------------------------------------------------------------------
 

@@ -43,8 +43,9 @@ from reconciler.hypervisor import (
     nwfilters,
     pools,
 )
+from reconciler.hypervisor import seed as seed_iso
 from reconciler.models import addresses as guest_addresses
-from reconciler.models import console, kinds, observed
+from reconciler.models import console, kinds, observed, seeds
 
 __all__ = ["Hypervisor", "LifecycleEvents"]
 
@@ -246,6 +247,9 @@ class Hypervisor:
 
     def delete_volume(self, pool: str, name: str) -> None:
         pools.delete_volume(self._connection.conn, pool, name)
+
+    def upload_seed(self, pool: str, name: str, seed: seeds.Seed) -> None:
+        pools.upload_volume(self._connection.conn, pool, name, seed_iso.build(seed))
 
     # --- networks -----------------------------------------------------------
 

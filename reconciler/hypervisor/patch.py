@@ -37,6 +37,7 @@ from lxml import etree
 
 from reconciler.hypervisor import graphics, nwfilters, projection, xml
 from reconciler.models import kinds, observed
+from reconciler.models import seeds as seeds_module
 
 __all__ = ["patch_domain", "patch_network", "patch_pool", "set_filter"]
 
@@ -496,13 +497,20 @@ def _hyperv(root: etree._Element, want: bool) -> None:
 
 
 def _cdroms(
-    devices: etree._Element, cdroms: tuple[observed.CdromShape, ...], pools: Mapping[str, str]
+    devices: etree._Element,
+    cdroms: tuple[observed.CdromShape, ...],
+    pools: Mapping[str, str],
+    *,
+    seeds: bool = False,
 ) -> None:
-    """Cdroms holding pool volumes, matched by volume; empty drives and other files stay."""
+    """Cdroms holding pool volumes, matched by volume; empty drives and other files stay.
+
+    Seed ISOs (``seeds``) and the other cdroms are two fields: each leaves the other be.
+    """
     wanted = list(cdroms)
     for disk in devices.findall("disk"):
         shape = projection.cdrom_shape(disk, pools)
-        if shape is None:
+        if shape is None or seeds_module.is_seed(shape.volume) is not seeds:
             continue
         if shape in wanted:
             wanted.remove(shape)
@@ -568,6 +576,8 @@ def _guest_hardware(
         _video(devices, shape.video)
     if shape.cdroms is not None and was.cdroms != shape.cdroms:
         _cdroms(devices, shape.cdroms, pools)
+    if shape.seeds is not None and was.seeds != shape.seeds:
+        _cdroms(devices, shape.seeds, pools, seeds=True)
     if shape.boot is not None and was.boot != shape.boot:
         _boot(os_element, devices, shape.boot)
     if shape.host_devices is not None and was.host_devices != shape.host_devices:

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from lxml import etree
 
 from reconciler.hypervisor import nwfilters, xml
-from reconciler.models import kinds, observed
+from reconciler.models import kinds, observed, seeds
 
 __all__ = [
     "cdrom_shape",
@@ -287,6 +287,13 @@ def parse_domain(
     graphics_type, listen, port = _graphics(devices)
     vcpu = root.find("vcpu")
     cpus = int(vcpu.get("current") or vcpu.text or "1") if vcpu is not None else 1
+    media = [
+        c
+        for c in (
+            cdrom_shape(d, pools) for d in (devices.findall("disk") if devices is not None else ())
+        )
+        if c is not None
+    ]
     shape = observed.VmShape(
         cpus=cpus,
         memory=_scaled(root.find("memory")),
@@ -304,14 +311,8 @@ def parse_domain(
         tablet=devices is not None and devices.find("input[@type='tablet']") is not None,
         video=_video(devices),
         hyperv=_hyperv(root.find("features")),
-        cdroms=tuple(
-            c
-            for c in (
-                cdrom_shape(d, pools)
-                for d in (devices.findall("disk") if devices is not None else ())
-            )
-            if c is not None
-        ),
+        cdroms=tuple(c for c in media if not seeds.is_seed(c.volume)),
+        seeds=tuple(c for c in media if seeds.is_seed(c.volume)),
         boot=_boot(os_element, devices),
         host_devices=tuple(
             a

@@ -188,7 +188,7 @@ def boot_elements(boot: tuple[str, ...]) -> list[etree._Element]:
 def _guest_devices(devices: etree._Element, shape: observed.VmShape) -> None:
     """The guest hardware devices of a new domain; unset fields (``None``) add nothing."""
     taken = {t.get("dev", "") for t in devices.iterfind("disk/target")}
-    for cdrom in shape.cdroms or ():
+    for cdrom in (*(shape.cdroms or ()), *(shape.seeds or ())):
         devices.append(cdrom_element(cdrom, sata_dev(taken)))
     for pci in shape.host_devices or ():
         devices.append(hostdev_element(pci))
@@ -315,13 +315,18 @@ def render_pool(name: str, shape: observed.PoolShape, *, uuid: str | None = None
 
 
 def render_volume(
-    name: str, capacity: int, *, backing_path: str | None = None, backing_format: str = "qcow2"
+    name: str,
+    capacity: int,
+    *,
+    backing_path: str | None = None,
+    backing_format: str = "qcow2",
+    volume_format: str = "qcow2",
 ) -> str:
     root = etree.Element("volume")
     _sub(root, "name", name)
     _sub(root, "capacity", str(capacity), unit="bytes")
     target = _sub(root, "target")
-    _sub(target, "format", type="qcow2")
+    _sub(target, "format", type=volume_format)
     if backing_path is not None:
         backing = _sub(root, "backingStore")
         _sub(backing, "path", backing_path)

@@ -691,6 +691,7 @@ class _Run:
             return
         self.effective[name] = result
         self.vm_images(vm, template, doc, result, own)
+        self.first_boot_pool(vm, doc, result)
         for disk in result.disks:
             if self.exists(kinds.Kind.STORAGE_POOL, disk.pool) or self.pool_written(
                 vm, template, disk.name
@@ -705,6 +706,29 @@ class _Run:
                 path,
                 f"disk {disk.name!r} uses the default storage pool {disk.pool!r}, which is neither "
                 "in the manifests nor in the record; declare it or set 'pool'",
+            )
+
+    def first_boot_pool(
+        self, vm: kinds.VirtualMachine, doc: _Doc, result: effective.EffectiveVM
+    ) -> None:
+        """A VM's first-boot seeds need a pool to live in, one that is known."""
+        first_boot = result.first_boot
+        if first_boot is None:
+            return
+        path: _yaml.Path = ("spec", "firstBoot") if vm.spec.firstBoot else ("spec", "template")
+        if first_boot.pool is None:
+            self.error(
+                doc,
+                path,
+                "firstBoot needs a pool for its seed volume: set firstBoot.pool or give the VM "
+                "a disk",
+            )
+        elif not self.exists(kinds.Kind.STORAGE_POOL, first_boot.pool):
+            self.error(
+                doc,
+                path,
+                f"the seed pool {first_boot.pool!r} of firstBoot is neither in the manifests nor "
+                "in the record",
             )
 
     def vm_images(

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from reconciler import errors
 from reconciler.models import kinds, volumes
+from reconciler.models import seeds as seeds_module
 
 __all__ = [
     "ADDED",
@@ -128,6 +129,33 @@ class EffectiveCdrom:
 
 
 @dataclasses.dataclass(frozen=True)
+class EffectiveFirstBoot:
+    """First-boot media; ``pool`` is where its seeds live (``None``: the VM has no disk)."""
+
+    pool: str | None
+    user_data: str | None = None  # None: no cloud-init seed
+    instance_id: str | None = None
+    network_config: dict[str, Any] | None = None
+    windows_unattend: str | None = None
+
+    def seeds(self, vm: str) -> tuple[seeds_module.Seed, ...]:
+        """The seed ISOs this asks for, cloud-init's first."""
+        found = []
+        if self.user_data is not None:
+            found.append(
+                seeds_module.cloud_init(
+                    vm,
+                    self.user_data,
+                    instance_id=self.instance_id,
+                    network_config=self.network_config,
+                )
+            )
+        if self.windows_unattend is not None:
+            found.append(seeds_module.windows_unattend(self.windows_unattend))
+        return tuple(found)
+
+
+@dataclasses.dataclass(frozen=True)
 class EffectiveVM:
     name: str
     template: str | None
@@ -159,6 +187,7 @@ class EffectiveVM:
     graphics_password: kinds.GraphicsPassword | None = dataclasses.field(
         default=None, metadata=ADDED
     )
+    first_boot: EffectiveFirstBoot | None = dataclasses.field(default=None, metadata=ADDED)
 
 
 def _merge_members(
@@ -258,6 +287,25 @@ def merge(
         boot_order=tuple(kinds.BootDevice(b) for b in boot) if boot is not None else None,
         host_devices=tuple(d["pci"] for d in devices) if devices is not None else None,
         graphics_password=_password(vm, template),
+        first_boot=_first_boot(base.get("firstBoot"), over.get("firstBoot"), effective_disks),
+    )
+
+
+def _first_boot(
+    base: dict[str, Any] | None, over: dict[str, Any] | None, disks: list[EffectiveDisk]
+) -> EffectiveFirstBoot | None:
+    """The VM's ``firstBoot`` over its template's, key by key; seeds go in the first disk's pool."""
+    if base is None and over is None:
+        return None
+    merged = {**(base or {}), **(over or {})}
+    cloud = merged.get("cloudInit")
+    pool = merged.get("pool") or (disks[0].pool if disks else None)
+    return EffectiveFirstBoot(
+        pool=pool,
+        user_data=cloud["userData"] if cloud is not None else None,
+        instance_id=cloud.get("instanceId") if cloud is not None else None,
+        network_config=cloud.get("networkConfig") if cloud is not None else None,
+        windows_unattend=merged.get("windowsUnattend"),
     )
 
 

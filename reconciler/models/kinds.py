@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, Self
 
+from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reconciler.models import fields
@@ -32,6 +33,7 @@ __all__ = [
     "AnyManifest",
     "BootDevice",
     "Cdrom",
+    "CloudInit",
     "Cpu",
     "CpuMode",
     "Department",
@@ -40,6 +42,7 @@ __all__ = [
     "Disk",
     "FirewallPolicy",
     "Firmware",
+    "FirstBoot",
     "Graphics",
     "GraphicsPassword",
     "GraphicsType",
@@ -423,6 +426,59 @@ class HostDevice(_Strict):
     )
 
 
+_SEED_TEXT = 1 << 20  # a first-boot file: far more than cloud-init or Windows Setup need
+
+
+class CloudInit(_Strict):
+    userData: str = Field(
+        max_length=_SEED_TEXT,
+        description="cloud-init user-data (e.g. a '#cloud-config' document), as written.",
+    )
+    instanceId: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        description="meta-data instance-id; default iid-NAME. cloud-init runs its once-per-"
+        "instance modules again only when this changes, not when userData does.",
+    )
+    networkConfig: dict[str, Any] | None = Field(
+        None, description="network-config (version 2), written as YAML next to user-data."
+    )
+
+
+class FirstBoot(_Strict):
+    cloudInit: CloudInit | None = Field(
+        None,
+        description="A NoCloud seed ISO (label cidata) built in-process, uploaded into the "
+        "pool and attached as a cdrom; re-uploaded when its content changes.",
+    )
+    windowsUnattend: str | None = Field(
+        None,
+        max_length=_SEED_TEXT,
+        description="An Autounattend.xml for Windows Setup, on a seed ISO of its own.",
+    )
+    pool: fields.DnsLabel | None = Field(
+        None, description="The pool the seed volumes live in; default the first disk's pool."
+    )
+
+    @field_validator("windowsUnattend")
+    @classmethod
+    def _well_formed(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_xml(value)
+        return value
+
+
+def _check_xml(text: str) -> None:
+    """Refuse text that is not one well-formed XML document (no entities, no network)."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    try:
+        etree.fromstring(text.encode(), parser)
+    except etree.XMLSyntaxError as exc:
+        raise ValueError(f"not well-formed XML: {exc.msg}") from None
+
+
 def _unique(items: list[str], what: str) -> None:
     seen: set[str] = set()
     for item in items:
@@ -478,6 +534,9 @@ class _Hardware(_Strict):
     )
     hostDevices: list[HostDevice] | None = _added(
         None, description="Host PCI devices passed through (a GPU, say)."
+    )
+    firstBoot: FirstBoot | None = _added(
+        None, description="First-boot media: a cloud-init seed and/or a Windows answer file."
     )
 
     @model_validator(mode="after")

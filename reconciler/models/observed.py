@@ -114,6 +114,9 @@ class VmShape:
     cdroms: tuple[CdromShape, ...] | None = None
     boot: tuple[str, ...] | None = None
     host_devices: tuple[str, ...] | None = None
+    # First-boot seed ISOs (reconciler.models.seeds), cdroms apart from ``cdroms``: always
+    # owned, since only this installation names volumes so.
+    seeds: tuple[CdromShape, ...] | None = ()
 
     # The display has a password (its value lives in libvirt alone and is never part of
     # a shape); only a read with VIR_DOMAIN_XML_SECURE can see it. ``None`` in a target:

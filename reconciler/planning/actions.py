@@ -19,13 +19,14 @@ import typing
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from reconciler.models import kinds, observed, record
+from reconciler.models import kinds, observed, record, seeds
 
 __all__ = [
     "AdoptVolume",
     "Change",
     "CreateVolume",
     "DefineFilter",
+    "DeleteSeed",
     "FieldChange",
     "FilterTarget",
     "GrowVolume",
@@ -39,11 +40,13 @@ __all__ = [
     "Power",
     "RecreateVolume",
     "Restart",
+    "SeedTarget",
     "SetAutostart",
     "SyncGraphicsPassword",
     "TemplateTarget",
     "UndefineFilter",
     "UpdateNicFilter",
+    "UploadSeed",
     "Verb",
     "VmTarget",
     "VolumeTarget",
@@ -110,6 +113,7 @@ class VolumeTarget:
     image_pool: str | None = None  # the image pool ``image`` is read from; else ``pool``
     named: bool = False  # named in the manifest (``volume:``): used as it is
     exists: bool = True  # libvirt has it (False only when its pool was seen without it)
+    seed: bool = False  # a first-boot seed: made from the manifests, so deleting it loses nothing
 
     @property
     def deletes(self) -> bool:
@@ -118,11 +122,21 @@ class VolumeTarget:
 
 
 @dataclasses.dataclass(frozen=True)
+class SeedTarget:
+    """A first-boot seed ISO volume: its name is its content (reconciler.models.seeds)."""
+
+    pool: str
+    volume: str
+    seed: seeds.Seed
+
+
+@dataclasses.dataclass(frozen=True)
 class VmTarget:
     shape: observed.VmShape
     power: kinds.PowerState
     update_policy: kinds.UpdatePolicy
     volumes: tuple[VolumeTarget, ...]
+    seeds: tuple[SeedTarget, ...] = ()
     filter: FilterTarget | None = None  # the VM's own nwfilter, when it has a firewall
 
 
@@ -176,6 +190,21 @@ class RecreateVolume:
 
     volume: VolumeTarget
     stop_first: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadSeed:
+    """Build a seed ISO and upload it as a new volume, before the domain refers to it."""
+
+    seed: SeedTarget
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteSeed:
+    """Delete a seed volume of ours the domain no longer refers to (a superseded one)."""
+
+    pool: str
+    volume: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,6 +277,8 @@ Intent = (
     | GrowVolume
     | RecreateVolume
     | AdoptVolume
+    | UploadSeed
+    | DeleteSeed
     | Patch
     | Hotplug
     | SetAutostart
@@ -293,7 +324,9 @@ class Change:
     @property
     def impact(self) -> Impact:
         impacts = [f.impact for f in self.fields]
-        if self.verb is Verb.DELETE and any(v.deletes and v.exists for v in self.retained):
+        if self.verb is Verb.DELETE and any(
+            v.deletes and v.exists and not v.seed for v in self.retained
+        ):
             impacts.append(Impact.DATA_LOSS)
         if self.verb is Verb.REPLACE:
             impacts.append(Impact.REPLACE)

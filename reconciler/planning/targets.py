@@ -111,6 +111,15 @@ class Inventory:
     def get(self, pool: str, name: str) -> record.VolumeRecord | None:
         return self._by_file.get((pool, name))
 
+    def pool(self, name: str) -> str:
+        """The libvirt name of the pool resource ``name``."""
+        return self._pool(name)
+
+    def owned_by(self, vm: str) -> list[record.VolumeRecord]:
+        """The volumes this installation created for VM ``vm``."""
+        owner = record.ResourceKey(kinds.Kind.VIRTUAL_MACHINE.value, vm)
+        return [v for v in self._by_file.values() if v.owner == owner and v.created]
+
     def volume_name(self, vm: str, disk: effective.EffectiveDisk) -> str:
         owner = record.ResourceKey(kinds.Kind.VIRTUAL_MACHINE.value, vm)
         known = self._by_disk.get((owner, disk.name, self._pool(disk.pool)))
@@ -263,6 +272,7 @@ def vm_target(
     """The VM's desired shape, its references by libvirt name (``networks``, the inventory)."""
     listen = vm.graphics_listen if vm.graphics_type is not kinds.GraphicsType.NONE else ""
     volumes = tuple(inventory.target(vm.name, d) for d in vm.disks)
+    seeds = seed_targets(vm, inventory)
     shape = observed.VmShape(
         cpus=vm.cpus,
         memory=vm.memory,
@@ -284,9 +294,26 @@ def vm_target(
         # A generated password is kept as libvirt has it, like a generated MAC: the shape
         # says only that there is one, so a pass never changes it.
         graphics_password=_password(vm),
+        seeds=tuple(observed.CdromShape(s.pool, s.volume) for s in seeds),
     )
     return actions.VmTarget(
-        shape=shape, power=vm.power, update_policy=vm.update_policy, volumes=volumes
+        shape=shape,
+        power=vm.power,
+        update_policy=vm.update_policy,
+        volumes=volumes,
+        seeds=seeds,
+    )
+
+
+def seed_targets(vm: effective.EffectiveVM, inventory: Inventory) -> tuple[actions.SeedTarget, ...]:
+    """The VM's first-boot seed volumes, in its seed pool."""
+    first_boot = vm.first_boot
+    if first_boot is None or first_boot.pool is None:
+        return ()
+    pool = inventory.pool(first_boot.pool)
+    return tuple(
+        actions.SeedTarget(pool=pool, volume=seed.volume(vm.name), seed=seed)
+        for seed in first_boot.seeds(vm.name)
     )
 
 

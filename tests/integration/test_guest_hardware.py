@@ -250,6 +250,7 @@ def test_the_desktops_example_and_its_windows_desktop_run(
         "os": "windows",
         "video": "qxl",
         "bootOrder": ["disk", "cdrom"],
+        "firstBoot": {"windowsUnattend": '<unattend xmlns="urn:schemas-microsoft-com:unattend"/>'},
     }
     docs.append(doc("VirtualMachine", "windows-desk", windows))
     rehomed = test_examples_apply._rehome(h, docs)
@@ -284,6 +285,16 @@ def _run_the_desktops(h: Harness, tpm_states: list[Path]) -> None:
     assert source is not None and source.get("volume") == "virtio-win.iso"
     assert target is not None and target.get("bus") == "sata"
     assert [b.get("dev") for b in windows.findall("os/boot")] == ["hd", "cdrom"]
+    seeds = {
+        short: [
+            s.get("volume", "")
+            for s in h.domain_xml(short).findall("devices/disk[@device='cdrom']/source")
+            if ".cidata-" in s.get("volume", "") or ".unattend-" in s.get("volume", "")
+        ]
+        for short in ("linux-desk", "windows-desk")
+    }
+    assert [v.split(".")[1].split("-")[0] for v in seeds["linux-desk"]] == ["cidata"]
+    assert [v.split(".")[1].split("-")[0] for v in seeds["windows-desk"]] == ["unattend"]
     for short in ("linux-desk", "windows-desk"):
         uuid = h.domain(short).UUIDString()
         tpm_states.append(SWTPM_STATE / uuid)
@@ -298,3 +309,6 @@ def _run_the_desktops(h: Harness, tpm_states: list[Path]) -> None:
     deleted = h.run("delete", "vm", h.name("linux-desk"))
     assert deleted.exit_code == 0, deleted.output
     assert not (SWTPM_STATE / uuid).exists()  # its only disk went, and its TPM state with it
+    pool = h.conn.storagePoolLookupByName(h.name("desktops"))
+    pool.refresh(0)
+    assert seeds["linux-desk"][0] not in pool.listVolumes()  # its seed went with it

@@ -44,7 +44,7 @@ from lxml import etree
 from reconciler import errors
 from reconciler.engine import execute, ports, reconcile, recorded
 from reconciler.hypervisor import nwfilters, patch, projection
-from reconciler.models import console, desired, kinds, observed, record
+from reconciler.models import console, desired, kinds, observed, record, seeds
 from reconciler.planning import actions, planner
 
 INSTALLATION = "inst-test"
@@ -581,6 +581,16 @@ class FakeHypervisor:
             if domain is not None:
                 self._domain(domain, "resize")
             volume.capacity = capacity
+
+    def upload_seed(self, pool: str, name: str, seed: seeds.Seed) -> None:
+        with self._lock:
+            self._call("upload_seed", name)
+            volumes = self._volumes(pool, "create", name)
+            if name in volumes:
+                raise errors.ExistsError(
+                    "create", f"volume {pool}/{name}", f"storage volume '{name}' exists already"
+                )
+            volumes[name] = FakeVolume(sum(len(data) for _, data in seed.files), None)
 
     def delete_volume(self, pool: str, name: str) -> None:
         with self._lock:

@@ -77,6 +77,7 @@ class VmSteps:
             out.steps.append("updated")
             out.event("Updated", f"{change.key} updated: {describe(change)}", diff=True)
         self._power(change, target, out, stopped=stopped)
+        self._delete_seeds(change, out)
         for gone in change.intended(actions.UndefineFilter):
             with contextlib.suppress(errors.NotFoundError):
                 self.hv.undefine_filter(gone.name)
@@ -119,6 +120,8 @@ class VmSteps:
                     self._create_volume(change, volume, out)
                 case actions.CreateVolume(volume):
                     self._create_volume(change, volume, out)
+                case actions.UploadSeed(seed):
+                    self._upload_seed(seed, out)
                 case actions.AdoptVolume(volume):
                     out.event(
                         "VolumeAdopted",
@@ -140,6 +143,25 @@ class VmSteps:
                 case _:
                     pass  # not a volume intent
         return stopped
+
+    def _upload_seed(self, seed: actions.SeedTarget, out: Outcome) -> None:
+        """Upload a seed under its content's name; one already there is that content."""
+        try:
+            self.hv.upload_seed(seed.pool, seed.volume, seed.seed)
+        except errors.ExistsError:
+            return  # uploaded by an earlier pass killed before it attached it
+        out.event(
+            "SeedUploaded", f"{seed.seed.field} seed uploaded as volume {seed.pool}/{seed.volume}"
+        )
+
+    def _delete_seeds(self, change: actions.Change, out: Outcome) -> None:
+        for gone in change.intended(actions.DeleteSeed):
+            out.released.append(record.VolumeRecord(gone.pool, gone.volume, change.key, ""))
+            with contextlib.suppress(errors.NotFoundError):
+                self.hv.delete_volume(gone.pool, gone.volume)
+                out.event(
+                    "VolumeDeleted", f"volume {gone.pool}/{gone.volume} deleted (a superseded seed)"
+                )
 
     def _create_volume(
         self, change: actions.Change, volume: actions.VolumeTarget, out: Outcome

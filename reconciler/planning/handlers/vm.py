@@ -21,6 +21,7 @@ from reconciler.models import (
     kinds,
     observed,
     record,
+    seeds,
 )
 from reconciler.planning import actions, compare, context
 from reconciler.planning import firewall as fw_shapes
@@ -85,6 +86,13 @@ class VmPlanner:
             ctx.changes.append(actions.Change(key=key, verb=actions.Verb.CONFLICT, note=planned))
             return
         volume_changes, claims, intents = planned
+        seeded = _seed_intents(ctx, key, target, current)
+        if isinstance(seeded, str):
+            ctx.changes.append(actions.Change(key=key, verb=actions.Verb.CONFLICT, note=seeded))
+            return
+        seed_claims, uploads, superseded = seeded
+        claims += seed_claims
+        intents += uploads
         ctx.claims += claims
         filter_changes, define, undefine = _filter_changes(ctx, loaded.name, target)
         volume_changes += filter_changes
@@ -95,7 +103,7 @@ class VmPlanner:
                 intents.append(actions.Power(kinds.PowerState.STOPPED, target.power))
             ctx.emit(
                 key,
-                volume_changes,
+                volume_changes + _noted(_seed_changes((), target.shape.seeds, Impact.LIVE), target),
                 verb=actions.Verb.CREATE,
                 target=target,
                 owner=ctx.owner(key),
@@ -105,6 +113,7 @@ class VmPlanner:
             )
             return
         config, added = _config_changes(current.shape, target.shape, running, ctx.volume)
+        config = _noted(config, target)
         changes = config + volume_changes
         if any(c.path != "autostart" for c in config) or not owned:
             intents.append(actions.Patch())
@@ -134,6 +143,19 @@ class VmPlanner:
         if not owned:
             changes.append(actions.FieldChange("owner", None, ctx.installation, Impact.LIVE))
         intents += undefine  # once the patched definition refers to it no more
+        # Once the patched definition refers to it no more, and the guest (restarted
+        # now, or by the next pass after its reboot) does not either.
+        holding = current.live.seeds or () if current.live is not None else ()
+        restarting = any(isinstance(i, actions.Restart) for i in intents)
+        for gone in superseded:
+            if not restarting and observed.CdromShape(gone.pool, gone.volume) in holding:
+                continue
+            intents.append(gone)
+            changes.append(
+                actions.FieldChange(
+                    "firstBoot.superseded", f"{gone.pool}/{gone.volume}", None, Impact.LIVE
+                )
+            )
         if rec is not None and rec.spec_hash != ctx.hashes[key] and not changes:
             changes.append(
                 actions.FieldChange("spec", rec.spec_hash, ctx.hashes[key], Impact.RECORD)
@@ -469,18 +491,38 @@ def _seen(ctx: context.Context, volume: actions.VolumeTarget) -> actions.VolumeT
 def recorded_volumes(
     ctx: context.Context, key: record.ResourceKey
 ) -> tuple[actions.VolumeTarget, ...]:
-    """The VM's volumes and their reclaim policy, from the record, else from libvirt (Retain)."""
+    """The VM's volumes and their reclaim policy, from the record, else from libvirt (Retain).
+
+    Its first-boot seeds go with it: they hold nothing the manifests do not.
+    """
+    seeded = tuple(
+        _seen(
+            ctx,
+            actions.VolumeTarget(
+                disk=row.disk,
+                pool=row.pool,
+                volume=row.name,
+                size=0,
+                image=None,
+                reclaim=kinds.ReclaimPolicy.DELETE,
+                created=True,
+                seed=True,
+            ),
+        )
+        for row in ctx.inventory.owned_by(key.name)
+        if row.disk.startswith("firstBoot.")
+    )
     rec = ctx.live_record(key)
     if rec is not None and "effective" in rec.spec:
         targets = (
             ctx.inventory.target(key.name, effective.EffectiveDisk.from_record(d, vm=key.name))
             for d in rec.spec["effective"]["disks"]
         )
-        return tuple(_seen(ctx, target) for target in targets)
+        return tuple(_seen(ctx, target) for target in targets) + seeded
     domain = ctx.world.domains.get(ctx.libvirt(key))
     if domain is None:
-        return ()
-    return tuple(
+        return seeded
+    return seeded + tuple(
         actions.VolumeTarget(
             disk=d.name,
             pool=d.pool,
@@ -529,6 +571,7 @@ def _config_changes(
             )
         )
     changes += _guest_changes(current, target, cold)
+    changes += _seed_changes(current.seeds, target.seeds, cold)
     changes += _password_changes(current, target, cold)
     changes += _disk_changes(current, target, cold, volumes)
     nics, added = _nic_changes(current, target, cold)
@@ -566,6 +609,88 @@ def _guest_changes(
             have = [f"{c.pool}/{c.volume}" for c in have or ()]
             want = [f"{c.pool}/{c.volume}" for c in want]
         changes.append(actions.FieldChange(path, compare.show(have), compare.show(want), cold))
+    return changes
+
+
+def _seed_intents(
+    ctx: context.Context,
+    key: record.ResourceKey,
+    target: actions.VmTarget,
+    current: observed.ObservedDomain | None,
+) -> tuple[list[record.VolumeRecord], list[actions.Intent], list[actions.DeleteSeed]] | str:
+    """Seeds to claim and upload, and superseded ones to delete; or a conflict's note.
+
+    A seed volume is ours by the inventory, like a disk's: a file under a seed's name
+    that we did not upload is never used. A superseded seed goes once neither the
+    definition nor the running guest refers to it.
+    """
+    claims: list[record.VolumeRecord] = []
+    uploads: list[actions.Intent] = []
+    for seed in target.seeds:
+        file = f"{seed.pool}/{seed.volume}"
+        row = ctx.inventory.get(seed.pool, seed.volume)
+        if row is not None and row.owner != key:
+            return f"{seed.seed.field}: volume {file} is the seed of {row.owner}"
+        found = ctx.volume(seed.pool, seed.volume)
+        if found is not None and found.allocation >= 0 and row is None:
+            return (
+                f"{seed.seed.field}: volume {file} exists but was not created by this "
+                "installation, so it is never used as a seed; move it away"
+            )
+        if row is None:
+            claims.append(record.VolumeRecord(seed.pool, seed.volume, key, seed.seed.field))
+        if found is None or found.allocation < 0:
+            uploads.append(actions.UploadSeed(seed))
+    wanted = {(s.pool, s.volume) for s in target.seeds}
+    superseded = [
+        actions.DeleteSeed(row.pool, row.name)
+        for row in ctx.inventory.owned_by(key.name)
+        if row.disk.startswith("firstBoot.")
+        and (row.pool, row.name) not in wanted
+        and ctx.volume(row.pool, row.name) is not None
+    ]
+    return claims, uploads, superseded
+
+
+def _noted(
+    changes: list[actions.FieldChange], target: actions.VmTarget
+) -> list[actions.FieldChange]:
+    """A new cloud-init seed's line says plainly when cloud-init runs again."""
+    ids = {s.seed.field: s.seed.instance_id for s in target.seeds if s.seed.instance_id}
+    noted = []
+    for change in changes:
+        iid = ids.get(change.path)
+        if iid is not None and change.new is not None:
+            change = dataclasses.replace(
+                change,
+                new=f"{change.new} (instance-id {iid}: cloud-init runs again only when it changes)",
+            )
+        noted.append(change)
+    return noted
+
+
+def _seed_changes(
+    current: tuple[observed.CdromShape, ...] | None,
+    target: tuple[observed.CdromShape, ...] | None,
+    impact: Impact,
+) -> list[actions.FieldChange]:
+    """A first-boot seed attached, replaced or detached: the guest reads it at boot."""
+    if target is None:
+        return []
+    have = {seeds.kind_of(c.volume): c for c in current or ()}
+    want = {seeds.kind_of(c.volume): c for c in target}
+    changes = []
+    for kind in sorted(k for k in have.keys() | want.keys() if k is not None):
+        old, new = have.get(kind), want.get(kind)
+        if old != new:
+            changes.append(
+                actions.FieldChange(
+                    seeds.field_of(kind),
+                    f"{old.pool}/{old.volume}" if old else None,
+                    f"{new.pool}/{new.volume}" if new else None,
+                    impact,
+                )
+            )
     return changes
 
 
