@@ -32,7 +32,8 @@ from reconciler.models import record
 from tests.fixtures.git import git
 from tests.integration.harness import Harness, doc
 
-pytestmark = pytest.mark.integration
+# Timed against the daemon's reaction bounds: run after the parallel phase, alone (scripts/test).
+pytestmark = [pytest.mark.integration, pytest.mark.timing]
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,7 +22,8 @@ import pytest
 from tests.integration.harness import Harness
 from tests.integration.test_daemon import Daemon, dump, running, source_events, spawn, until
 
-pytestmark = pytest.mark.integration
+# Timed against the daemon's reaction bounds: run after the parallel phase, alone (scripts/test).
+pytestmark = [pytest.mark.integration, pytest.mark.timing]
 
 __all__ = ["spawn"]  # the daemon fixture, shared with test_daemon
 

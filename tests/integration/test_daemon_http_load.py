@@ -29,7 +29,8 @@ import pytest
 from tests.integration.harness import Harness
 from tests.integration.test_daemon import Daemon, dump, free_port, running, spawn, until
 
-pytestmark = pytest.mark.integration
+# Timed against the daemon's reaction bounds: run after the parallel phase, alone (scripts/test).
+pytestmark = [pytest.mark.integration, pytest.mark.timing]
 __all__ = ["spawn"]  # a fixture shared with test_daemon
 
 _REQUEST = b"GET /api/v1/resources HTTP/1.1\r\nHost: load\r\n\r\n"

@@ -30,7 +30,8 @@ from tests.fixtures.proxy import LibvirtProxy
 from tests.integration.harness import Harness, doc
 from tests.integration.test_daemon import Daemon, dump, running, template_doc, until
 
-pytestmark = pytest.mark.integration
+# Timed against the daemon's reaction bounds: run after the parallel phase, alone (scripts/test).
+pytestmark = [pytest.mark.integration, pytest.mark.timing]
 
 
 @pytest.fixture
