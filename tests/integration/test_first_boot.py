@@ -24,7 +24,9 @@ from tests.integration.harness import Harness
 pytestmark = pytest.mark.integration
 
 USER_DATA = "#cloud-config\nssh_authorized_keys: [ssh-ed25519 AAAAC3Nza test@example]\n"
-UNATTEND = '<unattend xmlns="urn:schemas-microsoft-com:unattend"><settings pass="windowsPE"/></unattend>'
+UNATTEND = (
+    '<unattend xmlns="urn:schemas-microsoft-com:unattend"><settings pass="windowsPE"/></unattend>'
+)
 
 
 def _base(h: Harness) -> list[dict[str, Any]]:

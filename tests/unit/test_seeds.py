@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reconciler import errors
 from reconciler.hypervisor import seed as seed_iso
+from reconciler.manifests import loader
 from reconciler.models import kinds, seeds
 from reconciler.planning import actions
 from tests.unit import fakes
@@ -133,3 +136,36 @@ def test_deleting_the_vm_deletes_its_seed_and_is_no_data_loss() -> None:
 
     assert all(o.ok for o in outcomes)
     assert _volumes(hv) == set()
+
+
+def test_a_seed_pool_of_its_own_is_made_before_the_vm_that_uploads_into_it() -> None:
+    seeds_pool = {
+        "kind": "StoragePool",
+        "metadata": {"name": "seeds"},
+        "spec": {"path": "/pools/s"},
+    }
+    vm = _vm(firstBoot={**_first_boot(), "pool": "seeds"})
+    hv, rec = fakes.FakeHypervisor(), fakes.FakeRecord()
+
+    plan = rec.plan(fakes.state_of([POOL, seeds_pool, LAB, vm]), hv)
+
+    change = next(c for c in plan.changes if c.key.kind == "VirtualMachine")
+    assert "storagepool/seeds" in {str(k) for k in change.depends_on}
+    [upload] = change.intended(actions.UploadSeed)
+    assert upload.seed.pool == "seeds"
+
+
+def test_first_boot_without_a_pool_is_refused_where_it_is_written(tmp_path: Path) -> None:
+    manifest = tmp_path / "vm.yaml"
+    manifest.write_text(
+        "apiVersion: infinibay.io/v1alpha1\nkind: VirtualMachine\nmetadata: {name: web-1}\n"
+        "spec:\n  firstBoot:\n    cloudInit: {userData: '#cloud-config'}\n"
+    )
+
+    with pytest.raises(errors.ManifestError) as info:
+        loader.load([str(manifest)])
+
+    assert info.value.messages == [
+        f"{manifest}:5:3: VirtualMachine/web-1: spec.firstBoot: firstBoot needs a pool for its "
+        "seed volume: set firstBoot.pool or give the VM a disk"
+    ]

@@ -67,8 +67,12 @@ class VmPlanner:
             virtio_win=_virtio_win(ctx.state.virtio_win),
         )
         target, policy = _with_firewall(ctx, loaded, target)
-        # The pools of its ISOs (the virtio-win one too) exist before the domain names them.
-        isos = {context.key_of(kinds.Kind.STORAGE_POOL, c.pool) for c in target.shape.cdroms or ()}
+        # The pools of its ISOs (the virtio-win one too) and of its seeds exist before the
+        # domain names them.
+        isos = {
+            context.key_of(kinds.Kind.STORAGE_POOL, c.pool)
+            for c in (*(target.shape.cdroms or ()), *(target.shape.seeds or ()))
+        }
         depends = tuple(sorted({*depends, *(k for k in isos if k.name in ctx.state.pools)}))
         if policy is not None:
             depends = tuple(sorted({*depends, context.key_of(kinds.Kind.FIREWALL_POLICY, policy)}))
