@@ -41,6 +41,12 @@ Caps from :class:`reconciler.settings.Limits` bound the size of each file, the
 nesting of each document and the documents of the whole run; past the document
 cap the run stops at once with that one message. A file named twice is read
 once. A top-level ``status`` is ignored: it is never read from manifests.
+
+A document of ``kind: List`` (what ``get KIND -o yaml`` and ``-o json`` print)
+stands for its ``items``: each is checked and located as a document of its own,
+so ``get vms -o yaml | infinibay apply -f -`` reads back, the fields the
+reconciler sets (``metadata.uid``, ``generation``, ``creationTimestamp`` and
+``status``) ignored with one notice per item.
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ __all__ = ["STDIN", "load", "load_against"]
 
 STDIN = "-"
 _KIND_NAMES = [kind.value for kind in kinds.Kind]
+LIST_KIND = "List"
+_LIST_FIELDS = ("apiVersion", "kind", "items")
 SERVER_SET = ("uid", "generation", "creationTimestamp")
 """Metadata ``get -o yaml`` prints that the reconciler sets: ignored, with a notice."""
 _NO_SIZE = re.compile(r"^disk '(.+)' has no size")
@@ -278,6 +286,16 @@ class _Run:
     def unlocated(self, order: int, text: str) -> None:
         self.errors.append(_Error(order, 0, 0, text))
 
+    def too_many(self, name: str, where: _yaml.Position) -> errors.ManifestError:
+        """The one message of a run past the document cap: nothing read is validated."""
+        return errors.ManifestError(
+            [
+                f"{name}:{where.line}:{where.column}: ?/?: more than "
+                f"{self.limits.documents} documents in this run (INFINIBAY_MAX_DOCUMENTS); "
+                "refusing to load any of them"
+            ]
+        )
+
     # --- pass 1: each document ---------------------------------------------------
 
     def file(self, order: int, name: str, text: str) -> None:
@@ -288,14 +306,7 @@ class _Run:
         over = [p for p in parsed.items if isinstance(p, _yaml.Problem) and p.over_budget]
         if over:
             # The one message of the run: what was read so far is not validated at all.
-            where = over[0].position
-            raise errors.ManifestError(
-                [
-                    f"{name}:{where.line}:{where.column}: ?/?: more than "
-                    f"{self.limits.documents} documents in this run (INFINIBAY_MAX_DOCUMENTS); "
-                    "refusing to load any of them"
-                ]
-            )
+            raise self.too_many(name, over[0].position)
         for item in parsed.items:
             if isinstance(item, _yaml.Problem):
                 pos = item.position
@@ -321,20 +332,14 @@ class _Run:
                 f"not a {type(data).__name__}",
             )
             return
+        if data.get("kind") == LIST_KIND:
+            self.items(order, name, document)
+            return
         kind, manifest_name, label = _label(data)
         doc = _Doc(name, order, document, label)
         for duplicate in document.duplicates:
             self.error(doc, duplicate.path, duplicate.message, at=duplicate.position)
-        api = data.get("apiVersion")
-        if "apiVersion" not in data:
-            self.error(
-                doc,
-                ("apiVersion",),
-                f"required field is missing; use {kinds.API_VERSION}",
-                at=document.start,
-            )
-        elif api != kinds.API_VERSION:
-            self.error(doc, ("apiVersion",), f"unknown apiVersion {api!r}; use {kinds.API_VERSION}")
+        self.api_version(doc)
         if "kind" not in data:
             self.error(
                 doc,
@@ -344,7 +349,7 @@ class _Run:
             )
             return
         if kind is None:
-            hint = _pydantic.suggest(str(data["kind"]), _KIND_NAMES)
+            hint = _pydantic.suggest(str(data["kind"]), [*_KIND_NAMES, LIST_KIND])
             advice = f"did you mean {hint!r}?" if hint else f"one of {', '.join(_KIND_NAMES)}"
             self.error(doc, ("kind",), f"unknown kind {data['kind']!r}; {advice}")
             return
@@ -382,6 +387,61 @@ class _Run:
             name, start.line, start.column, document.index, self.revision, locator=locate
         )
         self.valid[(kind, manifest.metadata.name)] = _Valid(manifest, doc, source)
+
+    def api_version(self, doc: _Doc) -> None:
+        data = doc.document.data
+        api = data.get("apiVersion")
+        if "apiVersion" not in data:
+            self.error(
+                doc,
+                ("apiVersion",),
+                f"required field is missing; use {kinds.API_VERSION}",
+                at=doc.document.start,
+            )
+        elif api != kinds.API_VERSION:
+            self.error(doc, ("apiVersion",), f"unknown apiVersion {api!r}; use {kinds.API_VERSION}")
+
+    def items(self, order: int, name: str, document: _yaml.Document) -> None:
+        """A ``kind: List`` (what ``get KIND -o yaml`` prints): each item is a document.
+
+        The List itself holds ``apiVersion``, ``kind`` and ``items`` only. Its items
+        count against the document cap like the documents of a stream, and each
+        is checked (and located) exactly as a document of its own would be.
+        """
+        data = document.data
+        doc = _Doc(name, order, document, f"{LIST_KIND}/?")
+        for duplicate in document.duplicates:
+            if duplicate.path[:1] != ("items",):
+                self.error(doc, duplicate.path, duplicate.message, at=duplicate.position)
+        self.api_version(doc)
+        for key in data:
+            if key not in _LIST_FIELDS:
+                self.error(
+                    doc,
+                    (key if isinstance(key, str | int) else str(key),),
+                    f"unknown field {str(key)!r}; a {LIST_KIND} has {', '.join(_LIST_FIELDS)}",
+                )
+        items = data.get("items")
+        if "items" not in data:
+            self.error(
+                doc,
+                ("items",),
+                f"required field is missing; a {LIST_KIND} holds its manifests in items",
+                at=document.start,
+            )
+            return
+        if not isinstance(items, list):
+            self.error(
+                doc,
+                ("items",),
+                f"a {LIST_KIND}'s items must be a list of manifests, not a {type(items).__name__}",
+            )
+            return
+        self.documents += len(items)
+        if self.documents > self.limits.documents:
+            raise self.too_many(name, doc.position(("items",)))
+        for index in range(len(items)):
+            self.document(order, name, document.member(("items", index)))
 
     def declare(self, kind: kinds.Kind, name: str, doc: _Doc) -> None:
         first = self.first.get((kind, name))
