@@ -13,7 +13,7 @@ mapping) leave the ``FIELD.PATH: `` part out, and a path that cannot be read is
 reported as ``PATH: message``. Lines are sorted by file (in the order read), line
 and column.
 
-The checks run in four passes, each only over what the previous one accepted,
+The checks run in five passes, each only over what the previous one accepted,
 so one mistake yields one message rather than a cascade:
 
 1. per document: YAML, ``apiVersion``, ``kind``, then the pydantic model of the
@@ -27,7 +27,12 @@ so one mistake yields one message rather than a cascade:
 4. each VirtualMachine is merged over its template
    (:func:`reconciler.models.effective.merge`); a merge error, a disk left in
    an undeclared pool (the default pool included) and an image taken from a
-   pool that is not an image pool are located on the VM.
+   pool that is not an image pool are located on the VM;
+5. across the valid documents and the record: ``extends`` cycles, department
+   quotas, IPv4 subnets that overlap (a network of the record that this run
+   does not declare included) and a MAC given to two NICs (the record's VMs
+   included). Overlaps with networks libvirt has but the record does not know
+   are the planner's to find, since only it observes libvirt.
 
 A VM whose template is known only from the record is merged over the
 record's template spec, which the caller passes as ``templates``.
@@ -253,8 +258,10 @@ class _Run:
         departments: Mapping[str, kinds.Department] | None = None,
         policies: Mapping[str, kinds.FirewallPolicy] | None = None,
         macs: Mapping[str, str] | None = None,
+        networks: Mapping[str, kinds.Network] | None = None,
     ) -> None:
         self.revision = revision
+        self.recorded_networks: Mapping[str, kinds.Network] = networks or {}
         self.recorded_macs: Mapping[str, str] = macs or {}  # MAC -> VM, from the record
         self.recorded_templates = templates
         self.recorded_departments: Mapping[str, kinds.Department] = departments or {}
@@ -639,8 +646,17 @@ class _Run:
         return sorted(found, key=lambda v: (v.doc.order, v.doc.document.index))
 
     def subnets(self) -> None:
-        """Refuse two networks whose IPv4 subnets overlap, at the later one's address."""
-        seen: list[tuple[str, ipaddress.IPv4Network]] = []
+        """Refuse two networks whose IPv4 subnets overlap, at the later one's address.
+
+        The record's networks that this run does not declare count too (they
+        still exist, unless pruned after this run creates its own): they come
+        first, so a manifest network overlapping one is the one reported.
+        """
+        seen: list[tuple[str, ipaddress.IPv4Network]] = [
+            (f"{name} (in the record)", network.spec.ipv4.address.network)
+            for name, network in sorted(self.recorded_networks.items())
+            if network.spec.ipv4 is not None and (kinds.Kind.NETWORK, name) not in self.first
+        ]
         for valid in self._ordered(kinds.Kind.NETWORK):
             assert isinstance(valid.manifest, kinds.Network)
             ipv4 = valid.manifest.spec.ipv4
@@ -841,6 +857,7 @@ def load(
     departments: Mapping[str, kinds.Department] | None = None,
     policies: Mapping[str, kinds.FirewallPolicy] | None = None,
     macs: Mapping[str, str] | None = None,
+    networks: Mapping[str, kinds.Network] | None = None,
 ) -> desired.DesiredState:
     """Read and validate every manifest under ``paths``; raise ManifestError listing all problems.
 
@@ -848,7 +865,8 @@ def load(
     ``sys.stdin``). ``known`` holds the resources already in the record, so a
     reference to one of them is satisfied. ``revision`` is stored in each
     document's :class:`~reconciler.models.desired.Source`. ``templates``,
-    ``pools``, ``departments`` and ``policies`` are the record's, by name.
+    ``pools``, ``departments``, ``policies`` and ``networks`` are the record's, by
+    name, and ``macs`` its VMs' MAC addresses (MAC -> VM).
     ``boundary`` and ``limits`` default to the operator's environment.
     """
     limits = limits if limits is not None else settings.Limits.from_environ()
@@ -863,6 +881,7 @@ def load(
         departments,
         policies,
         macs,
+        networks,
     )
     for order, (name, text) in enumerate(_read(paths, stdin, limits)):
         if text is None:
@@ -929,6 +948,11 @@ def load_against(
         for r in live
         if r.key.kind == kinds.Kind.FIREWALL_POLICY.value
     }
+    networks = {
+        r.key.name: record.spec_as(r, kinds.Network)
+        for r in live
+        if r.key.kind == kinds.Kind.NETWORK.value
+    }
     return load(
         paths,
         known=[r.key for r in live],
@@ -939,4 +963,5 @@ def load_against(
         departments=departments,
         policies=policies,
         macs=_recorded_macs(live),
+        networks=networks,
     )

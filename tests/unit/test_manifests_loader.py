@@ -764,3 +764,23 @@ def test_load_against_the_record_merges_recorded_templates_and_ignores_tombstone
         "web.yaml:7:16: VirtualMachine/web-1: spec.networks[0].network: network 'gone' is "
         "neither in the manifests nor in the record"
     ]
+
+
+def test_a_subnet_overlapping_a_recorded_network_not_declared_is_a_located_error() -> None:
+    records = [
+        _recorded(kinds.Kind.NETWORK, "old", {"mode": "nat", "ipv4": {"address": "10.20.0.1/24"}}),
+        _recorded(kinds.Kind.NETWORK, "lab", {"mode": "nat", "ipv4": {"address": "10.9.0.1/24"}}),
+    ]
+    paths = _write({"base.yaml": NETWORK})
+
+    with pytest.raises(errors.ManifestError) as info:
+        loader.load_against(paths, records)
+
+    assert info.value.messages == [
+        "base.yaml:7:14: Network/lab: spec.ipv4.address: subnet 10.20.0.0/24 overlaps "
+        "10.20.0.0/24 of network/old (in the record)"
+    ]
+    records[0] = _recorded(
+        kinds.Kind.NETWORK, "old", {"mode": "nat", "ipv4": {"address": "10.21.0.1/24"}}
+    )
+    assert set(loader.load_against(paths, records).networks) == {"lab"}
