@@ -39,6 +39,15 @@ _prune = click.option(
 _output = click.option(
     "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
+_shutdown_timeout = click.option(
+    "--shutdown-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    envvar="INFINIBAY_SHUTDOWN_TIMEOUT",
+    show_envvar=True,
+    help="Seconds to wait for a guest's graceful (ACPI) shutdown before forcing it off.",
+)
 
 
 def _load(
@@ -242,7 +251,9 @@ def _run(
                 transient=True,
             )
             progress.start()
-            task = progress.add_task(title.lower() + "ing", total=len(plan.changes))
+            task = progress.add_task(
+                title.lower().removesuffix("e") + "ing", total=len(plan.changes)
+            )
 
     def on_outcome(outcome: execute.Outcome) -> None:
         in_flight.ended(outcome.change.key)
@@ -344,13 +355,7 @@ def _in_flight_column(in_flight: _InFlight) -> Any:
     show_default=True,
     help="Wait for power operations to finish (always on for now).",
 )
-@click.option(
-    "--shutdown-timeout",
-    type=float,
-    default=60.0,
-    show_default=True,
-    help="Seconds to wait for a graceful (ACPI) shutdown before forcing it.",
-)
+@_shutdown_timeout
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
@@ -476,7 +481,7 @@ def apply(
 )
 @click.option("--adopt", is_flag=True, help="Also delete same-named objects we do not own.")
 @click.option("--dry-run", is_flag=True, help="Print the deletion plan; change nothing.")
-@click.option("--shutdown-timeout", type=float, default=60.0, show_default=True)
+@_shutdown_timeout
 @_output
 @click.pass_context
 def delete(
@@ -494,7 +499,8 @@ def delete(
 
     The whole deletion is planned first; anything refused (not owned, protected,
     or still used by a VM that stays) is listed with its reason, left alone, and
-    makes the command exit 1, as does a name that exists nowhere. Volumes whose
+    makes the command exit 1, as does a name that exists nowhere. A running VM is
+    shut down first (ACPI, forced off after --shutdown-timeout). Volumes whose
     disk declares reclaimPolicy Delete are deleted with their VM (event
     VolumeDeleted); all others are retained. With -l, what -f or KIND names is
     narrowed to the resources whose labels match (record labels; KIND -l
@@ -547,6 +553,8 @@ def delete(
         ctx.exit(1 if refused or plan.not_found else 0)
 
     def action(rec: reconcile.Reconciler, hooks: _Hooks) -> reconcile.Result:
-        return rec.delete(keys(rec.store), request, hooks.on_outcome, hooks.on_start)
+        return rec.delete(
+            keys(rec.store), request, hooks.on_outcome, hooks.on_start, on_plan=hooks.on_plan
+        )
 
     _run(ctx, "Delete", output, request.options, action, in_flight)

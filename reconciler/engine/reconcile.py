@@ -240,7 +240,9 @@ class Reconciler:
         request: Pass,
         on_outcome: Callable[[execute.Outcome], None] = lambda _o: None,
         on_start: Callable[[list[actions.Change]], None] = lambda _c: None,
+        on_plan: Callable[[actions.Plan], None] = lambda _p: None,
     ) -> Result:
+        """Delete ``keys``, the whole deletion planned (and shown ``on_plan``) first."""
         with self.store.writer_lock():
             records = self.store.resources(include_deleted=True)
             world = self.hv.observe(refresh=pools_in_play(desired.DesiredState(), records))
@@ -255,6 +257,7 @@ class Reconciler:
             )
             if request.dry_run or plan.empty:  # nothing at all to do: no run, no event
                 return Result(plan)
+            on_plan(plan)
             return self._execute(desired.DesiredState(), plan, world, request, on_outcome, on_start)
 
     def _execute(

@@ -14,6 +14,8 @@ nearest recorded ancestor, which keeps the walk linear. A document whose
 aliases would expand past :data:`MAX_NODES` is refused before it is built, so
 a hostile commit cannot make validation run for hours.
 Duplicate keys in one mapping are reported (PyYAML would silently keep the last).
+A value inside a document (an item of a ``kind: List``) can be taken out as a
+document of its own (:meth:`Document.member`), with the stream's positions.
 
 Nothing the YAML library raises escapes :func:`parse`: syntax errors, reader
 errors (a NUL byte, other non-printable characters), values a tag cannot
@@ -108,6 +110,43 @@ class Document:
             if found is not None:
                 return path[:end], found
         raise AssertionError("the root slot is always recorded")
+
+    def member(self, path: Path) -> Document:
+        """The value at ``path`` (which must exist) as a document of its own.
+
+        An item of a ``kind: List`` is validated as if it were a document of the
+        stream: its paths start at the item, its positions are still the file's,
+        and the keys written twice inside it are its own. The node is found by
+        the same key matching as the walk (merge keys are already flattened into
+        the node tree once the document is constructed).
+        """
+        data, node = self.data, self.node
+        loader = yaml.constructor.SafeConstructor()
+        for part in path:
+            data = data[part]
+            node = _child(node, part, loader)
+        inner = tuple(
+            dataclasses.replace(d, path=d.path[len(path) :])
+            for d in self.duplicates
+            if _normal(d.path[: len(path)]) == _normal(path)
+        )
+        return Document(index=self.index, data=data, node=node, duplicates=inner)
+
+
+def _child(node: yaml.Node, part: str | int, loader: yaml.constructor.SafeConstructor) -> yaml.Node:
+    """The node of ``part`` under ``node``: the last key that reads as it, as the data has it.
+
+    Should none match (it cannot once the data has ``part``), positions fall back
+    to ``node`` itself rather than fail.
+    """
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        child: yaml.Node = node.value[part]
+        return child
+    if isinstance(node, yaml.MappingNode):
+        found: list[yaml.Node] = [v for k, v in node.value if _key(k, loader) == part]
+        if found:
+            return found[-1]
+    return node
 
 
 def _normal(path: Path) -> Path:

@@ -13,7 +13,7 @@ mapping) leave the ``FIELD.PATH: `` part out, and a path that cannot be read is
 reported as ``PATH: message``. Lines are sorted by file (in the order read), line
 and column.
 
-The checks run in four passes, each only over what the previous one accepted,
+The checks run in five passes, each only over what the previous one accepted,
 so one mistake yields one message rather than a cascade:
 
 1. per document: YAML, ``apiVersion``, ``kind``, then the pydantic model of the
@@ -27,7 +27,12 @@ so one mistake yields one message rather than a cascade:
 4. each VirtualMachine is merged over its template
    (:func:`reconciler.models.effective.merge`); a merge error, a disk left in
    an undeclared pool (the default pool included) and an image taken from a
-   pool that is not an image pool are located on the VM.
+   pool that is not an image pool are located on the VM;
+5. across the valid documents and the record: ``extends`` cycles, department
+   quotas, IPv4 subnets that overlap (a network of the record that this run
+   does not declare included) and a MAC given to two NICs (the record's VMs
+   included). Overlaps with networks libvirt has but the record does not know
+   are the planner's to find, since only it observes libvirt.
 
 A VM whose template is known only from the record is merged over the
 record's template spec, which the caller passes as ``templates``.
@@ -41,6 +46,12 @@ Caps from :class:`reconciler.settings.Limits` bound the size of each file, the
 nesting of each document and the documents of the whole run; past the document
 cap the run stops at once with that one message. A file named twice is read
 once. A top-level ``status`` is ignored: it is never read from manifests.
+
+A document of ``kind: List`` (what ``get KIND -o yaml`` and ``-o json`` print)
+stands for its ``items``: each is checked and located as a document of its own,
+so ``get vms -o yaml | infinibay apply -f -`` reads back, the fields the
+reconciler sets (``metadata.uid``, ``generation``, ``creationTimestamp`` and
+``status``) ignored with one notice per item.
 """
 
 from __future__ import annotations
@@ -66,6 +77,8 @@ __all__ = ["STDIN", "load", "load_against"]
 
 STDIN = "-"
 _KIND_NAMES = [kind.value for kind in kinds.Kind]
+LIST_KIND = "List"
+_LIST_FIELDS = ("apiVersion", "kind", "items")
 SERVER_SET = ("uid", "generation", "creationTimestamp")
 """Metadata ``get -o yaml`` prints that the reconciler sets: ignored, with a notice."""
 _NO_SIZE = re.compile(r"^disk '(.+)' has no size")
@@ -245,8 +258,10 @@ class _Run:
         departments: Mapping[str, kinds.Department] | None = None,
         policies: Mapping[str, kinds.FirewallPolicy] | None = None,
         macs: Mapping[str, str] | None = None,
+        networks: Mapping[str, kinds.Network] | None = None,
     ) -> None:
         self.revision = revision
+        self.recorded_networks: Mapping[str, kinds.Network] = networks or {}
         self.recorded_macs: Mapping[str, str] = macs or {}  # MAC -> VM, from the record
         self.recorded_templates = templates
         self.recorded_departments: Mapping[str, kinds.Department] = departments or {}
@@ -278,6 +293,16 @@ class _Run:
     def unlocated(self, order: int, text: str) -> None:
         self.errors.append(_Error(order, 0, 0, text))
 
+    def too_many(self, name: str, where: _yaml.Position) -> errors.ManifestError:
+        """The one message of a run past the document cap: nothing read is validated."""
+        return errors.ManifestError(
+            [
+                f"{name}:{where.line}:{where.column}: ?/?: more than "
+                f"{self.limits.documents} documents in this run (INFINIBAY_MAX_DOCUMENTS); "
+                "refusing to load any of them"
+            ]
+        )
+
     # --- pass 1: each document ---------------------------------------------------
 
     def file(self, order: int, name: str, text: str) -> None:
@@ -288,14 +313,7 @@ class _Run:
         over = [p for p in parsed.items if isinstance(p, _yaml.Problem) and p.over_budget]
         if over:
             # The one message of the run: what was read so far is not validated at all.
-            where = over[0].position
-            raise errors.ManifestError(
-                [
-                    f"{name}:{where.line}:{where.column}: ?/?: more than "
-                    f"{self.limits.documents} documents in this run (INFINIBAY_MAX_DOCUMENTS); "
-                    "refusing to load any of them"
-                ]
-            )
+            raise self.too_many(name, over[0].position)
         for item in parsed.items:
             if isinstance(item, _yaml.Problem):
                 pos = item.position
@@ -321,20 +339,14 @@ class _Run:
                 f"not a {type(data).__name__}",
             )
             return
+        if data.get("kind") == LIST_KIND:
+            self.items(order, name, document)
+            return
         kind, manifest_name, label = _label(data)
         doc = _Doc(name, order, document, label)
         for duplicate in document.duplicates:
             self.error(doc, duplicate.path, duplicate.message, at=duplicate.position)
-        api = data.get("apiVersion")
-        if "apiVersion" not in data:
-            self.error(
-                doc,
-                ("apiVersion",),
-                f"required field is missing; use {kinds.API_VERSION}",
-                at=document.start,
-            )
-        elif api != kinds.API_VERSION:
-            self.error(doc, ("apiVersion",), f"unknown apiVersion {api!r}; use {kinds.API_VERSION}")
+        self.api_version(doc)
         if "kind" not in data:
             self.error(
                 doc,
@@ -344,7 +356,7 @@ class _Run:
             )
             return
         if kind is None:
-            hint = _pydantic.suggest(str(data["kind"]), _KIND_NAMES)
+            hint = _pydantic.suggest(str(data["kind"]), [*_KIND_NAMES, LIST_KIND])
             advice = f"did you mean {hint!r}?" if hint else f"one of {', '.join(_KIND_NAMES)}"
             self.error(doc, ("kind",), f"unknown kind {data['kind']!r}; {advice}")
             return
@@ -382,6 +394,61 @@ class _Run:
             name, start.line, start.column, document.index, self.revision, locator=locate
         )
         self.valid[(kind, manifest.metadata.name)] = _Valid(manifest, doc, source)
+
+    def api_version(self, doc: _Doc) -> None:
+        data = doc.document.data
+        api = data.get("apiVersion")
+        if "apiVersion" not in data:
+            self.error(
+                doc,
+                ("apiVersion",),
+                f"required field is missing; use {kinds.API_VERSION}",
+                at=doc.document.start,
+            )
+        elif api != kinds.API_VERSION:
+            self.error(doc, ("apiVersion",), f"unknown apiVersion {api!r}; use {kinds.API_VERSION}")
+
+    def items(self, order: int, name: str, document: _yaml.Document) -> None:
+        """A ``kind: List`` (what ``get KIND -o yaml`` prints): each item is a document.
+
+        The List itself holds ``apiVersion``, ``kind`` and ``items`` only. Its items
+        count against the document cap like the documents of a stream, and each
+        is checked (and located) exactly as a document of its own would be.
+        """
+        data = document.data
+        doc = _Doc(name, order, document, f"{LIST_KIND}/?")
+        for duplicate in document.duplicates:
+            if duplicate.path[:1] != ("items",):
+                self.error(doc, duplicate.path, duplicate.message, at=duplicate.position)
+        self.api_version(doc)
+        for key in data:
+            if key not in _LIST_FIELDS:
+                self.error(
+                    doc,
+                    (key if isinstance(key, str | int) else str(key),),
+                    f"unknown field {str(key)!r}; a {LIST_KIND} has {', '.join(_LIST_FIELDS)}",
+                )
+        items = data.get("items")
+        if "items" not in data:
+            self.error(
+                doc,
+                ("items",),
+                f"required field is missing; a {LIST_KIND} holds its manifests in items",
+                at=document.start,
+            )
+            return
+        if not isinstance(items, list):
+            self.error(
+                doc,
+                ("items",),
+                f"a {LIST_KIND}'s items must be a list of manifests, not a {type(items).__name__}",
+            )
+            return
+        self.documents += len(items)
+        if self.documents > self.limits.documents:
+            raise self.too_many(name, doc.position(("items",)))
+        for index in range(len(items)):
+            self.document(order, name, document.member(("items", index)))
 
     def declare(self, kind: kinds.Kind, name: str, doc: _Doc) -> None:
         first = self.first.get((kind, name))
@@ -579,8 +646,17 @@ class _Run:
         return sorted(found, key=lambda v: (v.doc.order, v.doc.document.index))
 
     def subnets(self) -> None:
-        """Refuse two networks whose IPv4 subnets overlap, at the later one's address."""
-        seen: list[tuple[str, ipaddress.IPv4Network]] = []
+        """Refuse two networks whose IPv4 subnets overlap, at the later one's address.
+
+        The record's networks that this run does not declare count too (they
+        still exist, unless pruned after this run creates its own): they come
+        first, so a manifest network overlapping one is the one reported.
+        """
+        seen: list[tuple[str, ipaddress.IPv4Network]] = [
+            (f"{name} (in the record)", network.spec.ipv4.address.network)
+            for name, network in sorted(self.recorded_networks.items())
+            if network.spec.ipv4 is not None and (kinds.Kind.NETWORK, name) not in self.first
+        ]
         for valid in self._ordered(kinds.Kind.NETWORK):
             assert isinstance(valid.manifest, kinds.Network)
             ipv4 = valid.manifest.spec.ipv4
@@ -805,6 +881,7 @@ def load(
     departments: Mapping[str, kinds.Department] | None = None,
     policies: Mapping[str, kinds.FirewallPolicy] | None = None,
     macs: Mapping[str, str] | None = None,
+    networks: Mapping[str, kinds.Network] | None = None,
 ) -> desired.DesiredState:
     """Read and validate every manifest under ``paths``; raise ManifestError listing all problems.
 
@@ -812,7 +889,8 @@ def load(
     ``sys.stdin``). ``known`` holds the resources already in the record, so a
     reference to one of them is satisfied. ``revision`` is stored in each
     document's :class:`~reconciler.models.desired.Source`. ``templates``,
-    ``pools``, ``departments`` and ``policies`` are the record's, by name.
+    ``pools``, ``departments``, ``policies`` and ``networks`` are the record's, by
+    name, and ``macs`` its VMs' MAC addresses (MAC -> VM).
     ``boundary`` and ``limits`` default to the operator's environment.
     """
     limits = limits if limits is not None else settings.Limits.from_environ()
@@ -827,6 +905,7 @@ def load(
         departments,
         policies,
         macs,
+        networks,
     )
     for order, (name, text) in enumerate(_read(paths, stdin, limits)):
         if text is None:
@@ -893,6 +972,11 @@ def load_against(
         for r in live
         if r.key.kind == kinds.Kind.FIREWALL_POLICY.value
     }
+    networks = {
+        r.key.name: record.spec_as(r, kinds.Network)
+        for r in live
+        if r.key.kind == kinds.Kind.NETWORK.value
+    }
     return load(
         paths,
         known=[r.key for r in live],
@@ -903,4 +987,5 @@ def load_against(
         departments=departments,
         policies=policies,
         macs=_recorded_macs(live),
+        networks=networks,
     )

@@ -233,7 +233,7 @@ class SetAutostart:
 
 @dataclasses.dataclass(frozen=True)
 class Power:
-    """Take the guest from its observed power state to the declared one."""
+    """Take the guest from its observed power state to the declared one (or, deleted, Stopped)."""
 
     current: kinds.PowerState
     want: kinds.PowerState

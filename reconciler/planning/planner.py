@@ -165,7 +165,8 @@ class _Deletions:
         What a refused VM uses (its template, pools, networks) is refused with it as
         still in use. A VM's volumes go with it when its disks declare
         ``reclaimPolicy: Delete`` (that is the consent, ``allow_data_loss`` is not
-        needed); a deletion never destroys any other data.
+        needed); a deletion never destroys any other data. A VM that runs (or is
+        paused) is shut down first (a :class:`~actions.Power` intent to Stopped).
         """
         del allow_data_loss  # a deletion destroys only what reclaimPolicy Delete consented to
         ctx = self.ctx
@@ -200,11 +201,18 @@ class _Deletions:
                 note = "still used by " + ", ".join(sorted(staying))
             else:
                 verb = actions.Verb.DELETE
+            # A guest that runs is shut down first, gracefully (ACPI) as apply stops one:
+            # what it writes to a volume that stays is flushed, not cut off.
+            intents: tuple[actions.Intent, ...] = ()
+            stopped = kinds.PowerState.STOPPED
+            if verb is actions.Verb.DELETE and domain is not None and domain.power is not stopped:
+                intents = (actions.Power(domain.power, stopped),)
             ctx.changes.append(
                 actions.Change(
                     key=key,
                     verb=verb,
                     retained=retained.get(key, ()),
+                    intents=intents,
                     uuid=domain.uuid if domain is not None else None,
                     depends_on=tuple(
                         sorted(context.key_of(kinds.Kind.VIRTUAL_MACHINE, n) for n in first)

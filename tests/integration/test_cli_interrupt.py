@@ -6,7 +6,8 @@ test runs ``infinibay apply`` under a pseudo-terminal (so the rich progress bar
 is shown), reads the bar naming the VM and counting the ACPI wait down, sends
 one SIGINT, and checks what the operator is promised: the interrupt line with
 the number of actions in flight, the stop that was in flight finished and
-recorded as its event, nothing else started, and exit code 130.
+recorded as its event, nothing else started, and exit code 130. ``delete`` of
+a running VM shuts it down the same way, and its bar counts the wait down too.
 """
 
 from __future__ import annotations
@@ -49,6 +50,21 @@ def _read_until(fd: int, pattern: str, seen: list[str], timeout: float) -> re.Ma
     return re.search(pattern, "".join(seen))
 
 
+def _on_a_terminal(h: Harness, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """``infinibay ARGS`` on this test's record, its output a pseudo-terminal; (process, fd)."""
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFINIBAY_DATABASE")}
+    env.update({"COLUMNS": "200", "TERM": "xterm"})
+    env.pop("NO_COLOR", None)
+    env.pop("INFINIBAY_SHUTDOWN_TIMEOUT", None)
+    command = [str(INFINIBAY), "--db", h.db_url, "-c", h.uri, *args]
+    process = subprocess.Popen(
+        command, stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True
+    )
+    os.close(follower)
+    return process, leader
+
+
 def test_first_ctrl_c_finishes_the_shutdown_in_flight_records_it_and_exits_130(
     h: Harness,
 ) -> None:
@@ -58,16 +74,9 @@ def test_first_ctrl_c_finishes_the_shutdown_in_flight_records_it_and_exits_130(
     # One worker: web's stop (an ACPI wait) runs first, zlater (planned after it) waits.
     h.write(h.pool(), h.network(), h.template(), h.vm("web", powerState="Stopped"), h.vm("zlater"))
 
-    leader, follower = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFINIBAY_DATABASE")}
-    env.update({"COLUMNS": "200", "TERM": "xterm"})
-    env.pop("NO_COLOR", None)
-    command = [str(INFINIBAY), "--db", h.db_url, "-c", h.uri, "apply", "-f", str(h.workdir)]
-    command += ["--shutdown-timeout", str(TIMEOUT), "--workers", "1"]
-    process = subprocess.Popen(
-        command, stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True
+    process, leader = _on_a_terminal(
+        h, "apply", "-f", str(h.workdir), "--shutdown-timeout", str(TIMEOUT), "--workers", "1"
     )
-    os.close(follower)
     seen: list[str] = []
     try:
         name = re.escape(f"virtualmachine/{h.name('web')}")
@@ -111,6 +120,38 @@ def test_first_ctrl_c_finishes_the_shutdown_in_flight_records_it_and_exits_130(
         assert store.runs()[0].result == "interrupted"
     assert h.apply().exit_code == 0  # the next pass does the rest
     assert h.has_domain("zlater")
+
+
+def test_delete_of_a_running_vm_shows_the_bar_counting_its_acpi_shutdown_down(
+    h: Harness,
+) -> None:
+    h.write(h.pool(), h.network(), h.template(), h.vm("web"))
+    assert h.apply().exit_code == 0
+    assert h.state("web") == libvirt.VIR_DOMAIN_RUNNING
+
+    process, leader = _on_a_terminal(
+        h, "delete", "vm", h.name("web"), "--shutdown-timeout", str(TIMEOUT)
+    )
+    seen: list[str] = []
+    try:
+        name = re.escape(f"virtualmachine/{h.name('web')}")
+        countdown = _read_until(
+            leader, name + r": ACPI shutdown, forced off in (\d+)s", seen, timeout=60
+        )
+        assert countdown is not None, "".join(seen)
+        assert h.has_domain("web")  # shut down first, undefined only after
+        _read_until(leader, r"\Z(?!x)x", seen, timeout=TIMEOUT + 30)  # to the end
+        code = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(leader)
+    text = "".join(seen)
+    assert code == 0, text
+    assert "deleting" in text  # the bar's title
+    assert f"virtualmachine/{h.name('web')} deleted" in text
+    assert "Delete complete: 1 changed, 0 failed." in text
+    assert not h.has_domain("web")
 
 
 def test_a_failure_is_printed_once_on_stderr(h: Harness) -> None:

@@ -5,8 +5,9 @@ in a copy of the repository's ``examples/`` whose manifests are rewritten onto
 this test's prefix, pool directory, bridges and subnets (as
 ``test_examples_apply`` does: a shared host may run the examples themselves),
 from the copy's root, with ``INFINIBAY_DATABASE_URL``, ``INFINIBAY_LIBVIRT_URI``
-and ``LIBVIRT_DEFAULT_URI`` pointing at this test's record and libvirt, and
-the project's virtualenv as ``.venv``. Each command line must succeed (``plan``
+and ``LIBVIRT_DEFAULT_URI`` pointing at this test's record and libvirt,
+``INFINIBAY_SHUTDOWN_TIMEOUT=1`` (the guests never answer ACPI), and the
+project's virtualenv as ``.venv``. Each command line must succeed (``plan``
 may also exit 2: changes pending, as the READMEs say).
 
 A block a test cannot run as written (one that installs the project, starts a
@@ -79,6 +80,8 @@ def _run(h: Harness, root: Path, command: str) -> subprocess.CompletedProcess[st
         "INFINIBAY_DATABASE_URL": h.db_url,
         "INFINIBAY_LIBVIRT_URI": h.uri,
         "LIBVIRT_DEFAULT_URI": h.uri,
+        # The guests boot no OS and never answer ACPI: force them off after 1 s, not 60.
+        "INFINIBAY_SHUTDOWN_TIMEOUT": "1",
     }
     return subprocess.run(
         ["bash", "-o", "pipefail", "-c", command],

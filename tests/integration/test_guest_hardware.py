@@ -106,7 +106,7 @@ def test_a_tpm_guest_runs_under_swtpm_with_agent_tablet_and_video_and_converges(
     # Deleted with its volume retained, the VM leaves its TPM state with that volume.
     tpm_states.append(SWTPM_STATE / uuid)
     assert (SWTPM_STATE / uuid).is_dir()
-    deleted = h.run("delete", "vm", h.name("desk"))
+    deleted = h.run("delete", "vm", h.name("desk"), "--shutdown-timeout", "1")
     assert deleted.exit_code == 0, deleted.output
     assert not h.has_domain("desk")
     assert (SWTPM_STATE / uuid).is_dir()
@@ -121,7 +121,7 @@ def test_a_tpm_guest_deleted_with_all_its_volumes_takes_its_tpm_state_along(h: H
     assert _swtpm_for(uuid)
     assert (SWTPM_STATE / uuid).is_dir()
 
-    deleted = h.run("delete", "vm", h.name("gone"), "--allow-data-loss")
+    deleted = h.run("delete", "vm", h.name("gone"), "--allow-data-loss", "--shutdown-timeout", "1")
     assert deleted.exit_code == 0, deleted.output
     assert not h.has_domain("gone")
     assert not (SWTPM_STATE / uuid).exists()
@@ -306,7 +306,7 @@ def _run_the_desktops(h: Harness, tpm_states: list[Path]) -> None:
     assert described.exit_code == 0 and "CPU:" in described.output, described.output
 
     uuid = h.domain("linux-desk").UUIDString()
-    deleted = h.run("delete", "vm", h.name("linux-desk"))
+    deleted = h.run("delete", "vm", h.name("linux-desk"), "--shutdown-timeout", "1")
     assert deleted.exit_code == 0, deleted.output
     assert not (SWTPM_STATE / uuid).exists()  # its only disk went, and its TPM state with it
     pool = h.conn.storagePoolLookupByName(h.name("desktops"))

@@ -2,15 +2,20 @@
 
 A VM whose template was applied earlier validates on its own, as it plans; a
 record that cannot be read is named on stderr and the manifests are checked
-alone; without a record nothing is created.
+alone; without a record nothing is created. The static checks are one located
+line each: overlapping subnets (between manifests, with a network of the record
+no longer declared, and, at plan, with any network libvirt has), a MAC given
+twice, an image missing from its pool, a disk shrink.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import libvirt
 import pytest
 import yaml
+from lxml import etree
 
 from reconciler.models import record
 from tests.integration.harness import Harness
@@ -74,6 +79,79 @@ def test_overlapping_subnets_are_a_located_error_in_validate_and_plan(h: Harness
             f"{h.subnet}.128/25 overlaps {h.subnet}.0/24 of network/{h.name('net')}"
         ) in done.stderr
     assert h.name("net") not in {n.name() for n in h.conn.listAllNetworks()}
+
+
+def _foreign_network(h: Harness, short: str, n: int) -> libvirt.virNetwork:
+    """A NAT network made without the reconciler, on this test's ``n``-th subnet."""
+    base = h.subnet_of(n)
+    network = etree.Element("network")
+    etree.SubElement(network, "name").text = h.name(short)
+    etree.SubElement(network, "forward", mode="nat")
+    etree.SubElement(network, "bridge", name=h.bridge(n), stp="on", delay="0")
+    etree.SubElement(network, "ip", address=f"{base}.1", netmask="255.255.255.0")
+    return h.conn.networkDefineXML(etree.tostring(network, encoding="unicode"))
+
+
+def test_a_subnet_libvirt_has_on_a_network_we_do_not_manage_is_a_located_plan_error(
+    h: Harness,
+) -> None:
+    foreign = _foreign_network(h, "theirs", 3)
+    try:
+        mine = h.network()
+        mine["spec"]["ipv4"] = {"address": f"{h.subnet_of(3)}.1/25"}
+        h.write(h.pool(), mine)
+        path = h.workdir / "manifests.yaml"
+        line = _line_of(path, f"address: {h.subnet_of(3)}.1/25")
+
+        for command in ("plan", "apply"):
+            done = h.cli(command, "-f", str(h.workdir))
+            assert done.returncode == 1, done.stdout + done.stderr
+            assert (
+                f"{path}:{line}:14: Network/{h.name('net')}: spec.ipv4.address: subnet "
+                f"{h.subnet_of(3)}.0/25 overlaps {h.subnet_of(3)}.0/24 of libvirt network "
+                f"'{h.name('theirs')}', which this installation does not manage"
+            ) in done.stderr.splitlines(), done.stderr
+            assert done.stderr.splitlines()[-1] == (
+                "error: 1 invalid manifest entry; nothing was applied"
+            )
+            assert "Traceback" not in done.stderr
+        assert h.name("net") not in {n.name() for n in h.conn.listAllNetworks()}
+
+        # The same network, taken over with --adopt, is no obstacle to itself.
+        adopted = h.network("theirs", n=3)
+        h.write(h.pool(), adopted)
+        done = h.cli("plan", "-f", str(h.workdir), "--adopt")
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "overlaps" not in done.stderr
+    finally:
+        foreign.undefine()
+
+
+def test_a_subnet_of_a_recorded_network_no_longer_declared_is_refused_by_validate_and_plan(
+    h: Harness,
+) -> None:
+    h.write(h.pool(), h.network())
+    applied = h.cli("apply", "-f", str(h.workdir))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    successor = h.network("net2", n=1)
+    successor["spec"]["ipv4"] = {"address": f"{h.subnet}.1/24"}
+    h.write(h.pool(), successor)
+    path = h.workdir / "manifests.yaml"
+    line = _line_of(path, f"address: {h.subnet}.1/24")
+
+    for command in ("validate", "plan"):
+        done = h.cli(command, "-f", str(h.workdir))
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.stderr.splitlines()[0] == (
+            f"{path}:{line}:14: Network/{h.name('net2')}: spec.ipv4.address: subnet "
+            f"{h.subnet}.0/24 overlaps {h.subnet}.0/24 of network/{h.name('net')} (in the record)"
+        ), done.stderr
+    assert h.name("net2") not in {n.name() for n in h.conn.listAllNetworks()}
+
+    # Declared again on a subnet of its own, the old network changes nothing for the new one.
+    h.write(h.pool(), h.network(), h.network("net2", n=1))
+    planned = h.cli("plan", "-f", str(h.workdir))
+    assert planned.returncode == 2, planned.stdout + planned.stderr
 
 
 def test_a_mac_on_two_vms_is_a_located_error(h: Harness) -> None:

@@ -353,6 +353,22 @@ def test_deleting_what_is_already_gone_succeeds() -> None:
     assert outcomes["web-1"].steps == ["deleted"]
 
 
+def test_deleting_a_running_vm_shuts_it_down_first_and_announces_the_wait() -> None:
+    hv, rec = _world(POOL, LAB, _vm("web-1"), _vm("idle", powerState="Stopped"))
+    plan = rec.plan(fakes.state_of([POOL, LAB]), hv, prune=True)
+    waits: list[tuple[str, bool]] = []
+
+    def on_wait(key: record.ResourceKey, deadline: float | None) -> None:
+        waits.append((key.name, deadline is not None))
+
+    outcomes = _run(hv, plan, execute.Options(shutdown_timeout=30, on_wait=on_wait))
+
+    assert outcomes["web-1"].ok and outcomes["idle"].ok
+    assert [m for m, name in hv.calls if name == "web-1"] == ["stop_domain", "undefine_domain"]
+    assert [m for m, name in hv.calls if name == "idle"] == ["undefine_domain"]
+    assert waits == [("web-1", True), ("web-1", False)]
+
+
 def test_a_protected_deletion_only_warns() -> None:
     hv, rec = _world(POOL, LAB)
     doc = _vm("web-1")

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import yaml
 
-from reconciler import errors
+from reconciler import errors, settings
 from reconciler.manifests import loader
 from reconciler.models import kinds, record
 
@@ -188,6 +190,100 @@ def test_errors_from_stdin_are_located_in_dash() -> None:
 
     assert info.value.messages == [
         "-:5:9: VirtualMachine/web-1: spec.cpus: Input should be greater than or equal to 1"
+    ]
+
+
+# --- a kind: List, as get -o yaml / -o json print it ---------------------------------
+
+LISTED = """\
+apiVersion: infinibay.io/v1alpha1
+kind: List
+items:
+- apiVersion: infinibay.io/v1alpha1
+  kind: StoragePool
+  metadata:
+    name: default
+    uid: 6f1c
+    generation: 3
+    creationTimestamp: '2026-11-27T12:00:00+00:00'
+  spec:
+    path: /var/lib/infinibay/pools/default
+  status: {phase: Ready}
+- apiVersion: infinibay.io/v1alpha1
+  kind: Network
+  metadata: {name: lab, uid: 7a2d}
+  spec:
+    mode: nat
+    ipv4: {address: 10.20.0.1/24}
+"""
+
+
+def test_the_items_of_a_list_load_as_documents_with_a_notice_each() -> None:
+    state = loader.load(["-"], stdin=io.StringIO(LISTED))
+
+    assert (set(state.pools), set(state.networks)) == ({"default"}, {"lab"})
+    assert str(state.networks["lab"].source) == "-:14:3"
+    assert state.notices == [
+        "-:8:10: StoragePool/default: metadata.uid, metadata.generation, "
+        "metadata.creationTimestamp: set by the reconciler, ignored",
+        "-:16:30: Network/lab: metadata.uid: set by the reconciler, ignored",
+    ]
+
+
+def test_a_list_printed_as_json_loads_too() -> None:
+    listed = json.dumps(yaml.safe_load(LISTED), indent=2)
+
+    state = loader.load(["-"], stdin=io.StringIO(listed))
+
+    assert (set(state.pools), set(state.networks)) == ({"default"}, {"lab"})
+
+
+def test_an_error_inside_an_item_names_the_file_line_item_and_field() -> None:
+    listed = LISTED.replace("    mode: nat\n", "    mode: nat\n    mtu: -1\n")
+    paths = _write({"vms.yaml": listed})
+
+    with pytest.raises(errors.ManifestError) as info:
+        loader.load(paths)
+
+    assert info.value.messages == [
+        "vms.yaml:19:10: Network/lab: spec.mtu: Input should be greater than or equal to 576"
+    ]
+
+
+def test_a_list_without_items_or_with_other_fields_is_located() -> None:
+    with pytest.raises(errors.ManifestError) as info:
+        loader.load(["-"], stdin=io.StringIO("apiVersion: v1\nkind: List\nmetadata: {}\n"))
+
+    assert info.value.messages == [
+        "-:1:1: List/?: items: required field is missing; a List holds its manifests in items",
+        "-:1:13: List/?: apiVersion: unknown apiVersion 'v1'; use infinibay.io/v1alpha1",
+        "-:3:11: List/?: metadata: unknown field 'metadata'; a List has apiVersion, kind, items",
+    ]
+
+
+def test_an_item_that_is_not_a_mapping_and_a_key_twice_in_an_item_are_located() -> None:
+    listed = "apiVersion: infinibay.io/v1alpha1\nkind: List\nitems:\n- 3\n" + textwrap.indent(
+        NETWORK.replace("kind: Network\n", "kind: Network\nkind: Network\n"), "  "
+    ).replace("  apiVersion", "- apiVersion", 1)
+
+    with pytest.raises(errors.ManifestError) as info:
+        loader.load(["-"], stdin=io.StringIO(listed))
+
+    assert info.value.messages == [
+        "-:4:3: ?/?: a manifest must be a mapping with apiVersion, kind, metadata and spec, "
+        "not a int",
+        "-:7:3: Network/lab: kind: key written twice; first at line 6",
+    ]
+
+
+def test_the_items_of_a_list_count_against_the_document_cap() -> None:
+    limits = settings.Limits(documents=2)
+    with pytest.raises(errors.ManifestError) as info:
+        loader.load(["-"], stdin=io.StringIO(LISTED), limits=limits)
+
+    assert info.value.messages == [
+        "-:3:1: ?/?: more than 2 documents in this run (INFINIBAY_MAX_DOCUMENTS); "
+        "refusing to load any of them"
     ]
 
 
@@ -668,3 +764,23 @@ def test_load_against_the_record_merges_recorded_templates_and_ignores_tombstone
         "web.yaml:7:16: VirtualMachine/web-1: spec.networks[0].network: network 'gone' is "
         "neither in the manifests nor in the record"
     ]
+
+
+def test_a_subnet_overlapping_a_recorded_network_not_declared_is_a_located_error() -> None:
+    records = [
+        _recorded(kinds.Kind.NETWORK, "old", {"mode": "nat", "ipv4": {"address": "10.20.0.1/24"}}),
+        _recorded(kinds.Kind.NETWORK, "lab", {"mode": "nat", "ipv4": {"address": "10.9.0.1/24"}}),
+    ]
+    paths = _write({"base.yaml": NETWORK})
+
+    with pytest.raises(errors.ManifestError) as info:
+        loader.load_against(paths, records)
+
+    assert info.value.messages == [
+        "base.yaml:7:14: Network/lab: spec.ipv4.address: subnet 10.20.0.0/24 overlaps "
+        "10.20.0.0/24 of network/old (in the record)"
+    ]
+    records[0] = _recorded(
+        kinds.Kind.NETWORK, "old", {"mode": "nat", "ipv4": {"address": "10.21.0.1/24"}}
+    )
+    assert set(loader.load_against(paths, records).networks) == {"lab"}

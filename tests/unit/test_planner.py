@@ -374,6 +374,61 @@ def test_a_network_and_a_pool_not_owned_are_conflicts_too() -> None:
     ]
 
 
+# --- subnets libvirt has ------------------------------------------------------------------
+
+DEFAULT_NETWORK = """\
+<network>
+  <name>default</name>
+  <forward mode='nat'/>
+  <bridge name='virbr0'/>
+  <ip address='192.168.122.1' netmask='255.255.255.0'/>
+</network>
+"""
+
+
+def _on(subnet: str, name: str = "lab") -> dict[str, Any]:
+    return {
+        "kind": "Network",
+        "metadata": {"name": name},
+        "spec": {"mode": "nat", "ipv4": {"address": subnet}},
+    }
+
+
+def test_a_subnet_overlapping_a_libvirt_network_we_do_not_manage_is_a_located_error() -> None:
+    hv, rec = fakes.FakeHypervisor(), fakes.FakeRecord()
+    hv.define_network("default", DEFAULT_NETWORK)
+
+    plan = _plan(hv, rec, _on("192.168.122.129/25"))
+
+    assert plan.errors == (
+        "manifests.yaml:10:1: Network/lab: spec.ipv4.address: subnet 192.168.122.128/25 "
+        "overlaps 192.168.122.0/24 of libvirt network 'default', which this installation "
+        "does not manage",
+    )
+    assert _plan(hv, rec, _on("192.168.123.1/24")).errors == ()
+
+
+def test_a_subnet_overlapping_our_network_no_longer_declared_names_it() -> None:
+    hv, rec = _converged(POOL, LAB)
+
+    plan = _plan(hv, rec, POOL, _on("10.20.0.1/16", name="lab2"))
+
+    assert plan.errors == (
+        "manifests.yaml:20:1: Network/lab2: spec.ipv4.address: subnet 10.20.0.0/16 overlaps "
+        "10.20.0.0/24 of network/lab (in libvirt, no longer in the manifests)",
+    )
+
+
+def test_a_network_is_no_obstacle_to_itself_adopted_or_moved_to_another_subnet() -> None:
+    hv, rec = _converged(POOL, LAB)
+    hv.define_network("default", DEFAULT_NETWORK)
+
+    assert _plan(hv, rec, POOL, _on("10.20.0.1/16")).errors == ()
+    assert _plan(hv, rec, POOL, _on("192.168.122.1/24", name="default"), adopt=True).errors == ()
+    moved = [_on("10.30.0.1/24"), _on("10.20.0.1/24", name="lab2")]
+    assert _plan(hv, rec, POOL, *moved).errors == ()
+
+
 # --- pruning ----------------------------------------------------------------------------
 
 

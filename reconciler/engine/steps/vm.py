@@ -83,6 +83,10 @@ class VmSteps:
                 self.hv.undefine_filter(gone.name)
 
     def undefine(self, change: actions.Change) -> None:
+        if change.intends(actions.Power):
+            # Running when planned: ACPI first, forced off after the timeout, the wait
+            # announced like apply's (the progress bar counts it down).
+            self._stop(change)
         # The TPM's state (BitLocker's keys, say) goes with the data it protects: kept
         # while any of the VM's volumes is, deleted when every one of them is.
         keep_tpm = any(not volume.deletes for volume in change.retained)
