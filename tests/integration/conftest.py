@@ -11,6 +11,13 @@ import pytest
 from tests.integration.harness import Harness
 
 
+@pytest.fixture(autouse=True)
+def _quick_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test guests boot nothing and never answer ACPI: a stop or delete that waits for
+    one (60 s by default) waits 1 s here, unless a test passes --shutdown-timeout."""
+    monkeypatch.setenv("INFINIBAY_SHUTDOWN_TIMEOUT", "1")
+
+
 @pytest.fixture
 def h(
     db_url: str,
