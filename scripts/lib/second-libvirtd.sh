@@ -28,6 +28,10 @@
 # after which the namespaces and their mounts are gone and ROOT is removed.
 
 IB_HV2_MARKER=.infinibay-second-libvirtd
+# Set by ib::hv2_start: the URI that answers, and the root only when this shell
+# started the daemon (not when it found it running), so a caller stops only its own.
+IB_HV2_URI=''
+IB_HV2_STARTED=''
 
 ib::hv2_uri() {
   printf 'qemu+unix:///system?socket=%s/run/libvirt/libvirt-sock' "$1"
@@ -100,8 +104,8 @@ ib::hv2_inner() {
 }
 
 # Start the second hypervisor under $1 (default: $IB_HV2_ROOT, else a new
-# directory under /tmp); set IB_HV2_ROOT and IB_HV2_URI. A root whose daemon
-# answers is left as it is, so starting twice is harmless.
+# directory under /tmp); set IB_HV2_ROOT, IB_HV2_URI and IB_HV2_STARTED. A root
+# whose daemon answers is left as it is, so starting twice is harmless.
 ib::hv2_start() {
   local root=${1:-${IB_HV2_ROOT:-}} hostname i
   if [[ -n $root ]] && ib::hv2_answers "$root"; then
@@ -141,7 +145,7 @@ ib::hv2_start() {
   fi
   for ((i = 0; i < 60; i++)); do
     if ib::hv2_answers "$root"; then
-      IB_HV2_ROOT=$root IB_HV2_URI=$(ib::hv2_uri "$root")
+      IB_HV2_ROOT=$root IB_HV2_URI=$(ib::hv2_uri "$root") IB_HV2_STARTED=$root
       printf '    second libvirtd (%s) answers on %s\n' "$hostname" "$IB_HV2_URI"
       return 0
     fi
@@ -191,6 +195,7 @@ ib::hv2_stop() {
   fi
   rm -rf "$root"
   if [[ ${IB_HV2_ROOT:-} == "$root" ]]; then IB_HV2_ROOT='' IB_HV2_URI=''; fi
+  if [[ $IB_HV2_STARTED == "$root" ]]; then IB_HV2_STARTED=''; fi
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
