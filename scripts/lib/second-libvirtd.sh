@@ -5,8 +5,8 @@
 #
 # Sourced by scripts/test (ib::hv2_start, ib::hv2_stop) or run by hand:
 #
-#   scripts/lib/second-libvirtd.sh start         # prints the root and the URI
-#   scripts/lib/second-libvirtd.sh stop ROOT
+#   eval "$(scripts/lib/second-libvirtd.sh start)"   # exports the root and the URI
+#   scripts/lib/second-libvirtd.sh stop "$IB_HV2_ROOT"
 #
 # Everything the daemons own lives under one temporary root, bind-mounted over the
 # system paths inside the mount namespace only: ROOT/run over /run (so its
@@ -22,10 +22,11 @@
 # is the host's, shared by both daemons, as shared storage would be.
 #
 # The namespaces live as long as a process in them: the daemons start with -d
-# inside `unshare`, which returns once they run. Stopping ends exactly the
-# processes whose mount table holds ROOT/run on /run and whose network namespace is
-# the one recorded at start (libvirtd first, then its guests, dnsmasq and virtlogd),
-# after which the namespaces and their mounts are gone and ROOT is removed.
+# inside `unshare`, which returns once they run. Stopping destroys the running
+# guests through libvirt, then ends exactly the processes whose mount table holds
+# ROOT/run on /run and whose network namespace is the one recorded at start
+# (libvirtd first, then dnsmasq, virtlogd and any guest left), after which the
+# namespaces and their mounts are gone and ROOT is removed.
 
 IB_HV2_MARKER=.infinibay-second-libvirtd
 # Set by ib::hv2_start: the URI that answers, and the root only when this shell
@@ -179,6 +180,15 @@ ib::hv2_stop() {
   local root=${1:-${IB_HV2_ROOT:-}} daemon pids
   [[ -n $root && -e $root/$IB_HV2_MARKER ]] || return 0
   daemon=$(cat "$root/run/libvirtd.pid" 2>/dev/null || true)
+  # Guests are destroyed through libvirt while it answers, so it removes what it
+  # made outside the namespaces for them (their cgroups under /sys/fs/cgroup).
+  if ib::hv2_answers "$root"; then
+    local uri guest
+    uri=$(ib::hv2_uri "$root")
+    while read -r guest; do
+      if [[ -n $guest ]]; then virsh -q -c "$uri" destroy "$guest" >/dev/null 2>&1 || true; fi
+    done < <(virsh -q -c "$uri" list --name 2>/dev/null)
+  fi
   mapfile -t pids < <(ib::hv2_pids "$root")
   # libvirtd first, so it does not react to its guests going away.
   if [[ -n $daemon ]] && printf '%s\n' "${pids[@]}" | grep -qx "$daemon"; then
@@ -202,8 +212,8 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   set -euo pipefail
   case ${1:-} in
     start)
-      ib::hv2_start "${2:-}"
-      printf 'IB_HV2_ROOT=%s\nINFINIBAY_TEST_LIBVIRT_URI2=%s\n' "$IB_HV2_ROOT" "$IB_HV2_URI"
+      ib::hv2_start "${2:-}" >&2
+      printf 'export IB_HV2_ROOT=%q INFINIBAY_TEST_LIBVIRT_URI2=%q\n' "$IB_HV2_ROOT" "$IB_HV2_URI"
       ;;
     stop)
       [[ -n ${2:-} ]] || { printf 'usage: %s stop ROOT\n' "$0" >&2; exit 2; }
