@@ -29,6 +29,7 @@
 # namespaces and their mounts are gone and ROOT is removed.
 
 IB_HV2_MARKER=.infinibay-second-libvirtd
+IB_HV2_SCRIPT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 # Set by ib::hv2_start: the URI that answers, and the root only when this shell
 # started the daemon (not when it found it running), so a caller stops only its own.
 IB_HV2_URI=''
@@ -70,8 +71,9 @@ ib::hv2_prepare() {
   # The nwfilters libvirt ships (the host's directory also holds filters other
   # installations defined).
   cp -p /usr/share/libvirt/nwfilter/*.xml "$root/etc/nwfilter/"
-  # The host's QEMU capabilities cache, so the daemon does not probe every QEMU
-  # binary again (seconds); libvirt re-probes whatever is stale.
+  # The host's QEMU capabilities cache, so the daemon need not probe every QEMU
+  # binary again (8 s on 2 cores). libvirt re-probes what it deems stale, and its
+  # check includes CPUID bits of the CPU the probe ran on: some starts still probe.
   if [[ -d /var/cache/libvirt/qemu/capabilities ]]; then
     mkdir -p "$root/var/cache/libvirt/qemu"
     cp -a /var/cache/libvirt/qemu/capabilities "$root/var/cache/libvirt/qemu/"
@@ -137,7 +139,7 @@ ib::hv2_start() {
   hostname="$(hostname -s)-hv2"
   ib::hv2_prepare "$root" "$hostname"
   if ! unshare --mount --net --uts --propagation private -- \
-    bash -ec "source '${BASH_SOURCE[0]}'; ib::hv2_inner \"\$@\"" ib::hv2_inner "$root" "$hostname" \
+    bash -ec "source '$IB_HV2_SCRIPT'; ib::hv2_inner \"\$@\"" ib::hv2_inner "$root" "$hostname" \
     >"$root/start.log" 2>&1; then
     printf 'second libvirtd: could not start in new namespaces (unshare --mount --net --uts):\n' >&2
     sed 's/^/    /' "$root/start.log" >&2

@@ -9,6 +9,8 @@ converges a manifest there through ``-c`` alone.
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from tests.fixtures import second_libvirt
 from tests.integration.harness import Harness
 
 pytestmark = pytest.mark.integration
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "lib" / "second-libvirtd.sh"
 
 
 def _host_uuid(conn: libvirt.virConnect) -> str:
@@ -124,3 +128,47 @@ def test_apply_on_the_second_host_converges_and_plans_nothing_after(
     assert h2.conn.networkLookupByName(h2.name("net")).isActive()
     assert not {h2.name("web"), h2.name("net")} & _names(libvirt_conn)
     assert h2.bridge(0) not in _host_links()
+
+
+def _script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_the_script_starts_a_daemon_once_and_its_stop_leaves_nothing(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the second libvirtd needs root (mount and network namespaces)")
+    root = tmp_path / "hv2"
+
+    started = _script("start", str(root))
+    assert started.returncode == 0, started.stdout + started.stderr
+    exports = dict(word.split("=", 1) for word in shlex.split(started.stdout)[1:])
+    assert exports["IB_HV2_ROOT"] == str(root)
+    uri = exports["INFINIBAY_TEST_LIBVIRT_URI2"]
+    pid = second_libvirt.namespace_pid(uri)
+    assert pid is not None and _alive(pid)
+    conn = libvirt.open(uri)
+    try:
+        assert conn.getHostname().endswith("-hv2")
+        assert not conn.listAllDomains() and not conn.listAllNetworks()
+        assert not conn.listAllStoragePools()
+    finally:
+        conn.close()
+
+    again = _script("start", str(root))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert second_libvirt.namespace_pid(uri) == pid
+
+    stopped = _script("stop", str(root))
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert not root.exists()
+    assert not _alive(pid)
