@@ -127,6 +127,10 @@ ib::hv2_start() {
       printf 'second libvirtd: %s is under a directory it replaces; choose another root\n' "$root" >&2
       return 1
       ;;
+    *[[:space:]]*) # /proc/PID/mountinfo escapes them, and ib::hv2_pids compares paths
+      printf 'second libvirtd: the root %q has white space; choose another\n' "$root" >&2
+      return 1
+      ;;
   esac
   if [[ -e $root/$IB_HV2_MARKER ]]; then
     ib::hv2_stop "$root" # a stale instance: its daemon no longer answers
