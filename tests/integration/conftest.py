@@ -1,4 +1,7 @@
-"""The end-to-end harness as a fixture: one record, the real libvirtd, this test's prefix."""
+"""The end-to-end harness as a fixture: one record, the real libvirtd, this test's prefix.
+
+``h2`` is the same harness on the second hypervisor (tests/fixtures/second_libvirt.py).
+"""
 
 from __future__ import annotations
 
@@ -30,3 +33,18 @@ def h(
     workdir = tmp_path / "manifests"
     workdir.mkdir()
     yield Harness(prefix, db_url, libvirt_uri, libvirt_conn, pool_dir, workdir)
+
+
+@pytest.fixture
+def h2(
+    db_url: str,
+    libvirt_uri2: str,
+    libvirt_conn2: libvirt.virConnect,
+    prefix: str,
+    pool_dir: Path,
+    libvirt_cleanup2: None,
+    tmp_path: Path,
+) -> Iterator[Harness]:
+    workdir = tmp_path / "manifests-hv2"
+    workdir.mkdir()
+    yield Harness(prefix, db_url, libvirt_uri2, libvirt_conn2, pool_dir, workdir)
