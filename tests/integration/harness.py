@@ -52,6 +52,19 @@ def _random_subnet() -> str:
     return f"10.{first + secrets.randbelow(width)}.{secrets.randbelow(250)}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Ran:
+    """What a real ``infinibay`` process did: its exit code and its output (stdout, stderr)."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
 @dataclasses.dataclass
 class Harness:
     prefix: str
@@ -145,6 +158,11 @@ class Harness:
             env=env,
             input=stdin,
         )
+
+    def sh(self, *args: str, stdin: str | None = None) -> Ran:
+        """:meth:`cli` read like :meth:`run`: the real process, its exit code and output."""
+        done = self.cli(*args, stdin=stdin)
+        return Ran(done.returncode, done.stdout, done.stderr)
 
     def apply(self, *extra: str) -> Result:
         return self.run("apply", "-f", str(self.workdir), "--shutdown-timeout", "1", *extra)

@@ -59,7 +59,7 @@ def _devices(document: str) -> list[tuple[str, str]]:
 
 
 def _export(h: Harness, out: Path, *args: str) -> None:
-    result = h.run("export", *args, "-o", str(out))
+    result = h.sh("export", *args, "-o", str(out))
     assert result.exit_code == 0, result.output
 
 
@@ -72,9 +72,9 @@ def _documents(directory: Path) -> dict[str, dict[str, Any]]:
 
 
 def _adopt_and_plan(h: Harness, out: Path) -> None:
-    adopt = h.run("apply", "-f", str(out), "--adopt", "--shutdown-timeout", "1")
+    adopt = h.sh("apply", "-f", str(out), "--adopt", "--shutdown-timeout", "1")
     assert adopt.exit_code == 0, adopt.output
-    plan = h.run("plan", "-f", str(out))
+    plan = h.sh("plan", "-f", str(out))
     assert plan.exit_code == 0, plan.output
 
 
@@ -124,11 +124,11 @@ def test_an_exported_virt_install_domain_is_adopted_unchanged_and_plans_empty(
     after = _inactive(h, "vm")
     assert _devices(after) == _devices(before)
     assert _elements(after) == _elements(before)
-    again = h.run("export", "vm", h.name("vm"))
+    again = h.sh("export", "vm", h.name("vm"))
     assert again.exit_code == 0, again.output
     assert again.stdout == ""
     assert "Nothing to export." in again.stderr
-    everything = h.run("export", "vm", h.name("vm"), "--all")
+    everything = h.sh("export", "vm", h.name("vm"), "--all")
     assert everything.exit_code == 0, everything.output
     assert yaml.safe_load(everything.stdout)["spec"] == vm
 
@@ -153,7 +153,7 @@ def test_a_domain_whose_name_is_no_dns_label_keeps_its_libvirt_name(
         virt_type=domain_type,
     )
     before = _inactive(h, "Win11.x")
-    exported = h.run("export", "vm", real)
+    exported = h.sh("export", "vm", real)
     assert exported.exit_code == 0, exported.output
     (document,) = list(yaml.safe_load_all(exported.stdout))
     assert document["metadata"] == {
@@ -182,23 +182,23 @@ def test_a_domain_whose_name_is_no_dns_label_keeps_its_libvirt_name(
     changed = yaml.safe_load(path.read_text())
     changed["spec"]["memory"] = "96MiB"
     path.write_text(yaml.safe_dump(changed))
-    plan = h.run("plan", "-f", str(out))
+    plan = h.sh("plan", "-f", str(out))
     assert plan.exit_code == 2, plan.output
     assert f"virtualmachine/{label}" in plan.output
-    applied = h.run("apply", "-f", str(out), "--shutdown-timeout", "1")
+    applied = h.sh("apply", "-f", str(out), "--shutdown-timeout", "1")
     assert applied.exit_code == 0, applied.output
     assert h.domain_xml("Win11.x").findtext("memory") == str(96 * 1024)
-    assert h.run("plan", "-f", str(out)).exit_code == 0
-    described = h.run("get", "vm", label)
+    assert h.sh("plan", "-f", str(out)).exit_code == 0
+    described = h.sh("get", "vm", label)
     assert described.exit_code == 0, described.output
     assert "Stopped" in described.output
 
-    stopped = h.run("stop", "vm", label)  # the power verbs find it under its real name too
+    stopped = h.sh("stop", "vm", label)  # the power verbs find it under its real name too
     assert stopped.exit_code == 0, stopped.output
     assert "already stopped" in stopped.output
 
     # ...and deleted under it, its volume kept (adopted, never ours to delete).
-    deleted = h.run("delete", "vm", label)
+    deleted = h.sh("delete", "vm", label)
     assert deleted.exit_code == 0, deleted.output
     assert real not in {d.name() for d in h.conn.listAllDomains()}
     assert disk.exists()
@@ -235,7 +235,7 @@ def test_a_pool_and_a_network_named_unlike_dns_labels_are_referred_to_by_their_r
     assert h.conn.networkLookupByName(h.name("Net_One")).isActive()
 
     for kind, name in (("vm", h.name("vm")), ("network", h.name("net-one"))):
-        deleted = h.run("delete", kind, name, "--shutdown-timeout", "1")
+        deleted = h.sh("delete", kind, name, "--shutdown-timeout", "1")
         assert deleted.exit_code == 0, deleted.output
     assert h.name("vm") not in {d.name() for d in h.conn.listAllDomains()}
     assert h.name("Net_One") not in {n.name() for n in h.conn.listAllNetworks()}
@@ -247,7 +247,7 @@ def test_names_of_a_kind_stay_unique_when_converted(h: Harness, tmp_path: Path) 
     other = tmp_path / "other"
     other.mkdir(mode=0o755)
     h.conn.storagePoolDefineXML(dir_pool(h.name("images-a"), other))
-    first = h.run("export", "pool", h.name("Images.A"))
+    first = h.sh("export", "pool", h.name("Images.A"))
     assert first.exit_code == 0, first.output
     document = yaml.safe_load(first.stdout)
     assert document["metadata"]["name"] == h.name("images-a-2")

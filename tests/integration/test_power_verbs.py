@@ -29,15 +29,15 @@ def test_start_and_stop_act_now_and_the_declared_power_state_wins_later(h: Harne
     assert h.apply().exit_code == 0
     assert h.state("web") == libvirt.VIR_DOMAIN_SHUTOFF
 
-    started = h.run("start", "vm", h.name("web"))
+    started = h.sh("start", "vm", h.name("web"))
     assert started.exit_code == 0, started.output
     assert h.state("web") == libvirt.VIR_DOMAIN_RUNNING
     assert "declared powerState Stopped wins at the next reconcile pass" in started.output
     assert "Started" in _reasons(h, "web")
-    assert h.run("start", f"vm/{h.name('web')}").output.strip().endswith("already running.")
+    assert h.sh("start", f"vm/{h.name('web')}").output.strip().endswith("already running.")
 
     # The guest has no OS: it ignores ACPI, and a graceful stop gives up, leaving it running.
-    graceful = h.run("stop", f"vm/{h.name('web')}", "--timeout", "1")
+    graceful = h.sh("stop", f"vm/{h.name('web')}", "--timeout", "1")
     assert graceful.exit_code == 1, graceful.output
     assert "still running after 1s of ACPI shutdown" in graceful.output
     assert "--force" in graceful.output
@@ -46,7 +46,7 @@ def test_start_and_stop_act_now_and_the_declared_power_state_wins_later(h: Harne
     planned = h.plan()  # the declared Stopped wins at the next pass
     assert planned.exit_code == 2 and "powerState" in planned.output, planned.output
 
-    forced = h.run("stop", "vm", h.name("web"), "--force")
+    forced = h.sh("stop", "vm", h.name("web"), "--force")
     assert forced.exit_code == 0, forced.output
     assert h.state("web") == libvirt.VIR_DOMAIN_SHUTOFF
     assert (
@@ -64,7 +64,7 @@ def test_restart_boots_the_new_configuration_and_clears_restart_required(h: Harn
     assert h.domain_xml("web", inactive=False).findtext("vcpu") == "1"
     assert _condition(h, "web", "RestartRequired") == "True"
 
-    restarted = h.run("restart", "vm", h.name("web"), "--force")
+    restarted = h.sh("restart", "vm", h.name("web"), "--force")
     assert restarted.exit_code == 0, restarted.output
     assert "restarted (forced off)" in restarted.output
     assert "matches the declared powerState Running" in restarted.output
@@ -78,7 +78,7 @@ def test_restart_boots_the_new_configuration_and_clears_restart_required(h: Harn
 def test_power_verbs_refuse_what_is_not_an_owned_vm(h: Harness) -> None:
     h.write(h.pool(), h.network(), h.template())
     assert h.apply().exit_code == 0
-    missing = h.run("start", "vm", h.name("nothing"))
+    missing = h.sh("start", "vm", h.name("nothing"))
     assert missing.exit_code == 1 and "not found" in missing.output
-    wrong = h.run("stop", f"network/{h.name('net')}")
+    wrong = h.sh("stop", f"network/{h.name('net')}")
     assert wrong.exit_code != 0 and "virtual machines" in wrong.output

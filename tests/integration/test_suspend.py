@@ -25,7 +25,7 @@ def test_suspend_holds_back_plan_and_apply_until_resume(h: Harness) -> None:
     assert h.apply().exit_code == 0
     key = record.ResourceKey("VirtualMachine", h.name("web"))
 
-    suspended = h.run("suspend", f"vm/{h.name('web')}")
+    suspended = h.sh("suspend", f"vm/{h.name('web')}")
     assert suspended.exit_code == 0, suspended.output
     with h.store() as store:
         rec = store.get(key)
@@ -33,7 +33,7 @@ def test_suspend_holds_back_plan_and_apply_until_resume(h: Harness) -> None:
         assert rec.annotations["infinibay.io/reconcile"] == "disabled"
         assert [e.reason for e in store.events(key)][-1] == "Suspended"
 
-    listed = h.run("get", "vm")
+    listed = h.sh("get", "vm")
     header, *rows = listed.output.splitlines()
     assert header.split()[-1] == "SUSPENDED" and rows[0].split()[-1] == "yes", listed.output
 
@@ -52,17 +52,17 @@ def test_suspend_holds_back_plan_and_apply_until_resume(h: Harness) -> None:
         rec = store.get(key)
         assert rec is not None and rec.annotations["infinibay.io/reconcile"] == "disabled"
 
-    pruned = h.run("apply", "-f", str(h.write(h.pool(), h.network(), h.template())), "--prune")
+    pruned = h.sh("apply", "-f", str(h.write(h.pool(), h.network(), h.template())), "--prune")
     assert pruned.exit_code == 0, pruned.output
     assert h.has_domain("web")  # a suspended resource is not pruned either
 
     h.write(h.pool(), h.network(), h.template(), h.vm("web", powerState="Stopped", cpus=2))
-    resumed = h.run("resume", "vm", h.name("web"))
+    resumed = h.sh("resume", "vm", h.name("web"))
     assert resumed.exit_code == 0, resumed.output
     assert h.plan().exit_code == 2
     assert h.apply().exit_code == 0
     assert h.domain_xml("web").findtext("vcpu") == "2"
-    assert "SUSPENDED" not in h.run("get", "vm").output
+    assert "SUSPENDED" not in h.sh("get", "vm").output
 
 
 def test_a_manifest_annotation_suspends_too(h: Harness) -> None:
@@ -86,7 +86,7 @@ def test_a_manifest_annotation_suspends_too(h: Harness) -> None:
 def test_suspend_names_what_is_missing(h: Harness) -> None:
     h.write(h.pool())
     assert h.apply().exit_code == 0
-    result = h.run("suspend", "vm", h.name("ghost"))
+    result = h.sh("suspend", "vm", h.name("ghost"))
     assert result.exit_code == 1 and "not found" in result.output
 
 
@@ -99,7 +99,7 @@ def test_the_daemon_honours_a_suspension_set_while_it_runs(
     until(lambda: running(h, "web"), 120, "the VM runs", daemon)
     until(lambda: daemon.readyz()["ready"], 30, "the daemon is ready", daemon)
 
-    suspended = h.run("suspend", "vm", h.name("web"))
+    suspended = h.sh("suspend", "vm", h.name("web"))
     assert suspended.exit_code == 0, suspended.output
     with h.store() as store:
         before = len(store.runs(limit=1000))
@@ -109,7 +109,7 @@ def test_the_daemon_honours_a_suspension_set_while_it_runs(
     time.sleep(3)
     assert not running(h, "web")
 
-    resumed = h.run("resume", f"vm/{h.name('web')}")
+    resumed = h.sh("resume", f"vm/{h.name('web')}")
     assert resumed.exit_code == 0, resumed.output
     daemon.proc.send_signal(signal.SIGHUP)  # a resync, as an operator would ask for
     until(lambda: running(h, "web"), 30, "the resumed VM runs again", daemon)
