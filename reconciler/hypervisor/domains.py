@@ -10,9 +10,12 @@ few threads, because libvirtd answers several at once.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import hashlib
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -90,7 +93,64 @@ def read_domain(
     return DomainReading(dom.name(), state, autostart, xml_text, live_xml)
 
 
+class _Projections:
+    """Projections of domains already seen, by a digest of everything they come from.
+
+    A resync reads every domain again, and most are as they were: their XML is the
+    same, so the projection is too (it is a pure function of the reading and the
+    pool directories, and its result immutable). Bounded, least recently used first
+    out; the XML itself is not kept, only its digest.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._found: collections.OrderedDict[bytes, observed.ObservedDomain] = (
+            collections.OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(reading: DomainReading, directories: Mapping[str, str]) -> bytes:
+        digest = hashlib.blake2b(digest_size=20)
+        for part in (
+            reading.name,
+            str(reading.state),
+            str(reading.autostart),
+            reading.xml,
+            reading.live_xml if reading.live_xml is not None else "\0",
+            *(f"{d}={p}" for d, p in sorted(directories.items())),
+        ):
+            digest.update(part.encode())
+            digest.update(b"\0")
+        return digest.digest()
+
+    def get(self, key: bytes) -> observed.ObservedDomain | None:
+        with self._lock:
+            found = self._found.get(key)
+            if found is not None:
+                self._found.move_to_end(key)
+            return found
+
+    def put(self, key: bytes, domain: observed.ObservedDomain) -> None:
+        with self._lock:
+            self._found[key] = domain
+            while len(self._found) > self._size:
+                self._found.popitem(last=False)
+
+
+_PROJECTIONS = _Projections(16384)
+
+
 def _project(reading: DomainReading, directories: Mapping[str, str]) -> observed.ObservedDomain:
+    key = _Projections.key(reading, directories)
+    found = _PROJECTIONS.get(key)
+    if found is None:
+        found = _project_now(reading, directories)
+        _PROJECTIONS.put(key, found)
+    return found
+
+
+def _project_now(reading: DomainReading, directories: Mapping[str, str]) -> observed.ObservedDomain:
     uuid, owner, shape, _ = projection.parse_domain(
         reading.xml, autostart=reading.autostart, pools=directories
     )
