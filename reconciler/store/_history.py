@@ -48,6 +48,7 @@ def _event(row: schema.Event) -> record.EventRecord:
         count=row.count,
         first_seen=row.first_seen,
         last_seen=row.last_seen,
+        actor=row.actor,
     )
 
 
@@ -61,6 +62,7 @@ def _revision(row: schema.Revision) -> record.RevisionRecord:
         source_file=row.source_file,
         applied_at=row.applied_at,
         run_id=row.run_id,
+        actor=row.actor,
     )
 
 
@@ -84,6 +86,7 @@ class History(_base.Base):
                 "revision": event.revision,
                 "run_id": event.run_id,
                 "epoch": epoch,
+                "actor": event.actor or self.actor,
             }
             if fold_key in folded:
                 folded[fold_key]["count"] += 1
@@ -123,6 +126,7 @@ class History(_base.Base):
                     "revision": stmt.excluded.revision,
                     "run_id": stmt.excluded.run_id,
                     "epoch": stmt.excluded.epoch,
+                    "actor": stmt.excluded.actor,
                 },
             )
             session.execute(stmt_upsert, list(folded.values()))
