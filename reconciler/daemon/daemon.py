@@ -277,6 +277,11 @@ class Daemon:
         """Run until :meth:`stop` (or SIGTERM/SIGINT); raises if it cannot start, and
         :class:`~reconciler.errors.InfinibayError` when a thread it depends on died."""
         cfg = self.cfg
+        tls = None
+        if cfg.listen is not None:  # refused before anything starts: one line, exit 1
+            http.require_tls_off_loopback(cfg.listen, cfg.tls_cert is not None)
+            if cfg.tls_cert is not None and cfg.tls_key is not None:
+                tls = http.tls_context(cfg.tls_cert, cfg.tls_key)
         with contextlib.ExitStack() as stack:
             store = stack.enter_context(
                 store_module.Store.open(
@@ -310,11 +315,14 @@ class Daemon:
                     self.metrics,
                     api_store,
                     cfg.http,
+                    tls=tls,
+                    metrics_public=cfg.metrics_public,
                 )
                 server.start()
                 stack.callback(server.close)
                 self._components.append(("http", lambda: server.alive))
-                _log.info("listening on http://%s:%d", cfg.listen[0], server.port)
+                scheme = "https" if tls is not None else "http"
+                _log.info("listening on %s://%s:%d", scheme, cfg.listen[0], server.port)
                 on_listening(server.port)
             stack.enter_context(self._signals())
             _log.info(

@@ -76,6 +76,7 @@ import queue
 import resource
 import selectors
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -85,8 +86,8 @@ from typing import Any
 import prometheus_client
 
 from reconciler import errors, settings
-from reconciler.daemon import config, loop, metrics
-from reconciler.models import catalog, documents, kinds, record
+from reconciler.daemon import auth, config, loop, metrics
+from reconciler.models import access, catalog, documents, kinds, record
 from reconciler.store import store as store_module
 
 __all__ = ["Probe", "Server", "event_json"]
@@ -94,6 +95,7 @@ __all__ = ["Probe", "Server", "event_json"]
 _log = logging.getLogger(__name__)
 _DEFAULT_EVENTS = 100
 _MAX_EVENTS = 1000
+_KEYS_PER_READ = 1000  # a user's VMs per read of their events
 
 
 class Probe:
@@ -139,25 +141,33 @@ def _event_key(text: str) -> record.ResourceKey:
     return record.ResourceKey(kind.value, name)
 
 
+class _Forbidden(Exception):
+    pass
+
+
 class _Api:
+    """The JSON API, as one caller may see it (:mod:`reconciler.models.access`)."""
+
     def __init__(self, store: store_module.Store) -> None:
         self.store = store
 
-    def resources(self, query: dict[str, list[str]]) -> dict[str, Any]:
+    def resources(self, query: dict[str, list[str]], who: access.Principal) -> dict[str, Any]:
         kind = _kind(query["kind"][0]).value if "kind" in query else None
         return {
             "apiVersion": kinds.API_VERSION,
             "kind": "List",
-            "items": [documents.resource(r) for r in self.store.resources(kind)],
+            "items": [
+                documents.resource(r) for r in self.store.resources(kind) if access.visible(who, r)
+            ],
         }
 
-    def resource(self, kind_text: str, name: str) -> dict[str, Any]:
+    def resource(self, kind_text: str, name: str, who: access.Principal) -> dict[str, Any]:
         found = self.store.get(record.ResourceKey(_kind(kind_text).value, name))
-        if found is None:
+        if found is None or not access.visible(who, found):  # another's: as if absent
             raise _NotFound(f"{kind_text}/{name} is not in the record")
         return documents.resource(found)
 
-    def events(self, query: dict[str, list[str]]) -> dict[str, Any]:
+    def events(self, query: dict[str, list[str]], who: access.Principal) -> dict[str, Any]:
         key = None
         if "resource" in query:
             key = _event_key(query["resource"][0])
@@ -166,7 +176,20 @@ class _Api:
         except ValueError as exc:
             raise _BadRequest("limit must be a number") from exc
         limit = max(0, min(limit, _MAX_EVENTS))
-        return {"items": [event_json(e) for e in self.store.events(key, limit=limit)]}
+        if who.role is not access.Role.USER:
+            return {"items": [event_json(e) for e in self.store.events(key, limit=limit)]}
+        mine = sorted(
+            r.key
+            for r in self.store.resources(kinds.Kind.VIRTUAL_MACHINE.value)
+            if access.visible(who, r)
+        )
+        if key is not None:
+            mine = [k for k in mine if k == key]
+        found: list[record.EventRecord] = []
+        for start in range(0, len(mine), _KEYS_PER_READ):
+            found += self.store.events(limit=limit, keys=mine[start : start + _KEYS_PER_READ])
+        found.sort(key=lambda e: (e.last_seen, e.id))
+        return {"items": [event_json(e) for e in (found[-limit:] if limit else [])]}
 
 
 _PROBES = ("healthz", "readyz")
@@ -179,6 +202,7 @@ _GRACE = 1.0  # seconds a head may take before a newcomer at the limit may cut i
 _ACCEPT_PAUSE = 0.5  # seconds without accepting after the process ran out of descriptors
 _BACKLOG = 128
 _STOP_WAIT = 5.0  # seconds close() waits for the workers' last answers
+_TLS_WRITE = 16 * 1024  # bytes per TLS send: one record's worth
 
 
 def _plain(status: http.HTTPStatus, text: str) -> bytes:
@@ -208,7 +232,17 @@ class _Connection:
     between requests (``idle``). ``deadline`` ends the phase it is in.
     """
 
-    __slots__ = ("address", "buffer", "deadline", "idle", "keep", "out", "over_limit", "sock")
+    __slots__ = (
+        "address",
+        "buffer",
+        "deadline",
+        "handshaking",
+        "idle",
+        "keep",
+        "out",
+        "over_limit",
+        "sock",
+    )
 
     def __init__(self, sock: socket.socket, address: Any, deadline: float, over_limit: bool):
         self.sock = sock
@@ -219,6 +253,7 @@ class _Connection:
         self.deadline = deadline
         self.idle = False
         self.over_limit = over_limit  # admitted from the reserve: one probe, then closed
+        self.handshaking = isinstance(sock, ssl.SSLSocket)  # TLS: before the first read
 
 
 def _head_length(buffer: bytes) -> int:
@@ -265,19 +300,39 @@ def _check_descriptors(limits: config.HttpLimits) -> None:
         )
 
 
-def _warn_unless_loopback(host: str, port: int) -> None:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address, or ``localhost``) is reachable from this host only."""
+    if host.lower() in {"localhost", "localhost.localdomain"}:
+        return True
     try:
-        loopback = ipaddress.ip_address(host.partition("%")[0]).is_loopback
+        return ipaddress.ip_address(host.partition("%")[0]).is_loopback
     except ValueError:
-        loopback = False
-    if not loopback:
-        _log.warning(
-            "listening on %s:%d, which is not a loopback address: there is no access control "
-            "yet, so anyone who can reach it can read every resource, event and metric; "
-            "listen on 127.0.0.1 or put an authenticating proxy in front",
-            host,
-            port,
+        return False
+
+
+def require_tls_off_loopback(address: tuple[str, int], tls: bool) -> None:
+    """Refuse a listen address that other hosts can reach unless it speaks TLS (SPEC §11)."""
+    host, port = address
+    if not tls and not is_loopback(host):
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise errors.ConfigError(
+            f"--listen {shown} is not a loopback address: serving tokens there needs TLS; "
+            "pass --tls-cert and --tls-key, or listen on 127.0.0.1"
         )
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server context of ``cert`` (PEM, the chain) and ``key``; TLS 1.2 at least."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        raise errors.ConfigError(
+            f"cannot load --tls-cert {cert} / --tls-key {key}: {reason}"
+        ) from exc
+    return context
 
 
 class Server:
@@ -290,15 +345,19 @@ class Server:
         gauges: metrics.Metrics,
         store: store_module.Store,
         limits: config.HttpLimits | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        metrics_public: bool = False,
     ) -> None:
         self.limits = limits or config.HttpLimits()
+        require_tls_off_loopback(address, tls is not None)
         _check_descriptors(self.limits)
+        self._tls = tls
         self._listener = _listen(address)
         bound = self._listener.getsockname()
         self.port = int(bound[1])
-        _warn_unless_loopback(str(bound[0]), self.port)
         self._gauges = gauges
-        self._handler = _handler(probe, gauges, _Api(store))
+        self._handler = _handler(probe, gauges, _Api(store), auth.Gate(store), metrics_public)
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -414,9 +473,15 @@ class Server:
             self._evict()
         count = self._open()
         if count >= limit + _PROBE_RESERVE:
-            self._drop(sock, _BUSY, "limit")
+            self._drop(sock, b"" if self._tls else _BUSY, "limit")  # no plain text to TLS
             return
         sock.setblocking(False)
+        if self._tls is not None:
+            try:
+                sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            except OSError:
+                self._drop(sock, b"", "tls_handshake")
+                return
         deadline = time.monotonic() + self.limits.header_timeout
         self._watch(_Connection(sock, address, deadline, count >= limit), selectors.EVENT_READ)
 
@@ -435,13 +500,48 @@ class Server:
         if slow := [conn for conn in waiting if conn.deadline <= started_before]:
             self._refuse(min(slow, key=lambda conn: conn.deadline), _BUSY, "limit")
 
-    def _receive(self, conn: _Connection) -> None:
+    def _handshake(self, conn: _Connection) -> bool:
+        """Advance a TLS handshake without blocking; whether it is done.
+
+        It runs within the head's deadline (counted from the accept), so a client
+        that stalls its handshake is cut like one that trickles its head.
+        """
+        assert isinstance(conn.sock, ssl.SSLSocket)
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._watch(conn, selectors.EVENT_READ)
+            return False
+        except ssl.SSLWantWriteError:
+            self._watch(conn, selectors.EVENT_WRITE)
+            return False
+        except OSError:  # not TLS, or a protocol or certificate the client refused
+            self._gauges.http_refused.labels("tls_handshake").inc()
+            self._close(conn)
+            return False
+        conn.handshaking = False
+        self._watch(conn, selectors.EVENT_READ)
+        return True
+
+    def _recv(self, conn: _Connection) -> bytes | None:
+        """What the client sent, ``b""`` once it is gone, ``None`` if nothing is there yet."""
         try:
             data = conn.sock.recv(_READ_CHUNK)
-        except (BlockingIOError, InterruptedError):
-            return
+            # TLS: a record decrypted whole may hold more than was asked for
+            while isinstance(conn.sock, ssl.SSLSocket) and (more := conn.sock.pending()):
+                data += conn.sock.recv(more)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
         except OSError:
-            data = b""
+            return b""
+        return data
+
+    def _receive(self, conn: _Connection) -> None:
+        if conn.handshaking and not self._handshake(conn):
+            return
+        data = self._recv(conn)
+        if data is None:
+            return
         if not data:
             self._close(conn)
             return
@@ -484,10 +584,11 @@ class Server:
             self._send(conn)
 
     def _send(self, conn: _Connection) -> None:
+        tls = isinstance(conn.sock, ssl.SSLSocket)
         try:
-            sent = conn.sock.send(conn.out)
-        except (BlockingIOError, InterruptedError):
-            return
+            sent = conn.sock.send(conn.out[:_TLS_WRITE] if tls else conn.out)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            return  # TLS: retried with the same bytes, as OpenSSL wants
         except OSError:  # the client went away
             self._close(conn)
             return
@@ -536,7 +637,8 @@ class Server:
         self._gauges.http_dropped.labels(reason).inc()
         with contextlib.suppress(OSError):
             sock.setblocking(False)
-            sock.send(response)
+            if response:
+                sock.send(response)
             sock.shutdown(socket.SHUT_WR)
             sock.recv(_READ_CHUNK)  # unread input would turn the close into a reset
         with contextlib.suppress(OSError):
@@ -584,26 +686,32 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-def _handler(probe: Probe, gauges: metrics.Metrics, api: _Api) -> Callable[[Any, bytes], _Handler]:
+def _handler(
+    probe: Probe, gauges: metrics.Metrics, api: _Api, gate: auth.Gate, metrics_public: bool
+) -> Callable[[Any, bytes], _Handler]:
     class Handler(_Handler):
         def log_message(self, format: str, *args: Any) -> None:
             _log.debug("http: " + format, *args)
 
-        def _send(self, code: int, body: bytes, content_type: str) -> None:
+        def _send(
+            self, code: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
+        ) -> None:
             self.send_response(code)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            for name, value in (extra or {}).items():
+                self.send_header(name, value)
             if self.close_connection:
                 self.send_header("Connection", "close")
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def _json(self, code: int, document: Any) -> None:
+        def _json(self, code: int, document: Any, extra: dict[str, str] | None = None) -> None:
             text = json.dumps(document, indent=2, default=str) + "\n"
             body = settings.redact(text).encode()
-            self._send(code, body, "application/json")
+            self._send(code, body, "application/json", extra)
 
         def do_HEAD(self) -> None:
             self.do_GET()
@@ -618,6 +726,9 @@ def _handler(probe: Probe, gauges: metrics.Metrics, api: _Api) -> Callable[[Any,
                 self._json(404, {"error": str(exc)})
             except _BadRequest as exc:
                 self._json(400, {"error": str(exc)})
+            except _Forbidden:
+                gauges.http_refused.labels("forbidden").inc()
+                self._json(403, {"error": "forbidden"})
             except errors.InfinibayError as exc:
                 self._json(503, {"error": str(exc)})
             except Exception:  # a bug: say so, keep serving; the traceback goes to the log
@@ -625,21 +736,48 @@ def _handler(probe: Probe, gauges: metrics.Metrics, api: _Api) -> Callable[[Any,
                 self.close_connection = True
                 self._json(500, {"error": "internal error; see the daemon's log"})
 
+        def _principal(self) -> access.Principal | None:
+            """Who asks; ``None`` once a 401 or 429 is answered (no detail either way)."""
+            presented = auth.token_of(self.headers.get("Authorization"), self.headers.get("Cookie"))
+            who = gate.admit(str(self.client_address[0]), presented)
+            if isinstance(who, access.Principal):
+                return who
+            if who.status == 429:
+                gauges.http_refused.labels("rate_limited").inc()
+                retry = {"Retry-After": str(who.retry_after or 1)}
+                self._json(429, {"error": "too many failed attempts; try again later"}, retry)
+            else:
+                gauges.http_refused.labels("unauthorized").inc()
+                self._json(401, {"error": "unauthorized"}, {"WWW-Authenticate": "Bearer"})
+            return None
+
         def _route(self, parts: list[str], query: dict[str, list[str]]) -> None:
             if parts == ["healthz"]:
                 ok = probe.healthy()
                 self._send(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n", "text/plain")
-            elif parts == ["readyz"]:
+                return
+            if parts == ["readyz"]:
                 ready, detail = probe.readiness()
                 self._json(200 if ready else 503, {"ready": ready, **detail})
-            elif parts == ["metrics"]:
+                return
+            if parts == ["metrics"] and metrics_public:
+                self._send(200, gauges.exposition(), prometheus_client.CONTENT_TYPE_LATEST)
+                return
+            if parts != ["metrics"] and parts[:2] != ["api", "v1"]:
+                raise _NotFound(f"no such endpoint: /{'/'.join(parts)}")
+            who = self._principal()
+            if who is None:
+                return
+            if parts == ["metrics"]:
+                if not access.may_read_metrics(who):
+                    raise _Forbidden()
                 self._send(200, gauges.exposition(), prometheus_client.CONTENT_TYPE_LATEST)
             elif parts == ["api", "v1", "resources"]:
-                self._json(200, api.resources(query))
+                self._json(200, api.resources(query, who))
             elif len(parts) == 5 and parts[:3] == ["api", "v1", "resources"]:
-                self._json(200, api.resource(parts[3], parts[4]))
+                self._json(200, api.resource(parts[3], parts[4], who))
             elif parts == ["api", "v1", "events"]:
-                self._json(200, api.events(query))
+                self._json(200, api.events(query, who))
             else:
                 raise _NotFound(f"no such endpoint: /{'/'.join(parts)}")
 

@@ -138,15 +138,21 @@ class History(_base.Base):
         since: dt.datetime | None = None,
         limit: int | None = None,
         after_id: int | None = None,
+        keys: Sequence[record.ResourceKey] | None = None,
     ) -> list[record.EventRecord]:
         """Events ordered by ``last_seen`` (oldest first).
 
         ``since`` keeps events last seen at or after it; ``after_id`` keeps rows
         created after that id (a repeat folds into its old row, so a follower
         that must see repeats polls with ``since`` instead); ``limit`` keeps the
-        newest ``limit`` of what matches.
+        newest ``limit`` of what matches; ``keys`` keeps the events of those
+        resources only (at most :data:`~reconciler.store._base.KEYS_PER_QUERY`).
         """
         stmt = select(schema.Event)
+        if keys is not None:
+            if len(keys) > _base.KEYS_PER_QUERY:
+                raise ValueError(f"at most {_base.KEYS_PER_QUERY} keys per events() call")
+            stmt = stmt.where(_base.has_key(schema.Event, keys))
         if key is not None:
             stmt = stmt.where(schema.Event.kind == key.kind, schema.Event.name == key.name)
         if since is not None:

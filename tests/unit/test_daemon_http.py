@@ -19,8 +19,11 @@ import pytest
 
 from reconciler import errors
 from reconciler.daemon import config, http, leader, logs, metrics
-from reconciler.models import record
+from reconciler.models import access, record
 from reconciler.store import store as store_module
+
+ADMIN_SECRET = "ib_unit-test-admin-token"
+"""An admin token every :class:`Endpoints` grants in its record (hash only, as always)."""
 
 
 @pytest.fixture
@@ -32,18 +35,35 @@ def store(tmp_path: Path) -> Iterator[store_module.Store]:
         opened.close()
 
 
+def grant(
+    store: store_module.Store,
+    name: str,
+    secret: str,
+    role: access.Role = access.Role.ADMIN,
+    owner: str | None = None,
+) -> str:
+    """A token ``name`` whose secret is ``secret``, unless the record has it already."""
+    if name not in {t.name for t in store.tokens()}:
+        store.create_token(name, access.hash_secret(secret), role.value, owner, None)
+    return secret
+
+
 class Endpoints:
     def __init__(self, store: store_module.Store, limits: config.HttpLimits | None = None) -> None:
+        grant(store, "unit-admin", ADMIN_SECRET)
         self.ready = False
         self.metrics = metrics.Metrics(lambda: 3)
         probe = http.Probe(lambda: True, lambda: (self.ready, {"role": "leader"}))
         self.server = http.Server(("127.0.0.1", 0), probe, self.metrics, store, limits)
         self.server.start()
 
-    def get(self, path: str) -> tuple[int, str, str]:
+    def get(self, path: str, token: str | None = ADMIN_SECRET) -> tuple[int, str, str]:
         url = f"http://127.0.0.1:{self.server.port}{path}"
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers=headers), timeout=5
+            ) as resp:
                 return resp.status, resp.headers["Content-Type"], resp.read().decode()
         except urllib.error.HTTPError as exc:
             with exc:

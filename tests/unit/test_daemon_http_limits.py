@@ -1,4 +1,4 @@
-"""The HTTP server's bounds: deadlines, the connection limit, fixed threads, the warning.
+"""The HTTP server's bounds: deadlines, the connection limit, fixed threads, loopback only.
 
 Real sockets on a loopback port against the real server over a real (SQLite)
 record, with limits small enough that each bound is reached within a second
@@ -27,11 +27,12 @@ from reconciler.daemon import config, metrics
 from reconciler.daemon import http as http_module
 from reconciler.models import record
 from reconciler.store import store as store_module
-from tests.unit.test_daemon_http import Endpoints
+from tests.unit.test_daemon_http import ADMIN_SECRET, Endpoints
 
 _GET_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
 _GET_READYZ = b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"
-_GET_RESOURCES = b"GET /api/v1/resources HTTP/1.1\r\nHost: t\r\n\r\n"
+_BEARER = f"Authorization: Bearer {ADMIN_SECRET}\r\n".encode()
+_GET_RESOURCES = b"GET /api/v1/resources HTTP/1.1\r\nHost: t\r\n" + _BEARER + b"\r\n"
 
 
 @pytest.fixture
@@ -286,17 +287,13 @@ def test_a_limit_that_could_take_most_file_descriptors_is_refused(
         )
 
 
-def test_a_listen_address_that_is_not_loopback_warns_that_everything_is_readable(
-    store: store_module.Store, caplog: pytest.LogCaptureFixture
+def test_a_listen_address_that_is_not_loopback_is_refused_without_tls(
+    store: store_module.Store,
 ) -> None:
     probe = http_module.Probe(lambda: True, lambda: (True, {}))
-    caplog.set_level(logging.WARNING, logger="reconciler.daemon.http")
-    for host in ("127.0.0.1", "0.0.0.0"):
-        server = http_module.Server((host, 0), probe, metrics.Metrics(lambda: 0), store)
-        server.close()
-    (warning,) = caplog.records
-    assert warning.getMessage().startswith(f"listening on 0.0.0.0:{server.port}, which is not")
-    assert "anyone who can reach it can read every resource" in warning.getMessage()
+    http_module.Server(("127.0.0.1", 0), probe, metrics.Metrics(lambda: 0), store).close()
+    with pytest.raises(errors.ConfigError, match=r"^--listen 0\.0\.0\.0:0 is not a loopback"):
+        http_module.Server(("0.0.0.0", 0), probe, metrics.Metrics(lambda: 0), store)
 
 
 def test_the_standard_client_keeps_one_connection_alive_across_requests(serve: Serve) -> None:
@@ -305,7 +302,7 @@ def test_the_standard_client_keeps_one_connection_alive_across_requests(serve: S
     statuses, sockets = [], set()
     try:
         for path in ("/healthz", "/readyz", "/api/v1/resources", "/nope"):
-            conn.request("GET", path)
+            conn.request("GET", path, headers={"Authorization": f"Bearer {ADMIN_SECRET}"})
             response = conn.getresponse()
             response.read()
             statuses.append(response.status)
@@ -344,7 +341,9 @@ def test_a_client_that_does_not_read_holds_no_worker_and_is_cut_at_the_write_dea
         assert stalled.recv(1, socket.MSG_PEEK)  # the response is on its way: the worker is done
         with connect(endpoints.server.port) as other:
             started = time.monotonic()
-            other.sendall(b"GET /api/v1/resources/template/t-1 HTTP/1.1\r\nHost: t\r\n\r\n")
+            other.sendall(
+                b"GET /api/v1/resources/template/t-1 HTTP/1.1\r\nHost: t\r\n" + _BEARER + b"\r\n"
+            )
             assert read_response(other).startswith(b"HTTP/1.1 200 ")
             assert time.monotonic() - started < 1.5  # not after the 3 s the stalled one gets
         time.sleep(3.5)
