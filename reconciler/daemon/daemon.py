@@ -48,7 +48,7 @@ from reconciler import errors
 from reconciler.daemon import config as config_module
 from reconciler.daemon import health, http, leader, loop, metrics, queue, sources
 from reconciler.hypervisor import adapter
-from reconciler.models import kinds, record
+from reconciler.models import access, kinds, record
 from reconciler.store import store as store_module
 
 __all__ = ["Daemon", "make_source"]
@@ -285,7 +285,10 @@ class Daemon:
         with contextlib.ExitStack() as stack:
             store = stack.enter_context(
                 store_module.Store.open(
-                    self.database_url, lock_timeout=self.lock_timeout, lease=cfg.lease
+                    self.database_url,
+                    lock_timeout=self.lock_timeout,
+                    lease=cfg.lease,
+                    actor=access.local_actor("daemon"),
                 )
             )
             leadership = leader.Leadership(store, cfg.lease)

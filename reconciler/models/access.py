@@ -38,6 +38,7 @@ __all__ = [
     "expired",
     "expiry",
     "hash_secret",
+    "local_actor",
     "may_open_console",
     "may_read_metrics",
     "new_secret",
@@ -142,10 +143,15 @@ def may_open_console(principal: Principal, resource: record.ResourceRecord) -> b
             return visible(principal, resource)
 
 
-def cli_actor() -> str:
-    """``cli:USER@HOST``: who a CLI run acts as, in events and history."""
+def local_actor(program: str) -> str:
+    """``PROGRAM:USER@HOST``: who a run on this host acts as, in events and history."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
-    return f"cli:{user}@{socket.gethostname()}"
+    return f"{program}:{user}@{socket.gethostname()}"
+
+
+def cli_actor() -> str:
+    """``cli:USER@HOST``: a CLI run (a daemon from git acts as the commit's author)."""
+    return local_actor("cli")
