@@ -229,10 +229,14 @@ def test_tls_on_loopback_answers_over_https_and_metrics_public_needs_no_token(
         "the template is listed over HTTPS",
         daemon,
     )
-    # Plain HTTP on the TLS port gets no answer: it is not a TLS handshake.
+    # Plain HTTP on the TLS port gets no answer, only the close: it is no TLS handshake.
     with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as plain:
         plain.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-        assert b"200 OK" not in plain.recv(65536)
+        try:
+            answer = plain.recv(65536)
+        except ConnectionResetError:  # closed with the request unread
+            answer = b""
+        assert b"200 OK" not in answer
     # Nor does a client that cannot verify the certificate.
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"https://127.0.0.1:{daemon.port}/healthz", timeout=10)
@@ -271,7 +275,7 @@ def test_events_show_the_commit_author_for_git_and_cli_user_at_host_for_the_cli(
     h: Harness, spawn: Callable[..., Daemon], tmp_path: Path
 ) -> None:
     repo = Repo(tmp_path)
-    repo.commit(dump(h.template("from-git")), "a template")
+    repo.commit(dump(h.pool(), h.network(), h.template("from-git")), "a template")
     daemon = spawn(
         "--source", repo.url, "--ref", "main", "--path", "manifests",
         "--git-interval", "1s", "--interval", "10m", "--cache-dir", str(tmp_path / "cache"),
@@ -282,7 +286,7 @@ def test_events_show_the_commit_author_for_git_and_cli_user_at_host_for_the_cli(
     assert (created["reason"], created["actor"]) == ("Created", "Test <test@example.invalid>")
     assert daemon.terminate() == 0
 
-    h.write(h.template("from-cli"))
+    h.write(h.pool(), h.network(), h.template("from-git"), h.template("from-cli"))
     applied = h.cli("apply", "-f", str(h.workdir))
     assert applied.returncode == 0, applied.stderr
     user_at_host = f"cli:{getpass.getuser()}@{socket.gethostname()}"
