@@ -66,6 +66,8 @@ loopback address logs a warning that everything here is readable.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as dt
 import http
 import http.server
 import io
@@ -203,6 +205,11 @@ _ACCEPT_PAUSE = 0.5  # seconds without accepting after the process ran out of de
 _BACKLOG = 128
 _STOP_WAIT = 5.0  # seconds close() waits for the workers' last answers
 _TLS_WRITE = 16 * 1024  # bytes per TLS send: one record's worth
+_STREAM_POLL = 1.0  # seconds between two reads of the record for the event streams
+_STREAM_OVERLAP = 5.0  # seconds each read looks back: a slow commit's events are not missed
+_STREAM_HEARTBEAT = 15.0  # seconds between keep-alive comments on an idle stream
+_STREAM_BACKLOG = 1 << 20  # bytes a stream's client may leave unread before it is cut
+_FOREVER = float("inf")
 
 
 def _plain(status: http.HTTPStatus, text: str) -> bytes:
@@ -242,6 +249,7 @@ class _Connection:
         "out",
         "over_limit",
         "sock",
+        "stream",
     )
 
     def __init__(self, sock: socket.socket, address: Any, deadline: float, over_limit: bool):
@@ -254,6 +262,7 @@ class _Connection:
         self.idle = False
         self.over_limit = over_limit  # admitted from the reserve: one probe, then closed
         self.handshaking = isinstance(sock, ssl.SSLSocket)  # TLS: before the first read
+        self.stream: access.Principal | None = None  # an event stream's, once answered
 
 
 def _head_length(buffer: bytes) -> int:
@@ -335,6 +344,22 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
+@dataclasses.dataclass(frozen=True)
+class _Push:
+    """What the feeder read for the streams: new events, valid tokens, whose VMs are whose."""
+
+    events: tuple[tuple[record.EventRecord, bytes], ...]
+    valid: frozenset[str]  # names of the tokens that are neither revoked nor expired
+    owned: dict[str, frozenset[record.ResourceKey]]  # owner label -> their VMs
+    beat: bool = False
+
+
+def _sse(event: record.EventRecord) -> bytes:
+    """One server-sent event: ``id``, ``event: event``, the JSON of ``/api/v1/events``."""
+    data = settings.redact(json.dumps(event_json(event), default=str))
+    return f"id: {event.id}.{event.count}\nevent: event\ndata: {data}\n\n".encode()
+
+
 class Server:
     """The bounded HTTP server on its own threads; :attr:`port` is the bound port."""
 
@@ -357,7 +382,19 @@ class Server:
         bound = self._listener.getsockname()
         self.port = int(bound[1])
         self._gauges = gauges
-        self._handler = _handler(probe, gauges, _Api(store), auth.Gate(store), metrics_public)
+        self._store = store
+        # Streams: at most a quarter of the connections, so they never lock out the API.
+        self._max_streams = max(1, self.limits.max_connections // 4)
+        self._stream_count = 0  # written by the loop, read by workers and the feeder
+        self._pushes: queue.SimpleQueue[_Push] = queue.SimpleQueue()
+        self._handler = _handler(
+            probe,
+            gauges,
+            _Api(store),
+            auth.Gate(store),
+            metrics_public,
+            lambda: self._stream_count < self._max_streams,
+        )
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -369,6 +406,7 @@ class Server:
         # Owned by the loop thread alone: the connections it watches, and those with a worker.
         self._watched: dict[socket.socket, _Connection] = {}
         self._busy: set[_Connection] = set()
+        self._streams: set[_Connection] = set()
         self._paused_until: float | None = None
         self._next_sweep = 0.0
         self._stopping = threading.Event()
@@ -381,15 +419,18 @@ class Server:
                 *((lane, f"http-{lane}") for lane in _PROBES),
             ]
         ]
+        self._feeder = threading.Thread(target=self._feed, name="http-stream", daemon=True)
 
     @property
     def alive(self) -> bool:
         """Whether the loop and every worker still run (for the daemon's liveness)."""
-        return all(t.is_alive() for t in (self._loop, *(t for _, t in self._workers)))
+        threads = (self._loop, self._feeder, *(t for _, t in self._workers))
+        return all(t.is_alive() for t in threads)
 
     def start(self) -> None:
         for _, thread in self._workers:
             thread.start()
+        self._feeder.start()
         self._loop.start()
 
     def close(self) -> None:
@@ -400,6 +441,8 @@ class Server:
         self._wake()
         if self._loop.is_alive():
             self._loop.join()
+        if self._feeder.is_alive():
+            self._feeder.join(_STOP_WAIT)
         for lane, _ in self._workers:
             self._lanes[lane].put(None)
         deadline = time.monotonic() + _STOP_WAIT
@@ -437,6 +480,7 @@ class Server:
                 else:
                     self._receive(key.data)
             self._take_answers()
+            self._take_pushes()
             self._sweep(time.monotonic())
             self._gauges.http_connections.set(self._open())
 
@@ -542,6 +586,10 @@ class Server:
         data = self._recv(conn)
         if data is None:
             return
+        if conn.stream is not None:  # a stream's client has nothing to say: only its close
+            if not data:
+                self._close(conn)
+            return
         if not data:
             self._close(conn)
             return
@@ -595,7 +643,12 @@ class Server:
         conn.out = conn.out[sent:]
         if conn.out:
             return
-        if not conn.keep or conn.over_limit:
+        if conn.stream is not None:  # all sent: wait for the next push, or the close
+            self._streams.add(conn)
+            self._stream_count = len(self._streams)
+            conn.deadline = _FOREVER
+            self._watch(conn, selectors.EVENT_READ)
+        elif not conn.keep or conn.over_limit:
             self._close(conn)
         elif conn.buffer:  # pipelined: the next head may be here already
             conn.deadline = time.monotonic() + self.limits.header_timeout
@@ -625,6 +678,9 @@ class Server:
     def _close(self, conn: _Connection) -> None:
         self._unwatch(conn)
         self._busy.discard(conn)
+        if conn in self._streams:
+            self._streams.discard(conn)
+            self._stream_count = len(self._streams)
         with contextlib.suppress(OSError):
             conn.sock.close()
 
@@ -643,6 +699,87 @@ class Server:
             sock.recv(_READ_CHUNK)  # unread input would turn the close into a reset
         with contextlib.suppress(OSError):
             sock.close()
+
+    # -- event streams: the feeder reads the record, the loop writes to the clients --
+
+    def _take_pushes(self) -> None:
+        while True:
+            try:
+                push = self._pushes.get_nowait()
+            except queue.Empty:
+                return
+            for conn in list(self._streams):
+                who = conn.stream
+                assert who is not None
+                if who.name not in push.valid:  # revoked or expired since it connected
+                    self._close(conn)
+                    continue
+                mine = push.owned.get(who.owner or "", frozenset())
+                chunk = b"".join(
+                    data for event, data in push.events if access.event_visible(who, event, mine)
+                )
+                self._push(conn, chunk + (b": keep-alive\n\n" if push.beat else b""))
+
+    def _push(self, conn: _Connection, chunk: bytes) -> None:
+        if not chunk:
+            return
+        if len(conn.out) + len(chunk) > _STREAM_BACKLOG:  # a client that stopped reading
+            self._gauges.http_dropped.labels("write_timeout").inc()
+            self._close(conn)
+            return
+        first = not conn.out
+        conn.out += chunk
+        if first:
+            conn.deadline = time.monotonic() + self.limits.write_timeout
+            self._watch(conn, selectors.EVENT_WRITE)
+            self._send(conn)
+
+    def _feed(self) -> None:
+        """Read what the streams need from the record, once per second for all of them."""
+        cursor = dt.datetime.now(dt.UTC)
+        delivered: dict[int, tuple[int, dt.datetime]] = {}  # event id: count, last seen
+        beat = time.monotonic() + _STREAM_HEARTBEAT
+        while not self._stopping.wait(_STREAM_POLL):
+            if not self._stream_count:
+                cursor, delivered = dt.datetime.now(dt.UTC), {}
+                continue
+            try:
+                push, cursor = self._read_for_streams(cursor, delivered)
+            except errors.InfinibayError as exc:  # the record is away: the next read catches up
+                _log.warning("http: reading events for the streams failed: %s", exc)
+                continue
+            if time.monotonic() >= beat:
+                beat = time.monotonic() + _STREAM_HEARTBEAT
+                push = dataclasses.replace(push, beat=True)
+            self._pushes.put(push)  # even empty: the loop cuts the streams of revoked tokens
+            self._wake()
+
+    def _read_for_streams(
+        self, cursor: dt.datetime, delivered: dict[int, tuple[int, dt.datetime]]
+    ) -> tuple[_Push, dt.datetime]:
+        overlap = dt.timedelta(seconds=_STREAM_OVERLAP)
+        rows = self._store.events(since=cursor - overlap)
+        fresh = [e for e in rows if delivered.get(e.id, (None,))[0] != e.count]
+        for event in fresh:
+            delivered[event.id] = (event.count, event.last_seen)
+        cursor = max([cursor, *(e.last_seen for e in rows)])
+        for stale in [i for i, (_, seen) in delivered.items() if seen < cursor - overlap]:
+            del delivered[stale]
+        now = dt.datetime.now(dt.UTC)
+        valid = frozenset(t.name for t in self._store.tokens() if not access.expired(t, now))
+        owned: dict[str, set[record.ResourceKey]] = {}
+        if fresh:
+            for vm in self._store.resources(kinds.Kind.VIRTUAL_MACHINE.value):
+                if owner := vm.labels.get(access.OWNER_LABEL):
+                    owned.setdefault(owner, set()).add(vm.key)
+        return (
+            _Push(
+                events=tuple((e, _sse(e)) for e in fresh),
+                valid=valid,
+                owned={owner: frozenset(keys) for owner, keys in owned.items()},
+            ),
+            cursor,
+        )
 
     # -- the workers: they parse and answer in memory, and never touch a socket -------
 
@@ -665,6 +802,7 @@ class Server:
         conn.buffer = handler.rfile.read()  # whatever followed: a pipelined request
         conn.out = handler.wfile.getvalue()
         conn.keep = not handler.close_connection
+        conn.stream = handler.stream
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -678,6 +816,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "infinibay-daemon"
     protocol_version = "HTTP/1.1"
     wfile: io.BytesIO
+    stream: access.Principal | None = None  # set when the answer opens an event stream
 
     def __init__(self, address: Any, head: bytes) -> None:
         self.client_address = address
@@ -687,7 +826,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 def _handler(
-    probe: Probe, gauges: metrics.Metrics, api: _Api, gate: auth.Gate, metrics_public: bool
+    probe: Probe,
+    gauges: metrics.Metrics,
+    api: _Api,
+    gate: auth.Gate,
+    metrics_public: bool,
+    stream_room: Callable[[], bool],
 ) -> Callable[[Any, bytes], _Handler]:
     class Handler(_Handler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -778,8 +922,28 @@ def _handler(
                 self._json(200, api.resource(parts[3], parts[4], who))
             elif parts == ["api", "v1", "events"]:
                 self._json(200, api.events(query, who))
+            elif parts == ["api", "v1", "stream"]:
+                self._stream(who)
             else:
                 raise _NotFound(f"no such endpoint: /{'/'.join(parts)}")
+
+        def _stream(self, who: access.Principal) -> None:
+            """Start a server-sent event stream; the loop keeps it and the feeder fills it."""
+            self.close_connection = True  # the stream ends with the connection
+            if not stream_room():
+                self._json(
+                    503, {"error": "too many event streams; try again"}, {"Retry-After": "5"}
+                )
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Accel-Buffering", "no")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(b"retry: 3000\n: connected\n\n")
+                self.stream = who
 
         def _refuse(self) -> None:
             self.close_connection = True  # a body, if any, is never read

@@ -9,9 +9,7 @@ answer: only ``token create`` may ever print one.
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
-import ipaddress
 import json
 import socket
 import ssl
@@ -24,12 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from reconciler.daemon import auth
+from tests.fixtures import tls
 from tests.integration.harness import Harness, doc
 from tests.integration.test_daemon import ROOT, Daemon, Repo, dump, free_port, spawn, until
 
@@ -174,41 +169,11 @@ def test_roles_decide_what_the_api_and_metrics_show_and_bad_tokens_get_401_then_
         assert not [s for s in secrets if s in text]
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_tls_on_loopback_answers_over_https_and_metrics_public_needs_no_token(
     h: Harness, spawn: Callable[..., Daemon], tmp_path: Path
 ) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = tls.self_signed(tmp_path)
     (h.workdir / "t.yaml").write_text(dump(h.pool(), h.network(), h.template()))
     daemon = spawn(
         "--source", str(h.workdir), "--interval", "10m",

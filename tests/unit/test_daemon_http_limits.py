@@ -9,10 +9,12 @@ is tests/integration/test_daemon_http_load.py.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import http.client
 import logging
 import resource
 import socket
+import ssl
 import threading
 import time
 import weakref
@@ -27,6 +29,7 @@ from reconciler.daemon import config, metrics
 from reconciler.daemon import http as http_module
 from reconciler.models import record
 from reconciler.store import store as store_module
+from tests.fixtures import tls
 from tests.unit.test_daemon_http import ADMIN_SECRET, Endpoints
 
 _GET_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -386,3 +389,71 @@ def test_a_handler_that_fails_answers_500_and_its_lane_keeps_serving(
     finally:
         server.close()
     assert "RuntimeError: a bug" in caplog.text
+
+
+@pytest.fixture
+def tls_server(store: store_module.Store, tmp_path: Path) -> Iterator[tuple[int, ssl.SSLContext]]:
+    cert, key = tls.self_signed(tmp_path)
+    Endpoints(store).server.close()  # grants the admin token
+    probe = http_module.Probe(lambda: True, lambda: (True, {}))
+    server = http_module.Server(
+        ("127.0.0.1", 0),
+        probe,
+        metrics.Metrics(lambda: 0),
+        store,
+        config.HttpLimits(header_timeout=1.0),
+        tls=http_module.tls_context(str(cert), str(key)),
+    )
+    server.start()
+    try:
+        yield server.port, ssl.create_default_context(cafile=str(cert))
+    finally:
+        server.close()
+
+
+def test_tls_serves_large_answers_and_keeps_the_connection_alive(
+    tls_server: tuple[int, ssl.SSLContext], store: store_module.Store
+) -> None:
+    store.apply_specs(
+        [
+            record.SpecWrite(
+                key=record.ResourceKey("Template", f"t-{n}"),
+                spec={"spec": {"cpus": 1, "memory": "64MiB"}},
+                spec_hash=f"h-{n}",
+                labels={"padding": "x" * 1024},
+                annotations={},
+                source_file=None,
+                source_document=None,
+                source_revision=None,
+            )
+            for n in range(300)
+        ]
+    )  # a response of many TLS records
+    port, trusted = tls_server
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=trusted)
+    try:
+        sockets = set()
+        for path in ("/healthz", "/api/v1/resources", "/api/v1/resources"):
+            conn.request("GET", path, headers={"Authorization": f"Bearer {ADMIN_SECRET}"})
+            response = conn.getresponse()
+            body = response.read()
+            assert response.status == 200
+            sockets.add(conn.sock)
+        assert len(body) > 300 * 1024 and body.endswith(b"}\n")
+        assert len(sockets) == 1
+    finally:
+        conn.close()
+
+
+def test_a_stalled_tls_handshake_is_cut_at_the_head_deadline(
+    tls_server: tuple[int, ssl.SSLContext],
+) -> None:
+    port, _ = tls_server
+    with connect(port) as stalled:  # connects, never says hello
+        started = time.monotonic()
+        assert read_until_closed(stalled) == b""  # no plain text to a TLS client
+        assert 0.9 < time.monotonic() - started < 3
+    with connect(port) as plain:  # not TLS at all: cut at once
+        plain.sendall(_GET_HEALTHZ)
+        with contextlib.suppress(ConnectionResetError):
+            assert b"200" not in read_until_closed(plain)
