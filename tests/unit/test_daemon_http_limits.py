@@ -271,7 +271,7 @@ def test_many_concurrent_clients_are_served_by_a_fixed_set_of_threads(
             sock.close()
     assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers)
     assert during == threads_before == {
-        "http", "http-worker-0", "http-worker-1", "http-healthz", "http-readyz",
+        "http", "http-worker-0", "http-worker-1", "http-healthz", "http-readyz", "http-stream",
     }  # fmt: skip
 
 
