@@ -1,4 +1,4 @@
-"""The daemon's HTTP endpoints on ``--listen``: probes, metrics, a read-only API.
+"""The daemon's HTTP endpoints on ``--listen``: probes, metrics, a read-only API, a stream.
 
 * ``GET /healthz`` — 200 ``ok`` while the daemon's threads run and neither
   libvirt nor the record has been unreachable for longer than
@@ -16,9 +16,26 @@
   live libvirt overlay (``{"apiVersion", "kind": "List", "items": [...]}``).
 * ``GET /api/v1/events[?resource=KIND/NAME][&limit=N]`` — the newest events,
   oldest first, each shaped like a line of ``infinibay events -o json``.
+* ``GET /api/v1/stream`` — server-sent events (``text/event-stream``): every
+  event as the record gets it (a repeat too: ``id`` is ``EVENT.COUNT``),
+  ``event: event`` and the JSON of ``/api/v1/events``, plus a keep-alive
+  comment every 15 s. It is what the web UI's live updates listen to.
 
-Nothing here writes: the record is only read, so a standby serves the API
-too. The daemon hands the server a :class:`~reconciler.store.store.Store` of
+**Access** (SPEC §11, :mod:`reconciler.daemon.auth`). ``/healthz`` and
+``/readyz`` are open; ``/api/*`` and ``/metrics`` (unless
+``--metrics-public``) need a token (``Authorization: Bearer``, or the
+``infinibay_token`` cookie of the web UI): 401 with no detail without a
+valid one, 429 after too many failed attempts from one address. What a
+token may read is decided by :mod:`reconciler.models.access`: a ``user``
+gets only the VMs labelled ``infinibay.io/owner: OWNER`` and their events,
+here and on the stream (another's VM is a 404, as if absent), and no
+``/metrics`` (403). A stream is cut once its token is revoked or expires.
+A ``--listen`` address that is not loopback is refused unless
+``--tls-cert``/``--tls-key`` are given; with them the listener speaks only
+TLS (1.2 at least).
+
+Nothing here writes but a token's last use (at most once a minute): the
+record is only read, so a standby serves the API too. The daemon hands the server a :class:`~reconciler.store.store.Store` of
 its own (its own engine and connection pool), so API readers never hold a
 connection a pass is waiting for. Every JSON body goes through
 :func:`reconciler.settings.redact`: an error may quote a URL or a driver's message.
@@ -52,15 +69,38 @@ runs out of file descriptors. Here:
   ``ulimit -n``, so HTTP clients never exhaust the daemon's descriptors;
   should accepting fail anyway (``EMFILE``), the loop leaves the rest in the
   kernel's backlog for a moment.
+* TLS is done by the loop too, without blocking: the handshake advances
+  as bytes arrive and must end within the head's deadline (counted from the
+  accept), so a stalled handshake is cut like a trickled head; nothing is
+  ever answered in plain text on a TLS listener.
+* An event stream keeps its connection, not a thread: the worker answers
+  its head, then the loop holds it. One feeder thread reads the record once
+  a second for every stream (new events, valid tokens, whose VMs are whose)
+  and the loop appends to each stream what its token may see. Streams take
+  at most a quarter of ``max_connections`` (then 503), and one whose client
+  leaves 1 MiB unread, or does not take a write within ``write_timeout``,
+  is cut.
 
-Why not a framework: uvicorn (the ASGI server Starlette would run on) has a
-connection limit and a keep-alive timeout, but no deadline for receiving a
-request's head — its keep-alive timer restarts on every byte, so a
-trickling client holds a connection for good — and ASGI middleware runs
-only once the head is parsed. The access issue's streaming and web UI may
-still move this onto an ASGI stack; the limits above are the contract it
-must keep. Until that issue adds tokens, a ``--listen`` that is not a
-loopback address logs a warning that everything here is readable.
+**Why this server and not Starlette on uvicorn** (the access issue's
+question). The limits above are a contract, proven by
+tests/integration/test_daemon_http_load.py, and uvicorn cannot keep two of
+them without replacing its protocol class: it has no deadline for
+receiving a request's head (its keep-alive timer restarts on every byte, so
+a trickling client holds a connection for good), and its
+``limit_concurrency`` answers 503 only once a head is parsed, after the
+socket is already held, so neither idle nor trickling sockets are bounded,
+and nothing reserves room for the probes. Keeping them would mean a
+subclass of uvicorn's private ``H11Protocol`` with timers, eviction and
+probe lanes of its own: the same code as here, against an interface that
+is not public and changes between releases. What the ASGI stack would
+bring is in reach here without it: TLS is the standard library's
+``ssl`` in non-blocking mode, server-sent events are a held connection the
+loop writes to, and tokens are a check in the handler. The one thing it
+would do better is websockets, for the browser consoles: the loop can
+carry them (a held connection like a stream, framed with ``wsproto``,
+which is sans-IO), and that is where to decide again. Pages of the web UI
+are routes in :func:`_handler`'s ``_route``, answered by the workers like
+the API.
 """
 
 from __future__ import annotations
