@@ -35,9 +35,10 @@ A ``--listen`` address that is not loopback is refused unless
 TLS (1.2 at least).
 
 Nothing here writes but a token's last use (at most once a minute): the
-record is only read, so a standby serves the API too. The daemon hands the server a :class:`~reconciler.store.store.Store` of
-its own (its own engine and connection pool), so API readers never hold a
-connection a pass is waiting for. Every JSON body goes through
+record is only read, so a standby serves the API too. The daemon hands the
+server a :class:`~reconciler.store.store.Store` of its own (its own engine
+and connection pool), so API readers never hold a connection a pass is
+waiting for. Every JSON body goes through
 :func:`reconciler.settings.redact`: an error may quote a URL or a driver's message.
 
 **Bounded, whatever the clients do.** A thread per connection (the standard
@@ -250,6 +251,7 @@ _STREAM_OVERLAP = 5.0  # seconds each read looks back: a slow commit's events ar
 _STREAM_HEARTBEAT = 15.0  # seconds between keep-alive comments on an idle stream
 _STREAM_BACKLOG = 1 << 20  # bytes a stream's client may leave unread before it is cut
 _FOREVER = float("inf")
+_EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
 
 
 def _plain(status: http.HTTPStatus, text: str) -> bytes:
@@ -290,6 +292,7 @@ class _Connection:
         "over_limit",
         "sock",
         "stream",
+        "streamed_since",
     )
 
     def __init__(self, sock: socket.socket, address: Any, deadline: float, over_limit: bool):
@@ -303,6 +306,7 @@ class _Connection:
         self.over_limit = over_limit  # admitted from the reserve: one probe, then closed
         self.handshaking = isinstance(sock, ssl.SSLSocket)  # TLS: before the first read
         self.stream: access.Principal | None = None  # an event stream's, once answered
+        self.streamed_since = _EPOCH  # a stream gets the events seen since it opened
 
 
 def _head_length(buffer: bytes) -> int:
@@ -756,7 +760,10 @@ class Server:
                     continue
                 mine = push.owned.get(who.owner or "", frozenset())
                 chunk = b"".join(
-                    data for event, data in push.events if access.event_visible(who, event, mine)
+                    data
+                    for event, data in push.events
+                    if event.last_seen >= conn.streamed_since
+                    and access.event_visible(who, event, mine)
                 )
                 self._push(conn, chunk + (b": keep-alive\n\n" if push.beat else b""))
 
@@ -843,6 +850,8 @@ class Server:
         conn.out = handler.wfile.getvalue()
         conn.keep = not handler.close_connection
         conn.stream = handler.stream
+        if conn.stream is not None:
+            conn.streamed_since = dt.datetime.now(dt.UTC)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -9,15 +9,17 @@ answer: only ``token create`` may ever print one.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,35 @@ def ask(
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, dict(exc.headers), exc.read().decode()
+
+
+@contextlib.contextmanager
+def stream(port: int, secret: str) -> Iterator[socket.socket]:
+    """``/api/v1/stream`` as ``secret`` sees it, once its head is read (see :func:`read_until`)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /api/v1/stream HTTP/1.1\r\nHost: t\r\n"
+            + f"Authorization: Bearer {secret}\r\n\r\n".encode()
+        )
+        head = read_until(sock, b": connected\n\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and b"text/event-stream" in head
+        yield sock
+
+
+def read_until(sock: socket.socket, wanted: bytes, seconds: float = 10, times: int = 1) -> bytes:
+    """What ``sock`` receives until ``wanted`` came ``times`` (or its close, or ``seconds``)."""
+    received = b""
+    deadline = time.monotonic() + seconds
+    while received.count(wanted) < times and time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        received += chunk
+    return received
 
 
 def names(body: str) -> set[str]:
@@ -136,9 +167,26 @@ def test_roles_decide_what_the_api_and_metrics_show_and_bad_tokens_get_401_then_
     # The web UI's session cookie lets in like the header does.
     assert names(ask(port, "/api/v1/resources", cookie=alice)[2]) == {mine}
 
-    # A revoked token is refused from the next request on.
-    assert h.cli("token", "revoke", "auditor").returncode == 0
-    assert ask(port, "/api/v1/resources", viewer)[0] == 401
+    # The live stream pushes what each token may see, with who acted; a revoked
+    # token is refused from the next request on, and its stream is cut.
+    with stream(port, alice) as alices, stream(port, viewer) as viewers:
+        for vm in (theirs, mine):
+            assert h.cli("suspend", f"vm/{vm}").returncode == 0
+        seen_by_alice = read_until(alices, b'"reason": "Suspended"')
+        seen_by_viewer = read_until(viewers, b'"reason": "Suspended"', times=2)
+        pushed = [
+            json.loads(line[6:]) for line in seen_by_alice.splitlines() if line[:6] == b"data: "
+        ]
+        assert {e["object"]["name"] for e in pushed} == {mine}  # never bob's
+        (suspended,) = pushed  # nothing from before the stream opened
+        assert suspended["actor"] == f"cli:{getpass.getuser()}@{socket.gethostname()}"
+        assert theirs.encode() in seen_by_viewer
+        assert h.cli("token", "revoke", "auditor").returncode == 0
+        assert ask(port, "/api/v1/resources", viewer)[0] == 401
+        read_until(viewers, b"never sent")  # returns once the daemon closes it
+        assert viewers.recv(1) == b""
+    for vm in (theirs, mine):
+        assert h.cli("resume", f"vm/{vm}").returncode == 0
 
     # token list shows who used what, never a secret.
     listed = h.cli("token", "list", "-o", "json")
@@ -152,7 +200,7 @@ def test_roles_decide_what_the_api_and_metrics_show_and_bad_tokens_get_401_then_
     ]  # fmt: skip
 
     # The wrong tokens so far plus these make 10 failures: then 429, even for a good token.
-    failures = 4 * 2 + 1  # two wrong tokens on four paths, one revoked
+    failures = 4 * 2 + 1  # two wrong tokens on four paths, the revoked one
     for _ in range(auth.MAX_FAILURES - failures):
         assert ask(port, "/api/v1/resources", "ib_guess")[0] == 401
     status, headers, _ = ask(port, "/api/v1/resources", admin)
