@@ -14,7 +14,9 @@ Threads, and what each may do:
 * **source watcher**, **resync timer**, **libvirt events** — only *add keys*
   to the queue; the queue de-duplicates, so a burst costs one pass.
 * **http** — reads the record (through a store and engine of its own) and the
-  loop's reports, never writes; a bounded pool (:mod:`reconciler.daemon.http`).
+  loop's reports, and writes only when a token was last used; a bounded pool
+  (:mod:`reconciler.daemon.http`), whose one feeder thread reads the record
+  for the event streams.
 
 None of them may stop silently. A pass cannot kill the runner (every
 exception is a failed pass). If a thread dies anyway, or a component's
