@@ -795,6 +795,9 @@ class Server:
             except errors.InfinibayError as exc:  # the record is away: the next read catches up
                 _log.warning("http: reading events for the streams failed: %s", exc)
                 continue
+            except Exception:  # a bug: like a worker's, logged, and the streams go on
+                _log.exception("http: reading events for the streams failed")
+                continue
             if time.monotonic() >= beat:
                 beat = time.monotonic() + _STREAM_HEARTBEAT
                 push = dataclasses.replace(push, beat=True)
