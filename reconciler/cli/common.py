@@ -9,7 +9,7 @@ import click
 
 from reconciler import errors, settings
 from reconciler.hypervisor import adapter
-from reconciler.models import catalog, kinds
+from reconciler.models import access, catalog, kinds
 from reconciler.store import store as store_module
 
 __all__ = ["hypervisor", "open_store", "parse_kind", "parse_ref", "settings_of"]
@@ -56,7 +56,9 @@ def open_store(
         if where is not None:
             click.echo(f"note: no record at {where} yet; planning against an empty one", err=True)
             url = "sqlite://"
-    with store_module.Store.open(url, lock_timeout=config.lock_timeout) as store:
+    with store_module.Store.open(
+        url, lock_timeout=config.lock_timeout, actor=access.cli_actor()
+    ) as store:
         yield store
 
 

@@ -79,7 +79,20 @@ DURATION = _Duration()
     type=_Listen(),
     default="127.0.0.1:9180",
     show_default=True,
-    help="HOST:PORT of /healthz, /readyz, /metrics and /api/v1 ('off' to disable).",
+    help="HOST:PORT of /healthz, /readyz, /metrics and /api/v1 ('off' to disable); "
+    "off loopback only with --tls-cert and --tls-key.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="PEM certificate (chain) for HTTPS on --listen; needed off loopback.",
+)
+@click.option(
+    "--tls-key", type=click.Path(dir_okay=False), default=None, help="PEM key of --tls-cert."
+)
+@click.option(
+    "--metrics-public", is_flag=True, help="Serve /metrics without a token (the API keeps one)."
 )
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option(
@@ -162,6 +175,9 @@ def daemon(
     adopt: bool,
     allow_data_loss: bool,
     listen: tuple[str, int] | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    metrics_public: bool,
     workers: int,
     http_workers: int,
     http_max_connections: int,
@@ -183,6 +199,8 @@ def daemon(
         raise click.BadParameter("--interval, --git-interval and --lease must be positive")
     if http_header_timeout <= 0 or http_idle_timeout <= 0:
         raise click.BadParameter("--http-header-timeout and --http-idle-timeout must be positive")
+    if (tls_cert is None) != (tls_key is None):
+        raise click.BadParameter("--tls-cert and --tls-key go together")
     settings = common.settings_of(ctx)
     logs.configure(settings.log_format, settings.verbose)
     cfg = config.Config(
@@ -208,6 +226,9 @@ def daemon(
             header_timeout=http_header_timeout,
             idle_timeout=http_idle_timeout,
         ),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        metrics_public=metrics_public,
     )
     daemon_module.Daemon(
         cfg,

@@ -61,6 +61,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "restart": ("reconciler.cli.power", "restart"),
     "suspend": ("reconciler.cli.suspend", "suspend"),
     "resume": ("reconciler.cli.suspend", "resume"),
+    "token": ("reconciler.cli.token", "token"),
 }
 
 

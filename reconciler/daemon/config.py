@@ -81,3 +81,8 @@ class Config:
     adopt: bool = False
     allow_data_loss: bool = False
     http: HttpLimits = dataclasses.field(default_factory=HttpLimits)
+    tls_cert: str | None = None
+    """PEM certificate chain of ``--listen``; with ``tls_key``, it speaks HTTPS only."""
+    tls_key: str | None = None
+    metrics_public: bool = False
+    """``/metrics`` without a token (a Prometheus on the host that holds none)."""

@@ -14,7 +14,9 @@ Threads, and what each may do:
 * **source watcher**, **resync timer**, **libvirt events** — only *add keys*
   to the queue; the queue de-duplicates, so a burst costs one pass.
 * **http** — reads the record (through a store and engine of its own) and the
-  loop's reports, never writes; a bounded pool (:mod:`reconciler.daemon.http`).
+  loop's reports, and writes only when a token was last used; a bounded pool
+  (:mod:`reconciler.daemon.http`), whose one feeder thread reads the record
+  for the event streams.
 
 None of them may stop silently. A pass cannot kill the runner (every
 exception is a failed pass). If a thread dies anyway, or a component's
@@ -48,7 +50,7 @@ from reconciler import errors
 from reconciler.daemon import config as config_module
 from reconciler.daemon import health, http, leader, loop, metrics, queue, sources
 from reconciler.hypervisor import adapter
-from reconciler.models import kinds, record
+from reconciler.models import access, kinds, record
 from reconciler.store import store as store_module
 
 __all__ = ["Daemon", "make_source"]
@@ -277,10 +279,18 @@ class Daemon:
         """Run until :meth:`stop` (or SIGTERM/SIGINT); raises if it cannot start, and
         :class:`~reconciler.errors.InfinibayError` when a thread it depends on died."""
         cfg = self.cfg
+        tls = None
+        if cfg.listen is not None:  # refused before anything starts: one line, exit 1
+            http.require_tls_off_loopback(cfg.listen, cfg.tls_cert is not None)
+            if cfg.tls_cert is not None and cfg.tls_key is not None:
+                tls = http.tls_context(cfg.tls_cert, cfg.tls_key)
         with contextlib.ExitStack() as stack:
             store = stack.enter_context(
                 store_module.Store.open(
-                    self.database_url, lock_timeout=self.lock_timeout, lease=cfg.lease
+                    self.database_url,
+                    lock_timeout=self.lock_timeout,
+                    lease=cfg.lease,
+                    actor=access.local_actor("daemon"),
                 )
             )
             leadership = leader.Leadership(store, cfg.lease)
@@ -310,11 +320,14 @@ class Daemon:
                     self.metrics,
                     api_store,
                     cfg.http,
+                    tls=tls,
+                    metrics_public=cfg.metrics_public,
                 )
                 server.start()
                 stack.callback(server.close)
                 self._components.append(("http", lambda: server.alive))
-                _log.info("listening on http://%s:%d", cfg.listen[0], server.port)
+                scheme = "https" if tls is not None else "http"
+                _log.info("listening on %s://%s:%d", scheme, cfg.listen[0], server.port)
                 on_listening(server.port)
             stack.enter_context(self._signals())
             _log.info(

@@ -59,7 +59,7 @@ from reconciler.daemon import config as config_module
 from reconciler.daemon import health, logs, metrics, queue, sources
 from reconciler.engine import decision, execute, ports, reconcile, recorded
 from reconciler.manifests import loader
-from reconciler.models import desired, kinds, naming, record
+from reconciler.models import access, desired, kinds, naming, record
 from reconciler.store import store as store_module
 
 __all__ = ["ALL", "FLAP_LIMIT", "FLAP_WINDOW", "SOURCE_KIND", "Loop", "PassReport", "SourceReport"]
@@ -160,6 +160,7 @@ class Loop:
         self._last_pass: PassReport | None = None
         self._source = SourceReport(source.name)
         self.record_outage = health.Outage()  # the record unreachable, as passes see it
+        self._actor = store.actor or access.local_actor("daemon")  # of a revision by nobody
 
     # -- what the HTTP endpoints and the event filter read --------------------------
 
@@ -229,8 +230,11 @@ class Loop:
     def desired(self) -> tuple[desired.DesiredState, str | None] | None:
         """The desired state this pass applies, and its revision; ``None``: nothing to apply."""
         current = self.source_report
+        self.store.actor = self._actor
         try:
             checkout = self.source.checkout()
+            # Who made the revision is who acts, in the events and history it causes.
+            self.store.actor = checkout.actor or self._actor
         except errors.SourceError as exc:
             if current.unavailable != str(exc):
                 self._warn("SourceUnavailable", f"{exc}; the last good revision stays", None)

@@ -92,6 +92,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.http_refused = prom.Counter(
+            "infinibay_http_refused_requests",
+            "Requests the HTTP server refused before answering, by reason (unauthorized, "
+            "rate_limited, forbidden, tls_handshake).",
+            ["reason"],
+            registry=r,
+        )
         self.unexpected_errors = prom.Counter(
             "infinibay_unexpected_errors",
             "Exceptions that are not the daemon's own (bugs, exhausted resources), by type; "

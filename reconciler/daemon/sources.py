@@ -86,6 +86,8 @@ class Checkout:
     root: Path
     revision: str | None
     base: Path
+    actor: str | None = None
+    """Who made the revision: a commit's author (``Name <email>``); ``None``: unknown."""
 
 
 class Source(Protocol):
@@ -270,6 +272,7 @@ class GitSource:
         self._lock = threading.Lock()
         self._fetched: str | None = None
         self._checked_out: str | None = None
+        self._author: str | None = None  # of the commit checked out
         self.last_error: str | None = None
 
     # -- git ---------------------------------------------------------------------
@@ -350,7 +353,8 @@ class GitSource:
                 self._git("checkout", "--quiet", "--force", "--detach", sha)
                 self._git("clean", "--quiet", "-ffdx")
                 self._checked_out = sha
-        return Checkout(self.root, self.revision(sha), self.dir)
+                self._author = self._git("show", "-s", "--format=%an <%ae>", sha) or None
+        return Checkout(self.root, self.revision(sha), self.dir, self._author)
 
     def holds(self, checkout: Checkout) -> bool:
         """A commit's tree is only ever changed by :meth:`checkout`, on the pass's own thread."""

@@ -75,4 +75,5 @@ def event(item: record.EventRecord) -> dict[str, Any]:
         "diff": item.diff,
         "revision": item.revision,
         "run": item.run_id,
+        "actor": item.actor,
     }

@@ -34,6 +34,7 @@ __all__ = [
     "RunRecord",
     "SpecWrite",
     "StatusWrite",
+    "TokenRecord",
     "Trigger",
     "VolumeRecord",
     "corrupt_at",
@@ -147,6 +148,19 @@ class NewEvent:
     diff: dict[str, Any] | None = None
     revision: str | None = None
     run_id: RunId | None = None
+    actor: str | None = None  # None: the store's actor (who opened it)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenRecord:
+    """An API token as the record keeps it: never its secret, only whom it lets in."""
+
+    name: str
+    role: str  # admin, viewer or user (:class:`reconciler.models.access.Role`)
+    owner: str | None
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    last_used_at: dt.datetime | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +177,7 @@ class EventRecord:
     count: int
     first_seen: dt.datetime
     last_seen: dt.datetime
+    actor: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +190,7 @@ class RevisionRecord:
     source_file: str | None
     applied_at: dt.datetime
     run_id: int | None
+    actor: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,7 @@ of :mod:`reconciler.models.record`. ``schema`` holds the table models (used by
 ``_locks`` the writer lock and leadership leases (``_pg_lease`` on PostgreSQL,
 ``_file_lock`` on SQLite, ``_lease_common`` what they share). ``Store`` is put
 together in ``store`` from one part per job: ``_resources``, ``_history``,
-``_runs``, ``_volumes`` and ``_leases``, on the sessions of ``_base``.
+``_runs``, ``_volumes``, ``_tokens`` and ``_leases``, on the sessions of ``_base``.
 """
 
 from reconciler.store.store import (

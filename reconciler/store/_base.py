@@ -128,6 +128,9 @@ class Base:
             [self._leadership, self._lock], interval=lease / _locks.RENEWALS_PER_LEASE
         )
         self._closed = False
+        self.actor: str | None = None
+        """Who acts through this store: stamped on the events and revisions it writes
+        that name no actor of their own (``cli:USER@HOST``, a commit's author)."""
 
     @property
     def url(self) -> str:

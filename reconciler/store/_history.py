@@ -48,6 +48,7 @@ def _event(row: schema.Event) -> record.EventRecord:
         count=row.count,
         first_seen=row.first_seen,
         last_seen=row.last_seen,
+        actor=row.actor,
     )
 
 
@@ -61,6 +62,7 @@ def _revision(row: schema.Revision) -> record.RevisionRecord:
         source_file=row.source_file,
         applied_at=row.applied_at,
         run_id=row.run_id,
+        actor=row.actor,
     )
 
 
@@ -84,6 +86,7 @@ class History(_base.Base):
                 "revision": event.revision,
                 "run_id": event.run_id,
                 "epoch": epoch,
+                "actor": event.actor or self.actor,
             }
             if fold_key in folded:
                 folded[fold_key]["count"] += 1
@@ -123,6 +126,7 @@ class History(_base.Base):
                     "revision": stmt.excluded.revision,
                     "run_id": stmt.excluded.run_id,
                     "epoch": stmt.excluded.epoch,
+                    "actor": stmt.excluded.actor,
                 },
             )
             session.execute(stmt_upsert, list(folded.values()))
@@ -134,15 +138,21 @@ class History(_base.Base):
         since: dt.datetime | None = None,
         limit: int | None = None,
         after_id: int | None = None,
+        keys: Sequence[record.ResourceKey] | None = None,
     ) -> list[record.EventRecord]:
         """Events ordered by ``last_seen`` (oldest first).
 
         ``since`` keeps events last seen at or after it; ``after_id`` keeps rows
         created after that id (a repeat folds into its old row, so a follower
         that must see repeats polls with ``since`` instead); ``limit`` keeps the
-        newest ``limit`` of what matches.
+        newest ``limit`` of what matches; ``keys`` keeps the events of those
+        resources only (at most :data:`~reconciler.store._base.KEYS_PER_QUERY`).
         """
         stmt = select(schema.Event)
+        if keys is not None:
+            if len(keys) > _base.KEYS_PER_QUERY:
+                raise ValueError(f"at most {_base.KEYS_PER_QUERY} keys per events() call")
+            stmt = stmt.where(_base.has_key(schema.Event, keys))
         if key is not None:
             stmt = stmt.where(schema.Event.kind == key.kind, schema.Event.name == key.name)
         if since is not None:

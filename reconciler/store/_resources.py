@@ -153,6 +153,7 @@ class Resources(_base.Base):
                             "source_file": write.source_file,
                             "applied_at": now,
                             "run_id": write.run_id,
+                            "actor": self.actor,
                         }
                         for key, resource_id, generation, write in revisions
                     ],

@@ -47,6 +47,7 @@ __all__ = [
     "Resource",
     "Revision",
     "Run",
+    "Token",
     "UTCDateTime",
     "Volume",
     "WriterLock",
@@ -163,6 +164,8 @@ class Revision(Base):
     source_file: Mapped[str | None] = mapped_column(Text)
     applied_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    # Who applied it: ``cli:USER@HOST``, a git commit's author, a token's name.
+    actor: Mapped[str | None] = mapped_column(String(255))
 
 
 class Event(Base):
@@ -196,6 +199,8 @@ class Event(Base):
     last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     # The fencing epoch of the last write that folded into this row; NULL on SQLite.
     epoch: Mapped[int | None] = mapped_column(BigInteger)
+    # Who acted, as of the last write that folded into this row (see Revision.actor).
+    actor: Mapped[str | None] = mapped_column(String(255))
 
 
 class Run(Base):
@@ -251,3 +256,25 @@ class WriterLock(Base):
     backend: Mapped[int | None] = mapped_column(Integer)
     # The holder's kernel boot and pid namespace: a pid means something only there.
     node: Mapped[str | None] = mapped_column(String(128))
+
+
+class Token(Base):
+    """An API token of the daemon's HTTP endpoints (SPEC §11): its hash, never its secret.
+
+    ``secret_hash`` is the SHA-256 of the token; the token is 256 random bits, so a
+    plain hash (no salt, no slow KDF) cannot be reversed by guessing, and the
+    lookup on every request stays one indexed equality. ``last_used_at`` is
+    written at most once a minute per token (the HTTP side throttles it).
+    """
+
+    __tablename__ = "tokens"
+    __table_args__ = (CheckConstraint("role IN ('admin', 'viewer', 'user')", name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str | None] = mapped_column(String(253))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -7,8 +7,8 @@ short transaction.
 
 :class:`Store` is the facade; its parts live in one module per job and are
 combined here: ``_resources`` (specs, generations, status), ``_history``
-(events and revisions), ``_runs``, ``_volumes`` (the volume inventory) and
-``_leases`` (the writer lock and the leadership), all on the sessions and
+(events and revisions), ``_runs``, ``_volumes`` (the volume inventory), ``_tokens`` (API token
+hashes) and ``_leases`` (the writer lock and the leadership), all on the sessions and
 fence of ``_base``. This module opens and closes the record.
 
 Design choices:
@@ -66,6 +66,7 @@ from reconciler.store import (
     _migrate,
     _resources,
     _runs,
+    _tokens,
     _volumes,
     schema,
 )
@@ -129,26 +130,41 @@ def missing_record(url: str | None = None) -> str | None:
     return None
 
 
-class Store(_resources.Resources, _history.History, _runs.Runs, _volumes.Volumes, _leases.Leases):
+class Store(
+    _resources.Resources,
+    _history.History,
+    _runs.Runs,
+    _volumes.Volumes,
+    _tokens.Tokens,
+    _leases.Leases,
+):
     """The record. Open with :meth:`Store.open`; close with :meth:`close` or ``with``."""
 
     # -- lifecycle ---------------------------------------------------------------
 
     @classmethod
     def open(
-        cls, url: str | None = None, *, lock_timeout: float = 60.0, lease: float = DEFAULT_LEASE
+        cls,
+        url: str | None = None,
+        *,
+        lock_timeout: float = 60.0,
+        lease: float = DEFAULT_LEASE,
+        actor: str | None = None,
     ) -> Store:
         """Open the record at ``url`` (default: the SQLite file under ``$XDG_STATE_HOME``).
 
         An empty or older database is upgraded to the current schema first.
         ``lease`` is how long the writer lock and the leadership outlive their
         holder's last renewal on PostgreSQL (renewed four times within it).
+        ``actor`` names who acts through this store, on the events and revisions
+        it writes (:attr:`actor`; a daemon changes it per pass).
         """
         parsed = _engine.normalise(url or settings.default_database_url())
         engine = _engine.create(parsed)
         try:
             _migrate.ensure_current(engine)
             store = cls(engine, parsed, lock_timeout, lease)
+            store.actor = actor
             store._installation_id = store._ensure_installation()
         except (SQLAlchemyError, _base.alembic_error()) as exc:
             engine.dispose()

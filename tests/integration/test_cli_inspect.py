@@ -406,8 +406,9 @@ def test_events_table_lists_every_object_with_folded_counts(seeded: str) -> None
     assert result.exit_code == 0, result.output
     rows = _rows(result.stdout)
     assert result.stdout.splitlines()[0].split() == [
-        "LAST", "SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE",
+        "LAST", "SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "ACTOR", "MESSAGE",
     ]  # fmt: skip
+    assert {r["ACTOR"] for r in rows} == {"-"}  # written with no actor
     seen = {(r["OBJECT"], r["REASON"]): (r["TYPE"], r["COUNT"]) for r in rows}
     assert seen == {
         ("virtualmachine/web-1", "Created"): ("Normal", "1"),
@@ -426,7 +427,7 @@ def test_events_of_one_object_as_json_lines(seeded: str) -> None:
     drift = lines[1]
     assert list(drift) == [
         "id", "time", "firstSeen", "type", "reason", "object", "message", "count", "diff",
-        "revision", "run",
+        "revision", "run", "actor",
     ]  # fmt: skip
     assert drift["object"]["kind"] == "VirtualMachine" and drift["object"]["name"] == "web-1"
     assert drift["object"]["uid"]

@@ -28,7 +28,8 @@ import libvirt
 import pytest
 import yaml
 
-from reconciler.models import record
+from reconciler.models import access, record
+from reconciler.store import store as store_module
 from tests.fixtures.git import git
 from tests.integration.harness import Harness, doc
 
@@ -37,6 +38,24 @@ pytestmark = [pytest.mark.integration, pytest.mark.timing]
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
+
+
+ADMIN_TOKEN = "ib_integration-test-admin-token"
+"""The admin token every :class:`Daemon`'s record holds (by hash), sent by :meth:`Daemon.http`."""
+
+
+def grant(
+    db_url: str,
+    name: str,
+    secret: str,
+    role: access.Role = access.Role.ADMIN,
+    owner: str | None = None,
+) -> str:
+    """Give the record at ``db_url`` a token ``name`` of secret ``secret`` unless it has one."""
+    with store_module.Store.open(db_url) as store:
+        if name not in {t.name for t in store.tokens()}:
+            store.create_token(name, access.hash_secret(secret), role.value, owner, None)
+    return secret
 
 
 def free_port() -> int:
@@ -61,6 +80,7 @@ class Daemon:
         *args: str,
         entry: Sequence[str] = ("-m", "reconciler"),
     ) -> None:
+        grant(db_url, "integration-admin", ADMIN_TOKEN)
         self.port = free_port()
         self.log = log
         self.argv = [
@@ -84,9 +104,11 @@ class Daemon:
                 self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ)
             )
 
-    def http(self, path: str) -> tuple[int, str]:
+    def http(self, path: str, token: str | None = ADMIN_TOKEN) -> tuple[int, str]:
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers)
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
+            with urllib.request.urlopen(request, timeout=5) as resp:
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as exc:
             with exc:

@@ -22,7 +22,7 @@ from reconciler.store import Store, _engine, _migrate, schema_state, upgrade_sch
 
 pytestmark = pytest.mark.integration
 
-TABLES = {"resources", "revisions", "events", "runs", "installation", "writer_lock"}
+TABLES = {"resources", "revisions", "events", "runs", "installation", "writer_lock", "tokens"}
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,8 +21,11 @@ import pytest
 
 from reconciler import errors
 from reconciler.daemon import config, http, leader, logs, metrics
-from reconciler.models import record
+from reconciler.models import access, record
 from reconciler.store import store as store_module
+
+ADMIN_SECRET = "ib_unit-test-admin-token"
+"""An admin token every :class:`Endpoints` grants in its record (hash only, as always)."""
 
 
 @pytest.fixture
@@ -32,18 +37,35 @@ def store(tmp_path: Path) -> Iterator[store_module.Store]:
         opened.close()
 
 
+def grant(
+    store: store_module.Store,
+    name: str,
+    secret: str,
+    role: access.Role = access.Role.ADMIN,
+    owner: str | None = None,
+) -> str:
+    """A token ``name`` whose secret is ``secret``, unless the record has it already."""
+    if name not in {t.name for t in store.tokens()}:
+        store.create_token(name, access.hash_secret(secret), role.value, owner, None)
+    return secret
+
+
 class Endpoints:
     def __init__(self, store: store_module.Store, limits: config.HttpLimits | None = None) -> None:
+        grant(store, "unit-admin", ADMIN_SECRET)
         self.ready = False
         self.metrics = metrics.Metrics(lambda: 3)
         probe = http.Probe(lambda: True, lambda: (self.ready, {"role": "leader"}))
         self.server = http.Server(("127.0.0.1", 0), probe, self.metrics, store, limits)
         self.server.start()
 
-    def get(self, path: str) -> tuple[int, str, str]:
+    def get(self, path: str, token: str | None = ADMIN_SECRET) -> tuple[int, str, str]:
         url = f"http://127.0.0.1:{self.server.port}{path}"
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers=headers), timeout=5
+            ) as resp:
                 return resp.status, resp.headers["Content-Type"], resp.read().decode()
         except urllib.error.HTTPError as exc:
             with exc:
@@ -175,3 +197,65 @@ def test_a_second_daemon_on_a_sqlite_record_is_refused_naming_the_first(tmp_path
         assert (tmp_path / "state.db.daemon.lock").exists()
         first.resign()
         assert leader.Leadership(second, lease=5).claim()
+
+
+def _vm(name: str, owner: str) -> record.SpecWrite:
+    return record.SpecWrite(
+        key=record.ResourceKey("VirtualMachine", name),
+        spec={"spec": {"template": "t"}},
+        spec_hash=f"h-{name}",
+        labels={access.OWNER_LABEL: owner},
+        annotations={},
+        source_file=None,
+        source_document=None,
+        source_revision=None,
+    )
+
+
+def _read_until(sock: socket.socket, wanted: bytes, seconds: float) -> bytes:
+    received = b""
+    deadline = time.monotonic() + seconds
+    while wanted not in received and time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+def test_the_event_stream_pushes_a_users_own_events_holds_no_worker_and_ends_on_revoke(
+    store: store_module.Store,
+) -> None:
+    store.apply_specs([_vm("mine", "alice"), _vm("theirs", "bob")])
+    alice = grant(store, "alice", "ib_alice-secret", access.Role.USER, "alice")
+    endpoints = Endpoints(store, config.HttpLimits(workers=1))
+    try:
+        with socket.create_connection(("127.0.0.1", endpoints.server.port), timeout=5) as sock:
+            assert endpoints.get("/api/v1/stream", token=None)[0] == 401
+            sock.sendall(
+                b"GET /api/v1/stream HTTP/1.1\r\nHost: t\r\n"
+                + f"Authorization: Bearer {alice}\r\n\r\n".encode()
+            )
+            head = _read_until(sock, b": connected\n\n", 5)
+            assert head.startswith(b"HTTP/1.1 200 ") and b"text/event-stream" in head
+            assert endpoints.get("/api/v1/resources")[0] == 200  # the one worker is free
+            store.record_events(
+                [
+                    record.NewEvent(record.ResourceKey("VirtualMachine", name),
+                                    record.EventType.WARNING, "DriftDetected", f"{name} drifted")
+                    for name in ("theirs", "mine")
+                ]
+            )  # fmt: skip
+            pushed = _read_until(sock, b"mine drifted", 5)
+            (line,) = [raw for raw in pushed.split(b"\n") if raw.startswith(b"data: ")]
+            event = json.loads(line[len(b"data: ") :])
+            assert (event["object"]["name"], event["reason"]) == ("mine", "DriftDetected")
+            assert b"theirs" not in pushed
+            store.revoke_token("alice")
+            assert _read_until(sock, b"never", 5) == b""  # closed, with nothing more
+    finally:
+        endpoints.server.close()

@@ -1,4 +1,4 @@
-"""The HTTP server's bounds: deadlines, the connection limit, fixed threads, the warning.
+"""The HTTP server's bounds: deadlines, the connection limit, fixed threads, loopback only.
 
 Real sockets on a loopback port against the real server over a real (SQLite)
 record, with limits small enough that each bound is reached within a second
@@ -9,10 +9,12 @@ is tests/integration/test_daemon_http_load.py.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import http.client
 import logging
 import resource
 import socket
+import ssl
 import threading
 import time
 import weakref
@@ -27,11 +29,13 @@ from reconciler.daemon import config, metrics
 from reconciler.daemon import http as http_module
 from reconciler.models import record
 from reconciler.store import store as store_module
-from tests.unit.test_daemon_http import Endpoints
+from tests.fixtures import tls
+from tests.unit.test_daemon_http import ADMIN_SECRET, Endpoints
 
 _GET_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
 _GET_READYZ = b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"
-_GET_RESOURCES = b"GET /api/v1/resources HTTP/1.1\r\nHost: t\r\n\r\n"
+_BEARER = f"Authorization: Bearer {ADMIN_SECRET}\r\n".encode()
+_GET_RESOURCES = b"GET /api/v1/resources HTTP/1.1\r\nHost: t\r\n" + _BEARER + b"\r\n"
 
 
 @pytest.fixture
@@ -267,7 +271,7 @@ def test_many_concurrent_clients_are_served_by_a_fixed_set_of_threads(
             sock.close()
     assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers)
     assert during == threads_before == {
-        "http", "http-worker-0", "http-worker-1", "http-healthz", "http-readyz",
+        "http", "http-worker-0", "http-worker-1", "http-healthz", "http-readyz", "http-stream",
     }  # fmt: skip
 
 
@@ -286,17 +290,13 @@ def test_a_limit_that_could_take_most_file_descriptors_is_refused(
         )
 
 
-def test_a_listen_address_that_is_not_loopback_warns_that_everything_is_readable(
-    store: store_module.Store, caplog: pytest.LogCaptureFixture
+def test_a_listen_address_that_is_not_loopback_is_refused_without_tls(
+    store: store_module.Store,
 ) -> None:
     probe = http_module.Probe(lambda: True, lambda: (True, {}))
-    caplog.set_level(logging.WARNING, logger="reconciler.daemon.http")
-    for host in ("127.0.0.1", "0.0.0.0"):
-        server = http_module.Server((host, 0), probe, metrics.Metrics(lambda: 0), store)
-        server.close()
-    (warning,) = caplog.records
-    assert warning.getMessage().startswith(f"listening on 0.0.0.0:{server.port}, which is not")
-    assert "anyone who can reach it can read every resource" in warning.getMessage()
+    http_module.Server(("127.0.0.1", 0), probe, metrics.Metrics(lambda: 0), store).close()
+    with pytest.raises(errors.ConfigError, match=r"^--listen 0\.0\.0\.0:0 is not a loopback"):
+        http_module.Server(("0.0.0.0", 0), probe, metrics.Metrics(lambda: 0), store)
 
 
 def test_the_standard_client_keeps_one_connection_alive_across_requests(serve: Serve) -> None:
@@ -305,7 +305,7 @@ def test_the_standard_client_keeps_one_connection_alive_across_requests(serve: S
     statuses, sockets = [], set()
     try:
         for path in ("/healthz", "/readyz", "/api/v1/resources", "/nope"):
-            conn.request("GET", path)
+            conn.request("GET", path, headers={"Authorization": f"Bearer {ADMIN_SECRET}"})
             response = conn.getresponse()
             response.read()
             statuses.append(response.status)
@@ -344,7 +344,9 @@ def test_a_client_that_does_not_read_holds_no_worker_and_is_cut_at_the_write_dea
         assert stalled.recv(1, socket.MSG_PEEK)  # the response is on its way: the worker is done
         with connect(endpoints.server.port) as other:
             started = time.monotonic()
-            other.sendall(b"GET /api/v1/resources/template/t-1 HTTP/1.1\r\nHost: t\r\n\r\n")
+            other.sendall(
+                b"GET /api/v1/resources/template/t-1 HTTP/1.1\r\nHost: t\r\n" + _BEARER + b"\r\n"
+            )
             assert read_response(other).startswith(b"HTTP/1.1 200 ")
             assert time.monotonic() - started < 1.5  # not after the 3 s the stalled one gets
         time.sleep(3.5)
@@ -387,3 +389,71 @@ def test_a_handler_that_fails_answers_500_and_its_lane_keeps_serving(
     finally:
         server.close()
     assert "RuntimeError: a bug" in caplog.text
+
+
+@pytest.fixture
+def tls_server(store: store_module.Store, tmp_path: Path) -> Iterator[tuple[int, ssl.SSLContext]]:
+    cert, key = tls.self_signed(tmp_path)
+    Endpoints(store).server.close()  # grants the admin token
+    probe = http_module.Probe(lambda: True, lambda: (True, {}))
+    server = http_module.Server(
+        ("127.0.0.1", 0),
+        probe,
+        metrics.Metrics(lambda: 0),
+        store,
+        config.HttpLimits(header_timeout=1.0),
+        tls=http_module.tls_context(str(cert), str(key)),
+    )
+    server.start()
+    try:
+        yield server.port, ssl.create_default_context(cafile=str(cert))
+    finally:
+        server.close()
+
+
+def test_tls_serves_large_answers_and_keeps_the_connection_alive(
+    tls_server: tuple[int, ssl.SSLContext], store: store_module.Store
+) -> None:
+    store.apply_specs(
+        [
+            record.SpecWrite(
+                key=record.ResourceKey("Template", f"t-{n}"),
+                spec={"spec": {"cpus": 1, "memory": "64MiB"}},
+                spec_hash=f"h-{n}",
+                labels={"padding": "x" * 1024},
+                annotations={},
+                source_file=None,
+                source_document=None,
+                source_revision=None,
+            )
+            for n in range(300)
+        ]
+    )  # a response of many TLS records
+    port, trusted = tls_server
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=trusted)
+    try:
+        sockets = set()
+        for path in ("/healthz", "/api/v1/resources", "/api/v1/resources"):
+            conn.request("GET", path, headers={"Authorization": f"Bearer {ADMIN_SECRET}"})
+            response = conn.getresponse()
+            body = response.read()
+            assert response.status == 200
+            sockets.add(conn.sock)
+        assert len(body) > 300 * 1024 and body.endswith(b"}\n")
+        assert len(sockets) == 1
+    finally:
+        conn.close()
+
+
+def test_a_stalled_tls_handshake_is_cut_at_the_head_deadline(
+    tls_server: tuple[int, ssl.SSLContext],
+) -> None:
+    port, _ = tls_server
+    with connect(port) as stalled:  # connects, never says hello
+        started = time.monotonic()
+        assert read_until_closed(stalled) == b""  # no plain text to a TLS client
+        assert 0.9 < time.monotonic() - started < 3
+    with connect(port) as plain:  # not TLS at all: cut at once
+        plain.sendall(_GET_HEALTHZ)
+        with contextlib.suppress(ConnectionResetError):
+            assert b"200" not in read_until_closed(plain)

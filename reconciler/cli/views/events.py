@@ -10,7 +10,7 @@ from reconciler.models import documents, record
 
 __all__ = ["EVENT_HEADERS", "event_json", "event_row"]
 
-EVENT_HEADERS = ("LAST SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE")
+EVENT_HEADERS = ("LAST SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "ACTOR", "MESSAGE")
 
 
 def event_row(event: record.EventRecord, now: dt.datetime) -> list[str]:
@@ -20,6 +20,7 @@ def event_row(event: record.EventRecord, now: dt.datetime) -> list[str]:
         event.reason,
         str(event.key),
         str(event.count),
+        event.actor or "-",
         event.message,
     ]
 

@@ -53,6 +53,8 @@ def history_lines(revisions: Sequence[record.RevisionRecord], now: dt.datetime) 
         ]
         if rev.run_id is not None:
             lines.append(base.field("Run", rev.run_id, 2))
+        if rev.actor is not None:
+            lines.append(base.field("Actor", rev.actor, 2))
         if rev is revisions[0]:
             lines.append("  Changes:            created")
         elif not diffs:
@@ -82,6 +84,7 @@ def history_json(
                 "file": rev.source_file,
                 "specHash": rev.spec_hash,
                 "run": rev.run_id,
+                "actor": rev.actor,
                 "spec": rev.spec,
                 "changes": [d.as_json() for d in diffs],
             }
