@@ -138,11 +138,20 @@ class Daemon:
 
             self._wait("waiting for a Running VM to start", running, 120)
             # Destroy only once the pass that started it has ended: the daemon learns
-            # which domains it manages at the end of a pass.
+            # which domains it manages at the end of a pass. On a loaded host a guest can
+            # die right after its start (QEMU closing its monitor) and be started again:
+            # destroy one that is running, and try again if it went by itself meanwhile.
             self._wait("waiting for that pass", lambda: self._finished_runs() > settled, 120)
-            dom = self._domain(name)
-            assert dom is not None
-            dom.destroy()
+            for attempt in range(3):
+                self._wait("waiting for the VM to be running", running, 120)
+                dom = self._domain(name)
+                assert dom is not None
+                try:
+                    dom.destroy()
+                    break
+                except libvirt.libvirtError:
+                    if attempt == 2 or dom.isActive():
+                        raise  # not the guest having just gone by itself
             self._latency("destroy-to-running latency", 3, running)
         finally:
             self.process.terminate()

@@ -27,7 +27,7 @@ import yaml
 
 from reconciler.store import store as store_module
 from tests.fixtures import database
-from tests.integration.test_daemon import ROOT, free_port, until
+from tests.integration.test_daemon import ADMIN_TOKEN, ROOT, free_port, grant, until
 
 pytestmark = pytest.mark.integration
 
@@ -105,6 +105,7 @@ def test_no_password_in_ps_logs_api_events_or_files_even_while_the_record_is_dow
             }
         )
     )
+    grant(secured.url(password=secured.password), "integration-admin", ADMIN_TOKEN)
     port = free_port()
     log = tmp_path / "daemon.log"
     argv = [
@@ -133,7 +134,11 @@ def test_no_password_in_ps_logs_api_events_or_files_even_while_the_record_is_dow
         import urllib.request
 
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=15) as resp:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}{path}",
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            )
+            with urllib.request.urlopen(request, timeout=15) as resp:
                 status, body = resp.status, resp.read().decode()
         except urllib.error.HTTPError as exc:
             with exc:
