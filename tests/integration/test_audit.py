@@ -151,6 +151,7 @@ def _apply_argv(h: Harness) -> list[str]:
     ]
 
 
+@pytest.mark.timing  # killed at a point in its pass: the parallel workers' load moves it
 @pytest.mark.parametrize("next_on", ["same-host", "other-host"])
 def test_a_killed_apply_leaves_intents_that_the_next_apply_closes_with_what_it_observes(
     h: Harness, tmp_path: Path, next_on: str
