@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
-from reconciler.models import desired, effective, kinds, observed, record, volumes
+from reconciler.models import desired, effective, kinds, observed, record, seeds, volumes
 from reconciler.planning import actions
 
 __all__ = [
@@ -138,9 +138,10 @@ class Inventory:
         """The libvirt name of the pool resource ``name``."""
         return self._pool(name)
 
-    def owned_by(self, vm: str) -> list[record.VolumeRecord]:
-        """The volumes this installation created for VM ``vm``."""
-        return self._by_owner.get(record.ResourceKey(kinds.Kind.VIRTUAL_MACHINE.value, vm), [])
+    def seeds_of(self, vm: str) -> list[record.VolumeRecord]:
+        """The first-boot seed volumes this installation uploaded for VM ``vm``."""
+        owner = record.ResourceKey(kinds.Kind.VIRTUAL_MACHINE.value, vm)
+        return [v for v in self._by_owner.get(owner, []) if seeds.is_seed(v.name)]
 
     def volume_name(self, vm: str, disk: effective.EffectiveDisk) -> str:
         owner = record.ResourceKey(kinds.Kind.VIRTUAL_MACHINE.value, vm)

@@ -81,7 +81,9 @@ def test_a_guest_on_an_isolated_network_runs_there_and_its_bridge_stays_in_its_n
 ) -> None:
     pid = second_libvirt.namespace_pid(libvirt_uri2)
     if pid is None:
-        pytest.skip(f"{libvirt_uri2} was not started by scripts/lib/second-libvirtd.sh")
+        second_libvirt.unavailable(
+            f"{libvirt_uri2} was not started by scripts/lib/second-libvirtd.sh"
+        )
     bridge = libvirt_fixtures.bridge_name(prefix, 0)
     network = libvirt_conn2.networkDefineXML(
         libvirt_fixtures.isolated_network(f"{prefix}iso", bridge)
@@ -146,7 +148,7 @@ def _alive(pid: int) -> bool:
 
 def test_the_script_starts_a_daemon_once_and_its_stop_leaves_nothing(tmp_path: Path) -> None:
     if os.geteuid() != 0:
-        pytest.skip("the second libvirtd needs root (mount and network namespaces)")
+        second_libvirt.unavailable("the second libvirtd needs root (mount and network namespaces)")
     root = tmp_path / "hv2"
 
     started = _script("start", str(root))

@@ -513,8 +513,7 @@ def recorded_volumes(
                 seed=True,
             ),
         )
-        for row in ctx.inventory.owned_by(key.name)
-        if row.disk.startswith("firstBoot.")
+        for row in ctx.inventory.seeds_of(key.name)
     )
     rec = ctx.live_record(key)
     if rec is not None and "effective" in rec.spec:
@@ -648,9 +647,8 @@ def _seed_intents(
     wanted = {(s.pool, s.volume) for s in target.seeds}
     superseded = [
         actions.DeleteSeed(row.pool, row.name)
-        for row in ctx.inventory.owned_by(key.name)
-        if row.disk.startswith("firstBoot.")
-        and (row.pool, row.name) not in wanted
+        for row in ctx.inventory.seeds_of(key.name)
+        if (row.pool, row.name) not in wanted
         and ctx.volume(row.pool, row.name) is not None
     ]
     return claims, uploads, superseded
