@@ -648,8 +648,7 @@ def _seed_intents(
     superseded = [
         actions.DeleteSeed(row.pool, row.name)
         for row in ctx.inventory.seeds_of(key.name)
-        if (row.pool, row.name) not in wanted
-        and ctx.volume(row.pool, row.name) is not None
+        if (row.pool, row.name) not in wanted and ctx.volume(row.pool, row.name) is not None
     ]
     return claims, uploads, superseded
 
