@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.libvirt",
     "tests.fixtures.second_libvirt",
     "tests.fixtures.boundary",
+    "tests.fixtures.browser",
 ]

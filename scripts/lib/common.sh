@@ -21,7 +21,7 @@ IB_STARTED_PIDS=()
 # shellcheck disable=SC2034  # read by the scripts that source this file
 IB_APT_RUNTIME=(
   libvirt-daemon-system qemu-system-x86 qemu-utils ovmf dnsmasq-base ebtables iptables
-  libvirt-dev pkg-config gcc python3-dev python3-venv
+  libvirt-dev pkg-config gcc python3-dev python3-venv novnc
 )
 
 if [[ -t 1 ]]; then
