@@ -94,6 +94,21 @@ DURATION = _Duration()
 @click.option(
     "--metrics-public", is_flag=True, help="Serve /metrics without a token (the API keeps one)."
 )
+@click.option(
+    "--novnc-path",
+    type=click.Path(file_okay=False),
+    default="/usr/share/novnc",
+    show_default=True,
+    envvar="INFINIBAY_NOVNC_PATH",
+    help="Where noVNC is installed; the web UI's browser consoles load it.",
+)
+@click.option(
+    "--console-ticket-ttl",
+    type=DURATION,
+    default="60s",
+    show_default=True,
+    help="How long a browser console's single-use ticket stays valid.",
+)
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option(
     "--http-workers",
@@ -178,6 +193,8 @@ def daemon(
     tls_cert: str | None,
     tls_key: str | None,
     metrics_public: bool,
+    novnc_path: str,
+    console_ticket_ttl: float,
     workers: int,
     http_workers: int,
     http_max_connections: int,
@@ -197,6 +214,8 @@ def daemon(
     """
     if interval <= 0 or git_interval <= 0 or lease <= 0:
         raise click.BadParameter("--interval, --git-interval and --lease must be positive")
+    if console_ticket_ttl <= 0:
+        raise click.BadParameter("--console-ticket-ttl must be positive")
     if http_header_timeout <= 0 or http_idle_timeout <= 0:
         raise click.BadParameter("--http-header-timeout and --http-idle-timeout must be positive")
     if (tls_cert is None) != (tls_key is None):
@@ -229,6 +248,8 @@ def daemon(
         tls_cert=tls_cert,
         tls_key=tls_key,
         metrics_public=metrics_public,
+        novnc_path=novnc_path,
+        console_ticket_ttl=console_ticket_ttl,
     )
     daemon_module.Daemon(
         cfg,

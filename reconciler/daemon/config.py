@@ -86,3 +86,7 @@ class Config:
     tls_key: str | None = None
     metrics_public: bool = False
     """``/metrics`` without a token (a Prometheus on the host that holds none)."""
+    novnc_path: str = "/usr/share/novnc"
+    """Where noVNC's files are (Debian's ``novnc`` package); the console page loads them."""
+    console_ticket_ttl: float = 60.0
+    """Seconds a console ticket stays valid (it is single-use either way)."""

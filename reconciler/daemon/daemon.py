@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pathlib
 import signal
 import threading
 import types
@@ -48,9 +49,10 @@ from typing import Any
 
 from reconciler import errors
 from reconciler.daemon import config as config_module
-from reconciler.daemon import health, http, leader, loop, metrics, queue, sources
+from reconciler.daemon import console, health, http, leader, loop, metrics, queue, sources
 from reconciler.hypervisor import adapter
 from reconciler.models import access, kinds, record
+from reconciler.models import console as console_model
 from reconciler.store import store as store_module
 
 __all__ = ["Daemon", "make_source"]
@@ -273,6 +275,15 @@ class Daemon:
 
         return http.Probe(healthy, readiness)
 
+    def _display(self, domain: str) -> console_model.Console:
+        """A running domain's display, for a browser console: read on a connection of its own.
+
+        One connection per console opened keeps the consoles off the pass's
+        connection, and a console is opened far less often than a pass runs.
+        """
+        with adapter.Hypervisor(self.libvirt_uri) as hv:
+            return hv.console(domain)
+
     # -- the process ---------------------------------------------------------------
 
     def run(self, on_listening: Callable[[int], None] = lambda _port: None) -> None:
@@ -322,6 +333,12 @@ class Daemon:
                     cfg.http,
                     tls=tls,
                     metrics_public=cfg.metrics_public,
+                    consoles=console.Service(
+                        self._display,
+                        self.libvirt_uri,
+                        console.Tickets(cfg.console_ticket_ttl),
+                        novnc=pathlib.Path(cfg.novnc_path),
+                    ),
                 )
                 server.start()
                 stack.callback(server.close)

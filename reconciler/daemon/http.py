@@ -115,6 +115,7 @@ import io
 import ipaddress
 import json
 import logging
+import pathlib
 import queue
 import resource
 import selectors
@@ -130,7 +131,8 @@ import prometheus_client
 
 from reconciler import errors, settings
 from reconciler.daemon import auth, config, loop, metrics
-from reconciler.models import access, catalog, documents, kinds, record
+from reconciler.daemon import console as console_module
+from reconciler.models import access, catalog, documents, kinds, naming, record
 from reconciler.store import store as store_module
 
 __all__ = ["Probe", "Server", "event_json"]
@@ -139,6 +141,10 @@ _log = logging.getLogger(__name__)
 _DEFAULT_EVENTS = 100
 _MAX_EVENTS = 1000
 _KEYS_PER_READ = 1000  # a user's VMs per read of their events
+
+
+def _no_consoles(domain: str) -> Any:
+    raise errors.RefusedError(f"this server opens no consoles (domain {domain})")
 
 
 class Probe:
@@ -251,6 +257,8 @@ _STREAM_OVERLAP = 5.0  # seconds each read looks back: a slow commit's events ar
 _STREAM_HEARTBEAT = 15.0  # seconds between keep-alive comments on an idle stream
 _STREAM_BACKLOG = 1 << 20  # bytes a stream's client may leave unread before it is cut
 _FOREVER = float("inf")
+_STATIC_DIR = pathlib.Path(__file__).with_name("static")
+_STATIC = frozenset(p.name for p in _STATIC_DIR.iterdir() if p.is_file())
 _EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
 
 
@@ -284,6 +292,7 @@ class _Connection:
     __slots__ = (
         "address",
         "buffer",
+        "console",
         "deadline",
         "handshaking",
         "idle",
@@ -307,6 +316,7 @@ class _Connection:
         self.handshaking = isinstance(sock, ssl.SSLSocket)  # TLS: before the first read
         self.stream: access.Principal | None = None  # an event stream's, once answered
         self.streamed_since = _EPOCH  # a stream gets the events seen since it opened
+        self.console: console_module.Handoff | None = None  # a console's, once answered 101
 
 
 def _head_length(buffer: bytes) -> int:
@@ -417,8 +427,10 @@ class Server:
         *,
         tls: ssl.SSLContext | None = None,
         metrics_public: bool = False,
+        consoles: console_module.Service | None = None,
     ) -> None:
         self.limits = limits or config.HttpLimits()
+        self._consoles = consoles or console_module.Service(_no_consoles, "")
         require_tls_off_loopback(address, tls is not None)
         _check_descriptors(self.limits)
         self._tls = tls
@@ -438,6 +450,7 @@ class Server:
             auth.Gate(store),
             metrics_public,
             lambda: self._stream_count < self._max_streams,
+            self._consoles,
         )
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -482,6 +495,7 @@ class Server:
             return
         self._closed = True
         self._stopping.set()
+        self._consoles.bridges.close()
         self._wake()
         if self._loop.is_alive():
             self._loop.join()
@@ -687,7 +701,11 @@ class Server:
         conn.out = conn.out[sent:]
         if conn.out:
             return
-        if conn.stream is not None:  # all sent: wait for the next push, or the close
+        if conn.console is not None:  # the 101 is out: the socket is the bridge's now
+            self._unwatch(conn)
+            handoff = conn.console
+            self._consoles.bridges.start(conn.sock, handoff.ws, conn.buffer, handoff.guest)
+        elif conn.stream is not None:  # all sent: wait for the next push, or the close
             self._streams.add(conn)
             self._stream_count = len(self._streams)
             conn.deadline = _FOREVER
@@ -853,6 +871,7 @@ class Server:
         conn.out = handler.wfile.getvalue()
         conn.keep = not handler.close_connection
         conn.stream = handler.stream
+        conn.console = handler.console
         if conn.stream is not None:
             conn.streamed_since = dt.datetime.now(dt.UTC)
 
@@ -869,9 +888,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     wfile: io.BytesIO
     stream: access.Principal | None = None  # set when the answer opens an event stream
+    console: console_module.Handoff | None = None  # set when the answer opens a console
 
     def __init__(self, address: Any, head: bytes) -> None:
         self.client_address = address
+        self.head = head[: _head_length(head)]
         self.rfile = io.BytesIO(head)
         self.wfile = io.BytesIO()
         self.close_connection = True
@@ -884,6 +905,7 @@ def _handler(
     gate: auth.Gate,
     metrics_public: bool,
     stream_room: Callable[[], bool],
+    consoles: console_module.Service,
 ) -> Callable[[Any, bytes], _Handler]:
     class Handler(_Handler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -932,13 +954,19 @@ def _handler(
                 self.close_connection = True
                 self._json(500, {"error": "internal error; see the daemon's log"})
 
-        def _principal(self) -> access.Principal | None:
-            """Who asks; ``None`` once a 401 or 429 is answered (no detail either way)."""
+        def _principal(self, page: bool = False) -> access.Principal | None:
+            """Who asks; ``None`` once a 401 or 429 is answered (no detail either way).
+
+            A ``page`` of the web UI answers a missing or invalid token with a
+            redirect to the login page instead of the 401.
+            """
             presented = auth.token_of(self.headers.get("Authorization"), self.headers.get("Cookie"))
             who = gate.admit(str(self.client_address[0]), presented)
             if isinstance(who, access.Principal):
                 return who
-            if who.status == 429:
+            if page and who.status == 401:
+                self._send(303, b"", "text/plain", {"Location": "/login"})
+            elif who.status == 429:
                 gauges.http_refused.labels("rate_limited").inc()
                 retry = {"Retry-After": str(who.retry_after or 1)}
                 self._json(429, {"error": "too many failed attempts; try again later"}, retry)
@@ -958,6 +986,16 @@ def _handler(
                 return
             if parts == ["metrics"] and metrics_public:
                 self._send(200, gauges.exposition(), prometheus_client.CONTENT_TYPE_LATEST)
+                return
+            if parts[:1] == ["novnc"]:
+                self._novnc(parts[1:])
+                return
+            if parts[:1] == ["static"] and len(parts) == 2 and parts[1] in _STATIC:
+                path = _STATIC_DIR / parts[1]
+                self._send(200, path.read_bytes(), console_module.content_type(path))
+                return
+            if parts[:1] == ["console"] and len(parts) in (2, 3):
+                self._console(parts[1:], query)
                 return
             if parts != ["metrics"] and parts[:2] != ["api", "v1"]:
                 raise _NotFound(f"no such endpoint: /{'/'.join(parts)}")
@@ -1001,6 +1039,156 @@ def _handler(
             self.close_connection = True  # a body, if any, is never read
             self._json(405, {"error": "read-only: only GET and HEAD are served"})
 
-        do_POST = do_PUT = do_PATCH = do_DELETE = _refuse
+        do_PUT = do_PATCH = do_DELETE = _refuse
+
+        def do_POST(self) -> None:
+            """Only a console ticket is POSTed, with no body; everything else is read-only."""
+            parts = [p for p in urllib.parse.urlsplit(self.path).path.split("/") if p]
+            if len(parts) != 5 or parts[:3] != ["api", "v1", "consoles"]:
+                self._refuse()
+                return
+            self.close_connection = True  # a body, if any, is never read
+            if self.headers.get("Content-Length", "0") != "0" or self.headers.get(
+                "Transfer-Encoding"
+            ):
+                self._json(413, {"error": "a ticket is asked for with no body"})
+                return
+            try:
+                self._ticket(parts[3], parts[4])
+            except _NotFound as exc:
+                self._json(404, {"error": str(exc)})
+            except _Forbidden:
+                gauges.http_refused.labels("forbidden").inc()
+                self._json(403, {"error": "forbidden"})
+            except errors.InfinibayError as exc:
+                self._json(503, {"error": str(exc)})
+            except Exception:  # a bug: say so, keep serving; the traceback goes to the log
+                _log.exception("http: POST %s failed", self.path)
+                self._json(500, {"error": "internal error; see the daemon's log"})
+
+        # -- consoles (reconciler.daemon.console) --------------------------------
+
+        def _same_origin(self) -> bool:
+            """A browser's ``Origin``, when sent, is this server: no other site's page asks."""
+            origin = self.headers.get("Origin")
+            return origin is None or urllib.parse.urlsplit(origin).netloc == self.headers.get(
+                "Host"
+            )
+
+        def _consolable(self, who: access.Principal, name: str) -> record.ResourceRecord:
+            """The VM ``name`` if ``who`` may open its console; else 404 or 403."""
+            found = api.store.get(record.ResourceKey(kinds.Kind.VIRTUAL_MACHINE.value, name))
+            if found is None:
+                raise _NotFound(f"virtualmachine/{name} is not in the record")
+            if not access.may_open_console(who, found) or not self._same_origin():
+                raise _Forbidden()
+            return found
+
+        def _ticket(self, kind_text: str, name: str) -> None:
+            if _kind(kind_text) is not kinds.Kind.VIRTUAL_MACHINE:
+                raise _BadRequest(f"{kind_text!r} has no console: a console is a VM's")
+            who = self._principal()
+            if who is None:
+                return
+            self._consolable(who, name)
+            secret = consoles.tickets.issue(who.name, name, consoles.host)
+            self._json(
+                200,
+                {
+                    "ticket": secret,
+                    "expiresIn": consoles.tickets.ttl,
+                    "path": f"/console/{urllib.parse.quote(name)}/websockify",
+                },
+            )
+
+        def _console(self, parts: list[str], query: dict[str, list[str]]) -> None:
+            name = parts[0]
+            websocket = parts[1:] == ["websockify"]
+            if len(parts) == 2 and not websocket and parts[1] != "vv":
+                raise _NotFound(f"no such endpoint: {self.path}")
+            who = self._principal(page=not websocket)
+            if who is None:
+                return
+            vm = self._consolable(who, name)
+            if websocket:
+                self._open_console(who, vm, query.get("ticket", [""])[0])
+            elif parts[1:] == ["vv"]:
+                self._vv(who, vm)
+            else:
+                self._send(
+                    200,
+                    console_module.page(name).encode(),
+                    "text/html; charset=utf-8",
+                    console_module.PAGE_HEADERS,
+                )
+
+        def _opened(self, who: access.Principal, vm: record.ResourceRecord, how: str) -> None:
+            """Record who opened a console (the token's name is the actor); never the password."""
+            api.store.record_events(
+                [
+                    record.NewEvent(
+                        vm.key,
+                        record.EventType.NORMAL,
+                        "ConsoleOpened",
+                        f"{vm.key}: {how} opened by {who.name}",
+                        actor=who.name,
+                    )
+                ]
+            )
+
+        def _open_console(
+            self, who: access.Principal, vm: record.ResourceRecord, ticket: str
+        ) -> None:
+            self.close_connection = True
+            if consoles.tickets.redeem(ticket, who.name, vm.key.name, consoles.host) is None:
+                gauges.http_refused.labels("forbidden").inc()
+                self._raw(console_module.reject(self.head, 403), 403)
+                return
+            if not consoles.bridges.reserve():
+                self._raw(console_module.reject(self.head, 503), 503)
+                return
+            try:
+                display = consoles.locate(naming.libvirt_name(vm.key.name, vm.annotations))
+                if display.type is not kinds.GraphicsType.VNC:
+                    raise console_module.ConsoleError(
+                        f"{vm.key} shows SPICE: download its .vv file for virt-viewer instead"
+                    )
+                guest = console_module.login((display.host, display.port), display.password)
+                ws, accepted = console_module.accept(self.head)
+            except errors.InfinibayError as exc:
+                consoles.bridges.release()
+                _log.info("console: %s: %s", vm.key, exc)
+                self._raw(console_module.reject(self.head, 502), 502)
+                return
+            except BaseException:
+                consoles.bridges.release()
+                raise
+            self.wfile.write(accepted)
+            self.console = console_module.Handoff(ws, guest)
+            self._opened(who, vm, "a browser console")
+
+        def _raw(self, response: bytes, code: int) -> None:
+            """A websocket handshake's answer as it is, else the same status as JSON."""
+            if response:
+                self.wfile.write(response)
+            else:
+                self._json(code, {"error": http.HTTPStatus(code).phrase.lower()})
+
+        def _vv(self, who: access.Principal, vm: record.ResourceRecord) -> None:
+            display = consoles.locate(naming.libvirt_name(vm.key.name, vm.annotations))
+            self._opened(who, vm, "a virt-viewer file")
+            self._send(
+                200,
+                display.vv(title=vm.key.name).encode(),
+                "application/x-virt-viewer",
+                {"Content-Disposition": f'attachment; filename="{vm.key.name}.vv"'},
+            )
+
+        def _novnc(self, parts: list[str]) -> None:
+            """noVNC's own files (public code, no data): no token needed."""
+            path = consoles.novnc_file(parts)
+            if path is None:
+                raise _NotFound(f"no such file: {self.path}")
+            self._send(200, path.read_bytes(), console_module.content_type(path))
 
     return Handler
