@@ -21,6 +21,11 @@
   ``event: event`` and the JSON of ``/api/v1/events``, plus a keep-alive
   comment every 15 s. It is what the web UI's live updates listen to.
 
+* ``POST /api/v1/consoles/vm/NAME`` (no body), ``GET /console/NAME`` (the
+  page), ``GET /console/NAME/websockify?ticket=T`` (the websocket),
+  ``GET /console/NAME/vv`` and ``GET /novnc/...`` — browser consoles, see
+  :mod:`reconciler.daemon.console`.
+
 **Access** (SPEC §11, :mod:`reconciler.daemon.auth`). ``/healthz`` and
 ``/readyz`` are open; ``/api/*`` and ``/metrics`` (unless
 ``--metrics-public``) need a token (``Authorization: Bearer``, or the
@@ -34,8 +39,9 @@ A ``--listen`` address that is not loopback is refused unless
 ``--tls-cert``/``--tls-key`` are given; with them the listener speaks only
 TLS (1.2 at least).
 
-Nothing here writes but a token's last use (at most once a minute): the
-record is only read, so a standby serves the API too. The daemon hands the
+Nothing here writes but a token's last use (at most once a minute) and the
+event of a console opened: the record is otherwise only read, so a standby
+serves the API too. The one POST is a console ticket, with no body. The daemon hands the
 server a :class:`~reconciler.store.store.Store` of its own (its own engine
 and connection pool), so API readers never hold a connection a pass is
 waiting for. Every JSON body goes through
@@ -96,10 +102,11 @@ probe lanes of its own: the same code as here, against an interface that
 is not public and changes between releases. What the ASGI stack would
 bring is in reach here without it: TLS is the standard library's
 ``ssl`` in non-blocking mode, server-sent events are a held connection the
-loop writes to, and tokens are a check in the handler. The one thing it
-would do better is websockets, for the browser consoles: the loop can
-carry them (a held connection like a stream, framed with ``wsproto``,
-which is sans-IO), and that is where to decide again. Pages of the web UI
+loop writes to, and tokens are a check in the handler. Websockets, for
+the browser consoles, did not change that: the handshake is answered by a
+worker like any request, and the accepted socket then leaves the loop for
+a bridge thread of its own (at most 16), framed with ``wsproto``, which is
+sans-IO and so works over the same non-blocking TLS sockets. Pages of the web UI
 are routes in :func:`_handler`'s ``_route``, answered by the workers like
 the API.
 """
