@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import struct
 import time
 import urllib.error
@@ -49,6 +50,7 @@ from wsproto.events import (
 
 from reconciler.daemon import auth
 from reconciler.models import access
+from tests.fixtures import tls
 from tests.integration.harness import Harness, doc
 from tests.integration.test_daemon import ADMIN_TOKEN, ROOT, Daemon, grant, spawn, until
 
@@ -66,22 +68,32 @@ def _password(h: Harness, vm: str) -> str:
     return str(found.get("passwd"))
 
 
-def _post(port: int, path: str, secret: str | None, **headers: str) -> tuple[int, str]:
+def _post(
+    port: int,
+    path: str,
+    secret: str | None,
+    context: ssl.SSLContext | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    headers = dict(headers or {})
     if secret is not None:
         headers["Authorization"] = f"Bearer {secret}"
+    scheme = "https" if context is not None else "http"
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", method="POST", headers=headers, data=b""
+        f"{scheme}://127.0.0.1:{port}{path}", method="POST", headers=headers, data=b""
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
+        with urllib.request.urlopen(request, timeout=10, context=context) as resp:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, exc.read().decode()
 
 
-def _ticket(port: int, vm: str, secret: str) -> dict[str, Any]:
-    status, body = _post(port, f"/api/v1/consoles/vm/{vm}", secret)
+def _ticket(
+    port: int, vm: str, secret: str, context: ssl.SSLContext | None = None
+) -> dict[str, Any]:
+    status, body = _post(port, f"/api/v1/consoles/vm/{vm}", secret, context)
     assert status == 200, body
     ticket: dict[str, Any] = json.loads(body)
     assert ticket["expiresIn"] > 0 and ticket["path"] == f"/console/{vm}/websockify"
@@ -91,8 +103,17 @@ def _ticket(port: int, vm: str, secret: str) -> dict[str, Any]:
 class _Socket:
     """A websocket client as a browser is one: wsproto framing over a plain socket."""
 
-    def __init__(self, port: int, target: str, secret: str, origin: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        target: str,
+        secret: str,
+        origin: str | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        if context is not None:
+            self.sock = context.wrap_socket(self.sock, server_hostname="127.0.0.1")
         self.ws = WSConnection(ConnectionType.CLIENT)
         headers = [(b"Authorization", f"Bearer {secret}".encode())]
         if origin is not None:
@@ -143,8 +164,14 @@ class _Socket:
 
 
 @contextlib.contextmanager
-def _console(port: int, target: str, secret: str, origin: str | None = None) -> Iterator[_Socket]:
-    ws = _Socket(port, target, secret, origin)
+def _console(
+    port: int,
+    target: str,
+    secret: str,
+    origin: str | None = None,
+    context: ssl.SSLContext | None = None,
+) -> Iterator[_Socket]:
+    ws = _Socket(port, target, secret, origin, context)
     try:
         yield ws
     finally:
@@ -152,15 +179,37 @@ def _console(port: int, target: str, secret: str, origin: str | None = None) -> 
 
 
 def _running_daemon(
-    h: Harness, spawn: Callable[..., Daemon], *vms: dict[str, Any], graphics: dict[str, Any]
+    h: Harness,
+    spawn: Callable[..., Daemon],
+    *vms: dict[str, Any],
+    graphics: dict[str, Any],
+    args: tuple[str, ...] = (),
 ) -> Daemon:
     # No disk, no NIC: the firmware has nothing to boot and sends nothing anywhere.
     h.write(h.pool(), h.template(graphics=graphics, disks=[], networks=[]), *vms)
     applied = h.apply("--shutdown-timeout", "1")
     assert applied.exit_code == 0, applied.output
-    daemon = spawn("--source", str(h.workdir), "--interval", "10m", "--console-ticket-ttl", "3s")
-    until(lambda: daemon.readyz()["ready"], 120, "the daemon converged", daemon)
+    daemon = spawn(
+        "--source", str(h.workdir), "--interval", "10m", "--console-ticket-ttl", "3s", *args
+    )
+    if not args:
+        until(lambda: daemon.readyz()["ready"], 120, "the daemon converged", daemon)
     return daemon
+
+
+def _rfb_through(ws: _Socket) -> tuple[int, int]:
+    """The browser's side of RFB through the bridge: only "None" offered; the guest's size."""
+    assert ws.read(12) == b"RFB 003.008\n"
+    ws.send(b"RFB 003.008\n")
+    assert ws.read(2) == bytes([1, 1])
+    ws.send(bytes([1]))
+    assert ws.read(4) == struct.pack("!I", 0)
+    ws.send(bytes([1]))  # ClientInit, shared: QEMU answers with ServerInit
+    width, height = struct.unpack("!HH", ws.read(4))
+    ws.read(16)  # the pixel format
+    (length,) = struct.unpack("!I", ws.read(4))
+    assert ws.read(length), "the guest's name ends ServerInit"
+    return width, height
 
 
 def _blank_canvas(browser: WebDriver) -> bool:
@@ -238,14 +287,7 @@ def test_a_ticket_is_single_use_short_lived_and_bound_to_its_token_and_site(
     target = f"{ticket['path']}?ticket={ticket['ticket']}"
     with _console(port, target, ADMIN_TOKEN) as ws:
         assert ws.status == 101
-        # The browser's side of RFB: version, then only "None" is offered.
-        assert ws.read(12) == b"RFB 003.008\n"
-        ws.send(b"RFB 003.008\n")
-        assert ws.read(2) == bytes([1, 1])
-        ws.send(bytes([1]))
-        assert ws.read(4) == struct.pack("!I", 0)
-        ws.send(bytes([1]))  # ClientInit, shared: QEMU answers with ServerInit
-        width, height = struct.unpack("!HH", ws.read(4))
+        width, height = _rfb_through(ws)
         assert width >= 320 and height >= 200, (width, height)
         assert password.encode() not in ws.received
     with _console(port, target, ADMIN_TOKEN) as ws:
@@ -281,7 +323,7 @@ def test_a_ticket_is_single_use_short_lived_and_bound_to_its_token_and_site(
     assert _post(port, path.format(alice_vm), None)[0] == 401
     assert _post(port, path.format(h.name("nope")), ADMIN_TOKEN)[0] == 404
     evil = {"Origin": "http://evil.example"}
-    assert _post(port, path.format(alice_vm), ADMIN_TOKEN, **evil)[0] == 403
+    assert _post(port, path.format(alice_vm), ADMIN_TOKEN, headers=evil)[0] == 403
     assert daemon.http(f"/console/{bob_vm}/vv", alice)[0] == 403
     page = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     page.request("GET", f"/console/{alice_vm}")
@@ -310,3 +352,27 @@ def test_a_spice_vm_offers_a_virt_viewer_file_and_no_browser_console(
     ticket = _ticket(daemon.port, vm, ADMIN_TOKEN)
     with _console(daemon.port, f"{ticket['path']}?ticket={ticket['ticket']}", ADMIN_TOKEN) as ws:
         assert ws.status == 502, "SPICE is not bridged to noVNC"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_console_over_tls_reaches_the_guest(
+    h: Harness, spawn: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    cert, key = tls.self_signed(tmp_path)
+    args = ("--tls-cert", str(cert), "--tls-key", str(key))
+    daemon = _running_daemon(h, spawn, h.vm("tls", powerState="Running"), graphics=VNC, args=args)
+    trusted = ssl.create_default_context(cafile=str(cert))
+    vm = h.name("tls")
+
+    def ticket() -> dict[str, Any]:
+        with contextlib.suppress(OSError, AssertionError):
+            return _ticket(daemon.port, vm, ADMIN_TOKEN, trusted)
+        return {}
+
+    found = until(ticket, 120, "the daemon answers over TLS", daemon)
+    target = f"{found['path']}?ticket={found['ticket']}"
+    with _console(daemon.port, target, ADMIN_TOKEN, context=trusted) as ws:
+        assert ws.status == 101
+        assert _rfb_through(ws)[0] >= 320
+        ws.send(struct.pack("!BxHHHHH", 3, 0, 0, 0, 64, 64))  # a framebuffer update request
+        assert ws.read(1) == bytes([0]), "the guest's update came back through TLS"
