@@ -23,11 +23,11 @@ from typing import Any, ClassVar
 
 import libvirt
 import pytest
-import sqlalchemy as sa
 from lxml import etree
 from PIL import Image
 from vncdotool import api, client
 
+from tests.fixtures import database
 from tests.integration.harness import Harness
 from tests.integration.test_daemon import Daemon, spawn, until
 
@@ -89,20 +89,6 @@ def _blank(image: Image.Image) -> bool:
     return bool(extrema[0] == extrema[1])
 
 
-def _record_dump(db_url: str) -> str:
-    """Every row of every table of the record, as text."""
-    engine = sa.create_engine(db_url)
-    try:
-        metadata = sa.MetaData()
-        metadata.reflect(engine)
-        with engine.connect() as conn:
-            return "\n".join(
-                repr(list(conn.execute(sa.select(table)))) for table in metadata.sorted_tables
-            )
-    finally:
-        engine.dispose()
-
-
 def _graphics_password(h: Harness, vm: str) -> str | None:
     secure = h.domain(vm).XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE | libvirt.VIR_DOMAIN_XML_INACTIVE)
     return etree.fromstring(secure.encode()).find("devices/graphics").get("passwd")  # type: ignore[union-attr]
@@ -151,7 +137,7 @@ def test_a_vnc_client_logs_in_with_the_generated_password_and_it_leaks_nowhere(
         "events -o json": h.run("events", f"vm/{vm}", "-o", "json").output,
         "history -o json": h.run("history", f"vm/{vm}", "-o", "json").output,
         "plan -o json": h.run("plan", "-f", str(h.workdir), "-o", "json").output,
-        "record": _record_dump(h.db_url),
+        "record": database.record_dump(h.db_url),
         "api resources": daemon.http("/api/v1/resources")[1],
         "api vm": daemon.http(f"/api/v1/resources/virtualmachine/{vm}")[1],
         "api events": daemon.http("/api/v1/events")[1],
