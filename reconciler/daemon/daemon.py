@@ -241,10 +241,11 @@ class Daemon:
         self, work: loop.Loop, leadership: leader.Leadership, store: store_module.Store
     ) -> http.Probe:
         def healthy() -> bool:
+            # The HTTP server answers a moment before the runner thread starts: a
+            # daemon starting up is alive (a 503 would have it restarted for nothing).
             runner = self._runner
             return (
-                runner is not None
-                and runner.is_alive()
+                (runner is None or runner.is_alive())
                 and not self.stopping.is_set()
                 and not self.health.problems()
             )

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -259,3 +260,20 @@ def test_the_event_stream_pushes_a_users_own_events_holds_no_worker_and_ends_on_
             assert _read_until(sock, b"never", 5) == b""  # closed, with nothing more
     finally:
         endpoints.server.close()
+
+
+def test_a_daemon_starting_up_is_alive_and_one_whose_runner_died_is_not() -> None:
+    """/healthz answers before the runner thread starts: that moment is not a failure."""
+    from reconciler.daemon import config, daemon
+
+    d = daemon.Daemon(config.Config(source="."), database_url="sqlite://", libvirt_uri="test:///")
+    probe = d._probe(None, None, None)  # type: ignore[arg-type]  # healthy() reads neither
+    assert probe.healthy()  # no runner yet: starting
+    finished = threading.Thread(target=lambda: None)
+    finished.start()
+    finished.join()
+    d._runner = finished
+    assert not probe.healthy()  # the runner ended: restart me
+    d._runner = None
+    d.stopping.set()
+    assert not probe.healthy()
