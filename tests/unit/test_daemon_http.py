@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from reconciler import errors
-from reconciler.daemon import config, http, leader, logs, metrics
+from reconciler.daemon import config, daemon, http, leader, logs, metrics
 from reconciler.models import access, record
 from reconciler.store import store as store_module
 
@@ -264,8 +264,6 @@ def test_the_event_stream_pushes_a_users_own_events_holds_no_worker_and_ends_on_
 
 def test_a_daemon_starting_up_is_alive_and_one_whose_runner_died_is_not() -> None:
     """/healthz answers before the runner thread starts: that moment is not a failure."""
-    from reconciler.daemon import config, daemon
-
     d = daemon.Daemon(config.Config(source="."), database_url="sqlite://", libvirt_uri="test:///")
     probe = d._probe(None, None, None)  # type: ignore[arg-type]  # healthy() reads neither
     assert probe.healthy()  # no runner yet: starting
