@@ -229,6 +229,7 @@ def _blank_canvas(browser: WebDriver) -> bool:
     return int(distinct) < 2
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_the_browser_console_shows_the_firmware_and_never_receives_the_password(
     h: Harness, spawn: Callable[..., Daemon], browser: WebDriver, tmp_path: Path
 ) -> None:
@@ -268,6 +269,7 @@ def test_the_browser_console_shows_the_firmware_and_never_receives_the_password(
     assert [where for where, text in kept.items() if password in text or ADMIN_TOKEN in text] == []
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_ticket_is_single_use_short_lived_and_bound_to_its_token_and_site(
     h: Harness, spawn: Callable[..., Daemon]
 ) -> None:
@@ -333,6 +335,7 @@ def test_a_ticket_is_single_use_short_lived_and_bound_to_its_token_and_site(
     page.close()
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_spice_vm_offers_a_virt_viewer_file_and_no_browser_console(
     h: Harness, spawn: Callable[..., Daemon]
 ) -> None:
