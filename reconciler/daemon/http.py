@@ -129,7 +129,7 @@ from typing import Any
 import prometheus_client
 
 from reconciler import errors, settings
-from reconciler.daemon import auth, config, loop, metrics
+from reconciler.daemon import auth, config, loop, metrics, ui
 from reconciler.models import access, catalog, documents, kinds, record
 from reconciler.store import store as store_module
 
@@ -438,6 +438,7 @@ class Server:
             auth.Gate(store),
             metrics_public,
             lambda: self._stream_count < self._max_streams,
+            ui.Pages(store, probe.readiness, secure=tls is not None),
         )
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -884,6 +885,7 @@ def _handler(
     gate: auth.Gate,
     metrics_public: bool,
     stream_room: Callable[[], bool],
+    pages: ui.Pages,
 ) -> Callable[[Any, bytes], _Handler]:
     class Handler(_Handler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -959,6 +961,9 @@ def _handler(
             if parts == ["metrics"] and metrics_public:
                 self._send(200, gauges.exposition(), prometheus_client.CONTENT_TYPE_LATEST)
                 return
+            if ui.serves(parts):
+                self._ui(parts, query)
+                return
             if parts != ["metrics"] and parts[:2] != ["api", "v1"]:
                 raise _NotFound(f"no such endpoint: /{'/'.join(parts)}")
             who = self._principal()
@@ -978,6 +983,22 @@ def _handler(
                 self._stream(who)
             else:
                 raise _NotFound(f"no such endpoint: /{'/'.join(parts)}")
+
+        def _ui(self, parts: list[str], query: dict[str, list[str]]) -> None:
+            """The web UI (:mod:`reconciler.daemon.ui`): a page, a fragment, a file, the login."""
+            page = pages.public(parts)
+            if page is None:
+                presented = auth.token_of(
+                    self.headers.get("Authorization"), self.headers.get("Cookie")
+                )
+                who = gate.admit(str(self.client_address[0]), presented)
+                if isinstance(who, auth.Refused):
+                    reason = "rate_limited" if who.status == 429 else "unauthorized"
+                    gauges.http_refused.labels(reason).inc()
+                    page = pages.refused(parts, who, presented)
+                else:
+                    page = pages.answer(parts, query, who, presented or "")
+            self._send(page.status, page.body, page.content_type, dict(page.headers))
 
         def _stream(self, who: access.Principal) -> None:
             """Start a server-sent event stream; the loop keeps it and the feeder fills it."""

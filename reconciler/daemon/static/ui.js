@@ -1,0 +1,90 @@
+// The web UI's few scripts, no build step: sign in, and keep a page live over
+// /api/v1/stream by re-fetching its fragment (see reconciler/daemon/ui.py).
+"use strict";
+(function () {
+  var DEBOUNCE_MS = 250;
+
+  function say(id, text) {
+    var element = document.getElementById(id);
+    if (element) { element.textContent = text; }
+  }
+
+  function signIn(form) {
+    form.addEventListener("submit", function (submitted) {
+      submitted.preventDefault();
+      var token = form.elements.token.value.trim();
+      if (!token) { say("login-error", "Enter a token."); return; }
+      say("login-error", "");
+      fetch("/api/v1/session", {
+        headers: { Authorization: "Bearer " + token },
+        credentials: "same-origin",
+        cache: "no-store"
+      }).then(function (response) {
+        form.elements.token.value = "";
+        if (response.ok) { window.location.assign("/"); return; }
+        say("login-error", response.status === 429
+          ? "Too many failed attempts; try again in a minute."
+          : "That token is not valid.");
+        form.elements.token.focus();
+      }).catch(function () { say("login-error", "The daemon cannot be reached."); });
+    });
+  }
+
+  function debounce(action, wait) {
+    var timer = null;
+    return function () {
+      if (timer !== null) { clearTimeout(timer); }
+      timer = setTimeout(function () { timer = null; action(); }, wait);
+    };
+  }
+
+  // Swap every [data-swap] part by id, keeping the focus on the same link or field.
+  function swap(html) {
+    var fresh = new DOMParser().parseFromString(html, "text/html");
+    var focused = document.activeElement;
+    var href = focused && focused.getAttribute ? focused.getAttribute("href") : null;
+    fresh.querySelectorAll("[data-swap]").forEach(function (part) {
+      var here = document.getElementById(part.id);
+      if (here && here.innerHTML !== part.innerHTML) { here.replaceWith(document.importNode(part, true)); }
+    });
+    if (href && !document.body.contains(focused)) {
+      var again = document.querySelector("#live a[href=\"" + CSS.escape(href) + "\"]");
+      if (again) { again.focus(); }
+    }
+  }
+
+  function live(region) {
+    var url = region.getAttribute("data-live");
+    var subject = region.getAttribute("data-object");
+    var refresh = debounce(function () {
+      fetch(url, { credentials: "same-origin", cache: "no-store" }).then(function (response) {
+        if (response.redirected && new URL(response.url).pathname === "/login") {
+          window.location.assign("/login");
+          return null;
+        }
+        return response.ok ? response.text() : null;
+      }).then(function (html) { if (html !== null) { swap(html); } })
+        .catch(function () { say("live-status", "Live updates: the daemon cannot be reached"); });
+    }, DEBOUNCE_MS);
+    if (!window.EventSource) { say("live-status", "Live updates: not supported by this browser"); return; }
+    var stream = new EventSource("/api/v1/stream");
+    stream.addEventListener("open", function () {
+      say("live-status", "Live updates: on");
+      refresh(); // whatever happened between the page's rendering and the stream's start
+    });
+    stream.addEventListener("error", function () { say("live-status", "Live updates: reconnecting"); });
+    stream.addEventListener("event", function (message) {
+      var event;
+      try { event = JSON.parse(message.data); } catch (ignored) { return; }
+      if (subject && event.object && event.object.kind + "/" + event.object.name !== subject) { return; }
+      refresh();
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.getElementById("login");
+    if (form) { signIn(form); }
+    var region = document.querySelector("[data-live]");
+    if (region) { live(region); }
+  });
+})();
