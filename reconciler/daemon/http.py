@@ -20,6 +20,10 @@
   event as the record gets it (a repeat too: ``id`` is ``EVENT.COUNT``),
   ``event: event`` and the JSON of ``/api/v1/events``, plus a keep-alive
   comment every 15 s. It is what the web UI's live updates listen to.
+* ``GET /``, ``/ui/...``, ``/login``, ``/logout``, ``/static/...`` and
+  ``/api/v1/session`` — the web UI (:mod:`reconciler.daemon.ui`): pages
+  need the session cookie (without one, a 303 to ``/login``), the session
+  trades a Bearer token for it.
 
 **Access** (SPEC §11, :mod:`reconciler.daemon.auth`). ``/healthz`` and
 ``/readyz`` are open; ``/api/*`` and ``/metrics`` (unless

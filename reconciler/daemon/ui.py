@@ -354,7 +354,7 @@ class Pages:
             return self._html(200, "login.html", who=None)
         if list(parts) == ["logout"]:
             return self._to_login(clear=True)
-        if parts[0] == "static":
+        if parts[:1] == ["static"]:
             if len(parts) == 2 and parts[1] in STATIC:
                 return Page(200, self._static[parts[1]], STATIC[parts[1]], HEADERS)
             return self._not_found(None)
