@@ -22,8 +22,9 @@ only signs in and swaps fragments:
   for without a valid cookie is a 303 to ``/login`` (the API keeps its 401),
   and a stale cookie is cleared on the way, so a browser stops presenting it.
 * **Live updates**: the script listens to ``/api/v1/stream`` (the cookie
-  authenticates it) and, debounced, re-fetches the page's fragment
-  (``/ui/fragments/...``) and swaps the parts marked ``data-swap``. The
+  authenticates it) and re-fetches the page's fragment
+  (``/ui/fragments/...``) and swaps the parts marked ``data-swap``: at once
+  on an event, then at most once more per quarter second for a burst. The
   fragment is rendered from the record like the page, level-based: an
   event only says *when* to look again, never *what* to show.
 * **Drift** as the list shows it: ``Drifted`` while the condition says so
@@ -280,18 +281,27 @@ def _revisions(revisions: Sequence[record.RevisionRecord]) -> list[_Revision]:
     return shown[::-1]
 
 
-def _console(rec: record.ResourceRecord, who: access.Principal) -> tuple[str, str] | None:
-    """The console link of a VM with a display, as (label, href), where ``who`` may open it."""
+@dataclasses.dataclass(frozen=True)
+class _Console:
+    label: str
+    href: str | None  # None: nothing to open now, the label says why
+
+
+def _console(rec: record.ResourceRecord, who: access.Principal) -> _Console | None:
+    """A VM's console link where it has a display and ``who`` may open it (VNC: the
+    browser console; SPICE: a ``.vv`` for virt-viewer); a stopped guest has none open."""
     if rec.key.kind != kinds.Kind.VIRTUAL_MACHINE.value or not access.may_open_console(who, rec):
         return None
     effective = rec.spec.get("effective")
     graphics = effective.get("graphics_type") if isinstance(effective, dict) else None
+    if graphics not in (kinds.GraphicsType.VNC.value, kinds.GraphicsType.SPICE.value):
+        return None
+    if rec.status.get("power") != kinds.PowerState.RUNNING.value:
+        return _Console("The console opens while the VM runs.", None)
     name = urllib.parse.quote(rec.key.name, safe="")
     if graphics == kinds.GraphicsType.VNC.value:
-        return "Open console", f"/console/{name}"
-    if graphics == kinds.GraphicsType.SPICE.value:
-        return "Download .vv", f"/console/{name}.vv"
-    return None
+        return _Console("Open console", f"/console/{name}")
+    return _Console("Download .vv", f"/console/{name}.vv")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,6 +331,14 @@ def _banner(detail: Mapping[str, Any], who: access.Principal) -> _Banner | None:
     return banner if banner.refused or banner.unavailable else None
 
 
+def _when(stamp: Any) -> str:
+    """``2024-05-01T12:00:00+00:00`` as ``2024-05-01 12:00:00 UTC``: what a person reads."""
+    text = str(stamp or "")
+    if text.endswith("+00:00"):
+        return text[: -len("+00:00")].replace("T", " ", 1) + " UTC"
+    return text or "-"
+
+
 class Pages:
     """The UI over one record; ``readiness`` is the probe's (for the source banner)."""
 
@@ -343,6 +361,7 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self._env.filters["when"] = _when
         folder = importlib.resources.files("reconciler.daemon") / "static"
         self._static = {name: (folder / name).read_bytes() for name in STATIC}
 

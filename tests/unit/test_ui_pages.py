@@ -205,11 +205,16 @@ def test_the_console_link_follows_the_graphics_and_who_may_open_it(
     store.apply_specs(
         [_vm("vnc-vm", "alice"), _vm("spice-vm", "alice", "spice"), _vm("bare", "alice", "none")]
     )
+    store.apply_specs([_vm("stopped", "alice")])
+    for name in ("vnc-vm", "spice-vm", "bare"):
+        _status(store, name)
     body = site.get("/ui/vm/vnc-vm", ALICE)[2]
     assert 'href="/console/vnc-vm">Open console</a>' in body
     assert 'href="/console/spice-vm.vv">Download .vv</a>' in site.get("/ui/vm/spice-vm", ADMIN)[2]
     assert "/console/" not in site.get("/ui/vm/bare", ADMIN)[2]
     assert "/console/" not in site.get("/ui/vm/vnc-vm", VIEWER)[2]
+    stopped = site.get("/ui/vm/stopped", ADMIN)[2]
+    assert "/console/" not in stopped and "The console opens while the VM runs." in stopped
 
 
 def test_the_resource_page_shows_spec_yaml_conditions_events_with_actor_and_history_diffs(

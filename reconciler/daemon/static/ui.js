@@ -2,7 +2,7 @@
 // /api/v1/stream by re-fetching its fragment (see reconciler/daemon/ui.py).
 "use strict";
 (function () {
-  var DEBOUNCE_MS = 250;
+  var COALESCE_MS = 250;
 
   function say(id, text) {
     var element = document.getElementById(id);
@@ -30,11 +30,24 @@
     });
   }
 
-  function debounce(action, wait) {
-    var timer = null;
+  // Run `action` (which returns a promise) at once on the first call, and once more
+  // after it for any calls that came meanwhile or within `wait` ms: a burst of events
+  // costs two fetches, and the first change shows without waiting for the burst to end.
+  function coalesce(action, wait) {
+    var busy = false;
+    var again = false;
+    function run() {
+      busy = true;
+      again = false;
+      Promise.resolve(action()).catch(function () { return null; }).then(function () {
+        setTimeout(function () {
+          busy = false;
+          if (again) { run(); }
+        }, wait);
+      });
+    }
     return function () {
-      if (timer !== null) { clearTimeout(timer); }
-      timer = setTimeout(function () { timer = null; action(); }, wait);
+      if (busy) { again = true; } else { run(); }
     };
   }
 
@@ -56,8 +69,8 @@
   function live(region) {
     var url = region.getAttribute("data-live");
     var subject = region.getAttribute("data-object");
-    var refresh = debounce(function () {
-      fetch(url, { credentials: "same-origin", cache: "no-store" }).then(function (response) {
+    var refresh = coalesce(function () {
+      return fetch(url, { credentials: "same-origin", cache: "no-store" }).then(function (response) {
         if (response.redirected && new URL(response.url).pathname === "/login") {
           window.location.assign("/login");
           return null;
@@ -65,7 +78,7 @@
         return response.ok ? response.text() : null;
       }).then(function (html) { if (html !== null) { swap(html); } })
         .catch(function () { say("live-status", "Live updates: the daemon cannot be reached"); });
-    }, DEBOUNCE_MS);
+    }, COALESCE_MS);
     if (!window.EventSource) { say("live-status", "Live updates: not supported by this browser"); return; }
     var stream = new EventSource("/api/v1/stream");
     stream.addEventListener("open", function () {
