@@ -19,7 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -76,6 +78,14 @@ def _texts(browser: WebDriver, selector: str) -> list[str]:
     script = "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText);"
     texts: list[str] = browser.execute_script(script, selector)
     return texts
+
+
+_OUTLINE = "return getComputedStyle(document.activeElement).outlineWidth;"
+_UNLABELLED = (
+    "return [...document.querySelectorAll('input, select, textarea')]"
+    ".filter(e => e.labels.length === 0).map(e => e.outerHTML);"
+)
+_SIDEWAYS = "return document.documentElement.scrollWidth > window.innerWidth;"
 
 
 def _raw(daemon: Daemon, path: str) -> tuple[int, dict[str, str]]:
@@ -138,6 +148,17 @@ def test_without_a_token_the_ui_sends_to_the_login_and_an_admin_token_shows_the_
     assert browser.execute_script("return document.cookie") == ""
     assert admin not in browser.page_source
     _shoot(browser, "ui-list.png")
+
+    # A keyboard and a laptop screen do: the skip link comes first, shows, and leads to
+    # the content; the focus is outlined; every field has a label; nothing scrolls sideways.
+    ActionChains(browser).send_keys(Keys.TAB).perform()
+    skip = browser.switch_to.active_element
+    assert skip.text == "Skip to content" and skip.rect["y"] >= 0
+    assert browser.execute_script(_OUTLINE) == "3px"
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    assert browser.switch_to.active_element.get_attribute("id") == "main"
+    assert browser.execute_script(_UNLABELLED) == []
+    assert browser.execute_script(_SIDEWAYS) is False
 
     # Filters are a form; the search narrows the list.
     search = browser.find_element(By.ID, "f-q")

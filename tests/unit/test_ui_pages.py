@@ -296,3 +296,33 @@ def test_no_page_holds_a_token(site: Site, store: store_module.Store) -> None:
         for secret in (ADMIN, ALICE):
             status, _, body = site.get(path, secret)
             assert status == 200 and secret not in body, path
+
+
+def _luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(one: str, other: str) -> float:
+    light, dark = sorted((_luminance(one), _luminance(other)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_every_text_colour_of_the_stylesheet_reads_at_4_5_to_1_on_its_background() -> None:
+    css = (Path(ui.__file__).parent / "static" / "ui.css").read_text()
+    root = css.split(":root {", 1)[1].split("}", 1)[0]
+    colour = {
+        line.split(":")[0].strip(): line.split(":")[1].strip(" ;")
+        for line in root.splitlines()
+        if line.strip().startswith("--")
+    }
+    pairs = [
+        ("--text", "--bg"), ("--text", "--panel"), ("--muted", "--bg"), ("--muted", "--panel"),
+        ("--link", "--bg"), ("--link", "--panel"), ("--bad-text", "--bad-bg"),
+        ("--good-text", "--good-bg"), ("--warn-text", "--warn-bg"), ("--text", "--good-bg"),
+    ]  # fmt: skip
+    for text, background in pairs:
+        assert _contrast(colour[text], colour[background]) >= 4.5, (text, background)
+    assert _contrast("#ffffff", colour["--focus"]) >= 4.5  # a button's label
+    assert "outline: 3px solid var(--focus)" in css  # focus is always visible
