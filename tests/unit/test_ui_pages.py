@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import http.client as http_client
 import json
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 from reconciler.daemon import auth, http, metrics, ui
 from reconciler.models import access, record
 from reconciler.store import store as store_module
+from tests.fixtures import tls
 
 ADMIN = "ib_unit-ui-admin-token"
 VIEWER = "ib_unit-ui-viewer-token"
@@ -326,3 +328,49 @@ def test_every_text_colour_of_the_stylesheet_reads_at_4_5_to_1_on_its_background
         assert _contrast(colour[text], colour[background]) >= 4.5, (text, background)
     assert _contrast("#ffffff", colour["--focus"]) >= 4.5  # a button's label
     assert "outline: 3px solid var(--focus)" in css  # focus is always visible
+
+
+def test_a_tls_listener_marks_the_session_cookie_secure(
+    store: store_module.Store, tmp_path: Path
+) -> None:
+    cert, key = tls.self_signed(tmp_path)
+    probe = http.Probe(lambda: True, lambda: (True, {}))
+    server = http.Server(
+        ("127.0.0.1", 0), probe, metrics.Metrics(lambda: 0), store,
+        tls=http.tls_context(str(cert), str(key)),
+    )  # fmt: skip
+    server.start()
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        conn = http_client.HTTPSConnection("127.0.0.1", server.port, timeout=5, context=context)
+        conn.request("GET", "/api/v1/session", headers={"Authorization": f"Bearer {ADMIN}"})
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+    finally:
+        server.close()
+    assert resp.status == 200
+    cookie = resp.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+def test_the_source_banner_is_for_operators_not_for_users(
+    site: Site, store: store_module.Store
+) -> None:
+    store.apply_specs([_vm("alice-vm", "alice")])
+    site.source = {"refusedRevision": "main@sha1:bad", "errors": ["bob.yaml:3: spec.memory"]}
+    for secret in (ADMIN, VIEWER):
+        body = site.get("/", secret)[2]
+        assert "main@sha1:bad was refused" in body and "bob.yaml:3: spec.memory" in body
+    assert "main@sha1:bad" not in site.get("/", ALICE)[2]
+    site.source = {"unavailable": "git fetch failed: host unreachable", "appliedRevision": "a"}
+    assert "The source cannot be read" in site.get("/ui/fragments/resources", ADMIN)[2]
+
+
+def test_head_asks_for_a_page_without_its_body(site: Site) -> None:
+    conn = http_client.HTTPConnection("127.0.0.1", site.server.port, timeout=5)
+    conn.request("HEAD", "/login")
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.read() == b""
+    assert int(resp.headers["Content-Length"]) > 0
+    conn.close()
