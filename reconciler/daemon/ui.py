@@ -87,12 +87,12 @@ class Page:
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
+_PATHS = ([], ["login"], ["logout"], ["api", "v1", "session"])
+
+
 def serves(parts: Sequence[str]) -> bool:
     """Whether the path (split on ``/``) is the UI's: its pages, fragments, files and login."""
-    return list(parts) in ([], ["login"], ["logout"], ["api", "v1", "session"]) or parts[0] in (
-        "ui",
-        "static",
-    )
+    return list(parts) in _PATHS or list(parts[:1]) in (["ui"], ["static"])
 
 
 @dataclasses.dataclass(frozen=True)

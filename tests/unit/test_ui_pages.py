@@ -148,6 +148,8 @@ def test_pages_redirect_to_the_login_without_a_cookie_and_the_api_keeps_its_401(
     assert site.get("/api/v1/resources")[0] == 401
     status, headers, body = site.get("/login")
     assert status == 200 and '<label for="token">API token</label>' in body
+    field = body.split('<input id="token"', 1)[1].split(">", 1)[0]
+    assert 'type="password"' in field and "name=" not in field  # never sent in a URL
 
 
 def test_the_session_sets_an_http_only_strict_cookie_and_logout_clears_it(site: Site) -> None:

@@ -10,9 +10,10 @@
   }
 
   function signIn(form) {
+    var field = document.getElementById("token");
     form.addEventListener("submit", function (submitted) {
       submitted.preventDefault();
-      var token = form.elements.token.value.trim();
+      var token = field.value.trim();
       if (!token) { say("login-error", "Enter a token."); return; }
       say("login-error", "");
       fetch("/api/v1/session", {
@@ -20,12 +21,12 @@
         credentials: "same-origin",
         cache: "no-store"
       }).then(function (response) {
-        form.elements.token.value = "";
+        field.value = "";
         if (response.ok) { window.location.assign("/"); return; }
         say("login-error", response.status === 429
           ? "Too many failed attempts; try again in a minute."
           : "That token is not valid.");
-        form.elements.token.focus();
+        field.focus();
       }).catch(function () { say("login-error", "The daemon cannot be reached."); });
     });
   }
