@@ -87,7 +87,7 @@ class Page:
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
-_PATHS = ([], ["login"], ["logout"], ["api", "v1", "session"])
+_PATHS: tuple[list[str], ...] = ([], ["login"], ["logout"], ["api", "v1", "session"])
 
 
 def serves(parts: Sequence[str]) -> bool:
