@@ -331,6 +331,20 @@ def _banner(detail: Mapping[str, Any], who: access.Principal) -> _Banner | None:
     return banner if banner.refused or banner.unavailable else None
 
 
+def _yaml(spec: Any) -> str:
+    """The applied spec as YAML, without the fields it leaves unset (``null`` in the record)."""
+
+    def set_only(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: set_only(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [set_only(v) for v in value]
+        return value
+
+    document = set_only(spec) if isinstance(spec, dict) else {}
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True) if document else "{}\n"
+
+
 def _when(stamp: Any) -> str:
     """``2024-05-01T12:00:00+00:00`` as ``2024-05-01 12:00:00 UTC``: what a person reads."""
     text = str(stamp or "")
@@ -449,14 +463,13 @@ class Pages:
         if rec is None or not access.visible(who, rec):  # another's: as if absent
             return self._not_found(who)
         events = self._store.events(rec.key, limit=_PAGE_EVENTS)
-        spec = rec.spec.get("spec")
         return self._html(
             200,
             template,
             who=who,
             rec=rec,
             row=_row(rec, _last_drift(events).get(rec.key), self._clock()),
-            spec=yaml.safe_dump(spec if isinstance(spec, dict) else {}, sort_keys=False),
+            spec=_yaml(rec.spec.get("spec")),
             conditions=rec.status.get("conditions") or [],
             events=[documents.event(e) for e in events[::-1]],
             revisions=_revisions(self._store.history(rec.key)),

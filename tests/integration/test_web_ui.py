@@ -110,12 +110,15 @@ def _shoot(browser: WebDriver, name: str) -> None:
 def test_without_a_token_the_ui_sends_to_the_login_and_an_admin_token_shows_the_vms_of_an_apply(
     h: Harness, spawn: Callable[..., Daemon], browser: WebDriver
 ) -> None:
-    h.write(
-        h.pool(), h.network(), h.template(),
-        doc("VirtualMachine", h.name("web"), {"template": h.name("tpl"), "cpus": 2},
-            labels={"infinibay.io/owner": "alice", "team": "web"}),
-        h.vm("db", powerState="Stopped"),
-    )  # fmt: skip
+    def declare(cpus: int) -> None:
+        h.write(
+            h.pool(), h.network(), h.template(),
+            doc("VirtualMachine", h.name("web"), {"template": h.name("tpl"), "cpus": cpus},
+                labels={"infinibay.io/owner": "alice", "team": "web"}),
+            h.vm("db", powerState="Stopped"),
+        )  # fmt: skip
+
+    declare(cpus=2)
     applied = h.apply()
     assert applied.exit_code == 0, applied.output
     daemon = spawn("--source", str(h.workdir), "--interval", "10m")
@@ -177,7 +180,18 @@ def test_without_a_token_the_ui_sends_to_the_login_and_an_admin_token_shows_the_
         daemon, f"/console/{web}"
     )
     assert admin not in page
-    _shoot(browser, "ui-resource.png")
+
+    # The page is live too: a new generation shows, with its diff, without a reload.
+    browser.execute_script("window.infinibayNotReloaded = true")
+    declare(cpus=3)
+    WebDriverWait(browser, 60).until(lambda b: "Generation 2" in _texts(b, "#history")[0])
+    assert "spec.cpus: 2 → 3" in _texts(browser, "#history")[0]
+    assert "cpus: 3" in _texts(browser, "pre.yaml")[0]
+    assert browser.execute_script("return window.infinibayNotReloaded") is True
+    if os.environ.get("INFINIBAY_SCREENSHOTS") == "1":  # the whole page: history included
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(1366, min(int(height) + 140, 2400))
+        _shoot(browser, "ui-resource.png")
     assert daemon.terminate() == 0
 
 

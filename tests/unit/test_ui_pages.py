@@ -225,7 +225,7 @@ def test_the_resource_page_shows_spec_yaml_conditions_events_with_actor_and_hist
     site: Site, store: store_module.Store
 ) -> None:
     store.apply_specs([_vm("web", "alice", cpus=1)])
-    store.apply_specs([_vm("web", "alice", cpus=2, memory="1GiB")])
+    store.apply_specs([_vm("web", "alice", cpus=2, memory="1GiB", firmware=None)])
     _status(store, "web")
     key = record.ResourceKey("VirtualMachine", "web")
     store.record_events(
@@ -233,7 +233,7 @@ def test_the_resource_page_shows_spec_yaml_conditions_events_with_actor_and_hist
     )
     status, _, body = site.get("/ui/vm/web", ADMIN)
     assert status == 200
-    assert "template: t\ncpus: 2\nmemory: 1GiB\n" in body
+    assert "template: t\ncpus: 2\nmemory: 1GiB\n</pre>" in body  # unset fields left out
     assert "<td>Drifted</td><td>False</td>" in body
     assert "cpus 1 -&gt; 2" in body and "<td>git:ann</td>" in body
     assert "<h3>Generation 2</h3>" in body and "<h3>Generation 1</h3>" in body
