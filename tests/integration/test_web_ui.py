@@ -279,4 +279,10 @@ def test_a_user_token_sees_only_its_own_vms_in_the_ui_and_the_api(
     WebDriverWait(browser, 10).until(lambda b: _path(b) == "/login")
     browser.get(_url(daemon, "/"))
     assert _path(browser) == "/login"
+
+    # A token revoked while its page is open: the stream is cut, the page goes to the login.
+    _sign_in(browser, daemon, alice)
+    WebDriverWait(browser, 10).until(lambda b: _texts(b, "#live-status") == ["Live updates: on"])
+    assert h.cli("token", "revoke", "alice").returncode == 0
+    WebDriverWait(browser, 20).until(lambda b: _path(b) == "/login")
     assert daemon.terminate() == 0

@@ -86,7 +86,13 @@
       say("live-status", "Live updates: on");
       refresh(); // whatever happened between the page's rendering and the stream's start
     });
-    stream.addEventListener("error", function () { say("live-status", "Live updates: reconnecting"); });
+    stream.addEventListener("error", function () {
+      if (stream.readyState !== EventSource.CLOSED) { say("live-status", "Live updates: reconnecting"); return; }
+      // Refused for good (a revoked or expired token): the fragment's fetch then
+      // lands on the login page, and so does this page.
+      say("live-status", "Live updates: off");
+      refresh();
+    });
     stream.addEventListener("event", function (message) {
       var event;
       try { event = JSON.parse(message.data); } catch (ignored) { return; }
