@@ -107,7 +107,7 @@ def _shoot(browser: WebDriver, name: str) -> None:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_without_a_token_the_ui_sends_to_the_login_and_an_admin_token_shows_the_vms_of_an_apply(
+def test_without_a_token_pages_go_to_the_login_and_an_admin_sees_vms_history_and_refusals_live(
     h: Harness, spawn: Callable[..., Daemon], browser: WebDriver
 ) -> None:
     def declare(cpus: int) -> None:
@@ -192,6 +192,18 @@ def test_without_a_token_the_ui_sends_to_the_login_and_an_admin_token_shows_the_
         height = browser.execute_script("return document.documentElement.scrollHeight")
         browser.set_window_size(1366, min(int(height) + 140, 2400))
         _shoot(browser, "ui-resource.png")
+        browser.set_window_size(1366, 768)
+
+    # A source that does not validate: the list says which revision was refused and why.
+    browser.get(_url(daemon, "/"))
+    WebDriverWait(browser, 10).until(lambda b: _texts(b, "#live-status") == ["Live updates: on"])
+    (h.workdir / "manifests.yaml").write_text(
+        dump(h.pool(), h.network(), h.template(), h.vm("web", cpus=2, memory="64"))
+    )
+    WebDriverWait(browser, 30).until(lambda b: "was refused" in _texts(b, "#source-banner")[0])
+    banner = _texts(browser, "#source-banner")[0]
+    assert "manifests.yaml:" in banner and "spec.memory" in banner
+    assert str(daemon.readyz()["source"]["refusedRevision"]) in banner
     assert daemon.terminate() == 0
 
 
