@@ -232,6 +232,20 @@ def _last_drift(
     return {e.key: e for e in events if e.reason in _DRIFT_REASONS}
 
 
+def _events(
+    events: Iterable[record.EventRecord], linked: frozenset[record.ResourceKey]
+) -> list[dict[str, Any]]:
+    """Events as the API shapes them, newest first, each with a link to its resource if
+    it is one of ``linked`` (the source's events, and deleted resources, have none)."""
+    shown = []
+    for event in events:
+        href = None
+        if event.key in linked:
+            href = _href(kinds.Kind(event.key.kind), event.key.name)
+        shown.append({**documents.event(event), "href": href})
+    return shown[::-1]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Change:
     sign: str  # "+", "-" or "~"
@@ -449,7 +463,7 @@ class Pages:
             filters=filters,
             kinds=[(catalog.short(k), catalog.display(k, plural=True)) for k in kinds.Kind],
             phases=_PHASES,
-            events=[documents.event(e) for e in events[-_RECENT_EVENTS:][::-1]],
+            events=_events(events[-_RECENT_EVENTS:], mine),
             source=_banner(self._readiness()[1], who),
             live="/ui/fragments/resources" + (f"?{filters.query}" if filters.query else ""),
         )
@@ -471,7 +485,7 @@ class Pages:
             row=_row(rec, _last_drift(events).get(rec.key), self._clock()),
             spec=_yaml(rec.spec.get("spec")),
             conditions=rec.status.get("conditions") or [],
-            events=[documents.event(e) for e in events[::-1]],
+            events=_events(events, frozenset()),
             revisions=_revisions(self._store.history(rec.key)),
             console=_console(rec, who),
             live=_href(kind, name, "/ui/fragments/resource"),

@@ -199,8 +199,10 @@ def test_a_user_sees_only_their_vms_and_another_s_page_is_404(
 ) -> None:
     store.apply_specs([_vm("alice-vm", "alice"), _vm("bob-vm", "bob")])
     _event(store, "bob-vm", "Started", "bob's secret plans")
+    _event(store, "alice-vm", "Started", "alice's day begins")
     status, _, body = site.get("/", ALICE)
     assert status == 200 and _rows(body) == ["alice-vm"]
+    assert '<a href="/ui/vm/alice-vm">VirtualMachine/alice-vm</a>' in body  # the events' link
     assert "bob" not in body
     assert site.get("/ui/vm/bob-vm", ALICE)[0] == 404
     assert site.get("/ui/fragments/resource/vm/bob-vm", ALICE)[0] == 404
