@@ -163,11 +163,10 @@ def test_without_a_token_pages_go_to_the_login_and_an_admin_sees_vms_history_and
     assert browser.execute_script(_UNLABELLED) == []
     assert browser.execute_script(_SIDEWAYS) is False
 
-    # Filters are a form; the search narrows the list.
-    search = browser.find_element(By.ID, "f-q")
-    search.send_keys(web)
-    search.submit()
+    # The filters apply as they are typed, and the address keeps them.
+    browser.find_element(By.ID, "f-q").send_keys(web)
     WebDriverWait(browser, 10).until(lambda b: set(_rows(b)) == {web})
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(browser.current_url).query) == {"q": [web]}
     browser.find_element(By.LINK_TEXT, web).click()
     WebDriverWait(browser, 10).until(lambda b: b.find_element(By.TAG_NAME, "h1").text == web)
     page = browser.page_source

@@ -3,6 +3,7 @@
 "use strict";
 (function () {
   var COALESCE_MS = 250;
+  var TYPING_MS = 300;
 
   function say(id, text) {
     var element = document.getElementById(id);
@@ -67,10 +68,32 @@
     }
   }
 
+  // The list's filters apply as they change, without the Filter button (kept for
+  // browsers without this script): the fragment's URL and the address follow them.
+  function filtering(form, region, refresh) {
+    var timer = null;
+    function apply() {
+      var query = new URLSearchParams();
+      new FormData(form).forEach(function (value, name) {
+        if (String(value).trim()) { query.append(name, String(value).trim()); }
+      });
+      var text = query.toString();
+      region.setAttribute("data-live", "/ui/fragments/resources" + (text ? "?" + text : ""));
+      window.history.replaceState(null, "", "/" + (text ? "?" + text : ""));
+      refresh();
+    }
+    function soon() {
+      if (timer !== null) { clearTimeout(timer); }
+      timer = setTimeout(function () { timer = null; apply(); }, TYPING_MS);
+    }
+    form.addEventListener("input", soon);
+    form.addEventListener("change", soon);
+  }
+
   function live(region) {
-    var url = region.getAttribute("data-live");
     var subject = region.getAttribute("data-object");
     var refresh = coalesce(function () {
+      var url = region.getAttribute("data-live");
       return fetch(url, { credentials: "same-origin", cache: "no-store" }).then(function (response) {
         if (response.redirected && new URL(response.url).pathname === "/login") {
           window.location.assign("/login");
@@ -80,6 +103,8 @@
       }).then(function (html) { if (html !== null) { swap(html); } })
         .catch(function () { say("live-status", "Live updates: the daemon cannot be reached"); });
     }, COALESCE_MS);
+    var form = document.querySelector("form.filters");
+    if (form) { filtering(form, region, refresh); }
     if (!window.EventSource) { say("live-status", "Live updates: not supported by this browser"); return; }
     var stream = new EventSource("/api/v1/stream");
     stream.addEventListener("open", function () {
