@@ -7,7 +7,8 @@ reload. Pages are rendered here, on the server, by Jinja2 templates with
 autoescaping on (``templates/``), so every value from the record, a name like
 ``<script>`` included, reaches the browser as text; nothing builds HTML by
 string formatting. The little JavaScript (``static/ui.js``, no build step)
-only signs in and swaps fragments:
+only signs in, swaps fragments and applies the list's filters as they are typed
+(the form works without it):
 
 * **Signing in** keeps the server read-only (GET and HEAD only). The login
   page's script sends ``GET /api/v1/session`` with ``Authorization: Bearer``;
