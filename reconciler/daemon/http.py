@@ -20,6 +20,10 @@
   event as the record gets it (a repeat too: ``id`` is ``EVENT.COUNT``),
   ``event: event`` and the JSON of ``/api/v1/events``, plus a keep-alive
   comment every 15 s. It is what the web UI's live updates listen to.
+* ``GET /``, ``/ui/...``, ``/login``, ``/logout``, ``/static/...`` and
+  ``/api/v1/session`` — the web UI (:mod:`reconciler.daemon.ui`): pages
+  need the session cookie (without one, a 303 to ``/login``), the session
+  trades a Bearer token for it.
 
 * ``POST /api/v1/consoles/vm/NAME`` (no body), ``GET /console/NAME`` (the
   page), ``GET /console/NAME/websockify?ticket=T`` (the websocket),
@@ -122,7 +126,6 @@ import io
 import ipaddress
 import json
 import logging
-import pathlib
 import queue
 import resource
 import selectors
@@ -137,7 +140,7 @@ from typing import Any
 import prometheus_client
 
 from reconciler import errors, settings
-from reconciler.daemon import auth, config, loop, metrics
+from reconciler.daemon import auth, config, loop, metrics, ui
 from reconciler.daemon import console as console_module
 from reconciler.models import access, catalog, documents, kinds, naming, record
 from reconciler.store import store as store_module
@@ -264,8 +267,6 @@ _STREAM_OVERLAP = 5.0  # seconds each read looks back: a slow commit's events ar
 _STREAM_HEARTBEAT = 15.0  # seconds between keep-alive comments on an idle stream
 _STREAM_BACKLOG = 1 << 20  # bytes a stream's client may leave unread before it is cut
 _FOREVER = float("inf")
-_STATIC_DIR = pathlib.Path(__file__).with_name("static")
-_STATIC = frozenset(p.name for p in _STATIC_DIR.iterdir() if p.is_file())
 _EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
 
 
@@ -457,6 +458,7 @@ class Server:
             auth.Gate(store),
             metrics_public,
             lambda: self._stream_count < self._max_streams,
+            ui.Pages(store, probe.readiness, secure=tls is not None),
             self._consoles,
         )
         self._selector = selectors.DefaultSelector()
@@ -912,6 +914,7 @@ def _handler(
     gate: auth.Gate,
     metrics_public: bool,
     stream_room: Callable[[], bool],
+    pages: ui.Pages,
     consoles: console_module.Service,
 ) -> Callable[[Any, bytes], _Handler]:
     class Handler(_Handler):
@@ -997,12 +1000,11 @@ def _handler(
             if parts[:1] == ["novnc"]:
                 self._novnc(parts[1:])
                 return
-            if parts[:1] == ["static"] and len(parts) == 2 and parts[1] in _STATIC:
-                path = _STATIC_DIR / parts[1]
-                self._send(200, path.read_bytes(), console_module.content_type(path))
-                return
             if parts[:1] == ["console"] and len(parts) in (2, 3):
                 self._console(parts[1:], query)
+                return
+            if ui.serves(parts):
+                self._ui(parts, query)
                 return
             if parts != ["metrics"] and parts[:2] != ["api", "v1"]:
                 raise _NotFound(f"no such endpoint: /{'/'.join(parts)}")
@@ -1023,6 +1025,22 @@ def _handler(
                 self._stream(who)
             else:
                 raise _NotFound(f"no such endpoint: /{'/'.join(parts)}")
+
+        def _ui(self, parts: list[str], query: dict[str, list[str]]) -> None:
+            """The web UI (:mod:`reconciler.daemon.ui`): a page, a fragment, a file, the login."""
+            page = pages.public(parts)
+            if page is None:
+                presented = auth.token_of(
+                    self.headers.get("Authorization"), self.headers.get("Cookie")
+                )
+                who = gate.admit(str(self.client_address[0]), presented)
+                if isinstance(who, auth.Refused):
+                    reason = "rate_limited" if who.status == 429 else "unauthorized"
+                    gauges.http_refused.labels(reason).inc()
+                    page = pages.refused(parts, who, presented)
+                else:
+                    page = pages.answer(parts, query, who, presented or "")
+            self._send(page.status, page.body, page.content_type, dict(page.headers))
 
         def _stream(self, who: access.Principal) -> None:
             """Start a server-sent event stream; the loop keeps it and the feeder fills it."""
