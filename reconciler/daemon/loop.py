@@ -65,6 +65,7 @@ from reconciler.store import store as store_module
 __all__ = ["ALL", "FLAP_LIMIT", "FLAP_WINDOW", "SOURCE_KIND", "Loop", "PassReport", "SourceReport"]
 
 ALL = "all"
+_VM_KEY = f"{kinds.Kind.VIRTUAL_MACHINE.value.lower()}/"  # a VM's queue key, before its name
 SOURCE_KIND = "Source"
 FLAP_LIMIT = 3
 FLAP_WINDOW = 60.0
@@ -227,14 +228,22 @@ class Loop:
         newest = max(records, key=lambda r: r.updated_at)
         return recorded.desired_from_record(records), newest.source_revision
 
-    def desired(self) -> tuple[desired.DesiredState, str | None] | None:
-        """The desired state this pass applies, and its revision; ``None``: nothing to apply."""
+    def desired(self, reuse: bool = False) -> tuple[desired.DesiredState, str | None] | None:
+        """The desired state this pass applies, and its revision; ``None``: nothing to apply.
+
+        With ``reuse``, a revision already loaded is not parsed again: a pass for
+        a libvirt event applies the state of the revision in force, which a full
+        pass (every resync among them) has loaded and validated.
+        """
         current = self.source_report
         self.store.actor = self._actor
         try:
             checkout = self.source.checkout()
             # Who made the revision is who acts, in the events and history it causes.
             self.store.actor = checkout.actor or self._actor
+            good = self._good
+            if reuse and good is not None and good[1] == checkout.revision:
+                return good
         except errors.SourceError as exc:
             if current.unavailable != str(exc):
                 self._warn("SourceUnavailable", f"{exc}; the last good revision stays", None)
@@ -295,13 +304,14 @@ class Loop:
         """
         trigger = max((i.trigger for i in items), key=lambda t: queue.PRIORITY.get(t, 0))
         keys = sorted(i.key for i in items)
+        vms = self._vms_alone(items)
         started = time.monotonic()
         revision: str | None = None
         _log.debug("pass for %s (%s)", ", ".join(keys), trigger.value)
         try:
             self.hv.ensure_alive()
             before = self._good
-            wanted = self.desired()
+            wanted = self.desired(reuse=vms is not None)
             if wanted is None:
                 _log.info("nothing to apply yet: the source is unusable and the record empty")
                 self._finish(PassReport(_now(), trigger, None, None, ok=True))
@@ -309,6 +319,9 @@ class Loop:
             state, revision = wanted
             if wanted is self._good and (before is None or before[1] != revision):
                 trigger = self._first_of_revision(trigger, revision)
+                vms = None  # a new revision: everything is planned
+            if vms is not None:
+                _log.debug("pass for %s alone", ", ".join(sorted(vms)))
             # Known before the pass, not only after it: a VM this pass creates and starts
             # may be stopped out of band before the pass ends, and that event must count.
             self._vm_names = {**self._vm_names, **_domains(state.vms.values())}
@@ -321,19 +334,21 @@ class Loop:
                         trigger=trigger,
                         revision=revision,
                         options=self.options,
+                        vms=vms,
                     ),
                 )
             self.record_outage.up()
             self.backoff.forget(ALL)
             self.metrics.pass_done(trigger, result, time.monotonic() - started)
-            self._account(result, revision)
-            self._vm_names = {
-                **{
-                    naming.libvirt_name(r.key.name, r.annotations): r.key.name
-                    for r in self.store.resources(kinds.Kind.VIRTUAL_MACHINE.value)
-                },
-                **_domains(state.vms.values()),
-            }
+            self._account(result, revision, vms)
+            if vms is None:  # a pass for a few VMs neither adds VMs nor removes any
+                self._vm_names = {
+                    **{
+                        naming.libvirt_name(r.key.name, r.annotations): r.key.name
+                        for r in self.store.resources(kinds.Kind.VIRTUAL_MACHINE.value)
+                    },
+                    **_domains(state.vms.values()),
+                }
         except errors.InfinibayError as exc:
             if isinstance(exc, errors.StoreError) and not isinstance(
                 exc, errors.LockTimeout | errors.RecordCorrupt
@@ -416,8 +431,34 @@ class Loop:
             self.queue.add_after(ALL, delay, record.Trigger.RESYNC)
         self._finish(PassReport(_now(), trigger, revision, None, ok=False, error=error))
 
-    def _account(self, result: reconcile.Result, revision: str | None) -> None:
-        """Log each outcome; back off what failed transiently; clear what now succeeds."""
+    def _vms_alone(self, items: list[queue.Item]) -> frozenset[str] | None:
+        """The VMs a pass may be narrowed to: those of libvirt events, after a good pass.
+
+        Only libvirt events about VMs, when the last pass converged in this
+        process (so nothing is left half-done, and no pass of an earlier process
+        has intents open), make a pass for those VMs alone; anything else, and
+        every resync, is a full pass (:meth:`reconcile.Reconciler.apply` widens
+        a narrowed pass that would act on more than its VMs).
+        """
+        last = self.last_pass
+        if last is None or not last.ok or self._good is None:
+            return None
+        if any(
+            i.trigger is not record.Trigger.LIBVIRT_EVENT or not i.key.startswith(_VM_KEY)
+            for i in items
+        ):
+            return None
+        return frozenset(i.key.removeprefix(_VM_KEY) for i in items)
+
+    def _account(
+        self, result: reconcile.Result, revision: str | None, vms: frozenset[str] | None = None
+    ) -> None:
+        """Log each outcome; back off what failed transiently; clear what now succeeds.
+
+        After a pass for ``vms`` alone, only their keys are cleared: the others were
+        not tried.
+        """
+        tried = None if vms is None else {_VM_KEY + name for name in vms}
         failing: set[str] = set()
         now = time.monotonic()
         for key, times in list(self._corrections.items()):
@@ -459,7 +500,9 @@ class Loop:
             self.queue.add_after(key, delay, record.Trigger.RESYNC)
         flapping = {k for k, times in self._corrections.items() if len(times) >= FLAP_LIMIT}
         for key in self.backoff.retrying():
-            if key != ALL and key not in failing and key not in flapping:
+            if key == ALL or key in failing or key in flapping:
+                continue
+            if tried is None or key in tried:
                 self.backoff.forget(key)
                 self.queue.forget(key)
         self.metrics.failing.set(len(failing))

@@ -60,8 +60,10 @@ class Guarded:
 
     # --- reads ----------------------------------------------------------------------
 
-    def observe(self, *, refresh: Collection[str] = ()) -> observed.World:
-        return self._inner.observe(refresh=refresh)
+    def observe(
+        self, *, refresh: Collection[str] = (), domains: Collection[str] | None = None
+    ) -> observed.World:
+        return self._inner.observe(refresh=refresh, domains=domains)
 
     def guest_addresses(self, world: observed.World) -> dict[str, tuple[str, ...]]:
         return self._inner.guest_addresses(world)

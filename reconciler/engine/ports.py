@@ -78,7 +78,9 @@ class Hypervisor(Protocol):
 
     # --- reads ----------------------------------------------------------------------
 
-    def observe(self, *, refresh: Collection[str] = ()) -> observed.World: ...
+    def observe(
+        self, *, refresh: Collection[str] = (), domains: Collection[str] | None = None
+    ) -> observed.World: ...
 
     def guest_addresses(self, world: observed.World) -> dict[str, tuple[str, ...]]: ...
 

@@ -61,6 +61,8 @@ class Pass:
     revision: str | None = None
     options: execute.Options = dataclasses.field(default_factory=execute.Options)
     selector: selectors.Selector | None = None  # only the resources whose labels match
+    vms: frozenset[str] | None = None
+    """A pass for these VMs alone (a libvirt event's): see :func:`narrow`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +116,55 @@ def pools_in_play(
             for disk in rec.spec.get("effective", {}).get("disks", []):
                 names.update(p for p in (disk.get("pool"), disk.get("image_pool")) if p)
     return frozenset(libvirt.get(name, name) for name in names)
+
+
+@dataclasses.dataclass(frozen=True)
+class Narrowed:
+    """What a pass for a few VMs reads: those VMs, and every other kind whole."""
+
+    vms: frozenset[str]
+    state: desired.DesiredState
+    records: Sequence[record.ResourceRecord]
+    domains: frozenset[str]  # the libvirt names of the VMs, declared or recorded
+
+    def holds(self, plan: actions.Plan) -> bool:
+        """Whether ``plan`` acts on these VMs alone; else the pass must be a full one."""
+        vm = kinds.Kind.VIRTUAL_MACHINE.value
+        keys = [c.key for c in plan.changes] + [w.key for w in plan.spec_writes]
+        return all(k.kind == vm and k.name in self.vms for k in keys)
+
+
+def narrow(
+    state: desired.DesiredState, records: Sequence[record.ResourceRecord], vms: frozenset[str]
+) -> Narrowed:
+    """The desired state and record of a pass for ``vms`` alone (issue: per-resource passes).
+
+    Every other VM is left out of both, so it is neither observed, planned nor
+    written; pools, networks, templates, policies and departments stay whole,
+    so that the VMs' references resolve as in a full pass. Such a pass is
+    only right where it acts on these VMs alone: :meth:`Narrowed.holds` tells,
+    and where it does not (a network the VM needs has gone too, say) the pass
+    plans everything instead. Its plan for a VM is the full pass's for that
+    VM: the planner plans each VM from its own manifest, record and domain.
+    """
+    vm = kinds.Kind.VIRTUAL_MACHINE.value
+    kept = [r for r in records if r.key.kind != vm or r.key.name in vms]
+    names = {
+        naming.libvirt_name(r.key.name, r.annotations)
+        for r in kept
+        if r.key.kind == vm and r.deleted_at is None
+    }
+    names.update(
+        naming.libvirt_name(name, loaded.manifest.metadata.annotations)
+        for name, loaded in state.vms.items()
+        if name in vms
+    )
+    narrowed = dataclasses.replace(
+        state,
+        vms={n: v for n, v in state.vms.items() if n in vms},
+        effective_vms={n: v for n, v in state.effective_vms.items() if n in vms},
+    )
+    return Narrowed(vms, narrowed, kept, frozenset(names))
 
 
 class Reconciler:
@@ -219,20 +270,41 @@ class Reconciler:
                     "the desired state is empty and --prune would delete every owned object; "
                     "pass --allow-empty if that is really intended"
                 )
-            world = self.hv.observe(refresh=pools_in_play(state, records))
-            seen(state, records, world)
-            plan = self._plan(
-                state,
-                records,
-                world,
-                prune=request.prune,
-                adopt=request.adopt,
-                selector=request.selector,
-            )
+            narrowed = self._narrowed(state, records, request)
+            if narrowed is not None:
+                state, plan, world = narrowed
+            else:
+                request = dataclasses.replace(request, vms=None)
+                world = self.hv.observe(refresh=pools_in_play(state, records))
+                seen(state, records, world)
+                plan = self._plan(
+                    state,
+                    records,
+                    world,
+                    prune=request.prune,
+                    adopt=request.adopt,
+                    selector=request.selector,
+                )
             on_plan(plan)
             if request.dry_run:
                 return Result(plan)
             return self._execute(state, plan, world, request, on_outcome, on_start)
+
+    def _narrowed(
+        self, state: desired.DesiredState, records: Sequence[record.ResourceRecord], request: Pass
+    ) -> tuple[desired.DesiredState, actions.Plan, observed.World] | None:
+        """The plan of a pass for ``request.vms`` alone, if it acts on nothing else."""
+        if request.vms is None or request.selector is not None:
+            return None
+        part = narrow(state, records, request.vms)
+        world = self.hv.observe(
+            refresh=pools_in_play(part.state, part.records), domains=part.domains
+        )
+        plan = self._plan(part.state, part.records, world, prune=request.prune, adopt=request.adopt)
+        if not part.holds(plan):
+            _log.debug("a pass for %s acts on more: planning everything", sorted(request.vms))
+            return None
+        return part.state, plan, world
 
     def delete(
         self,
@@ -322,7 +394,7 @@ class Reconciler:
             status_error: errors.InfinibayError | None = None
             if final != "fenced":
                 try:
-                    self._write_status(state, outcomes)
+                    self._write_status(state, outcomes, request.vms)
                 except errors.Fenced as exc:
                     final, status_error = "fenced", exc
                 except errors.InfinibayError as exc:
@@ -349,9 +421,19 @@ class Reconciler:
                 raise
             # Taken over already: the new holder closes this run as aborted.
 
-    def _write_status(self, state: desired.DesiredState, outcomes: list[execute.Outcome]) -> None:
+    def _write_status(
+        self,
+        state: desired.DesiredState,
+        outcomes: list[execute.Outcome],
+        vms: frozenset[str] | None = None,
+    ) -> None:
+        """Write every resource's status; of ``vms`` alone after a pass for those VMs."""
         records = self.store.resources()
-        world = self.hv.observe(refresh=pools_in_play(state, records))
+        domains: frozenset[str] | None = None
+        if vms is not None:
+            part = narrow(state, records, vms)
+            state, records, domains = part.state, list(part.records), part.domains
+        world = self.hv.observe(refresh=pools_in_play(state, records), domains=domains)
         after = planner.plan(
             state,
             records,
@@ -382,8 +464,12 @@ class Reconciler:
                     now=self.clock() if self.clock is not None else None,
                 )
                 if write.key not in held
+                and (vms is None or (write.key.kind == _VM and write.key.name in vms))
             ]
         )
+
+
+_VM = kinds.Kind.VIRTUAL_MACHINE.value
 
 
 def _verdict(outcome: execute.Outcome) -> status.Verdict | None:

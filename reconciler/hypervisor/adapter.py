@@ -43,6 +43,7 @@ from reconciler.hypervisor import (
     nwfilters,
     pools,
 )
+from reconciler.hypervisor import domains as domain_kind
 from reconciler.hypervisor import seed as seed_iso
 from reconciler.models import addresses as guest_addresses
 from reconciler.models import console, kinds, observed, seeds
@@ -98,8 +99,13 @@ class Hypervisor:
 
     # --- observation --------------------------------------------------------
 
-    def observe(self, *, refresh: Collection[str] = ()) -> observed.World:
+    def observe(
+        self, *, refresh: Collection[str] = (), domains: Collection[str] | None = None
+    ) -> observed.World:
         """Every domain, network, pool and nwfilter of the connection, projected onto shapes.
+
+        ``domains``, when given, narrows the domains to those named (a pass for a
+        few VMs reads those, not every domain of the host).
 
         Only the pools named in ``refresh`` are rescanned for volumes made out of
         band; the others are read from libvirt's own list. A rescan is not
@@ -110,7 +116,9 @@ class Hypervisor:
         conn = self._connection.conn
         with connection.calling("observe", self.uri):
             found_pools = pools.observe(conn, refresh=refresh)
-            found_domains = domains.observe(conn, pools.directories_of(found_pools.values()))
+            found_domains = domain_kind.observe(
+                conn, pools.directories_of(found_pools.values()), only=domains
+            )
             found_networks = networks.observe(conn)
             found_filters = nwfilters.observe(conn)
             if self._host is None:

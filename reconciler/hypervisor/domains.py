@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import libvirt
@@ -174,11 +174,18 @@ def _project_now(reading: DomainReading, directories: Mapping[str, str]) -> obse
     )
 
 
-def observe(conn: Any, directories: Mapping[str, str]) -> dict[str, observed.ObservedDomain]:
+def observe(
+    conn: Any, directories: Mapping[str, str], only: Collection[str] | None = None
+) -> dict[str, observed.ObservedDomain]:
     """Every domain, projected; a file disk inside one of ``directories`` is that pool's volume.
+
+    ``only`` names the domains wanted (a pass for a few VMs): each is looked up
+    by name, and one that does not exist is absent from the answer.
 
     Raises ``libvirtError``: the caller translates it for the whole pass.
     """
+    if only is not None:
+        return _observe_named(conn, directories, only)
     # Filtered listings answer for every domain at once what would otherwise be one
     # call per domain: shut off (so neither state() nor isPersistent() is needed),
     # transient, autostart. On a host of stopped VMs that leaves one XMLDesc per
@@ -204,6 +211,29 @@ def observe(conn: Any, directories: Mapping[str, str]) -> dict[str, observed.Obs
     # overlaps the reads still in flight.
     with concurrent.futures.ThreadPoolExecutor(_READERS, thread_name_prefix="observe") as readers:
         seen = [_project(r, directories) for r in readers.map(read, domains) if r is not None]
+    return {d.name: d for d in seen}
+
+
+def _observe_named(
+    conn: Any, directories: Mapping[str, str], names: Collection[str]
+) -> dict[str, observed.ObservedDomain]:
+    """The domains of ``names`` that exist, each read on its own (no listing of all)."""
+
+    def read(name: str) -> DomainReading | None:
+        try:
+            dom = conn.lookupByName(name)
+            return read_domain(
+                dom,
+                shut_off=not dom.isActive(),
+                persistent=bool(dom.isPersistent()),
+                autostart=bool(dom.autostart()),
+            )
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    seen = [_project(r, directories) for r in map(read, sorted(names)) if r is not None]
     return {d.name: d for d in seen}
 
 

@@ -124,6 +124,8 @@ class FakeHypervisor:
         self.images = dict(images or {})  # volumes found in every directory a pool is built on
         self.calls: list[tuple[str, str]] = []  # (method, object name), in call order
         self.refreshed: list[frozenset[str]] = []  # the pools each observation rescanned
+        # the domains each observation was narrowed to (None: every domain)
+        self.observed_domains: list[frozenset[str] | None] = []
         self.fail: dict[tuple[str, str], errors.HypervisorError] = {}
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
@@ -238,10 +240,16 @@ class FakeHypervisor:
 
     # --- observation ----------------------------------------------------------
 
-    def observe(self, *, refresh: Collection[str] = ()) -> observed.World:
-        """The world; ``refresh`` is recorded, as the real adapter rescans only those pools."""
+    def observe(
+        self, *, refresh: Collection[str] = (), domains: Collection[str] | None = None
+    ) -> observed.World:
+        """The world; ``refresh`` is recorded, as the real adapter rescans only those pools.
+
+        ``domains`` narrows the domains to those named, as the real adapter does.
+        """
         with self._lock:
             self.refreshed.append(frozenset(refresh))
+            self.observed_domains.append(None if domains is None else frozenset(domains))
             pools = {}
             for pool in self.pools.values():
                 volumes: dict[str, observed.ObservedVolume] = {}
@@ -275,6 +283,7 @@ class FakeHypervisor:
                         graphics_port=d.port,
                     )
                     for d in self.domains.values()
+                    if domains is None or d.name in domains
                 },
                 networks={
                     n.name: observed.ObservedNetwork(
