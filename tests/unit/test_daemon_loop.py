@@ -188,7 +188,9 @@ def test_a_failing_vm_is_retried_with_backoff_and_never_holds_up_the_others(h: H
 def test_a_pass_that_cannot_run_backs_off_the_whole_pass(h: Harness) -> None:
     h.write(MANIFESTS + VM.format(name="a", cpus=1))
 
-    def broken(*, refresh: Collection[str] = ()) -> observed.World:
+    def broken(
+        *, refresh: Collection[str] = (), domains: Collection[str] | None = None
+    ) -> observed.World:
         raise errors.HypervisorError("observe", "qemu:///system", "connection reset")
 
     h.hv.observe = broken  # type: ignore[method-assign]
@@ -284,7 +286,9 @@ def test_an_unexpected_exception_fails_the_pass_with_its_traceback_and_the_next_
     h.write(MANIFESTS + VM.format(name="a", cpus=1))
     observe = h.hv.observe
 
-    def broken(*, refresh: Collection[str] = ()) -> observed.World:
+    def broken(
+        *, refresh: Collection[str] = (), domains: Collection[str] | None = None
+    ) -> observed.World:
         raise RuntimeError("a bug in the adapter")
 
     h.hv.observe = broken  # type: ignore[method-assign]

@@ -63,7 +63,11 @@ def domain_disturbances(draw: st.DrawFn, hv: fakes.FakeHypervisor) -> list[str]:
     return done
 
 
-def _check(data: st.DataObject, documents: list[dict[str, Any]], disturb: Any) -> None:
+def _check(
+    data: st.DataObject,
+    documents: list[dict[str, Any]],
+    disturb: Callable[[fakes.FakeHypervisor], st.SearchStrategy[list[str]]],
+) -> None:
     hv, rec = fakes.FakeHypervisor(images=IMAGES), fakes.FakeRecord()
     state = fakes.state_of(documents)
     rec.converge(state, hv)
