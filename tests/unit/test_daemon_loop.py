@@ -518,3 +518,57 @@ def test_a_directory_checkout_knows_when_it_no_longer_holds_its_revision(h: Harn
     assert h.source.holds(checkout)
     h.write(MANIFESTS + VM.format(name="a", cpus=1))
     assert not h.source.holds(checkout)
+
+
+def _power(h: Harness, name: str) -> kinds.PowerState:
+    return h.hv.domains[name].power
+
+
+def test_a_libvirt_event_after_a_good_pass_is_answered_by_a_pass_for_its_vm_alone(
+    h: Harness,
+) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1) + VM.format(name="b", cpus=1))
+    event = [queue.Item("virtualmachine/a", record.Trigger.LIBVIRT_EVENT)]
+    h.loop.process(event)  # the first pass of a process is a full one, whatever woke it
+    assert h.hv.observed_domains == [None, None]
+    for name in ("a", "b"):
+        h.hv.domains[name].power, h.hv.domains[name].live = kinds.PowerState.STOPPED, None
+    h.hv.observed_domains.clear()
+
+    h.loop.process(event)
+
+    assert h.hv.observed_domains == [frozenset({"a"}), frozenset({"a"})]  # plan, status
+    assert _power(h, "a") is kinds.PowerState.RUNNING
+    assert _power(h, "b") is kinds.PowerState.STOPPED  # no event for it yet
+    last = h.loop.last_pass
+    assert last is not None and last.ok
+    h.hv.observed_domains.clear()
+    h.run(record.Trigger.RESYNC)  # the safety net: every domain, and b heals
+    assert h.hv.observed_domains == [None, None]
+    assert _power(h, "b") is kinds.PowerState.RUNNING
+
+
+def test_a_libvirt_event_in_a_new_revision_or_after_a_failed_pass_plans_everything(
+    h: Harness,
+) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    h.run()
+    event = [queue.Item("virtualmachine/a", record.Trigger.LIBVIRT_EVENT)]
+    h.write(MANIFESTS + VM.format(name="a", cpus=2))  # not yet seen by the watcher
+    h.hv.observed_domains.clear()
+    h.loop.process(event)
+    assert h.hv.observed_domains[0] is None and h.hv.domains["a"].shape.cpus == 2
+
+    observe = h.hv.observe
+
+    def broken(
+        *, refresh: Collection[str] = (), domains: Collection[str] | None = None
+    ) -> observed.World:
+        raise errors.HypervisorError("observe", "qemu:///system", "connection reset")
+
+    h.hv.observe = broken  # type: ignore[method-assign]
+    h.run()
+    h.hv.observe = observe  # type: ignore[method-assign]
+    h.hv.observed_domains.clear()
+    h.loop.process(event)
+    assert h.hv.observed_domains[0] is None  # after a failed pass: everything
