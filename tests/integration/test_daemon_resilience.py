@@ -186,8 +186,8 @@ def test_a_record_outage_turns_healthz_503_only_after_unhealthy_after(
     daemon = Daemon(url, libvirt_uri, tmp_path / "daemon.log", *args)
     try:
         until(lambda: daemon.answering() and daemon.readyz()["ready"], 60, "ready", daemon)
+        stopped = time.monotonic()  # before the stop: the outage begins as it runs
         private_postgres.stop("fast")
-        stopped = time.monotonic()
         time.sleep(2)
         assert daemon.http("/healthz") == (200, "ok\n")  # a short outage is ridden out
         until(lambda: daemon.http("/healthz")[0] == 503, 15, "healthz shows the outage", daemon)
