@@ -263,7 +263,13 @@ class Reconciler:
         same).
         """
         with self.store.writer_lock():
-            records = self.store.resources(include_deleted=True)
+            narrowing = request.vms is not None and request.selector is None
+            # A pass for a few VMs reads those of the fleet's records alone; ``load``
+            # is given the same reading (the daemon's ignores it), and a pass that
+            # widens reads the whole record again.
+            records = self.store.resources(
+                include_deleted=True, vms=request.vms if narrowing else None
+            )
             state = load(records)
             if request.prune and len(state) == 0 and not request.allow_empty:
                 raise errors.RefusedError(
@@ -274,6 +280,9 @@ class Reconciler:
             if narrowed is not None:
                 state, plan, world = narrowed
             else:
+                if narrowing:
+                    records = self.store.resources(include_deleted=True)
+                    state = load(records)
                 request = dataclasses.replace(request, vms=None)
                 world = self.hv.observe(refresh=pools_in_play(state, records))
                 seen(state, records, world)
@@ -428,7 +437,7 @@ class Reconciler:
         vms: frozenset[str] | None = None,
     ) -> None:
         """Write every resource's status; of ``vms`` alone after a pass for those VMs."""
-        records = self.store.resources()
+        records = self.store.resources(vms=vms)
         domains: frozenset[str] | None = None
         if vms is not None:
             part = narrow(state, records, vms)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, delete, or_, select, update
 
 from reconciler import errors
-from reconciler.models import record
+from reconciler.models import kinds, record
 from reconciler.store import _base, schema
 
 __all__ = ["Resources"]
@@ -45,15 +45,26 @@ class Resources(_base.Base):
     """The resources table: what was applied, and the status written for it."""
 
     def resources(
-        self, kind: str | None = None, *, include_deleted: bool = False
+        self,
+        kind: str | None = None,
+        *,
+        include_deleted: bool = False,
+        vms: Collection[str] | None = None,
     ) -> list[record.ResourceRecord]:
-        """Every resource (of ``kind``), ordered by kind and name; tombstoned ones on request."""
+        """Every resource (of ``kind``), ordered by kind and name; tombstoned ones on request.
+
+        ``vms`` keeps, of the VMs, only those named (a pass for a few VMs reads
+        every other kind, and those VMs, not the whole fleet).
+        """
         # Plain rows, not ORM objects: every pass lists every resource, and the
         # identity map and attribute instrumentation would be thrown away at once.
         table = schema.Resource.__table__
         stmt = select(table).order_by(table.c.kind, table.c.name)
         if kind is not None:
             stmt = stmt.where(table.c.kind == kind)
+        if vms is not None:
+            vm = kinds.Kind.VIRTUAL_MACHINE.value
+            stmt = stmt.where(or_(table.c.kind != vm, table.c.name.in_(sorted(vms))))
         if not include_deleted:
             stmt = stmt.where(table.c.deleted_at.is_(None))
         with self._session("listing resources") as session:

@@ -166,6 +166,21 @@ def test_resources_filters_by_kind(store: Store) -> None:
     assert len(store.resources()) == 2
 
 
+def test_resources_of_a_few_vms_keep_every_other_kind(store: Store) -> None:
+    store.apply_specs(
+        [
+            _spec("web-1"),
+            _spec("web-2"),
+            _spec("db-1"),
+            _spec("lab", {"mode": "nat"}, kind="Network"),
+        ]
+    )
+
+    keys = [r.key for r in store.resources(vms={"web-2", "gone"})]
+    assert keys == [_key("lab", "Network"), _key("web-2")]
+    assert [r.key for r in store.resources(vms=set())] == [_key("lab", "Network")]
+
+
 def test_listing_resources_is_one_query(store: Store, statements: _Statements) -> None:
     store.apply_specs([_spec(f"vm-{i}") for i in range(50)])
     statements.sql.clear()

@@ -757,9 +757,17 @@ class FakeRecord:
     def installation_id(self) -> str:
         return self.installation
 
-    def resources(self, *, include_deleted: bool = False) -> list[record.ResourceRecord]:
+    def resources(
+        self, *, include_deleted: bool = False, vms: Collection[str] | None = None
+    ) -> list[record.ResourceRecord]:
+        vm = kinds.Kind.VIRTUAL_MACHINE.value
         return sorted(
-            (r for r in self.by_key.values() if include_deleted or r.deleted_at is None),
+            (
+                r
+                for r in self.by_key.values()
+                if (include_deleted or r.deleted_at is None)
+                and (vms is None or r.key.kind != vm or r.key.name in vms)
+            ),
             key=lambda r: r.key,
         )
 

@@ -369,7 +369,10 @@ def test_a_record_outage_is_dated_from_the_first_failed_pass_and_ends_with_a_goo
     resources = h.store.resources
 
     def unreachable(
-        kind: str | None = None, *, include_deleted: bool = False
+        kind: str | None = None,
+        *,
+        include_deleted: bool = False,
+        vms: Collection[str] | None = None,
     ) -> list[record.ResourceRecord]:
         raise errors.StoreError("cannot reach the record: connection refused")
 

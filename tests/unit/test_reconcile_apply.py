@@ -7,7 +7,7 @@ record, which notes each reading and whether the lock was held for it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 import pytest
 
@@ -28,9 +28,11 @@ class Watched(fakes.FakeRecord):
         self.readings: list[bool] = []
         self.locked = False
 
-    def resources(self, *, include_deleted: bool = False) -> list[record.ResourceRecord]:
+    def resources(
+        self, *, include_deleted: bool = False, vms: Collection[str] | None = None
+    ) -> list[record.ResourceRecord]:
         self.readings.append(self.locked)
-        return super().resources(include_deleted=include_deleted)
+        return super().resources(include_deleted=include_deleted, vms=vms)
 
     @contextlib.contextmanager
     def writer_lock(self, timeout: float | None = None) -> Iterator[None]:
