@@ -134,3 +134,26 @@ def test_a_destroyed_vm_is_healed_by_a_pass_that_reads_its_domain_alone() -> Non
     assert hv.observed_domains == [frozenset({"a"}), frozenset({"a"})]  # plan, then status
     changed = {str(k) for k, r in rec.by_key.items() if r.status != before[k]}
     assert changed <= {"virtualmachine/a"}
+
+
+@PROPERTY
+@given(data=st.data(), documents=desired_documents(), steps=st.integers(1, 3))
+def test_events_handled_one_vm_at_a_time_converge_the_world_a_full_pass_would(
+    data: st.DataObject, documents: list[dict[str, Any]], steps: int
+) -> None:
+    """Any sequence of out-of-band changes, each VM's answered by its own pass, converges."""
+    hv, rec = fakes.FakeHypervisor(images=IMAGES), fakes.FakeRecord()
+    state = fakes.state_of(documents)
+    rec.converge(state, hv)
+    engine = fakes.reconciler(rec, hv)
+    options = execute.Options(allow_data_loss=True, shutdown_timeout=0)
+    for step in range(steps):
+        done = data.draw(domain_disturbances(hv), label=f"out of band, step {step}")
+        touched = sorted({line.split()[-1] for line in done if not line.startswith("none")})
+        for vm in touched:  # one libvirt event, one pass, per VM
+            result = engine.apply(
+                lambda _r: state, reconcile.Pass(options=options, vms=frozenset({vm}))
+            )
+            assert result.ok, [(str(o.change.key), o.error) for o in result.failed]
+    full = engine.apply(lambda _r: state, _dry(None)).plan
+    assert [c.as_json() for c in full.changes if c.verb is not actions.Verb.PROTECTED] == []
