@@ -51,7 +51,12 @@ class Store(Protocol):
 
     def events_of_runs(self, run_ids: Sequence[record.RunId]) -> Sequence[record.EventRecord]: ...
 
-    def start_run(self, trigger: record.Trigger, revision: str | None) -> record.RunId: ...
+    def start_run(
+        self,
+        trigger: record.Trigger,
+        revision: str | None,
+        scope: Sequence[record.ResourceKey] | None = None,
+    ) -> record.RunId: ...
 
     def finish_run(self, run_id: record.RunId, counts: dict[str, int], result: str) -> None: ...
 

@@ -357,7 +357,10 @@ class Reconciler:
         # A pass killed on another host (a daemon's leader) left its intents in the record only.
         audit.close_unrecorded(self.store.events_of_runs(aborted), plan, world)
         audit.flush(self.store, force=True)
-        run_id = self.store.start_run(request.trigger, request.revision)
+        narrowed_to = None
+        if request.vms is not None:
+            narrowed_to = [record.ResourceKey(_VM, name) for name in sorted(request.vms)]
+        run_id = self.store.start_run(request.trigger, request.revision, narrowed_to)
         hv = fencing.Guarded(self.hv, self.store.fence())
         final = "failed"
         outcomes: list[execute.Outcome] = []

@@ -203,6 +203,8 @@ class RunRecord:
     counts: dict[str, int]
     # "succeeded" | "failed" | "interrupted" (Ctrl-C) | "aborted" (died) | None while running
     result: str | None
+    # The resources a narrowed pass was for ("virtualmachine/x"); None: a full pass.
+    scope: tuple[str, ...] | None = None
 
 
 def corrupt_at(what: str, exc: pydantic.ValidationError) -> errors.RecordCorrupt:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 
@@ -21,14 +23,23 @@ def _run(row: schema.Run) -> record.RunRecord:
         finished_at=row.finished_at,
         counts=row.counts,
         result=row.result,
+        scope=tuple(row.scope) if row.scope is not None else None,
     )
 
 
 class Runs(_base.Base):
     """The runs table."""
 
-    def start_run(self, trigger: record.Trigger, revision: str | None) -> record.RunId:
-        """Open a run (one reconcile pass); finish it with :meth:`finish_run`."""
+    def start_run(
+        self,
+        trigger: record.Trigger,
+        revision: str | None,
+        scope: Sequence[record.ResourceKey] | None = None,
+    ) -> record.RunId:
+        """Open a run (one reconcile pass); finish it with :meth:`finish_run`.
+
+        ``scope`` names the resources of a pass narrowed to them; ``None``: a full pass.
+        """
         with self._session("starting a run", write=True) as session:
             run_id = session.execute(
                 self._insert(schema.Run)
@@ -38,6 +49,7 @@ class Runs(_base.Base):
                     started_at=_base.now(),
                     counts={},
                     epoch=self._fence_epoch(),
+                    scope=None if scope is None else sorted(str(k) for k in scope),
                 )
                 .returning(schema.Run.id)
             ).scalar_one()

@@ -217,6 +217,8 @@ class Run(Base):
     result: Mapped[str | None] = mapped_column(String(32))
     # The fencing epoch of the pass (its writer lock's); NULL on SQLite.
     epoch: Mapped[int | None] = mapped_column(BigInteger)
+    # The resources a narrowed pass was for (a libvirt event's VMs); NULL: a full pass.
+    scope: Mapped[list[str] | None] = mapped_column(JSONType)
 
 
 class Installation(Base):

@@ -181,6 +181,14 @@ def test_resources_of_a_few_vms_keep_every_other_kind(store: Store) -> None:
     assert [r.key for r in store.resources(vms=set())] == [_key("lab", "Network")]
 
 
+def test_a_run_keeps_the_resources_its_pass_was_narrowed_to(store: Store) -> None:
+    full = store.start_run(record.Trigger.RESYNC, None)
+    narrowed = store.start_run(record.Trigger.LIBVIRT_EVENT, None, [_key("web-2"), _key("web-1")])
+
+    scopes = {r.id: r.scope for r in store.runs()}
+    assert scopes == {full: None, narrowed: ("virtualmachine/web-1", "virtualmachine/web-2")}
+
+
 def test_listing_resources_is_one_query(store: Store, statements: _Statements) -> None:
     store.apply_specs([_spec(f"vm-{i}") for i in range(50)])
     statements.sql.clear()

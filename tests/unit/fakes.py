@@ -842,9 +842,23 @@ class FakeRecord:
             if e.run_id is not None and e.run_id in run_ids
         ]
 
-    def start_run(self, trigger: record.Trigger, revision: str | None) -> record.RunId:
+    def start_run(
+        self,
+        trigger: record.Trigger,
+        revision: str | None,
+        scope: Sequence[record.ResourceKey] | None = None,
+    ) -> record.RunId:
         run_id = record.RunId(len(self.runs) + 1)
-        self.runs[run_id] = record.RunRecord(run_id, trigger, revision, EPOCH, None, {}, None)
+        self.runs[run_id] = record.RunRecord(
+            run_id,
+            trigger,
+            revision,
+            EPOCH,
+            None,
+            {},
+            None,
+            None if scope is None else tuple(sorted(str(k) for k in scope)),
+        )
         return run_id
 
     def finish_run(self, run_id: record.RunId, counts: dict[str, int], result: str) -> None:

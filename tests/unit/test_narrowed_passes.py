@@ -129,6 +129,8 @@ def test_a_destroyed_vm_is_healed_by_a_pass_that_reads_its_domain_alone() -> Non
     )
 
     assert result.ok and [str(o.change.key) for o in result.outcomes] == ["virtualmachine/a"]
+    assert result.run_id is not None and rec.runs[result.run_id].scope == ("virtualmachine/a",)
+    assert all(r.scope is None for r in rec.runs.values() if r.id != result.run_id)
     assert hv.domains["a"].power is kinds.PowerState.RUNNING
     assert hv.domains["b"].power is kinds.PowerState.STOPPED  # the next pass's business
     assert hv.observed_domains == [frozenset({"a"}), frozenset({"a"})]  # plan, then status
