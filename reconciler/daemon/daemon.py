@@ -362,11 +362,11 @@ class Daemon:
             self._thread("libvirt reconnect", lambda: self._keep_connected(hv))
             self._runner = self._thread("runner", lambda: self._run_passes(work, leadership))
             if leadership.leading.is_set():
-                self._became_leader(source)
+                self._became_leader(source, work)
             while not self.stopping.wait(leadership.poll_interval):
                 change = leadership.tick()
                 if change is True:
-                    self._became_leader(source)
+                    self._became_leader(source, work)
                 elif change is False:
                     self.metrics.leader.set(0)
                 self._check_record(leadership, work, store)
@@ -385,8 +385,9 @@ class Daemon:
 
         return changed
 
-    def _became_leader(self, source: sources.Source) -> None:
+    def _became_leader(self, source: sources.Source, work: loop.Loop) -> None:
         self.metrics.leader.set(1)
+        work.widen()
         self.queue.add(loop.ALL, source.trigger)
 
     def _drain(self) -> None:

@@ -159,6 +159,7 @@ class Loop:
         self._vm_names: dict[str, str] = {}  # libvirt domain name -> VM
         self._corrections: dict[str, list[float]] = {}  # key -> monotonic times
         self._last_pass: PassReport | None = None
+        self._widen = threading.Event()  # set: the next pass is a full one (see widen())
         self._source = SourceReport(source.name)
         self.record_outage = health.Outage()  # the record unreachable, as passes see it
         self._actor = store.actor or access.local_actor("daemon")  # of a revision by nobody
@@ -338,6 +339,8 @@ class Loop:
                     ),
                 )
             self.record_outage.up()
+            if vms is None and result.ok:
+                self._widen.clear()
             self.backoff.forget(ALL)
             self.metrics.pass_done(trigger, result, time.monotonic() - started)
             self._account(result, revision, vms)
@@ -431,6 +434,15 @@ class Loop:
             self.queue.add_after(ALL, delay, record.Trigger.RESYNC)
         self._finish(PassReport(_now(), trigger, revision, None, ok=False, error=error))
 
+    def widen(self) -> None:
+        """Make the next pass a full one, whatever wakes it.
+
+        For a daemon that has just taken the leadership: while it stood by,
+        another may have died mid-pass, and only a full pass closes what that
+        pass left open.
+        """
+        self._widen.set()
+
     def _vms_alone(self, items: list[queue.Item]) -> frozenset[str] | None:
         """The VMs a pass may be narrowed to: those of libvirt events, after a good pass.
 
@@ -441,7 +453,7 @@ class Loop:
         a narrowed pass that would act on more than its VMs).
         """
         last = self.last_pass
-        if last is None or not last.ok or self._good is None:
+        if last is None or not last.ok or self._good is None or self._widen.is_set():
             return None
         if any(
             i.trigger is not record.Trigger.LIBVIRT_EVENT or not i.key.startswith(_VM_KEY)

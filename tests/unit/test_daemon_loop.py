@@ -575,3 +575,14 @@ def test_a_libvirt_event_in_a_new_revision_or_after_a_failed_pass_plans_everythi
     h.hv.observed_domains.clear()
     h.loop.process(event)
     assert h.hv.observed_domains[0] is None  # after a failed pass: everything
+
+
+def test_after_taking_the_leadership_the_first_pass_is_a_full_one(h: Harness) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    h.run()
+    event = [queue.Item("virtualmachine/a", record.Trigger.LIBVIRT_EVENT)]
+    h.loop.widen()  # what the daemon does when it becomes the leader
+    h.hv.observed_domains.clear()
+    h.loop.process(event)
+    h.loop.process(event)
+    assert h.hv.observed_domains == [None, None, frozenset({"a"}), frozenset({"a"})]
