@@ -2,10 +2,17 @@
 
 Level-based (controller-runtime): whatever woke us — a commit, a file, a
 libvirt event, the resync timer, a retry — a pass re-reads the source and
-hands the *whole* desired state to the engine, which re-observes libvirt and
-orders and parallelises the changes itself. So the queue's keys only decide
-*when* a pass runs: ``all`` for triggers that concern everything, a resource
-key (``virtualmachine/web-1``) for a retry of that resource.
+hands the desired state to the engine, which re-observes libvirt and orders
+and parallelises the changes itself. The queue's keys decide *when* a pass
+runs: ``all`` for triggers that concern everything, a resource key
+(``virtualmachine/web-1``) for a libvirt event or a retry of that resource.
+
+After a good pass, they also decide what the next one reads: a pass for
+libvirt events about VMs, or for a new revision that changed only VMs (and
+templates), is narrowed to those VMs (:func:`changed_vms`,
+:func:`reconciler.engine.reconcile.narrow`); the source's files are parsed
+again only where their text changed (:class:`reconciler.manifests.loader.Cache`).
+A resync, a retry, a failed pass before it or a new leadership makes a full pass.
 
 Failures are sorted in one place, :func:`reconciler.engine.decision.decide`,
 from the typed error each change ended with:
@@ -72,6 +79,8 @@ FLAP_WINDOW = 60.0
 _RELOADS = 3  # times a source written to while it is read is read again
 _ERROR_LINES = 3
 _log = logging.getLogger(__name__)
+_State = desired.DesiredState  # (the name ``desired`` is a method of the loop's too)
+_InForce = tuple[desired.DesiredState, str | None]  # a desired state, and its revision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +164,7 @@ class Loop:
             allow_data_loss=cfg.allow_data_loss,
         )
         self._good: tuple[desired.DesiredState, str | None] | None = None
+        self._parsed = loader.Cache()  # what the last load of the source read
         self._guard = threading.Lock()
         self._vm_names: dict[str, str] = {}  # libvirt domain name -> VM
         self._corrections: dict[str, list[float]] = {}  # key -> monotonic times
@@ -189,7 +199,9 @@ class Loop:
     def _load(self, checkout: sources.Checkout) -> desired.DesiredState:
         records = self.store.resources()
         try:
-            return loader.load_against([str(checkout.root)], records, revision=checkout.revision)
+            return loader.load_against(
+                [str(checkout.root)], records, revision=checkout.revision, cache=self._parsed
+            )
         except errors.InfinibayError:
             raise
         except Exception as exc:
@@ -318,11 +330,13 @@ class Loop:
                 self._finish(PassReport(_now(), trigger, None, None, ok=True))
                 return
             state, revision = wanted
+            carried: frozenset[str] = frozenset()
             if wanted is self._good and (before is None or before[1] != revision):
                 trigger = self._first_of_revision(trigger, revision)
-                vms = None  # a new revision: everything is planned
+                # A new revision: what it changed is planned, or everything.
+                vms, carried = self._revised(items, before, state)
             if vms is not None:
-                _log.debug("pass for %s alone", ", ".join(sorted(vms)))
+                _log.debug("pass for %s alone", ", ".join(sorted(vms)) or "no VM")
             # Known before the pass, not only after it: a VM this pass creates and starts
             # may be stopped out of band before the pass ends, and that event must count.
             self._vm_names = {**self._vm_names, **_domains(state.vms.values())}
@@ -336,6 +350,7 @@ class Loop:
                         revision=revision,
                         options=self.options,
                         vms=vms,
+                        carried=carried,
                     ),
                 )
             self.record_outage.up()
@@ -462,6 +477,39 @@ class Loop:
             return None
         return frozenset(i.key.removeprefix(_VM_KEY) for i in items)
 
+    def _revised(
+        self,
+        items: list[queue.Item],
+        before: _InForce | None,
+        state: _State,
+    ) -> tuple[frozenset[str] | None, frozenset[str]]:
+        """The VMs a pass for a new revision may be narrowed to, and those it carries unchanged.
+
+        Narrowed only after a good pass of this process (whose state is
+        ``before``) and only for what the source and libvirt events asked: a
+        resync or a retry is a full pass. The pass is then for the VMs whose
+        documents the revision changed (:func:`changed_vms`) and those of the
+        events; ``(None, ())``: plan everything.
+        """
+        last = self.last_pass
+        if (
+            before is None
+            or last is None
+            or not last.ok
+            or self._widen.is_set()
+            or not all(
+                (i.key == ALL and i.trigger is self.source.trigger)
+                or (i.trigger is record.Trigger.LIBVIRT_EVENT and i.key.startswith(_VM_KEY))
+                for i in items
+            )
+        ):
+            return None, frozenset()
+        changed = changed_vms(before[0], state)
+        if changed is None:
+            return None, frozenset()
+        vms = changed | {i.key.removeprefix(_VM_KEY) for i in items if i.key != ALL}
+        return frozenset(vms), frozenset(state.vms) - vms
+
     def _account(
         self, result: reconcile.Result, revision: str | None, vms: frozenset[str] | None = None
     ) -> None:
@@ -543,6 +591,59 @@ def _unexpected(exc: BaseException) -> str:
     serve; the traceback with the text is in the daemon's log.
     """
     return f"unexpected {type(exc).__name__} (the daemon's log has the traceback)"
+
+
+def _same(old: desired.Loaded, new: desired.Loaded) -> bool:
+    """Whether ``new`` declares what ``old`` did, from the same place (the revision aside)."""
+    return (
+        (old.manifest is new.manifest or old.manifest == new.manifest)
+        and old.source.file == new.source.file
+        and old.source.document == new.source.document
+    )
+
+
+def changed_vms(old: desired.DesiredState, new: desired.DesiredState) -> frozenset[str] | None:
+    """The VMs whose documents ``new`` changed from ``old``; ``None``: it changed more.
+
+    A VM is changed when it was added, removed, declared differently or
+    elsewhere, when its merge came out differently, or when its template
+    changed (a template's change reaches every VM made from it). A change of
+    any other kind (a pool, a network, a policy, a department), or a template
+    removed, needs a full pass: what it means for the VMs is the planner's to
+    find, over all of them.
+    """
+    templates: set[str] = set()
+    for kind in kinds.Kind:
+        if kind is kinds.Kind.VIRTUAL_MACHINE:
+            continue
+        was, now = old.by_kind(kind), new.by_kind(kind)
+        if was.keys() - now.keys() or (
+            kind is not kinds.Kind.TEMPLATE and was.keys() != now.keys()
+        ):
+            return None
+        for name, loaded in now.items():
+            previous = was.get(name)
+            if previous is not None and _same(previous, loaded):
+                continue
+            if kind is not kinds.Kind.TEMPLATE:
+                return None
+            templates.add(name)
+    if old.virtio_win != new.virtio_win:
+        return None
+    changed = set(old.vms.keys() ^ new.vms.keys())
+    for name, loaded in new.vms.items():
+        previous = old.vms.get(name)
+        if previous is None or name in changed:
+            continue
+        was_vm, now_vm = old.effective_vms.get(name), new.effective_vms.get(name)
+        manifest = loaded.manifest
+        if (
+            not _same(previous, loaded)
+            or not (was_vm is now_vm or was_vm == now_vm)
+            or (isinstance(manifest, kinds.VirtualMachine) and manifest.spec.template in templates)
+        ):
+            changed.add(name)
+    return frozenset(changed)
 
 
 def _domains(vms: Iterable[desired.Loaded]) -> dict[str, str]:

@@ -62,7 +62,11 @@ class Pass:
     options: execute.Options = dataclasses.field(default_factory=execute.Options)
     selector: selectors.Selector | None = None  # only the resources whose labels match
     vms: frozenset[str] | None = None
-    """A pass for these VMs alone (a libvirt event's): see :func:`narrow`."""
+    """A pass for these VMs alone (a libvirt event's, a new revision's): see :func:`narrow`."""
+    carried: frozenset[str] = frozenset()
+    """With ``vms``: the other declared VMs, whose documents ``revision`` carries as the
+    revision before it left them. A pass that holds to ``vms`` stamps their records with
+    ``revision``, as a full pass would have, without planning them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,12 +130,25 @@ class Narrowed:
     state: desired.DesiredState
     records: Sequence[record.ResourceRecord]
     domains: frozenset[str]  # the libvirt names of the VMs, declared or recorded
+    templates: frozenset[str] = frozenset()  # those whose every declared VM is in the pass
 
     def holds(self, plan: actions.Plan) -> bool:
-        """Whether ``plan`` acts on these VMs alone; else the pass must be a full one."""
-        vm = kinds.Kind.VIRTUAL_MACHINE.value
-        keys = [c.key for c in plan.changes] + [w.key for w in plan.spec_writes]
-        return all(k.kind == vm and k.name in self.vms for k in keys)
+        """Whether ``plan`` acts on these VMs alone; else the pass must be a full one.
+
+        Besides the VMs' own changes and writes, it may change a template all of
+        whose VMs are in the pass (a new revision changed it, and them with it),
+        and write the provenance of any other resource whose spec it leaves as
+        it is (the new revision's name, on a pool the revision did not change).
+        """
+        hashes = {r.key: r.spec_hash for r in self.records if r.deleted_at is None}
+        return all(self._owns(c.key) for c in plan.changes) and all(
+            self._owns(w.key) or hashes.get(w.key) == w.spec_hash for w in plan.spec_writes
+        )
+
+    def _owns(self, key: record.ResourceKey) -> bool:
+        if key.kind == kinds.Kind.VIRTUAL_MACHINE.value:
+            return key.name in self.vms
+        return key.kind == kinds.Kind.TEMPLATE.value and key.name in self.templates
 
 
 def narrow(
@@ -164,7 +181,13 @@ def narrow(
         vms={n: v for n, v in state.vms.items() if n in vms},
         effective_vms={n: v for n, v in state.effective_vms.items() if n in vms},
     )
-    return Narrowed(vms, narrowed, kept, frozenset(names))
+    outside = {
+        loaded.manifest.spec.template
+        for name, loaded in state.vms.items()
+        if name not in vms and isinstance(loaded.manifest, kinds.VirtualMachine)
+    }
+    templates = frozenset(state.templates) - outside
+    return Narrowed(vms, narrowed, kept, frozenset(names), templates)
 
 
 class Reconciler:
@@ -369,6 +392,11 @@ class Reconciler:
             self.store.apply_specs(
                 [dataclasses.replace(w, run_id=run_id) for w in plan.spec_writes]
             )
+            if request.vms is not None and request.carried:
+                self.store.stamp_revision(
+                    [record.ResourceKey(_VM, name) for name in sorted(request.carried)],
+                    request.revision,
+                )
             self.store.claim_volumes(plan.volume_claims)
 
             def starting(changes: list[actions.Change]) -> None:

@@ -73,7 +73,7 @@ from reconciler import errors, settings
 from reconciler.manifests import _pydantic, _yaml, paths
 from reconciler.models import catalog, desired, effective, fields, firewall, kinds, record
 
-__all__ = ["STDIN", "load", "load_against"]
+__all__ = ["STDIN", "Cache", "load", "load_against"]
 
 STDIN = "-"
 _KIND_NAMES = [kind.value for kind in kinds.Kind]
@@ -103,6 +103,91 @@ _SCALAR_REFERENCES: dict[kinds.Kind, tuple[tuple[str, kinds.Kind], ...]] = {
 }
 
 AnyManifest = kinds.AnyManifest
+
+
+class Cache:
+    """What a daemon keeps between loads of its source, so that a change costs what it changed.
+
+    A daemon loads its whole source again on every change, and with thousands
+    of manifests reading, validating and merging every one of them again made
+    each edit cost seconds. Yet the first pass (YAML, then the kind's model)
+    depends on a file's text alone, and a VM's merge on its manifest, its
+    template and its department's network alone, all frozen: so a file whose
+    text is unchanged gives back the very documents and manifests it gave last
+    time, and a VM whose inputs are those same objects its same effective VM.
+    Every check across documents still runs over the whole source on each load,
+    so a cached load reports exactly what an uncached one does.
+
+    A load keeps what it used and drops the rest: the cache holds at most one
+    copy of the source, the one the daemon's desired state holds anyway. Not
+    thread-safe: one source, one loop.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[str, int, _yaml.Parsed]] = {}
+        self._models: dict[int, tuple[_yaml.Document, AnyManifest]] = {}
+        self._merged: dict[tuple[int, int, str | None], _Merged] = {}
+        self._used: tuple[set[str], set[int], set[tuple[int, int, str | None]]] = (
+            set(),
+            set(),
+            set(),
+        )
+
+    def parse(self, name: str, text: str, max_depth: int, budget: int) -> _yaml.Parsed:
+        """``_yaml.parse`` of ``text``; the same result as last time for the same text."""
+        hit = self._files.get(name)
+        if hit is not None and hit[0] == text and hit[1] == max_depth and hit[2].count <= budget:
+            parsed = hit[2]
+        else:
+            parsed = _yaml.parse(text, max_depth=max_depth, budget=budget)
+            if any(isinstance(p, _yaml.Problem) and p.over_budget for p in parsed.items):
+                return parsed  # depends on the budget, not on the text alone
+            self._files[name] = (text, max_depth, parsed)
+        self._used[0].add(name)
+        return parsed
+
+    def validate(
+        self, document: _yaml.Document, model: type[AnyManifest], body: dict[str, Any]
+    ) -> AnyManifest:
+        """``model.model_validate(body)``, once per document; raises what it raises."""
+        hit = self._models.get(id(document))
+        if hit is not None and hit[0] is document and type(hit[1]) is model:
+            manifest = hit[1]
+        else:
+            manifest = model.model_validate(body)
+            self._models[id(document)] = (document, manifest)
+        self._used[1].add(id(document))
+        return manifest
+
+    def merge(
+        self,
+        vm: kinds.VirtualMachine,
+        template: kinds.Template | None,
+        department_network: str | None,
+    ) -> effective.EffectiveVM:
+        """:func:`reconciler.models.effective.merge`, once per VM, template and network."""
+        key = (id(vm), id(template), department_network)
+        hit = self._merged.get(key)
+        if hit is None or hit.vm is not vm or hit.template is not template:
+            hit = _Merged(vm, template, effective.merge(vm, template, department_network))
+            self._merged[key] = hit
+        self._used[2].add(key)
+        return hit.result
+
+    def settle(self) -> None:
+        """The end of a load: keep what it used, drop the rest."""
+        files, models, merged = self._used
+        self._files = {k: v for k, v in self._files.items() if k in files}
+        self._models = {k: v for k, v in self._models.items() if k in models}
+        self._merged = {k: v for k, v in self._merged.items() if k in merged}
+        self._used = (set(), set(), set())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Merged:
+    vm: kinds.VirtualMachine  # held, so that the ids keying it are not reused
+    template: kinds.Template | None
+    result: effective.EffectiveVM
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,8 +344,10 @@ class _Run:
         policies: Mapping[str, kinds.FirewallPolicy] | None = None,
         macs: Mapping[str, str] | None = None,
         networks: Mapping[str, kinds.Network] | None = None,
+        cache: Cache | None = None,
     ) -> None:
         self.revision = revision
+        self.cache = cache
         self.recorded_networks: Mapping[str, kinds.Network] = networks or {}
         self.recorded_macs: Mapping[str, str] = macs or {}  # MAC -> VM, from the record
         self.recorded_templates = templates
@@ -306,9 +393,11 @@ class _Run:
     # --- pass 1: each document ---------------------------------------------------
 
     def file(self, order: int, name: str, text: str) -> None:
-        parsed = _yaml.parse(
-            text, max_depth=self.limits.depth, budget=self.limits.documents - self.documents
-        )
+        budget = self.limits.documents - self.documents
+        if self.cache is not None:
+            parsed = self.cache.parse(name, text, self.limits.depth, budget)
+        else:
+            parsed = _yaml.parse(text, max_depth=self.limits.depth, budget=budget)
         self.documents += parsed.count
         over = [p for p in parsed.items if isinstance(p, _yaml.Problem) and p.over_budget]
         if over:
@@ -377,7 +466,10 @@ class _Run:
         body["apiVersion"] = kinds.API_VERSION  # a wrong one is reported above, once
         model = kinds.KINDS[kind]
         try:
-            manifest = model.model_validate(body)
+            if self.cache is not None:
+                manifest = self.cache.validate(document, model, body)
+            else:
+                manifest = model.model_validate(body)
         except pydantic.ValidationError as exc:
             for finding in _pydantic.translate(exc, model, document):
                 self.error(doc, finding.path, finding.message, at=finding.position)
@@ -748,10 +840,12 @@ class _Run:
             return  # dangling or invalid: already reported
         own = {disk.name: i for i, disk in enumerate(vm.spec.disks)}
         department = self.department(vm.spec.department)
+        network = department.spec.network if department is not None else None
         try:
-            result = effective.merge(
-                vm, template, department.spec.network if department is not None else None
-            )
+            if self.cache is not None:
+                result = self.cache.merge(vm, template, network)
+            else:
+                result = effective.merge(vm, template, network)
         except ValueError as exc:
             match = _NO_SIZE.match(str(exc))
             index = own.get(match.group(1)) if match else None
@@ -882,6 +976,7 @@ def load(
     policies: Mapping[str, kinds.FirewallPolicy] | None = None,
     macs: Mapping[str, str] | None = None,
     networks: Mapping[str, kinds.Network] | None = None,
+    cache: Cache | None = None,
 ) -> desired.DesiredState:
     """Read and validate every manifest under ``paths``; raise ManifestError listing all problems.
 
@@ -892,6 +987,7 @@ def load(
     ``pools``, ``departments``, ``policies`` and ``networks`` are the record's, by
     name, and ``macs`` its VMs' MAC addresses (MAC -> VM).
     ``boundary`` and ``limits`` default to the operator's environment.
+    ``cache`` (a daemon's) spares what an earlier load of the same files did.
     """
     limits = limits if limits is not None else settings.Limits.from_environ()
     boundary = boundary if boundary is not None else settings.Boundary.from_environ()
@@ -906,19 +1002,24 @@ def load(
         policies,
         macs,
         networks,
+        cache,
     )
-    for order, (name, text) in enumerate(_read(paths, stdin, limits)):
-        if text is None:
-            run.unlocated(order, name)
-        else:
-            run.file(order, name, text)
-    run.references()
-    run.trust()
-    run.merge_all()
-    run.extends()
-    run.quotas()
-    run.subnets()
-    run.macs()
+    try:
+        for order, (name, text) in enumerate(_read(paths, stdin, limits)):
+            if text is None:
+                run.unlocated(order, name)
+            else:
+                run.file(order, name, text)
+        run.references()
+        run.trust()
+        run.merge_all()
+        run.extends()
+        run.quotas()
+        run.subnets()
+        run.macs()
+    finally:
+        if cache is not None:
+            cache.settle()
     if run.errors:
         raise errors.ManifestError(run.messages())
     return run.state()
@@ -945,6 +1046,7 @@ def load_against(
     *,
     revision: str | None = None,
     stdin: TextIO | None = None,
+    cache: Cache | None = None,
 ) -> desired.DesiredState:
     """:func:`load`, with references and templates also satisfied by the record.
 
@@ -988,4 +1090,5 @@ def load_against(
         policies=policies,
         macs=_recorded_macs(live),
         networks=networks,
+        cache=cache,
     )

@@ -176,6 +176,29 @@ class Resources(_base.Base):
                 result.update({res.key: res for res in map(_resource, fresh)})
         return [result[key] for key in keys]
 
+    def stamp_revision(self, keys: Sequence[record.ResourceKey], revision: str | None) -> None:
+        """Name ``revision`` as the source revision of ``keys``, whose specs it left as they were.
+
+        A pass for the documents a new revision changed plans those alone; the
+        records of the resources it carried unchanged are brought to it here,
+        in one statement per chunk, with neither a new generation nor history
+        (as a pass that planned them would have done). Tombstones stay as they are.
+        """
+        if not keys:
+            return
+        res = schema.Resource
+        with self._session("recording the source revision", write=True) as session:
+            for chunk in _base.chunks(_base.unique(keys)):
+                session.execute(
+                    update(res)
+                    .where(
+                        _base.has_key(res, chunk),
+                        res.deleted_at.is_(None),
+                        res.source_revision.is_distinct_from(revision),
+                    )
+                    .values(source_revision=revision)
+                )
+
     def write_status(self, writes: Sequence[record.StatusWrite]) -> None:
         """Replace the status of each resource; unknown resources are logged and skipped."""
         if not writes:

@@ -819,6 +819,12 @@ class FakeRecord:
                     self.by_key[write.key], status=write.status
                 )
 
+    def stamp_revision(self, keys: Sequence[record.ResourceKey], revision: str | None) -> None:
+        for key in keys:
+            rec = self.by_key.get(key)
+            if rec is not None and rec.deleted_at is None:
+                self.by_key[key] = dataclasses.replace(rec, source_revision=revision)
+
     def record_events(self, events: Iterable[record.NewEvent]) -> None:
         self.events.extend(events)
 

@@ -551,13 +551,15 @@ def test_a_libvirt_event_after_a_good_pass_is_answered_by_a_pass_for_its_vm_alon
     assert _power(h, "b") is kinds.PowerState.RUNNING
 
 
-def test_a_libvirt_event_in_a_new_revision_or_after_a_failed_pass_plans_everything(
+def test_a_libvirt_event_in_a_revision_of_more_than_vms_or_after_a_failed_pass_plans_everything(
     h: Harness,
 ) -> None:
     h.write(MANIFESTS + VM.format(name="a", cpus=1))
     h.run()
     event = [queue.Item("virtualmachine/a", record.Trigger.LIBVIRT_EVENT)]
-    h.write(MANIFESTS + VM.format(name="a", cpus=2))  # not yet seen by the watcher
+    # A network changed too, not yet seen by the watcher: what that means for the VMs
+    # is for a full pass to find.
+    h.write(MANIFESTS.replace("ibfake0", "ibfake1") + VM.format(name="a", cpus=2))
     h.hv.observed_domains.clear()
     h.loop.process(event)
     assert h.hv.observed_domains[0] is None and h.hv.domains["a"].shape.cpus == 2
@@ -586,3 +588,65 @@ def test_after_taking_the_leadership_the_first_pass_is_a_full_one(h: Harness) ->
     h.loop.process(event)
     h.loop.process(event)
     assert h.hv.observed_domains == [None, None, frozenset({"a"}), frozenset({"a"})]
+
+
+def _scope(h: Harness) -> tuple[str, ...] | None:
+    last = h.loop.last_pass
+    assert last is not None and last.ok and last.run_id is not None
+    run = h.store.last_run()
+    assert run is not None and run.id == last.run_id
+    return run.scope
+
+
+def test_a_new_revision_is_planned_for_the_vms_it_changed_and_stamps_the_rest(
+    h: Harness,
+) -> None:
+    vms = {name: VM.format(name=name, cpus=1) for name in ("a", "b", "c")}
+    h.write(MANIFESTS + "".join(vms.values()))
+    h.run()
+    first = h.loop.source_report.applied
+    assert _scope(h) is None  # the first pass of a process is a full one
+
+    vms["b"] = VM.format(name="b", cpus=2)
+    h.write(MANIFESTS + "".join(vms.values()))
+    h.hv.observed_domains.clear()
+    h.run()
+    revision = h.loop.source_report.applied
+    assert revision != first
+    assert h.hv.observed_domains[0] == frozenset({"b"})  # b's domain alone was read
+    assert _scope(h) == ("virtualmachine/b",)
+    assert h.hv.domains["b"].shape.cpus == 2 and h.hv.domains["a"].shape.cpus == 1
+    # The VMs it carried unchanged, and the pool, network and template, name it too.
+    assert {r.source_revision for r in h.store.resources()} == {revision}
+    assert [r.generation for r in h.store.resources("VirtualMachine")] == [1, 2, 1]
+
+    # A template's change reaches every VM made from it.
+    shapes = {name: h.hv.domains[name].shape for name in vms}
+    bigger = MANIFESTS.replace("memory: 64MiB", "memory: 128MiB")
+    h.write(bigger + "".join(vms.values()))
+    h.run()
+    assert _scope(h) == ("virtualmachine/a", "virtualmachine/b", "virtualmachine/c")
+    assert all(h.hv.domains[name].shape != shapes[name] for name in vms)
+
+    # A VM added, then one dropped: each is its own pass.
+    h.write(bigger + "".join(vms.values()) + VM.format(name="d", cpus=1))
+    h.run()
+    assert _scope(h) == ("virtualmachine/d",) and "d" in h.hv.domains
+
+    # A pool's or network's change, and every resync, plans everything.
+    h.write(MANIFESTS.replace("ibfake0", "ibfake1") + "".join(vms.values()))
+    h.run()
+    assert _scope(h) is None
+    h.run(record.Trigger.RESYNC)
+    assert _scope(h) is None
+
+
+def test_a_revision_that_changes_no_document_is_a_pass_that_plans_no_vm(h: Harness) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    h.run()
+    h.write("# a comment\n" + MANIFESTS + VM.format(name="a", cpus=1))
+    h.hv.observed_domains.clear()
+    h.run()
+    assert _scope(h) == () and h.hv.observed_domains[0] == frozenset()
+    revision = h.loop.source_report.applied
+    assert {r.source_revision for r in h.store.resources()} == {revision}

@@ -784,3 +784,37 @@ def test_a_subnet_overlapping_a_recorded_network_not_declared_is_a_located_error
         kinds.Kind.NETWORK, "old", {"mode": "nat", "ipv4": {"address": "10.21.0.1/24"}}
     )
     assert set(loader.load_against(paths, records).networks) == {"lab"}
+
+
+def test_a_cached_load_gives_what_an_uncached_one_does_and_rereads_what_changed() -> None:
+    """The daemon's cache: unchanged files give back their very manifests; a change is read."""
+    vm = _vm("template: linux-small\n", name="web-1")
+    _write(
+        {"base.yaml": BASE, "web-1.yaml": vm, "web-2.yaml": _vm("cpus: 1\nmemory: 1GiB\n", "web-2")}
+    )
+    cache = loader.Cache()
+    first = loader.load(["."], cache=cache, revision="r1")
+    again = loader.load(["."], cache=cache, revision="r2")
+    plain = loader.load(["."], revision="r2")
+    assert again == plain  # the revision is every document's, cached or not
+    assert {n: v.source.revision for n, v in again.vms.items()} == {"web-1": "r2", "web-2": "r2"}
+    assert again.vms["web-1"].manifest is first.vms["web-1"].manifest
+    assert again.effective_vms["web-1"] is first.effective_vms["web-1"]
+
+    Path("web-2.yaml").write_text(_vm("cpus: 3\nmemory: 1GiB\n", "web-2"))
+    changed = loader.load(["."], cache=cache)
+    assert changed.vms["web-1"].manifest is first.vms["web-1"].manifest
+    assert changed.effective_vms["web-2"].cpus == 3
+
+    # Errors across documents are found over the whole source, cached or not.
+    Path("web-3.yaml").write_text(_vm("template: nope\n", "web-3"))
+    with pytest.raises(errors.ManifestError) as cached:
+        loader.load(["."], cache=cache)
+    with pytest.raises(errors.ManifestError) as uncached:
+        loader.load(["."])
+    assert cached.value.messages == uncached.value.messages != []
+    Path("web-3.yaml").unlink()
+
+    # A template's change is merged again into its VMs.
+    Path("base.yaml").write_text(BASE.replace("cpus: 2", "cpus: 4"))
+    assert loader.load(["."], cache=cache).effective_vms["web-1"].cpus == 4

@@ -17,8 +17,9 @@ from typing import Any
 from hypothesis import event, given
 from hypothesis import strategies as st
 
+from reconciler.daemon import loop
 from reconciler.engine import execute, reconcile
-from reconciler.models import kinds
+from reconciler.models import desired, kinds
 from reconciler.planning import actions
 from tests.unit import fakes
 from tests.unit.test_planner_properties import (
@@ -159,3 +160,93 @@ def test_events_handled_one_vm_at_a_time_converge_the_world_a_full_pass_would(
             assert result.ok, [(str(o.change.key), o.error) for o in result.failed]
     full = engine.apply(lambda _r: state, _dry(None)).plan
     assert [c.as_json() for c in full.changes if c.verb is not actions.Verb.PROTECTED] == []
+
+
+def _at(state: desired.DesiredState, revision: str) -> desired.DesiredState:
+    """``state`` as the loader gives it for ``revision``: every document's source names it."""
+    for kind in kinds.Kind:
+        items = state.by_kind(kind)
+        for name, item in items.items():
+            source = dataclasses.replace(item.source, revision=revision)
+            items[name] = dataclasses.replace(item, source=source)
+    return state
+
+
+@st.composite
+def edits(draw: st.DrawFn, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A next revision of ``documents``: VMs edited, dropped or added, templates edited."""
+    edited: list[dict[str, Any]] = []
+    for document in documents:
+        what = draw(st.sampled_from(["keep", "keep", "edit", "drop"]))
+        if document["kind"] == "VirtualMachine" and what == "drop":
+            continue
+        if document["kind"] in ("VirtualMachine", "Template") and what == "edit":
+            spec = {**document["spec"], "cpus": draw(st.integers(1, 4))}
+            if document["kind"] == "VirtualMachine":
+                spec["powerState"] = draw(st.sampled_from(["Running", "Stopped"]))
+            document = {**document, "spec": spec}
+        edited.append(document)
+    declared = {d["metadata"]["name"] for d in documents}
+    free = [v for v in VMS if v not in declared]
+    for name in draw(st.lists(st.sampled_from(free), unique=True)) if free else []:
+        spec = {
+            "cpus": 1,
+            "memory": "64MiB",
+            "powerState": draw(st.sampled_from(["Running", "Stopped"])),
+        }
+        edited.append({"kind": "VirtualMachine", "metadata": {"name": name}, "spec": spec})
+    return edited
+
+
+def _world(hv: fakes.FakeHypervisor, rec: fakes.FakeRecord) -> tuple[Any, Any]:
+    domains = {
+        n: (d.shape, d.autostart, d.power, d.live, d.owner) for n, d in sorted(hv.domains.items())
+    }
+    records = {
+        str(k): (r.spec_hash, r.source_revision, r.deleted_at is None, r.generation)
+        for k, r in sorted(rec.by_key.items(), key=lambda kv: str(kv[0]))
+    }
+    return domains, records
+
+
+@PROPERTY
+@given(data=st.data(), documents=desired_documents())
+def test_a_revision_planned_for_the_vms_it_changed_ends_where_a_full_pass_does(
+    data: st.DataObject, documents: list[dict[str, Any]]
+) -> None:
+    """Edits handled per resource: the daemon's pass for a new revision plans the VMs
+    it changed (:func:`reconciler.daemon.loop.changed_vms`) and stamps those it
+    carried, and leaves libvirt and the record as a full pass of that revision does."""
+    later = data.draw(edits(documents), label="next revision")
+    worlds = []
+    for narrowed in (False, True):
+        hv, rec = fakes.FakeHypervisor(images=IMAGES), fakes.FakeRecord()
+        old = _at(fakes.state_of(documents), "r1")
+        fakes.reconciler(rec, hv).apply(
+            _constant(old), reconcile.Pass(allow_empty=True, revision="r1", options=_options())
+        )
+        new = _at(fakes.state_of(later), "r2")
+        vms = loop.changed_vms(old, new) if narrowed else None
+        carried = frozenset(new.vms) - vms if vms is not None else frozenset()
+        hv.observed_domains.clear()
+        result = fakes.reconciler(rec, hv).apply(
+            _constant(new),
+            reconcile.Pass(
+                allow_empty=True, revision="r2", options=_options(), vms=vms, carried=carried
+            ),
+        )
+        assert result.ok, [(str(o.change.key), o.error) for o in result.failed]
+        if narrowed:
+            event("a full pass" if vms is None else f"narrowed to {len(vms)} of {len(new.vms)}")
+            if vms is not None and hv.observed_domains and hv.observed_domains[0] is not None:
+                assert hv.observed_domains[0] <= vms
+        worlds.append(_world(hv, rec))
+    assert worlds[0] == worlds[1]
+
+
+def _constant(state: desired.DesiredState) -> Callable[[Any], desired.DesiredState]:
+    return lambda _records: state
+
+
+def _options() -> execute.Options:
+    return execute.Options(allow_data_loss=True, shutdown_timeout=0)
