@@ -189,6 +189,25 @@ def test_a_run_keeps_the_resources_its_pass_was_narrowed_to(store: Store) -> Non
     assert scopes == {full: None, narrowed: ("virtualmachine/web-1", "virtualmachine/web-2")}
 
 
+def test_stamping_a_revision_changes_its_provenance_alone(store: Store) -> None:
+    before = {r.key: r for r in store.apply_specs([_spec("web-1"), _spec("web-2"), _spec("db-1")])}
+    store.tombstone([_key("db-1")])
+
+    store.stamp_revision([_key("web-1"), _key("db-1"), _key("absent")], "main@sha1:bbbb")
+
+    after = {r.key: r for r in store.resources(include_deleted=True)}
+    assert after[_key("web-1")].source_revision == "main@sha1:bbbb"
+    assert after[_key("web-2")].source_revision == "main@sha1:aaaa"
+    assert after[_key("db-1")].source_revision == "main@sha1:aaaa"  # a tombstone stays
+    web = after[_key("web-1")]
+    assert (web.generation, web.spec, web.spec_hash) == (
+        before[_key("web-1")].generation,
+        before[_key("web-1")].spec,
+        before[_key("web-1")].spec_hash,
+    )
+    assert len(store.history(_key("web-1"))) == 1  # no new revision in history
+
+
 def test_listing_resources_is_one_query(store: Store, statements: _Statements) -> None:
     store.apply_specs([_spec(f"vm-{i}") for i in range(50)])
     statements.sql.clear()
