@@ -16,7 +16,6 @@ import libvirt
 import pytest
 
 from reconciler.models import record
-
 from tests.integration.harness import Harness
 from tests.integration.test_daemon import Daemon, spawn, until
 
