@@ -61,9 +61,13 @@ class Guarded:
     # --- reads ----------------------------------------------------------------------
 
     def observe(
-        self, *, refresh: Collection[str] = (), domains: Collection[str] | None = None
+        self,
+        *,
+        refresh: Collection[str] = (),
+        domains: Collection[str] | None = None,
+        volumes: Collection[str] | None = None,
     ) -> observed.World:
-        return self._inner.observe(refresh=refresh, domains=domains)
+        return self._inner.observe(refresh=refresh, domains=domains, volumes=volumes)
 
     def guest_addresses(self, world: observed.World) -> dict[str, tuple[str, ...]]:
         return self._inner.guest_addresses(world)

@@ -88,7 +88,11 @@ class Hypervisor(Protocol):
     # --- reads ----------------------------------------------------------------------
 
     def observe(
-        self, *, refresh: Collection[str] = (), domains: Collection[str] | None = None
+        self,
+        *,
+        refresh: Collection[str] = (),
+        domains: Collection[str] | None = None,
+        volumes: Collection[str] | None = None,
     ) -> observed.World: ...
 
     def guest_addresses(self, world: observed.World) -> dict[str, tuple[str, ...]]: ...

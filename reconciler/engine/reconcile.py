@@ -94,6 +94,24 @@ def pools_in_play(
     pool whose directory is gone, and a pool that neither the manifests nor the
     record involve is someone else's, never to be touched.
     """
+    return _pool_names(state, records, declared=True)
+
+
+def pools_of_vms(
+    state: desired.DesiredState, records: Sequence[record.ResourceRecord]
+) -> frozenset[str]:
+    """The pools the VMs of ``state`` and ``records`` keep volumes in, by libvirt name.
+
+    All the volumes a pass for those VMs alone reads: with 5,000 VMs a shared
+    pool holds thousands of volumes, and listing them all for one VM's event
+    made its pass as costly as the fleet.
+    """
+    return _pool_names(state, records, declared=False)
+
+
+def _pool_names(
+    state: desired.DesiredState, records: Sequence[record.ResourceRecord], *, declared: bool
+) -> frozenset[str]:
     pool = kinds.Kind.STORAGE_POOL.value
     live = [r for r in records if r.deleted_at is None]
     # Pools are rescanned by their libvirt names, which their annotations may give.
@@ -104,21 +122,30 @@ def pools_in_play(
     }
     for name, loaded in state.pools.items():
         libvirt[name] = naming.libvirt_name(name, loaded.manifest.metadata.annotations)
-    names = set(state.pools)
+    names = set(state.pools) if declared else set()
     for vm in state.effective_vms.values():
         for disk in vm.disks:
             names.add(disk.pool)
             if disk.image_source is not None:
                 names.add(disk.image_source)
         names.update(c.pool for c in vm.cdroms or ())
+        if vm.first_boot is not None and vm.first_boot.pool is not None:
+            names.add(vm.first_boot.pool)
     if state.virtio_win is not None and "/" in state.virtio_win:
         names.add(state.virtio_win.split("/", 1)[0])
     for rec in live:
-        if rec.key.kind == pool:
+        if rec.key.kind == pool and declared:
             names.add(rec.key.name)
         elif rec.key.kind == kinds.Kind.VIRTUAL_MACHINE.value:
-            for disk in rec.spec.get("effective", {}).get("disks", []):
+            effective = rec.spec.get("effective", {})
+            for disk in effective.get("disks", []):
                 names.update(p for p in (disk.get("pool"), disk.get("image_pool")) if p)
+            for cdrom in effective.get("cdroms") or []:
+                if isinstance(cdrom, dict) and cdrom.get("pool"):
+                    names.add(cdrom["pool"])
+            first_boot = effective.get("first_boot")
+            if isinstance(first_boot, dict) and first_boot.get("pool"):
+                names.add(first_boot["pool"])
     return frozenset(libvirt.get(name, name) for name in names)
 
 
@@ -329,14 +356,21 @@ class Reconciler:
         if request.vms is None or request.selector is not None:
             return None
         part = narrow(state, records, request.vms)
-        world = self.hv.observe(
-            refresh=pools_in_play(part.state, part.records), domains=part.domains
-        )
+        world = self._observe_narrowed(part)
         plan = self._plan(part.state, part.records, world, prune=request.prune, adopt=request.adopt)
         if not part.holds(plan):
             _log.debug("a pass for %s acts on more: planning everything", sorted(request.vms))
             return None
         return part.state, plan, world
+
+    def _observe_narrowed(self, part: Narrowed) -> observed.World:
+        """What a pass for ``part.vms`` reads: their domains and the volumes of their pools."""
+        used = pools_of_vms(part.state, part.records)
+        return self.hv.observe(
+            refresh=pools_in_play(part.state, part.records) & used,
+            domains=part.domains,
+            volumes=used,
+        )
 
     def delete(
         self,
@@ -469,11 +503,12 @@ class Reconciler:
     ) -> None:
         """Write every resource's status; of ``vms`` alone after a pass for those VMs."""
         records = self.store.resources(vms=vms)
-        domains: frozenset[str] | None = None
         if vms is not None:
             part = narrow(state, records, vms)
-            state, records, domains = part.state, list(part.records), part.domains
-        world = self.hv.observe(refresh=pools_in_play(state, records), domains=domains)
+            state, records = part.state, list(part.records)
+            world = self._observe_narrowed(part)
+        else:
+            world = self.hv.observe(refresh=pools_in_play(state, records))
         after = planner.plan(
             state,
             records,

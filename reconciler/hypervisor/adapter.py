@@ -100,12 +100,17 @@ class Hypervisor:
     # --- observation --------------------------------------------------------
 
     def observe(
-        self, *, refresh: Collection[str] = (), domains: Collection[str] | None = None
+        self,
+        *,
+        refresh: Collection[str] = (),
+        domains: Collection[str] | None = None,
+        volumes: Collection[str] | None = None,
     ) -> observed.World:
         """Every domain, network, pool and nwfilter of the connection, projected onto shapes.
 
         ``domains``, when given, narrows the domains to those named (a pass for a
-        few VMs reads those, not every domain of the host).
+        few VMs reads those, not every domain of the host); ``volumes`` likewise
+        names the pools whose volumes are listed (the others are seen without any).
 
         Only the pools named in ``refresh`` are rescanned for volumes made out of
         band; the others are read from libvirt's own list. A rescan is not
@@ -115,7 +120,7 @@ class Hypervisor:
         """
         conn = self._connection.conn
         with connection.calling("observe", self.uri):
-            found_pools = pools.observe(conn, refresh=refresh)
+            found_pools = pools.observe(conn, refresh=refresh, volumes=volumes)
             found_domains = domain_kind.observe(
                 conn, pools.directories_of(found_pools.values()), only=domains
             )

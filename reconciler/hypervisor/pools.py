@@ -43,16 +43,19 @@ __all__ = [
 
 
 def observe_pool(
-    pool: Any, *, active: bool, autostart: bool, refresh: bool = False
+    pool: Any, *, active: bool, autostart: bool, refresh: bool = False, with_volumes: bool = True
 ) -> observed.ObservedPool | None:
-    """One pool and its volumes; ``None`` when it was undefined since the listing."""
+    """One pool and its volumes (unless not ``with_volumes``).
+
+    ``None`` when the pool was undefined since the listing.
+    """
     try:
         uuid, shape = projection.parse_pool(pool.XMLDesc(0), autostart=autostart)
         volumes: dict[str, observed.ObservedVolume] = {}
         if active and refresh:
             with contextlib.suppress(libvirt.libvirtError):
                 pool.refresh(0)
-        if active:
+        if active and with_volumes:
             try:
                 listed = pool.listAllVolumes(0)
             except libvirt.libvirtError as exc:
@@ -74,8 +77,13 @@ def observe_pool(
     )
 
 
-def observe(conn: Any, *, refresh: Collection[str] = ()) -> dict[str, observed.ObservedPool]:
+def observe(
+    conn: Any, *, refresh: Collection[str] = (), volumes: Collection[str] | None = None
+) -> dict[str, observed.ObservedPool]:
     """Every pool with its volumes; only those named in ``refresh`` are rescanned.
+
+    ``volumes``, when given, names the pools whose volumes are listed; the
+    others are observed without any.
 
     Raises ``libvirtError``: the caller translates it for the whole pass.
     """
@@ -88,6 +96,7 @@ def observe(conn: Any, *, refresh: Collection[str] = ()) -> dict[str, observed.O
             active=pool.name() in active,
             autostart=pool.name() in autostart,
             refresh=pool.name() in refresh,
+            with_volumes=volumes is None or pool.name() in volumes,
         )
         for pool in list_pools(0)
     )

@@ -126,6 +126,7 @@ class FakeHypervisor:
         self.refreshed: list[frozenset[str]] = []  # the pools each observation rescanned
         # the domains each observation was narrowed to (None: every domain)
         self.observed_domains: list[frozenset[str] | None] = []
+        self.observed_volumes: list[frozenset[str] | None] = []  # the pools whose volumes
         self.fail: dict[tuple[str, str], errors.HypervisorError] = {}
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
@@ -241,21 +242,27 @@ class FakeHypervisor:
     # --- observation ----------------------------------------------------------
 
     def observe(
-        self, *, refresh: Collection[str] = (), domains: Collection[str] | None = None
+        self,
+        *,
+        refresh: Collection[str] = (),
+        domains: Collection[str] | None = None,
+        volumes: Collection[str] | None = None,
     ) -> observed.World:
         """The world; ``refresh`` is recorded, as the real adapter rescans only those pools.
 
-        ``domains`` narrows the domains to those named, as the real adapter does.
+        ``domains`` narrows the domains to those named, and ``volumes`` the pools
+        whose volumes are listed, as the real adapter does.
         """
         with self._lock:
             self.refreshed.append(frozenset(refresh))
             self.observed_domains.append(None if domains is None else frozenset(domains))
+            self.observed_volumes.append(None if volumes is None else frozenset(volumes))
             pools = {}
             for pool in self.pools.values():
-                volumes: dict[str, observed.ObservedVolume] = {}
-                if pool.active:
+                listed: dict[str, observed.ObservedVolume] = {}
+                if pool.active and (volumes is None or pool.name in volumes):
                     for name, volume in self.files.get(pool.path, {}).items():
-                        volumes[name] = observed.ObservedVolume(
+                        listed[name] = observed.ObservedVolume(
                             pool=pool.name,
                             name=name,
                             path=posixpath.join(pool.path, name),
@@ -267,7 +274,7 @@ class FakeHypervisor:
                     uuid=pool.uuid,
                     shape=observed.PoolShape(path=pool.path, autostart=pool.autostart),
                     active=pool.active,
-                    volumes=volumes,
+                    volumes=listed,
                 )
             return observed.World(
                 domains={

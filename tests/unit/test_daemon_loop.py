@@ -189,7 +189,10 @@ def test_a_pass_that_cannot_run_backs_off_the_whole_pass(h: Harness) -> None:
     h.write(MANIFESTS + VM.format(name="a", cpus=1))
 
     def broken(
-        *, refresh: Collection[str] = (), domains: Collection[str] | None = None
+        *,
+        refresh: Collection[str] = (),
+        domains: Collection[str] | None = None,
+        volumes: Collection[str] | None = None,
     ) -> observed.World:
         raise errors.HypervisorError("observe", "qemu:///system", "connection reset")
 
@@ -287,7 +290,10 @@ def test_an_unexpected_exception_fails_the_pass_with_its_traceback_and_the_next_
     observe = h.hv.observe
 
     def broken(
-        *, refresh: Collection[str] = (), domains: Collection[str] | None = None
+        *,
+        refresh: Collection[str] = (),
+        domains: Collection[str] | None = None,
+        volumes: Collection[str] | None = None,
     ) -> observed.World:
         raise RuntimeError("a bug in the adapter")
 
@@ -567,7 +573,10 @@ def test_a_libvirt_event_in_a_revision_of_more_than_vms_or_after_a_failed_pass_p
     observe = h.hv.observe
 
     def broken(
-        *, refresh: Collection[str] = (), domains: Collection[str] | None = None
+        *,
+        refresh: Collection[str] = (),
+        domains: Collection[str] | None = None,
+        volumes: Collection[str] | None = None,
     ) -> observed.World:
         raise errors.HypervisorError("observe", "qemu:///system", "connection reset")
 

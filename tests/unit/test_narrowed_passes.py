@@ -122,6 +122,7 @@ def test_a_destroyed_vm_is_healed_by_a_pass_that_reads_its_domain_alone() -> Non
     for name in ("a", "b"):  # both stopped out of band; the event is about "a"
         hv.domains[name].power, hv.domains[name].live = kinds.PowerState.STOPPED, None
     hv.observed_domains.clear()
+    hv.observed_volumes.clear()
     before = {k: r.status for k, r in rec.by_key.items()}
 
     options = execute.Options(shutdown_timeout=0)
@@ -135,6 +136,7 @@ def test_a_destroyed_vm_is_healed_by_a_pass_that_reads_its_domain_alone() -> Non
     assert hv.domains["a"].power is kinds.PowerState.RUNNING
     assert hv.domains["b"].power is kinds.PowerState.STOPPED  # the next pass's business
     assert hv.observed_domains == [frozenset({"a"}), frozenset({"a"})]  # plan, then status
+    assert hv.observed_volumes == [frozenset(), frozenset()]  # diskless: no pool's volumes
     changed = {str(k) for k, r in rec.by_key.items() if r.status != before[k]}
     assert changed <= {"virtualmachine/a"}
 
