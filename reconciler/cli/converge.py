@@ -133,7 +133,10 @@ def _plan_command(name: str, hidden: bool = False) -> click.Command:
                 records: Sequence[record.ResourceRecord],
                 world: observed.World,
             ) -> None:
-                inputs.update(saved.hashes(installation, state, records, world))
+                # Only a saved plan keeps the digests; over 1,000 VMs they cost
+                # about as much as the planning itself.
+                if out is not None:
+                    inputs.update(saved.hashes(installation, state, records, world))
 
             plan = reconcile.Reconciler(store, hv).preview(
                 _loader(paths),

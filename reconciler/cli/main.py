@@ -1,9 +1,10 @@
 """Entry point: the click group, global options and the one error boundary.
 
 Command modules define plain click commands; :data:`cli` names them in
-:data:`_COMMANDS` and imports a command's module only when that command runs (or
-``--help`` lists it): ``infinibay plan`` never pays for the daemon's HTTP and
-metrics stack or the table renderer, which keeps start-up short.
+:data:`_COMMANDS` and imports a command's module only when that command runs
+(``--help`` lists them from their summaries there): ``infinibay plan`` never pays
+for the daemon's HTTP and metrics stack or the table renderer, and ``--help``
+for none of the commands, which keeps start-up short.
 :class:`_Group` is the single place that turns exceptions into exit codes, so
 ``CliRunner`` tests and the real console script behave alike: errors derived
 from :class:`reconciler.errors.InfinibayError` become one line on stderr and exit
@@ -17,7 +18,7 @@ import gc
 import importlib
 import logging
 import traceback
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -40,28 +41,118 @@ Exit codes:
   130  interrupted (Ctrl-C); actions that finished are recorded
 """
 
-# Command name -> (module, attribute) of its click command.
-_COMMANDS: dict[str, tuple[str, str]] = {
-    "validate": ("reconciler.cli.validate", "validate"),
-    "plan": ("reconciler.cli.converge", "plan"),
-    "diff": ("reconciler.cli.converge", "diff"),
-    "apply": ("reconciler.cli.converge", "apply"),
-    "delete": ("reconciler.cli.converge", "delete"),
-    "db": ("reconciler.cli.db", "db"),
-    "get": ("reconciler.cli.inspect", "get"),
-    "describe": ("reconciler.cli.inspect", "describe"),
-    "events": ("reconciler.cli.inspect", "events"),
-    "history": ("reconciler.cli.inspect", "history"),
-    "daemon": ("reconciler.cli.daemon", "daemon"),
-    "console": ("reconciler.cli.console", "console"),
-    "explain": ("reconciler.cli.explain", "explain"),
-    "export": ("reconciler.cli.export", "export"),
-    "start": ("reconciler.cli.power", "start"),
-    "stop": ("reconciler.cli.power", "stop"),
-    "restart": ("reconciler.cli.power", "restart"),
-    "suspend": ("reconciler.cli.suspend", "suspend"),
-    "resume": ("reconciler.cli.suspend", "resume"),
-    "token": ("reconciler.cli.token", "token"),
+
+class _Entry(NamedTuple):
+    module: str
+    attribute: str  # the click command in ``module``
+    summary: str  # the first paragraph of its help, for the group's --help
+
+
+# The summaries let ``infinibay --help`` list the commands without importing any:
+# loading each to read its help imported every command module, and with them the
+# store, the hypervisor adapter and the daemon's stack. tests/unit/test_cli_help.py
+# holds each summary to its command's own help.
+_COMMANDS: dict[str, _Entry] = {
+    "validate": _Entry(
+        "reconciler.cli.validate",
+        "validate",
+        "Load and validate manifests, with the record's resources; exit 0 when valid, 1 when not.",
+    ),
+    "plan": _Entry(
+        "reconciler.cli.converge",
+        "plan",
+        "Show what apply would change and what each change costs; exit 2 on changes.",
+    ),
+    "diff": _Entry(
+        "reconciler.cli.converge",
+        "diff",
+        "Show what apply would change and what each change costs; exit 2 on changes.",
+    ),
+    "apply": _Entry(
+        "reconciler.cli.converge",
+        "apply",
+        "Converge libvirt and the record on the manifests; exit 0 only when converged.",
+    ),
+    "delete": _Entry(
+        "reconciler.cli.converge",
+        "delete",
+        "Delete resources this installation owns, honouring reclaim policies and protection.",
+    ),
+    "db": _Entry(
+        "reconciler.cli.db",
+        "db",
+        "Create, upgrade or inspect the record's database schema.",
+    ),
+    "get": _Entry(
+        "reconciler.cli.inspect",
+        "get",
+        "List resources of KIND (or show NAME) with live status from libvirt.",
+    ),
+    "describe": _Entry(
+        "reconciler.cli.inspect",
+        "describe",
+        "Show one resource: spec, status, conditions and recent events.",
+    ),
+    "events": _Entry(
+        "reconciler.cli.inspect",
+        "events",
+        "The event log, oldest first, of every resource or of KIND/NAME.",
+    ),
+    "history": _Entry(
+        "reconciler.cli.inspect",
+        "history",
+        "Every applied revision of KIND/NAME with what changed from the one before.",
+    ),
+    "daemon": _Entry(
+        "reconciler.cli.daemon",
+        "daemon",
+        "Follow a directory or git branch; converge on every change, heal drift.",
+    ),
+    "console": _Entry(
+        "reconciler.cli.console",
+        "console",
+        "Print the graphics URI of a running VM with its password, or write a .vv file.",
+    ),
+    "explain": _Entry(
+        "reconciler.cli.explain",
+        "explain",
+        "Show the fields of a kind or of one field, e.g. firewallpolicy.spec.rules.",
+    ),
+    "export": _Entry(
+        "reconciler.cli.export",
+        "export",
+        "Write manifests for the libvirt objects that exist now (domains, networks, pools).",
+    ),
+    "start": _Entry(
+        "reconciler.cli.power",
+        "start",
+        "Start (or resume) VMs now; exit 0 when all run, 1 otherwise.",
+    ),
+    "stop": _Entry(
+        "reconciler.cli.power",
+        "stop",
+        "Shut VMs down now (ACPI; --force: off at once); exit 0 when all stopped, 1 otherwise.",
+    ),
+    "restart": _Entry(
+        "reconciler.cli.power",
+        "restart",
+        "Restart VMs now, booting their current configuration (clears RestartRequired).",
+    ),
+    "suspend": _Entry(
+        "reconciler.cli.suspend",
+        "suspend",
+        "Suspend reconciliation of resources: plan, apply and the daemon leave them alone.",
+    ),
+    "resume": _Entry(
+        "reconciler.cli.suspend",
+        "resume",
+        "Resume reconciliation of suspended resources. Exit 0, or 1 when one is not in the record.",
+    ),
+    "token": _Entry(
+        "reconciler.cli.token",
+        "token",
+        "Create, list and revoke API tokens (roles admin, viewer, user).",
+    ),
 }
 
 
@@ -121,9 +212,28 @@ class _Group(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in _COMMANDS:
-            module, attribute = _COMMANDS[cmd_name]
-            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+            entry = _COMMANDS[cmd_name]
+            module = importlib.import_module(entry.module)
+            self.add_command(getattr(module, entry.attribute), cmd_name)
         return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's own listing, with a stand-in holding the summary for each command not loaded.
+
+        The stand-in is shortened to the width by click itself, as the command
+        would be, so the listing reads the same without importing the command.
+        """
+        listed: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None:
+                command = click.Command(name, help=_COMMANDS[name].summary)
+            if not command.hidden:
+                listed.append((name, command))
+        if listed:
+            limit = formatter.width - 6 - max(len(name) for name, _ in listed)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, c.get_short_help_str(limit)) for name, c in listed])
 
     def make_context(
         self,

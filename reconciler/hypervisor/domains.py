@@ -151,16 +151,19 @@ def _project(reading: DomainReading, directories: Mapping[str, str]) -> observed
 
 
 def _project_now(reading: DomainReading, directories: Mapping[str, str]) -> observed.ObservedDomain:
+    # Each definition is parsed once, and the tree read by every projection of it.
+    root = projection.tree(reading.xml)
     uuid, owner, shape, _ = projection.parse_domain(
-        reading.xml, autostart=reading.autostart, pools=directories
+        root, autostart=reading.autostart, pools=directories
     )
     live = port = None
     agent = False
     if reading.live_xml is not None:
+        live_root = projection.tree(reading.live_xml)
         _, _, live, port = projection.parse_domain(
-            reading.live_xml, autostart=reading.autostart, pools=directories
+            live_root, autostart=reading.autostart, pools=directories
         )
-        agent = addresses.agent_connected(projection.tree(reading.live_xml).find("devices"))
+        agent = addresses.agent_connected(live_root.find("devices"))
     return observed.ObservedDomain(
         name=reading.name,
         uuid=uuid,
@@ -169,7 +172,7 @@ def _project_now(reading: DomainReading, directories: Mapping[str, str]) -> obse
         live=live,
         power=_POWER.get(reading.state, kinds.PowerState.STOPPED),
         graphics_port=port,
-        unmodelled=projection.unmodelled_domain(reading.xml, directories),
+        unmodelled=projection.unmodelled_domain(root, directories),
         agent=agent,
     )
 

@@ -274,13 +274,16 @@ def _nics(devices: etree._Element | None) -> tuple[observed.NicShape, ...]:
 
 
 def parse_domain(
-    text: str, *, autostart: bool, pools: Mapping[str, str] | None = None
+    text: str | etree._Element, *, autostart: bool, pools: Mapping[str, str] | None = None
 ) -> tuple[str, observed.Ownership | None, observed.VmShape, int | None]:
     """Return (uuid, owner, shape, graphics port) of a domain XML document.
 
-    ``pools`` maps pool directories to pool names (see :func:`disk_shape`).
+    ``text`` may be the document already parsed by :func:`tree`: observation
+    reads it here and in :func:`unmodelled_domain`, and parsing is most of the
+    cost of projecting a domain. ``pools`` maps pool directories to pool names
+    (see :func:`disk_shape`).
     """
-    root = _root(text)
+    root = _root(text) if isinstance(text, str) else text
     name = root.findtext("name", "")
     devices = root.find("devices")
     os_element = root.find("os")
@@ -398,15 +401,16 @@ def parse_volume(text: str, pool: str) -> observed.ObservedVolume:
 
 
 def unmodelled_domain(
-    text: str, pools: Mapping[str, str] | None = None
+    text: str | etree._Element, pools: Mapping[str, str] | None = None
 ) -> tuple[observed.Unmodelled, ...]:
     """What of a domain the schema cannot represent, one entry per part.
 
     Another architecture, hypervisor or OS type refuses adoption; NICs off any
     libvirt network and disks outside every pool are kept as they are; a vCPU
-    count below its maximum keeps the maximum.
+    count below its maximum keeps the maximum. ``text`` may be already parsed
+    (see :func:`parse_domain`).
     """
-    root = _root(text)
+    root = _root(text) if isinstance(text, str) else text
     name = root.findtext("name", "")
     found: list[observed.Unmodelled] = []
     domain_type = root.get("type", "")

@@ -5,14 +5,15 @@ reads ``user-data``, ``meta-data`` and ``network-config`` by those names, which
 plain ISO 9660 cannot spell: the names are written as Joliet and Rock Ridge
 names, as ``genisoimage -J -r`` would. Windows Setup reads ``Autounattend.xml``
 from the root of the drive through Joliet.
+
+pycdlib is imported by the functions that use it: only a pass that builds or
+reads a seed pays for it, not every command that opens the hypervisor.
 """
 
 from __future__ import annotations
 
 import io
 import re
-
-import pycdlib
 
 from reconciler.models import seeds
 
@@ -36,6 +37,8 @@ def _iso9660(name: str, taken: set[str]) -> str:
 
 def build(seed: seeds.Seed) -> bytes:
     """The ISO image of ``seed``: its files at the root, under its volume label."""
+    import pycdlib
+
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=1, vol_ident=seed.label, joliet=3, rock_ridge="1.09")
     taken: set[str] = set()
@@ -55,6 +58,8 @@ def build(seed: seeds.Seed) -> bytes:
 
 def read(image: bytes) -> tuple[str, dict[str, bytes]]:
     """The volume label and files (by Joliet name) of an ISO image: what a guest sees."""
+    import pycdlib
+
     iso = pycdlib.PyCdlib()
     iso.open_fp(io.BytesIO(image))
     try:

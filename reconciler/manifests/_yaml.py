@@ -213,6 +213,7 @@ def _inspect(node: yaml.Node, max_depth: int) -> tuple[int, tuple[Problem, ...]]
     """
     sizes: dict[int, int] = {}
     duplicates: list[Problem] = []
+    scalar = yaml.ScalarNode
 
     def size(node: yaml.Node, path: Path, depth: int = 0) -> int:
         known = sizes.get(id(node))
@@ -225,7 +226,7 @@ def _inspect(node: yaml.Node, max_depth: int) -> tuple[int, tuple[Problem, ...]]
         if isinstance(node, yaml.MappingNode):
             first: dict[tuple[str, str], yaml.Mark] = {}
             for key_node, value_node in node.value:
-                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                if isinstance(key_node, scalar) and key_node.tag != _MERGE_TAG:
                     ident = (key_node.tag, key_node.value)
                     if ident in first:
                         where = Position.of(first[ident])
@@ -238,15 +239,26 @@ def _inspect(node: yaml.Node, max_depth: int) -> tuple[int, tuple[Problem, ...]]
                         )
                     else:
                         first[ident] = key_node.start_mark
-                name = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
-                total += size(key_node, path, depth + 1)
-                total += size(value_node, (*path, name), depth + 1)
+                name = key_node.value if isinstance(key_node, scalar) else "?"
+                total += leaf(key_node, depth + 1) or size(key_node, path, depth + 1)
+                total += leaf(value_node, depth + 1) or size(value_node, (*path, name), depth + 1)
         elif isinstance(node, yaml.SequenceNode):
             total += sum(
-                size(item, (*path, index), depth + 1) for index, item in enumerate(node.value)
+                leaf(item, depth + 1) or size(item, (*path, index), depth + 1)
+                for index, item in enumerate(node.value)
             )
         sizes[id(node)] = total
         return total
+
+    def leaf(node: yaml.Node, depth: int) -> int:
+        """:func:`size` of a scalar seen for the first time (most nodes are), else 0.
+
+        Spares the call that builds the child's path, which only a collection needs.
+        """
+        if type(node) is not scalar or depth > max_depth or id(node) in sizes:
+            return 0
+        sizes[id(node)] = 1
+        return 1
 
     return size(node, ()), tuple(duplicates)
 

@@ -110,7 +110,10 @@ def parse_ports(text: str) -> tuple[PortRange, ...]:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+    # ``defer_build``: a model's validator is built when it first validates, so a
+    # command pays only for the kinds its manifests hold (building them all at
+    # import was most of the cost of importing this module).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False, defer_build=True)
 
 
 class Rule(_Strict):

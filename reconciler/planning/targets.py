@@ -66,32 +66,51 @@ def _fields_of(kind: type) -> tuple[tuple[str, bool, Any], ...]:
     return found
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {}
+
+
 def _plain(value: Any) -> Any:
     """What ``json.loads(json.dumps(dataclasses.asdict(value), default=str))`` gives,
     without the deep copies and the round trip through text.
 
     The values are immutable and go straight to JSON; asdict's copying, then the
-    round trip, were most of the time of planning 10,000 VMs.
+    round trip, were most of the time of planning 10,000 VMs. How a value is
+    converted depends only on its type, so that is decided once per type
+    (:func:`_converter`) and looked up by ``type(value)`` after that.
     """
-    if value is None or type(value) in (str, int, float, bool):
+    kind = type(value)
+    if kind in _SCALARS:
         return value
-    if isinstance(value, str):  # a StrEnum: its value, as JSON would have it
-        return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        plain = {}
-        for name, omit, default in _fields_of(type(value)):
-            item = getattr(value, name)
-            if omit and item == default:
-                continue  # added later: specs recorded before it keep their hash
-            plain[name] = _plain(item)
-        return plain
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, int | float):  # an IntEnum or a bool subclass
-        return json.loads(json.dumps(value))
-    return str(value)  # what json.dumps(default=str) writes
+    convert = _CONVERTERS.get(kind)
+    if convert is None:
+        convert = _CONVERTERS[kind] = _converter(kind)
+    return convert(value)
+
+
+def _converter(kind: type) -> Callable[[Any], Any]:
+    if issubclass(kind, str):  # a StrEnum: its value, as JSON would have it
+        return str
+    if dataclasses.is_dataclass(kind) and not issubclass(kind, type):
+        fields = _fields_of(kind)
+
+        def dataclass_plain(value: Any) -> dict[str, Any]:
+            plain = {}
+            for name, omit, default in fields:
+                item = getattr(value, name)
+                if omit and item == default:
+                    continue  # added later: specs recorded before it keep their hash
+                plain[name] = _plain(item)
+            return plain
+
+        return dataclass_plain
+    if issubclass(kind, list | tuple):
+        return lambda value: [_plain(item) for item in value]
+    if issubclass(kind, dict):
+        return lambda value: {str(key): _plain(item) for key, item in value.items()}
+    if issubclass(kind, int | float):  # an IntEnum or a bool subclass
+        return lambda value: json.loads(json.dumps(value))
+    return str  # what json.dumps(default=str) writes
 
 
 def spec_document(loaded: desired.Loaded, vm: effective.EffectiveVM | None) -> dict[str, Any]:

@@ -366,7 +366,19 @@ def _kept(parts: tuple[observed.Unmodelled, ...]) -> str:
     return "not modelled, kept as is: " + "; ".join(kept) if kept else ""
 
 
-def _check_image(ctx: context.Context, volume: actions.VolumeTarget, where: str) -> None:
+def _disk_at(loaded: desired.Loaded, at: int) -> str:
+    """``FILE:LINE:COL: VirtualMachine/NAME: spec.disks[AT]``, for a message about that disk.
+
+    Built only when a message needs it: locating the disk walks the document's YAML.
+    """
+    return (
+        f"{loaded.source.at(('spec', 'disks', at))}: VirtualMachine/{loaded.name}: spec.disks[{at}]"
+    )
+
+
+def _check_image(
+    ctx: context.Context, volume: actions.VolumeTarget, loaded: desired.Loaded, at: int
+) -> None:
     """A new volume's ``image:`` must be a volume of its (active, observed) image pool."""
     if volume.image is None:
         return
@@ -375,7 +387,7 @@ def _check_image(ctx: context.Context, volume: actions.VolumeTarget, where: str)
     if images is None or not images.active or volume.image in images.volumes:
         return  # a pool this plan creates is checked when the volume is made
     ctx.errors.append(
-        f"{where}.image: image {volume.image!r} is not a volume of pool {source!r}; "
+        f"{_disk_at(loaded, at)}.image: image {volume.image!r} is not a volume of pool {source!r}; "
         "copy it into the pool's directory first"
     )
 
@@ -408,22 +420,18 @@ def _volume_changes(
         current = pool.volumes.get(volume.volume) if pool is not None and not moving else None
         path = f"disks[{volume.disk}]"
         at = own.index(volume.disk) if volume.disk in own else index
-        where = (
-            f"{loaded.source.at(('spec', 'disks', at))}: VirtualMachine/{loaded.name}: "
-            f"spec.disks[{at}]"
-        )
         file = f"{volume.pool}/{volume.volume}"
         row = ctx.inventory.get(volume.pool, volume.volume)
         if row is not None and row.owner != owner:
-            return f"{where}: volume {file} is the disk of {row.owner}"
+            return f"{_disk_at(loaded, at)}: volume {file} is the disk of {row.owner}"
         if volume.named:
             if row is not None:
                 continue  # adopted (or ours) before: used as it is
             if current is None:
-                return f"{where}: volume {file} named by volume: does not exist"
+                return f"{_disk_at(loaded, at)}: volume {file} named by volume: does not exist"
             if not ctx.adopt:
                 return (
-                    f"{where}: volume {file} was not created by this installation; "
+                    f"{_disk_at(loaded, at)}: volume {file} was not created by this installation; "
                     "pass --adopt to use it as it is"
                 )
             claims.append(
@@ -433,7 +441,7 @@ def _volume_changes(
             intents.append(actions.AdoptVolume(volume))
             continue
         if current is None:
-            _check_image(ctx, volume, where)
+            _check_image(ctx, volume, loaded, at)
             if row is None:
                 claims.append(record.VolumeRecord(volume.pool, volume.volume, owner, volume.disk))
             changes.append(
@@ -448,9 +456,9 @@ def _volume_changes(
             continue
         if not volume.created:
             return (
-                f"{where}: volume {file} exists but was not created by this installation, "
-                "so it is never taken over, grown or deleted; move it away, or name it "
-                "with volume: and pass --adopt to use it as it is"
+                f"{_disk_at(loaded, at)}: volume {file} exists but was not created by this "
+                "installation, so it is never taken over, grown or deleted; move it away, or "
+                "name it with volume: and pass --adopt to use it as it is"
             )
         grow: actions.Intent | None = None
         if volume.size < current.capacity:
@@ -473,7 +481,7 @@ def _volume_changes(
             grow = actions.GrowVolume(volume, current.capacity, live=running)
         backing = posixpath.basename(current.backing) if current.backing else None
         if backing != volume.image:
-            _check_image(ctx, volume, where)
+            _check_image(ctx, volume, loaded, at)
             changes.append(
                 actions.FieldChange(f"{path}.image", backing, volume.image, Impact.DATA_LOSS)
             )
