@@ -335,6 +335,10 @@ class Loop:
                 trigger = self._first_of_revision(trigger, revision)
                 # A new revision: what it changed is planned, or everything.
                 vms, carried = self._revised(items, before, state)
+            elif vms is None and wanted is self._good:
+                # The source woke us, yet its revision is the one in force (a file
+                # touched, a second event for one write): only what libvirt reported.
+                vms, _ = self._revised(items, before, state)
             if vms is not None:
                 _log.debug("pass for %s alone", ", ".join(sorted(vms)) or "no VM")
             # Known before the pass, not only after it: a VM this pass creates and starts

@@ -659,3 +659,13 @@ def test_a_revision_that_changes_no_document_is_a_pass_that_plans_no_vm(h: Harne
     assert _scope(h) == () and h.hv.observed_domains[0] == frozenset()
     revision = h.loop.source_report.applied
     assert {r.source_revision for r in h.store.resources()} == {revision}
+
+
+def test_a_source_event_without_a_new_revision_plans_no_vm(h: Harness) -> None:
+    h.write(MANIFESTS + VM.format(name="a", cpus=1))
+    h.run()
+    h.hv.observed_domains.clear()
+    h.run()  # a file touched, or a second event for the same write
+    assert _scope(h) == () and h.hv.observed_domains[0] == frozenset()
+    h.run(record.Trigger.RESYNC)
+    assert _scope(h) is None
