@@ -197,10 +197,16 @@ class Loop:
     # -- the source ----------------------------------------------------------------
 
     def _load(self, checkout: sources.Checkout) -> desired.DesiredState:
-        records = self.store.resources()
+        # References resolve to every kind but VMs; VMs matter for their MACs alone.
+        records = self.store.resources(vms=frozenset())
+        macs = loader.recorded_macs(self.store.vm_nics())
         try:
             return loader.load_against(
-                [str(checkout.root)], records, revision=checkout.revision, cache=self._parsed
+                [str(checkout.root)],
+                records,
+                revision=checkout.revision,
+                cache=self._parsed,
+                macs=macs,
             )
         except errors.InfinibayError:
             raise

@@ -73,7 +73,7 @@ from reconciler import errors, settings
 from reconciler.manifests import _pydantic, _yaml, paths
 from reconciler.models import catalog, desired, effective, fields, firewall, kinds, record
 
-__all__ = ["STDIN", "Cache", "load", "load_against"]
+__all__ = ["STDIN", "Cache", "load", "load_against", "recorded_macs"]
 
 STDIN = "-"
 _KIND_NAMES = [kind.value for kind in kinds.Kind]
@@ -1025,19 +1025,34 @@ def load(
     return run.state()
 
 
-def _recorded_macs(records: Iterable[record.ResourceRecord]) -> dict[str, str]:
-    """MAC -> VM name, for every NIC the record's VMs declared or were given."""
+def recorded_macs(nics: Iterable[tuple[str, Any, Any]]) -> dict[str, str]:
+    """MAC -> VM name, from ``(vm, status.macs, spec.effective.nics)`` of the record's VMs.
+
+    Every NIC the record's VMs declared or were given, the first VM's where two
+    share one; :meth:`reconciler.store.store.Store.vm_nics` reads just these.
+    """
     found: dict[str, str] = {}
-    for rec in records:
-        if rec.key.kind != kinds.Kind.VIRTUAL_MACHINE.value:
-            continue
-        given = rec.status.get("macs") if isinstance(rec.status, dict) else None
+    for name, given, declared in nics:
         macs = list(given.values()) if isinstance(given, dict) else []
-        macs += [n.get("mac") for n in rec.spec.get("effective", {}).get("nics", [])]
+        if isinstance(declared, list):
+            macs += [n.get("mac") for n in declared if isinstance(n, dict)]
         for mac in macs:
             if isinstance(mac, str):
-                found.setdefault(mac.lower(), rec.key.name)
+                found.setdefault(mac.lower(), name)
     return found
+
+
+def _recorded_macs(records: Iterable[record.ResourceRecord]) -> dict[str, str]:
+    """MAC -> VM name, for every NIC the record's VMs declared or were given."""
+    return recorded_macs(
+        (
+            rec.key.name,
+            rec.status.get("macs") if isinstance(rec.status, dict) else None,
+            rec.spec.get("effective", {}).get("nics", []),
+        )
+        for rec in records
+        if rec.key.kind == kinds.Kind.VIRTUAL_MACHINE.value
+    )
 
 
 def load_against(
@@ -1047,11 +1062,14 @@ def load_against(
     revision: str | None = None,
     stdin: TextIO | None = None,
     cache: Cache | None = None,
+    macs: Mapping[str, str] | None = None,
 ) -> desired.DesiredState:
     """:func:`load`, with references and templates also satisfied by the record.
 
     Tombstoned ``records`` are ignored, so a caller can pass the listing it also
-    plans with.
+    plans with. ``macs`` (:func:`recorded_macs`) spares a caller that reads
+    the record's VMs' NICs alone from passing every VM's record; then
+    ``records`` need hold no VM, since nothing refers to one.
     """
     live = [r for r in records if r.deleted_at is None]
     templates = {
@@ -1088,7 +1106,7 @@ def load_against(
         pools=pools,
         departments=departments,
         policies=policies,
-        macs=_recorded_macs(live),
+        macs=_recorded_macs(live) if macs is None else macs,
         networks=networks,
         cache=cache,
     )

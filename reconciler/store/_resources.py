@@ -176,6 +176,22 @@ class Resources(_base.Base):
                 result.update({res.key: res for res in map(_resource, fresh)})
         return [result[key] for key in keys]
 
+    def vm_nics(self) -> list[tuple[str, Any, Any]]:
+        """``(name, status.macs, spec.effective.nics)`` of every live VM, by name.
+
+        What the loader checks new MACs against, read by JSON path in the
+        database: decoding every VM's whole spec and status cost a daemon at
+        5,000 VMs 0.6 s on each new revision.
+        """
+        res = schema.Resource
+        stmt = (
+            select(res.name, res.status["macs"], res.spec[("effective", "nics")])
+            .where(res.kind == kinds.Kind.VIRTUAL_MACHINE.value, res.deleted_at.is_(None))
+            .order_by(res.name)
+        )
+        with self._session("listing the VMs' NICs") as session:
+            return [(row[0], row[1], row[2]) for row in session.execute(stmt)]
+
     def stamp_revision(self, keys: Sequence[record.ResourceKey], revision: str | None) -> None:
         """Name ``revision`` as the source revision of ``keys``, whose specs it left as they were.
 

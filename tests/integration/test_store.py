@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from reconciler import errors
+from reconciler.manifests import loader
 from reconciler.models import record
 from reconciler.store import Store, schema
 from tests.fixtures import database
@@ -206,6 +207,33 @@ def test_stamping_a_revision_changes_its_provenance_alone(store: Store) -> None:
         before[_key("web-1")].spec_hash,
     )
     assert len(store.history(_key("web-1"))) == 1  # no new revision in history
+
+
+def test_the_vms_nics_read_by_json_path_give_the_macs_the_whole_records_do(store: Store) -> None:
+    nics = {
+        "effective": {"nics": [{"network": "lab", "mac": "52:54:00:AA:00:01"}, {"network": "x"}]}
+    }
+    store.apply_specs(
+        [
+            _spec("web-1", nics),
+            _spec("web-2", {"effective": {"nics": [{"mac": "52:54:00:aa:00:01"}]}}),
+            _spec("bare", {"cpus": 1}),
+            _spec("gone", {"effective": {"nics": [{"mac": "52:54:00:aa:00:09"}]}}),
+            _spec("lab", {"mode": "nat"}, kind="Network"),
+        ]
+    )
+    store.write_status([record.StatusWrite(_key("web-1"), {"macs": {"x": "52:54:00:aa:00:02"}})])
+    store.tombstone([_key("gone")])
+
+    macs = loader.recorded_macs(store.vm_nics())
+
+    assert macs == {"52:54:00:aa:00:01": "web-1", "52:54:00:aa:00:02": "web-1"}
+    records = store.resources()
+    assert macs == loader.recorded_macs(
+        (r.key.name, r.status.get("macs"), r.spec.get("effective", {}).get("nics"))
+        for r in records
+        if r.key.kind == VM
+    )
 
 
 def test_listing_resources_is_one_query(store: Store, statements: _Statements) -> None:
