@@ -162,14 +162,7 @@ class Daemon:
             write_docs(self.directory, [vm_doc(name, "Stopped")])
             self._latency("file-to-define latency", 1, lambda: self._domain(name) is not None)
             self._wait("waiting for that pass", lambda: self._finished_runs() > settled, 120)
-            bench.add(
-                Row(
-                    "daemon",
-                    "CPU seconds of the daemon for one new file (load, plan, define)",
-                    _cpu_seconds(self.process.pid) - cpu,
-                    note="O(changed files) in the fleet, plus one cheap walk of the source",
-                )
-            )
+            self._cpu_row("one new file (load, plan, define)", cpu)
             name = bench.name("d-run")
             settled = self._finished_runs()
             write_docs(self.directory, [vm_doc(name, "Running")])
@@ -198,14 +191,11 @@ class Daemon:
             settled = self._finished_runs()
             self._latency("destroy-to-running latency", 1, running, start_floor)
             self._wait("waiting for the healing pass", lambda: self._finished_runs() > settled, 60)
-            bench.add(
-                Row(
-                    "daemon",
-                    "CPU seconds of the daemon for one lifecycle event (destroy, heal)",
-                    _cpu_seconds(self.process.pid) - cpu,
-                    target="<= 2x at 1,000 VMs",
-                    note="compare the --vms 1000 and 5000 runs",
-                )
+            self._cpu_row(
+                "one lifecycle event (destroy, heal)",
+                cpu,
+                target="<= 2x at 1,000 VMs",
+                note="compare the --vms 1000 and 5000 runs",
             )
             self._template_change()
         finally:
@@ -225,6 +215,14 @@ class Daemon:
             if code != 0 or sys.exc_info()[0] is not None:
                 tail = self.log_path.read_text(errors="replace").splitlines()[-20:]
                 log("daemon: last lines of its log:\n  " + "\n  ".join(tail))
+
+    def _cpu_row(self, what: str, since: float, *, target: str = "", note: str = "") -> None:
+        """A row of the daemon's CPU seconds for ``what``, counted from ``since``."""
+        assert self.process is not None
+        spent = _cpu_seconds(self.process.pid) - since
+        self.bench.add(
+            Row("daemon", f"CPU seconds of the daemon for {what}", spent, target=target, note=note)
+        )
 
     def _template_change(self) -> None:
         """One template's vCPUs changed: how long until all its VMs are redefined with them."""

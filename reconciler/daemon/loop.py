@@ -336,15 +336,15 @@ class Loop:
                 self._finish(PassReport(_now(), trigger, None, None, ok=True))
                 return
             state, revision = wanted
-            carried: frozenset[str] = frozenset()
-            if wanted is self._good and (before is None or before[1] != revision):
+            revised = wanted is self._good and (before is None or before[1] != revision)
+            if revised:
                 trigger = self._first_of_revision(trigger, revision)
                 # A new revision: what it changed is planned, or everything.
-                vms, carried = self._revised(items, before, state)
+                vms = self._revised(items, before, state)
             elif vms is None and wanted is self._good:
                 # The source woke us, yet its revision is the one in force (a file
                 # touched, a second event for one write): only what libvirt reported.
-                vms, _ = self._revised(items, before, state)
+                vms = self._revised(items, before, state)
             if vms is not None:
                 _log.debug("pass for %s alone", ", ".join(sorted(vms)) or "no VM")
             # Known before the pass, not only after it: a VM this pass creates and starts
@@ -360,7 +360,7 @@ class Loop:
                         revision=revision,
                         options=self.options,
                         vms=vms,
-                        carried=carried,
+                        revised=revised,
                     ),
                 )
             self.record_outage.up()
@@ -492,14 +492,14 @@ class Loop:
         items: list[queue.Item],
         before: _InForce | None,
         state: _State,
-    ) -> tuple[frozenset[str] | None, frozenset[str]]:
-        """The VMs a pass for a new revision may be narrowed to, and those it carries unchanged.
+    ) -> frozenset[str] | None:
+        """The VMs a pass for a new revision may be narrowed to; ``None``: plan everything.
 
         Narrowed only after a good pass of this process (whose state is
         ``before``) and only for what the source and libvirt events asked: a
         resync or a retry is a full pass. The pass is then for the VMs whose
         documents the revision changed (:func:`changed_vms`) and those of the
-        events; ``(None, ())``: plan everything.
+        events.
         """
         last = self.last_pass
         if (
@@ -513,12 +513,11 @@ class Loop:
                 for i in items
             )
         ):
-            return None, frozenset()
+            return None
         changed = changed_vms(before[0], state)
         if changed is None:
-            return None, frozenset()
-        vms = changed | {i.key.removeprefix(_VM_KEY) for i in items if i.key != ALL}
-        return frozenset(vms), frozenset(state.vms) - vms
+            return None
+        return changed | {i.key.removeprefix(_VM_KEY) for i in items if i.key != ALL}
 
     def _account(
         self, result: reconcile.Result, revision: str | None, vms: frozenset[str] | None = None

@@ -63,10 +63,10 @@ class Pass:
     selector: selectors.Selector | None = None  # only the resources whose labels match
     vms: frozenset[str] | None = None
     """A pass for these VMs alone (a libvirt event's, a new revision's): see :func:`narrow`."""
-    carried: frozenset[str] = frozenset()
-    """With ``vms``: the other declared VMs, whose documents ``revision`` carries as the
-    revision before it left them. A pass that holds to ``vms`` stamps their records with
-    ``revision``, as a full pass would have, without planning them."""
+    revised: bool = False
+    """With ``vms``: ``revision`` is new and left every other declared VM as the revision
+    before it had it. A pass that holds to ``vms`` stamps their records with ``revision``,
+    as a full pass would have, without planning them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,7 +327,12 @@ class Reconciler:
                     "pass --allow-empty if that is really intended"
                 )
             narrowed = self._narrowed(state, records, request)
+            carried: list[record.ResourceKey] = []
             if narrowed is not None:
+                if request.revised and request.vms is not None:
+                    carried = [
+                        record.ResourceKey(_VM, n) for n in sorted(set(state.vms) - request.vms)
+                    ]
                 state, plan, world = narrowed
             else:
                 if narrowing:
@@ -347,7 +352,7 @@ class Reconciler:
             on_plan(plan)
             if request.dry_run:
                 return Result(plan)
-            return self._execute(state, plan, world, request, on_outcome, on_start)
+            return self._execute(state, plan, world, request, on_outcome, on_start, carried)
 
     def _narrowed(
         self, state: desired.DesiredState, records: Sequence[record.ResourceRecord], request: Pass
@@ -406,7 +411,9 @@ class Reconciler:
         request: Pass,
         on_outcome: Callable[[execute.Outcome], None],
         on_start: Callable[[list[actions.Change]], None] = lambda _c: None,
+        carried: Sequence[record.ResourceKey] = (),
     ) -> Result:
+        """Carry out ``plan``; ``carried``: the records to stamp with ``request.revision``."""
         aborted = self.store.abort_unfinished_runs()  # left by a pass that died under the lock
         audit = journal.Journal.of(self.store.installation_id())
         audit.close_interrupted(plan, world)  # intents of a pass that was killed
@@ -426,11 +433,8 @@ class Reconciler:
             self.store.apply_specs(
                 [dataclasses.replace(w, run_id=run_id) for w in plan.spec_writes]
             )
-            if request.vms is not None and request.carried:
-                self.store.stamp_revision(
-                    [record.ResourceKey(_VM, name) for name in sorted(request.carried)],
-                    request.revision,
-                )
+            if carried:
+                self.store.stamp_revision(carried, request.revision)
             self.store.claim_volumes(plan.volume_claims)
 
             def starting(changes: list[actions.Change]) -> None:

@@ -229,12 +229,11 @@ def test_a_revision_planned_for_the_vms_it_changed_ends_where_a_full_pass_does(
         )
         new = _at(fakes.state_of(later), "r2")
         vms = loop.changed_vms(old, new) if narrowed else None
-        carried = frozenset(new.vms) - vms if vms is not None else frozenset()
         hv.observed_domains.clear()
         result = fakes.reconciler(rec, hv).apply(
             _constant(new),
             reconcile.Pass(
-                allow_empty=True, revision="r2", options=_options(), vms=vms, carried=carried
+                allow_empty=True, revision="r2", options=_options(), vms=vms, revised=True
             ),
         )
         assert result.ok, [(str(o.change.key), o.error) for o in result.failed]
