@@ -40,6 +40,10 @@ repository writes the manifests:
 * :data:`SYSTEM_PATHS` are refused whatever the roots, and so is a root that is
   one of them or lies inside one (``/var/lib/libvirt`` itself is a system path,
   its ``images`` directory is not).
+* ``INFINIBAY_HOST_URIS`` (whitespace-separated shell patterns, default none):
+  the libvirt URIs a ``Host`` manifest may name. A host receives VMs and, on a
+  drain, their volumes, so a manifest may point only at hypervisors the
+  operator listed (``qemu+ssh://root@hv-*.example.org/system``).
 * ``INFINIBAY_ALLOW_REMOTE_GRAPHICS=1`` lets ``graphics.listen`` leave
   127.0.0.0/8; VNC has no password, so by default the console stays local.
 * ``INFINIBAY_VIRTIO_WIN=POOL/VOLUME`` names the virtio-win driver ISO that
@@ -54,6 +58,7 @@ repository writes the manifests:
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import functools
 import ipaddress
 import os
@@ -213,6 +218,7 @@ class Settings:
 # --- the trust boundary (SPEC §13) ------------------------------------------------
 
 VIRTIO_WIN_ENV = "INFINIBAY_VIRTIO_WIN"
+HOST_URIS_ENV = "INFINIBAY_HOST_URIS"
 DEFAULT_POOL_ROOTS = ("/var/lib/infinibay/pools", "/var/lib/libvirt/images")
 DEFAULT_IMAGE_ROOTS = ("/var/lib/infinibay/images", "/var/lib/libvirt/images")
 SYSTEM_PATHS = (
@@ -287,6 +293,7 @@ class Boundary:
     image_roots: tuple[str, ...] = DEFAULT_IMAGE_ROOTS
     allow_remote_graphics: bool = False
     virtio_win: str | None = None  # POOL/VOLUME of the virtio-win ISO (INFINIBAY_VIRTIO_WIN)
+    host_uris: tuple[str, ...] = ()  # shell patterns of the URIs a Host may name
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Boundary:
@@ -296,7 +303,15 @@ class Boundary:
             image_roots=_roots(env, "INFINIBAY_IMAGE_ROOTS", DEFAULT_IMAGE_ROOTS),
             allow_remote_graphics=env.get("INFINIBAY_ALLOW_REMOTE_GRAPHICS", "") == "1",
             virtio_win=env.get(VIRTIO_WIN_ENV) or None,
+            host_uris=tuple(env.get(HOST_URIS_ENV, "").split()),
         )
+
+    def host_problem(self, uri: str) -> str | None:
+        """Why a Host may not name ``uri``, or ``None`` when the operator allows it."""
+        if any(fnmatch.fnmatchcase(uri, p) for p in self.host_uris):
+            return None
+        listed = " ".join(self.host_uris) or "none"
+        return f"{uri!r} matches none of the operator's {HOST_URIS_ENV} ({listed})"
 
     def pool_problem(self, path: str, *, images: bool = False) -> str | None:
         """Why a pool may not live at ``path`` (resolved now), or ``None`` when it may."""

@@ -195,7 +195,12 @@ def _exists(world: observed.World, key: record.ResourceKey, name: str) -> bool |
             return name in world.networks
         case kinds.Kind.STORAGE_POOL:
             return name in world.pools
-        case kinds.Kind.TEMPLATE | kinds.Kind.DEPARTMENT | kinds.Kind.FIREWALL_POLICY:
+        case (
+            kinds.Kind.TEMPLATE
+            | kinds.Kind.DEPARTMENT
+            | kinds.Kind.FIREWALL_POLICY
+            | kinds.Kind.HOST
+        ):
             return None
         case unreachable:
             typing.assert_never(unreachable)

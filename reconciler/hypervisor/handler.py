@@ -53,9 +53,9 @@ def handler(kind: kinds.Kind) -> KindHandler | None:
             return pools
         case kinds.Kind.FIREWALL_POLICY:
             return nwfilters
-        case kinds.Kind.TEMPLATE | kinds.Kind.DEPARTMENT:
-            # A template and a department live in the manifests and the record only:
-            # libvirt has nothing to observe, define or undefine for them.
+        case kinds.Kind.TEMPLATE | kinds.Kind.DEPARTMENT | kinds.Kind.HOST:
+            # A template, a department and a host live in the manifests and the record
+            # only: libvirt has nothing to observe, define or undefine for them.
             return None
         case unreachable:
             typing.assert_never(unreachable)

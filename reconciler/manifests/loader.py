@@ -95,6 +95,7 @@ _SCALAR_REFERENCES: dict[kinds.Kind, tuple[tuple[str, kinds.Kind], ...]] = {
     kinds.Kind.VIRTUAL_MACHINE: (
         ("template", kinds.Kind.TEMPLATE),
         ("department", kinds.Kind.DEPARTMENT),
+        ("host", kinds.Kind.HOST),
     ),
     kinds.Kind.DEPARTMENT: (
         ("network", kinds.Kind.NETWORK),
@@ -608,6 +609,10 @@ class _Run:
                 )
                 if problem is not None:
                     self.error(valid.doc, ("spec", "path"), problem)
+            elif isinstance(manifest, kinds.Host):
+                problem = self.boundary.host_problem(manifest.spec.uri)
+                if problem is not None:
+                    self.error(valid.doc, ("spec", "uri"), problem)
             elif isinstance(manifest, kinds.Template | kinds.VirtualMachine):
                 graphics = manifest.spec.graphics
                 if graphics is not None and "listen" in graphics.model_fields_set:

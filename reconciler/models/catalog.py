@@ -46,6 +46,8 @@ def aliases(kind: kinds.Kind) -> tuple[str, ...]:
             return ("firewallpolicy", "firewallpolicies", "fw", "fwp", "policy", "policies")
         case _Kind.DEPARTMENT:
             return ("department", "departments", "dept", "depts")
+        case _Kind.HOST:
+            return ("host", "hosts", "hv")
         case unreachable:
             typing.assert_never(unreachable)
 
@@ -65,6 +67,8 @@ def short(kind: kinds.Kind) -> str:
             return "firewallpolicy"
         case _Kind.DEPARTMENT:
             return "department"
+        case _Kind.HOST:
+            return "host"
         case unreachable:
             typing.assert_never(unreachable)
 
@@ -85,6 +89,8 @@ def display(kind: kinds.Kind, *, plural: bool = False) -> str:
             return "firewall policies" if plural else word
         case _Kind.DEPARTMENT:
             word = "department"
+        case _Kind.HOST:
+            word = "host"
         case unreachable:
             typing.assert_never(unreachable)
     return f"{word}s" if plural else word
@@ -105,6 +111,8 @@ def libvirt_what(kind: kinds.Kind) -> str:
             return "nwfilter"
         case _Kind.DEPARTMENT:
             return "department"  # none: a department is the record's, its parts are others'
+        case _Kind.HOST:
+            return "host"  # none: a host is a libvirt connection, not an object in one
         case unreachable:
             typing.assert_never(unreachable)
 

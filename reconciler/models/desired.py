@@ -71,6 +71,7 @@ class DesiredState:
     vms: dict[str, Loaded] = dataclasses.field(default_factory=dict)
     policies: dict[str, Loaded] = dataclasses.field(default_factory=dict)
     departments: dict[str, Loaded] = dataclasses.field(default_factory=dict)
+    hosts: dict[str, Loaded] = dataclasses.field(default_factory=dict)
     effective_vms: dict[str, effective.EffectiveVM] = dataclasses.field(default_factory=dict)
     # Located one-line notes for the user (not errors): fields ignored on reading.
     notices: list[str] = dataclasses.field(default_factory=list, compare=False)
@@ -92,6 +93,8 @@ class DesiredState:
                 return self.policies
             case kinds.Kind.DEPARTMENT:
                 return self.departments
+            case kinds.Kind.HOST:
+                return self.hosts
             case unreachable:
                 typing.assert_never(unreachable)
 

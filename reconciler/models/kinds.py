@@ -83,6 +83,7 @@ class Kind(enum.StrEnum):
     VIRTUAL_MACHINE = "VirtualMachine"
     FIREWALL_POLICY = "FirewallPolicy"
     DEPARTMENT = "Department"
+    HOST = "Host"
 
 
 class NetworkMode(enum.StrEnum):
@@ -205,6 +206,14 @@ class StoragePoolSpec(_Strict):
         description="Whether disks may take their 'image' backing files from this pool; "
         "the operator's INFINIBAY_IMAGE_ROOTS must contain its path.",
     )
+    hosts: list[fields.DnsLabel] = _added(
+        [],
+        description="The Hosts the pool may exist on; empty: any host (with hostSelector, "
+        "those it matches). It is created on each host a VM that uses it is placed on.",
+    )
+    hostSelector: dict[str, str] = _added(
+        {}, description="Host labels the pool's hosts must all have."
+    )
 
     @field_validator("path")
     @classmethod
@@ -315,6 +324,14 @@ class NetworkSpec(_Strict):
         default=None, ge=576, le=65535, description="MTU of the network's bridge."
     )
     autostart: bool = Field(True, description="Start the network when libvirtd starts.")
+    hosts: list[fields.DnsLabel] = _added(
+        [],
+        description="The Hosts the network may exist on; empty: any host (with hostSelector, "
+        "those it matches). It is created on each host a VM that uses it is placed on.",
+    )
+    hostSelector: dict[str, str] = _added(
+        {}, description="Host labels the network's hosts must all have."
+    )
 
     @model_validator(mode="after")
     def _mode_fits(self) -> Self:
@@ -597,6 +614,16 @@ class VirtualMachineSpec(_Hardware):
     firewall: fw.VmFirewall | None = _added(
         None, description="The VM's own presets and rules, evaluated before its department's."
     )
+    host: fields.DnsLabel | None = _added(
+        None,
+        description="The Host the VM runs on (a pin); unset: placement chooses one. "
+        "Changing it moves the VM.",
+    )
+    hostSelector: dict[str, str] = _added(
+        {},
+        description="Host labels the VM's host must all have; changing it moves the VM "
+        "if its host no longer matches.",
+    )
 
 
 class VirtualMachine(_Strict):
@@ -642,7 +669,55 @@ class Department(_Strict):
     spec: DepartmentSpec = Field(description="The declared state.")
 
 
-AnyManifest = StoragePool | Network | Template | VirtualMachine | FirewallPolicy | Department
+# --- Host -------------------------------------------------------------------------
+
+
+class PlacementStrategy(enum.StrEnum):
+    SPREAD = "spread"
+    PACK = "pack"
+
+
+class Overcommit(_Strict):
+    cpu: float = Field(
+        1.0, gt=0, le=64, description="vCPUs placed per host CPU (getInfo's count) at most."
+    )
+    memory: float = Field(
+        1.0, gt=0, le=4, description="Memory placed per byte of host memory at most."
+    )
+
+
+class HostSpec(_Strict):
+    uri: str = Field(
+        description="The libvirt URI of the hypervisor (qemu+ssh://, qemu+tls://, "
+        "qemu+unix:// with a socket); it must match one of the operator's "
+        "INFINIBAY_HOST_URIS patterns."
+    )
+    schedulable: bool = Field(
+        True, description="false cordons the host: nothing new is placed on it."
+    )
+    drain: bool = Field(False, description="true moves every VM away from the host.")
+    overcommit: Overcommit = Field(
+        default_factory=Overcommit, description="How far placement may overcommit the host."
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        if "://" not in value or any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} is not a libvirt URI")
+        return value
+
+
+class Host(_Strict):
+    apiVersion: Literal["infinibay.io/v1alpha1"] = Field(
+        description="Always infinibay.io/v1alpha1."
+    )
+    kind: Literal["Host"] = Field(description="The resource's kind.")
+    metadata: Metadata = Field(description="Name, labels and annotations.")
+    spec: HostSpec = Field(description="The declared state.")
+
+
+AnyManifest = StoragePool | Network | Template | VirtualMachine | FirewallPolicy | Department | Host
 Manifest = Annotated[AnyManifest, Field(discriminator="kind")]
 
 KINDS: dict[Kind, type[AnyManifest]] = {
@@ -652,4 +727,5 @@ KINDS: dict[Kind, type[AnyManifest]] = {
     Kind.VIRTUAL_MACHINE: VirtualMachine,
     Kind.FIREWALL_POLICY: FirewallPolicy,
     Kind.DEPARTMENT: Department,
+    Kind.HOST: Host,
 }

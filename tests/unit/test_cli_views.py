@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from reconciler.cli import views
-from reconciler.cli.views import department, network, policy, pool, template, vm
+from reconciler.cli.views import department, host, network, policy, pool, template, vm
 from reconciler.models import documents, kinds, record
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -47,6 +47,7 @@ RECORDS = {
     K.VIRTUAL_MACHINE: _record(K.VIRTUAL_MACHINE, "web-1", {"template": "small"}),
     K.FIREWALL_POLICY: _record(K.FIREWALL_POLICY, "base", {"presets": ["block-ssh"]}),
     K.DEPARTMENT: _record(K.DEPARTMENT, "eng", {"network": "lab", "firewall": "base"}),
+    K.HOST: _record(K.HOST, "hv-2", {"uri": "qemu+ssh://root@hv-2/system"}),
 }
 
 
@@ -59,6 +60,7 @@ RECORDS = {
         (K.VIRTUAL_MACHINE, vm.VmView),
         (K.FIREWALL_POLICY, policy.PolicyView),
         (K.DEPARTMENT, department.DepartmentView),
+        (K.HOST, host.HostView),
     ],
 )
 def test_each_kind_is_shown_by_its_own_view(kind: kinds.Kind, module_view: type[Any]) -> None:
@@ -78,7 +80,7 @@ def test_no_kind_is_shown_as_another_kinds_table() -> None:
 
 
 def test_only_kinds_kept_in_the_record_alone_need_no_libvirt_observation() -> None:
-    record_only = {K.TEMPLATE, K.DEPARTMENT, K.FIREWALL_POLICY}
+    record_only = {K.TEMPLATE, K.DEPARTMENT, K.FIREWALL_POLICY, K.HOST}
     assert {kind for kind in K if not views.view(kind).observes} == record_only
 
 

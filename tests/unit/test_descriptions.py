@@ -22,6 +22,7 @@ MANIFESTS = [
     kinds.VirtualMachine,
     kinds.FirewallPolicy,
     kinds.Department,
+    kinds.Host,
 ]
 
 

@@ -402,7 +402,7 @@ def test_unknown_kind_without_a_close_match_lists_the_kinds() -> None:
     text = "apiVersion: infinibay.io/v1alpha1\nkind: Gadget\nmetadata: {name: fw}\n"
     assert _errors({"fw.yaml": text}) == [
         "fw.yaml:2:7: ?/fw: kind: unknown kind 'Gadget'; "
-        "one of StoragePool, Network, Template, VirtualMachine, FirewallPolicy, Department"
+        "one of StoragePool, Network, Template, VirtualMachine, FirewallPolicy, Department, Host"
     ]
 
 
@@ -446,7 +446,7 @@ def test_unknown_field_without_a_close_match_lists_the_allowed_fields() -> None:
     text = POOL.replace("name: default", "name: fast") + "  owner: root\n"
     assert _errors({"pool.yaml": text}) == [
         "pool.yaml:6:3: StoragePool/fast: spec.owner: unknown field 'owner'; "
-        "expected one of: autostart, images, path"
+        "expected one of: autostart, hostSelector, hosts, images, path"
     ]
 
 

@@ -31,6 +31,7 @@ def test_rendering_is_deterministic_and_ends_with_a_newline() -> None:
         "all.json",
         "department.json",
         "firewallpolicy.json",
+        "host.json",
         "network.json",
         "storagepool.json",
         "template.json",

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.cli import output
-from reconciler.cli.views import base, department, network, policy, pool, template, vm
+from reconciler.cli.views import base, department, host, network, policy, pool, template, vm
 from reconciler.cli.views.base import Context, KindView, Live
 from reconciler.cli.views.events import EVENT_HEADERS, event_json, event_row
 from reconciler.cli.views.history import history_json, history_lines
@@ -72,6 +72,8 @@ def view(kind: kinds.Kind) -> KindView:
             return policy.PolicyView()
         case kinds.Kind.DEPARTMENT:
             return department.DepartmentView()
+        case kinds.Kind.HOST:
+            return host.HostView()
         case unreachable:
             typing.assert_never(unreachable)
 

@@ -29,7 +29,7 @@ def steps_for(kind: kinds.Kind, hv: ports.Hypervisor, options: Options) -> KindS
             return vm.VmSteps(hv, options)
         case kinds.Kind.FIREWALL_POLICY:
             return policy.PolicySteps(hv)
-        case kinds.Kind.DEPARTMENT:
+        case kinds.Kind.DEPARTMENT | kinds.Kind.HOST:
             return template.TemplateSteps()
         case unreachable:
             typing.assert_never(unreachable)

@@ -17,6 +17,7 @@ __all__ = ["ORDER", "KindPlanner", "Uses", "handler"]
 
 # Creates and updates run in this order; deletions in reverse.
 ORDER = (
+    kinds.Kind.HOST,
     kinds.Kind.STORAGE_POOL,
     kinds.Kind.NETWORK,
     kinds.Kind.FIREWALL_POLICY,
@@ -40,5 +41,7 @@ def handler(kind: kinds.Kind) -> KindPlanner:
             return policy.HANDLER
         case kinds.Kind.DEPARTMENT:
             return template.DEPARTMENT
+        case kinds.Kind.HOST:
+            return template.HOST
         case unreachable:
             typing.assert_never(unreachable)

@@ -1,4 +1,4 @@
-"""Planning the kinds that exist only in the record: Template and Department.
+"""Planning the kinds that exist only in the record: Template, Department and Host.
 
 Neither has a libvirt object of its own (a department's network and firewall
 policy are resources of their own kinds), so a change is the record's alone:
@@ -13,7 +13,7 @@ from reconciler.models import catalog, kinds, observed, record
 from reconciler.planning import actions, compare, context
 from reconciler.planning.handlers.base import Uses
 
-__all__ = ["DEPARTMENT", "HANDLER", "RecordOnlyPlanner"]
+__all__ = ["DEPARTMENT", "HANDLER", "HOST", "RecordOnlyPlanner"]
 
 
 class RecordOnlyPlanner:
@@ -51,3 +51,6 @@ class RecordOnlyPlanner:
 
 HANDLER = RecordOnlyPlanner(kinds.Kind.TEMPLATE, lambda name, uses: uses.template == name)
 DEPARTMENT = RecordOnlyPlanner(kinds.Kind.DEPARTMENT, lambda name, uses: uses.department == name)
+# A host is a libvirt connection: the record keeps its spec, and a VM pinned to it
+# names it, but no libvirt object is made for it (placement reads it, SPEC §10).
+HOST = RecordOnlyPlanner(kinds.Kind.HOST, lambda name, uses: False)
