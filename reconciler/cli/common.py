@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import click
 
 from reconciler import errors, settings
+from reconciler.engine import hosts, ports, reconcile
 from reconciler.hypervisor import adapter
 from reconciler.models import access, catalog, kinds
+from reconciler.planning import placement
 from reconciler.store import store as store_module
 
-__all__ = ["hypervisor", "open_store", "parse_kind", "parse_ref", "settings_of"]
+__all__ = [
+    "hypervisor",
+    "open_store",
+    "parse_kind",
+    "parse_ref",
+    "placement_strategy",
+    "reconciler",
+    "settings_of",
+]
 
 
 def parse_kind(text: str) -> kinds.Kind:
@@ -77,3 +88,25 @@ def hypervisor(ctx: click.Context) -> Iterator[adapter.Hypervisor]:
         yield hv
     finally:
         hv.close()
+
+
+def reconciler(
+    ctx: click.Context, store: ports.Store, hv: adapter.Hypervisor
+) -> reconcile.Reconciler:
+    """A reconciler on ``store`` and ``hv`` that reaches the declared hosts too (SPEC §10).
+
+    The connections it opens to other hosts are closed with the command.
+    ``INFINIBAY_PLACEMENT`` (``spread``, the default, or ``pack``) is how new VMs
+    are placed among them.
+    """
+    fleet = hosts.Hosts(hv, connect=adapter.Hypervisor)
+    ctx.call_on_close(fleet.close)
+    return reconcile.Reconciler(store, hv, hosts=fleet, strategy=placement_strategy())
+
+
+def placement_strategy() -> placement.Strategy:
+    raw = os.environ.get("INFINIBAY_PLACEMENT", "spread").strip().lower() or "spread"
+    try:
+        return placement.Strategy(raw)
+    except ValueError:
+        raise errors.ConfigError(f"INFINIBAY_PLACEMENT={raw!r}: expected spread or pack") from None

@@ -138,7 +138,7 @@ def _plan_command(name: str, hidden: bool = False) -> click.Command:
                 if out is not None:
                     inputs.update(saved.hashes(installation, state, records, world))
 
-            plan = reconcile.Reconciler(store, hv).preview(
+            plan = common.reconciler(ctx, store, hv).preview(
                 _loader(paths),
                 prune=prune,
                 adopt=adopt,
@@ -286,7 +286,7 @@ def _run(
     try:
         with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:
             try:
-                result = action(reconcile.Reconciler(store, hv), hooks)
+                result = action(common.reconciler(ctx, store, hv), hooks)
             finally:
                 if progress is not None:
                     progress.stop()
@@ -427,7 +427,7 @@ def apply(
     )
     if dry_run:
         with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:
-            result = reconcile.Reconciler(store, hv).apply(_loader(paths, revision), request)
+            result = common.reconciler(ctx, store, hv).apply(_loader(paths, revision), request)
         _print_plan(result.plan, output)
         ctx.exit(0)
 
@@ -547,7 +547,7 @@ def delete(
 
     if dry_run:
         with common.open_store(ctx) as store, common.hypervisor(ctx) as hv:
-            plan = reconcile.Reconciler(store, hv).delete(keys(store), request).plan
+            plan = common.reconciler(ctx, store, hv).delete(keys(store), request).plan
         _print_plan(plan, output)
         if output == "text":
             for key in plan.not_found:

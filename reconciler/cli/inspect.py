@@ -57,7 +57,8 @@ import click
 
 from reconciler import errors
 from reconciler.cli import common, output, selection, views
-from reconciler.engine import reconcile, recorded
+from reconciler.engine import hosts, reconcile, recorded
+from reconciler.hypervisor import adapter
 from reconciler.models import catalog, desired, documents, kinds, record, selectors
 from reconciler.store import store as store_module
 
@@ -89,6 +90,8 @@ def _observe(
     """One observation of libvirt, or a record-only :class:`~views.Live` and one warning."""
     installation = store.installation_id()
     config = common.settings_of(ctx)
+    if any(r.key.kind == kinds.Kind.HOST.value and r.deleted_at is None for r in records):
+        return _observe_hosts(ctx, store, records)
     try:
         with common.hypervisor(ctx) as hv:
             world = hv.observe(refresh=reconcile.pools_in_play(desired.DesiredState(), records))
@@ -109,6 +112,44 @@ def _observe(
     except ValueError as exc:  # a record written by an older schema no longer validates
         click.echo(f"warning: drift not computed: {' '.join(str(exc).split())}", err=True)
         return views.Live(installation, world, leases)
+    return views.Live(installation, world, leases, drifted)
+
+
+def _observe_hosts(
+    ctx: click.Context, store: store_module.Store, records: Sequence[record.ResourceRecord]
+) -> views.Live:
+    """:func:`_observe` over the recorded hosts, each observed on its own; one warning each
+    for those that could not be reached (their resources show the record only)."""
+    installation = store.installation_id()
+    state = recorded.desired_from_record(records)
+    with common.hypervisor(ctx) as hv:
+        reach = hosts.Hosts(hv, connect=adapter.Hypervisor)
+        try:
+            found = reach.observe(state, refresh=reconcile.pools_in_play(state, records))
+            leases: dict[str, tuple[str, ...]] = {}
+            for host in found:
+                if host.world is None:
+                    click.echo(
+                        f"warning: host {host.name} was not observed ({host.error}); "
+                        "showing the record for its resources",
+                        err=True,
+                    )
+                    continue
+                try:
+                    leases.update(
+                        reach.hypervisor(host.manifest.spec.uri).guest_addresses(host.world)
+                    )
+                except errors.HypervisorError as exc:
+                    click.echo(f"warning: no IP addresses on {host.name}: {exc}", err=True)
+        finally:
+            reach.close()
+    try:
+        world, drifted = recorded.drifted_on_hosts(
+            records, found, installation, store.volumes(), common.placement_strategy()
+        )
+    except ValueError as exc:
+        click.echo(f"warning: drift not computed: {' '.join(str(exc).split())}", err=True)
+        return views.Live(installation)
     return views.Live(installation, world, leases, drifted)
 
 

@@ -44,7 +44,12 @@ def plan_lines(plan: actions.Plan, *, colour: bool = False) -> list[str]:
         if change.verb is actions.Verb.CONFLICT:
             lines.append(_paint(f"? {label}: conflict: {change.note}", "?", colour))
             continue
+        if change.verb is actions.Verb.UNKNOWN:
+            lines.append(_paint(f"? {label} unknown ({change.note})", "?", colour))
+            continue
         what = change.verb.value
+        if change.host:
+            what += f" on {change.host}"
         if change.drifted:
             what = "drift" if change.verb is actions.Verb.UPDATE else "drift, recreate"
         if change.adopt:

@@ -50,6 +50,8 @@ class _Steps:
         try:
             if change.verb is Verb.CONFLICT:
                 raise errors.ConflictError(change.note)
+            if change.verb is Verb.UNKNOWN:
+                raise errors.RefusedError(change.note)
             if change.needs_data_loss_flag and not self.options.allow_data_loss:
                 raise errors.DataLossRefused(
                     f"{describe(change)} would destroy data; pass --allow-data-loss to proceed"

@@ -91,7 +91,7 @@ _INTENT_OF: dict[str, tuple[actions.Verb, str]] = {
 
 def intent_reasons(change: actions.Change) -> tuple[str, str] | None:
     """(intent, outcome) reasons, e.g. ``("Stopping", "Stopped")``; ``None``: no libvirt action."""
-    if change.verb in (actions.Verb.CONFLICT, actions.Verb.PROTECTED):
+    if change.verb in (actions.Verb.CONFLICT, actions.Verb.PROTECTED, actions.Verb.UNKNOWN):
         return None
     # A template lives only in the record, and a record-only update touches no libvirt
     # object: the record write itself is the whole action, nothing to announce first.

@@ -37,8 +37,9 @@ from collections.abc import Callable, Sequence
 from reconciler import errors
 from reconciler.engine import decision, execute, journal, ports
 from reconciler.engine import fence as fencing
+from reconciler.engine import hosts as hosts_module
 from reconciler.models import desired, kinds, naming, observed, record, selectors
-from reconciler.planning import actions, planner, scope, status
+from reconciler.planning import actions, fleet, placement, planner, scope, status
 
 __all__ = ["Load", "Pass", "Reconciler", "Result", "pools_in_play"]
 
@@ -230,21 +231,21 @@ class Reconciler:
         hv: ports.Hypervisor,
         *,
         clock: Callable[[], dt.datetime] | None = None,
+        hosts: hosts_module.Hosts | None = None,
+        strategy: placement.Strategy = placement.Strategy.SPREAD,
     ) -> None:
         self.store = store
         self.hv = hv
         self.clock = clock
+        # The declared hosts' connections (SPEC §10); the caller's, kept across passes.
+        self.hosts = hosts if hosts is not None else hosts_module.Hosts(hv)
+        self.strategy = strategy
 
     def plan(
         self, state: desired.DesiredState, *, prune: bool = False, adopt: bool = False
     ) -> actions.Plan:
-        return self._plan(
-            state,
-            records := self.store.resources(include_deleted=True),
-            self.hv.observe(refresh=pools_in_play(state, records)),
-            prune=prune,
-            adopt=adopt,
-        )
+        records = self.store.resources(include_deleted=True)
+        return self._survey(state, records, prune=prune, adopt=adopt).plan
 
     def preview(
         self,
@@ -264,9 +265,53 @@ class Reconciler:
         """
         records = self.store.resources(include_deleted=True)
         state = load(records)
-        world = self.hv.observe(refresh=pools_in_play(state, records))
+        return self._survey(
+            state, records, prune=prune, adopt=adopt, selector=selector, seen=seen
+        ).plan
+
+    def _survey(
+        self,
+        state: desired.DesiredState,
+        records: Sequence[record.ResourceRecord],
+        *,
+        prune: bool,
+        adopt: bool,
+        selector: selectors.Selector | None = None,
+        seen: Callable[
+            [desired.DesiredState, Sequence[record.ResourceRecord], observed.World], None
+        ] = lambda _s, _r, _w: None,
+    ) -> _Survey:
+        """Observe and plan everything ``state`` declares: on one host, or on each declared."""
+        if not state.hosts:
+            world = self.hv.observe(refresh=pools_in_play(state, records))
+            seen(state, records, world)
+            plan = self._plan(state, records, world, prune=prune, adopt=adopt, selector=selector)
+            return _Survey(plan, world)
+        found = self.hosts.observe(state, refresh=pools_in_play(state, records))
+        part = fleet.split(state, records, found, self.strategy)
+        world = fleet.joined(part)
         seen(state, records, world)
-        return self._plan(state, records, world, prune=prune, adopt=adopt, selector=selector)
+        installation = self.store.installation_id()
+        volumes = self.store.volumes()
+        plans = [
+            (
+                piece.host,
+                planner.plan(
+                    piece.state,
+                    piece.records,
+                    piece.world,
+                    installation=installation,
+                    volumes=volumes,
+                    prune=prune,
+                    adopt=adopt,
+                ),
+            )
+            for piece in part.slices
+        ]
+        plan = fleet.merge(plans, part)
+        if plan.errors:
+            raise errors.ManifestError(list(plan.errors))
+        return _Survey(scope.restrict(plan, state, records, selector), world, part)
 
     def _plan(
         self,
@@ -321,6 +366,7 @@ class Reconciler:
                 include_deleted=True, vms=request.vms if narrowing else None
             )
             state = load(records)
+            split: fleet.Split | None = None
             if request.prune and len(state) == 0 and not request.allow_empty:
                 raise errors.RefusedError(
                     "the desired state is empty and --prune would delete every owned object; "
@@ -339,27 +385,28 @@ class Reconciler:
                     records = self.store.resources(include_deleted=True)
                     state = load(records)
                 request = dataclasses.replace(request, vms=None)
-                world = self.hv.observe(refresh=pools_in_play(state, records))
-                seen(state, records, world)
-                plan = self._plan(
+                survey = self._survey(
                     state,
                     records,
-                    world,
                     prune=request.prune,
                     adopt=request.adopt,
                     selector=request.selector,
+                    seen=seen,
                 )
+                plan, world, split = survey.plan, survey.world, survey.split
             on_plan(plan)
             if request.dry_run:
                 return Result(plan)
-            return self._execute(state, plan, world, request, on_outcome, on_start, carried)
+            return self._execute(
+                state, plan, world, request, on_outcome, on_start, carried, split=split
+            )
 
     def _narrowed(
         self, state: desired.DesiredState, records: Sequence[record.ResourceRecord], request: Pass
     ) -> tuple[desired.DesiredState, actions.Plan, observed.World] | None:
         """The plan of a pass for ``request.vms`` alone, if it acts on nothing else."""
-        if request.vms is None or request.selector is not None:
-            return None
+        if request.vms is None or request.selector is not None or state.hosts:
+            return None  # a pass over several hosts is a whole one (for now)
         part = narrow(state, records, request.vms)
         world = self._observe_narrowed(part)
         plan = self._plan(part.state, part.records, world, prune=request.prune, adopt=request.adopt)
@@ -412,8 +459,14 @@ class Reconciler:
         on_outcome: Callable[[execute.Outcome], None],
         on_start: Callable[[list[actions.Change]], None] = lambda _c: None,
         carried: Sequence[record.ResourceKey] = (),
+        *,
+        split: fleet.Split | None = None,
     ) -> Result:
-        """Carry out ``plan``; ``carried``: the records to stamp with ``request.revision``."""
+        """Carry out ``plan``; ``carried``: the records to stamp with ``request.revision``.
+
+        Over several hosts (``split``), each host's changes run against its own
+        connection, host after host; a host that fails fails only its changes.
+        """
         aborted = self.store.abort_unfinished_runs()  # left by a pass that died under the lock
         audit = journal.Journal.of(self.store.installation_id())
         audit.close_interrupted(plan, world)  # intents of a pass that was killed
@@ -425,7 +478,7 @@ class Reconciler:
         if request.vms is not None:
             narrowed_to = [record.ResourceKey(_VM, name) for name in sorted(request.vms)]
         run_id = self.store.start_run(request.trigger, request.revision, narrowed_to)
-        hv = fencing.Guarded(self.hv, self.store.fence())
+        fence = self.store.fence()
         final = "failed"
         outcomes: list[execute.Outcome] = []
         interrupted = True  # until the plan ran to its end
@@ -460,7 +513,10 @@ class Reconciler:
                 outcomes.append(outcome)
                 on_outcome(outcome)
 
-            execute.execute(hv, plan.changes, request.options, finished, starting)
+            for hv, changes in self._by_host(state, plan, split):
+                execute.execute(
+                    fencing.Guarded(hv, fence), changes, request.options, finished, starting
+                )
             audit.flush(self.store, force=True)
             interrupted = False
         except errors.Fenced:
@@ -472,7 +528,7 @@ class Reconciler:
             status_error: errors.InfinibayError | None = None
             if final != "fenced":
                 try:
-                    self._write_status(state, outcomes, request.vms)
+                    self._write_status(state, outcomes, request.vms, split=split)
                 except errors.Fenced as exc:
                     final, status_error = "fenced", exc
                 except errors.InfinibayError as exc:
@@ -491,6 +547,30 @@ class Reconciler:
                 raise status_error
         return Result(plan, tuple(outcomes), run_id, interrupted=final == "interrupted")
 
+    def _by_host(
+        self, state: desired.DesiredState, plan: actions.Plan, split: fleet.Split | None
+    ) -> list[tuple[ports.Hypervisor, list[actions.Change]]]:
+        """The plan's changes grouped by the connection they run on, in plan order."""
+        if split is None:
+            return [(self.hv, list(plan.changes))]
+        uris = self.hosts.of(state)
+        groups: dict[str, list[actions.Change]] = {}
+        first = split.slices[0].host if split.slices else ""
+        for change in plan.changes:
+            groups.setdefault(change.host or first, []).append(change)
+        result = []
+        for host, changes in groups.items():
+            try:
+                hv: ports.Hypervisor = self.hosts.hypervisor(uris[host]) if host else self.hv
+            except errors.HypervisorError as exc:
+                note = f"host {host} unreachable: {exc}"
+                hv = self.hv
+                changes = [
+                    dataclasses.replace(c, verb=actions.Verb.UNKNOWN, note=note) for c in changes
+                ]
+            result.append((hv, changes))
+        return result
+
     def _finish_run(self, run_id: record.RunId, counts: dict[str, int], final: str) -> None:
         try:
             self.store.finish_run(run_id, counts, final)
@@ -504,8 +584,13 @@ class Reconciler:
         state: desired.DesiredState,
         outcomes: list[execute.Outcome],
         vms: frozenset[str] | None = None,
+        *,
+        split: fleet.Split | None = None,
     ) -> None:
         """Write every resource's status; of ``vms`` alone after a pass for those VMs."""
+        if split is not None or state.hosts:
+            self._write_fleet_status(state, outcomes)
+            return
         records = self.store.resources(vms=vms)
         if vms is not None:
             part = narrow(state, records, vms)
@@ -546,6 +631,62 @@ class Reconciler:
                 and (vms is None or (write.key.kind == _VM and write.key.name in vms))
             ]
         )
+
+    def _write_fleet_status(
+        self, state: desired.DesiredState, outcomes: list[execute.Outcome]
+    ) -> None:
+        """Status over several hosts: each host's resources from its own fresh observation."""
+        records = self.store.resources()
+        found = self.hosts.observe(state, refresh=pools_in_play(state, records))
+        part = fleet.split(state, records, found, self.strategy)
+        installation = self.store.installation_id()
+        volumes = self.store.volumes()
+        failures = {o.change.key: o.error for o in outcomes if not o.ok}
+        verdicts = {o.change.key: v for o in outcomes if (v := _verdict(o)) is not None}
+        now = self.clock() if self.clock is not None else None
+        held = scope.suspended_keys(state, records)
+        writes: dict[record.ResourceKey, record.StatusWrite] = {}
+        for piece in part.slices:
+            after = planner.plan(
+                piece.state, piece.records, piece.world, installation=installation, volumes=volumes
+            )
+            try:
+                hv = self.hosts.hypervisor(self.hosts.of(state)[piece.host])
+                addresses = hv.guest_addresses(piece.world)
+            except errors.HypervisorError as exc:
+                _log.warning("guest addresses on %s not read: %s", piece.host, exc)
+                addresses = {}
+            for write in status.compute(
+                piece.state,
+                piece.records,
+                piece.world,
+                after,
+                failures,
+                addresses=addresses,
+                verdicts=verdicts,
+                now=now,
+            ):
+                if write.key.kind == _VM:
+                    write = record.StatusWrite(write.key, {**write.status, "host": piece.host})
+                elif write.key in writes:
+                    continue  # a pool or network on several hosts: the first host's status
+                writes[write.key] = write
+        stamp = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
+        for write in [
+            *fleet.stranded_status(part, records, stamp),
+            *fleet.host_status(part, state),
+        ]:
+            writes[write.key] = write
+        self.store.write_status([w for w in writes.values() if w.key not in held])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Survey:
+    """What a pass saw and planned; ``split`` over several hosts, ``None`` on one."""
+
+    plan: actions.Plan
+    world: observed.World
+    split: fleet.Split | None = None
 
 
 _VM = kinds.Kind.VIRTUAL_MACHINE.value

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from reconciler import settings
 from reconciler.models import desired, effective, kinds, observed, record
-from reconciler.planning import planner
+from reconciler.planning import fleet, placement, planner
 
-__all__ = ["desired_from_record", "drifted", "effective_vms"]
+__all__ = ["desired_from_record", "drifted", "drifted_on_hosts", "effective_vms"]
 
 
 def desired_from_record(records: Sequence[record.ResourceRecord]) -> desired.DesiredState:
@@ -72,3 +72,21 @@ def drifted(
         desired_from_record(records), records, world, installation=installation, volumes=volumes
     )
     return frozenset(c.key for c in plan.changes if c.drift)
+
+
+def drifted_on_hosts(
+    records: Sequence[record.ResourceRecord],
+    found: Sequence[fleet.HostState],
+    installation: str,
+    volumes: Sequence[record.VolumeRecord],
+    strategy: placement.Strategy = placement.Strategy.SPREAD,
+) -> tuple[observed.World, frozenset[record.ResourceKey]]:
+    """:func:`drifted` over several hosts: each host's resources against its own world."""
+    part = fleet.split(desired_from_record(records), records, found, strategy)
+    keys: set[record.ResourceKey] = set()
+    for piece in part.slices:
+        plan = planner.plan(
+            piece.state, piece.records, piece.world, installation=installation, volumes=volumes
+        )
+        keys.update(c.key for c in plan.changes if c.drift)
+    return fleet.joined(part), frozenset(keys)

@@ -30,19 +30,25 @@ _UNSUPPORTED = (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTE
 
 
 def cpu(conn: Any, uri: str, domain_type: str) -> observed.Host:
-    """The CPU modes the host supports for ``domain_type``, and whether it is nested."""
+    """The CPU modes the host supports for ``domain_type``, whether it is nested, its size."""
     with connection.calling("read capabilities of", uri):
+        info = conn.getInfo()  # [model, memory MiB, cpus, ...]
+        cpus, memory_mib = int(info[2]), int(info[1])
         try:
             document = conn.getDomainCapabilities(None, _ARCH, None, domain_type, 0)
         except libvirt.libvirtError as exc:
             if exc.get_error_code() not in _UNSUPPORTED:
                 raise
-            return observed.Host(domain_type=domain_type)
+            return observed.Host(domain_type=domain_type, cpus=cpus, memory_mib=memory_mib)
         caps = etree.fromstring(conn.getCapabilities().encode())
     modes = etree.fromstring(document.encode()).findall("cpu/mode[@supported='yes']")
     nested = bool(caps.xpath("host/cpu/feature[@name='hypervisor']"))
     return observed.Host(
-        domain_type=domain_type, cpu_modes=tuple(m.get("name", "") for m in modes), nested=nested
+        domain_type=domain_type,
+        cpu_modes=tuple(m.get("name", "") for m in modes),
+        nested=nested,
+        cpus=cpus,
+        memory_mib=memory_mib,
     )
 
 

@@ -143,6 +143,8 @@ class Host:
     cpu_modes: tuple[str, ...] = _PREFERRED
     nested: bool = False
     pci: frozenset[str] | None = None
+    cpus: int = 0  # getInfo's logical CPUs, what placement counts vCPUs against
+    memory_mib: int = 0  # getInfo's memory
 
     def default_cpu(self) -> tuple[str, str]:
         """The CPU mode a VM gets when its manifests name none, and why ("" when preferred).

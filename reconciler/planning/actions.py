@@ -77,6 +77,7 @@ class Verb(enum.StrEnum):
     DELETE = "delete"
     CONFLICT = "conflict"
     PROTECTED = "protected"  # a deletion blocked by the protect annotation
+    UNKNOWN = "unknown"  # on a host this pass could not reach, or held where it is
 
     @property
     def symbol(self) -> str:
@@ -87,6 +88,7 @@ class Verb(enum.StrEnum):
             Verb.DELETE: "-",
             Verb.CONFLICT: "?",
             Verb.PROTECTED: "-",
+            Verb.UNKNOWN: "?",
         }[self]
 
 
@@ -308,6 +310,7 @@ class Change:
     intents: tuple[Intent, ...] = ()  # what the executor does, in this order of kinds
     # The libvirt object's name when it is not the resource's (reconciler.models.naming).
     libvirt_name: str = ""
+    host: str = ""  # the Host it is carried out on; "" with one implicit host (SPEC §10)
 
     @property
     def object_name(self) -> str:
@@ -397,7 +400,7 @@ class Plan:
         return [
             c
             for c in self.changes
-            if c.verb in (Verb.CONFLICT, Verb.PROTECTED)
+            if c.verb in (Verb.CONFLICT, Verb.PROTECTED, Verb.UNKNOWN)
             or (c.needs_data_loss_flag and not allow_data_loss)
         ]
 
