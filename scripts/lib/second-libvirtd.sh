@@ -7,6 +7,7 @@
 #
 #   eval "$(scripts/lib/second-libvirtd.sh start)"   # exports the root and the URI
 #   scripts/lib/second-libvirtd.sh stop "$IB_HV2_ROOT"
+#   scripts/lib/second-libvirtd.sh halt ROOT    # libvirtd alone stops; resume ROOT starts it
 #
 # Everything the daemons own lives under one temporary root, bind-mounted over the
 # system paths inside the mount namespace only: ROOT/run over /run (so its
@@ -214,6 +215,34 @@ ib::hv2_stop() {
   if [[ $IB_HV2_STARTED == "$root" ]]; then IB_HV2_STARTED=''; fi
 }
 
+# Stop only the libvirtd under $1, as an operator or a crash would: virtlogd, the
+# namespaces and any running guest stay, and so does ROOT (its domains are still
+# defined on disk). `resume` starts it again where it was.
+ib::hv2_halt() {
+  local root=$1 daemon
+  [[ -e $root/$IB_HV2_MARKER ]] || { printf 'second libvirtd: %s is not a root\n' "$root" >&2; return 1; }
+  daemon=$(cat "$root/run/libvirtd.pid" 2>/dev/null || true)
+  [[ -n $daemon ]] || return 0
+  ib::hv2_signal_wait TERM 100 "$daemon"
+  if kill -0 "$daemon" 2>/dev/null; then ib::hv2_signal_wait KILL 50 "$daemon"; fi
+  rm -f "$root/run/libvirt/libvirt-sock"
+}
+
+# Start the libvirtd under $1 again, inside the namespaces its virtlogd keeps.
+ib::hv2_resume() {
+  local root=$1 inside i
+  ib::hv2_answers "$root" && return 0
+  inside=$(ib::hv2_pids "$root" | head -n 1)
+  [[ -n $inside ]] || { printf 'second libvirtd: no process left in the namespaces of %s\n' "$root" >&2; return 1; }
+  nsenter --target "$inside" --mount --net --uts -- libvirtd -d
+  for ((i = 0; i < 60; i++)); do
+    ib::hv2_answers "$root" && return 0
+    sleep 0.5
+  done
+  printf 'second libvirtd under %s does not answer again after 30 s\n' "$root" >&2
+  return 1
+}
+
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   set -euo pipefail
   case ${1:-} in
@@ -221,12 +250,12 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
       ib::hv2_start "${2:-}" >&2
       printf 'export IB_HV2_ROOT=%q INFINIBAY_TEST_LIBVIRT_URI2=%q\n' "$IB_HV2_ROOT" "$IB_HV2_URI"
       ;;
-    stop)
-      [[ -n ${2:-} ]] || { printf 'usage: %s stop ROOT\n' "$0" >&2; exit 2; }
-      ib::hv2_stop "$2"
+    stop | halt | resume)
+      [[ -n ${2:-} ]] || { printf 'usage: %s %s ROOT\n' "$0" "$1" >&2; exit 2; }
+      "ib::hv2_$1" "$2"
       ;;
     *)
-      printf 'usage: %s start [ROOT] | stop ROOT\n' "$0" >&2
+      printf 'usage: %s start [ROOT] | stop ROOT | halt ROOT | resume ROOT\n' "$0" >&2
       exit 2
       ;;
   esac
