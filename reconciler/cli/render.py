@@ -48,6 +48,10 @@ def plan_lines(plan: actions.Plan, *, colour: bool = False) -> list[str]:
             lines.append(_paint(f"? {label} unknown ({change.note})", "?", colour))
             continue
         what = change.verb.value
+        if change.move_from:
+            head = f"~ {label} (move {change.move_from} -> {change.host}, cold, restart)"
+            lines.append(_paint(head, "~", colour))
+            continue
         if change.host:
             what += f" on {change.host}"
         if change.drifted:

@@ -25,7 +25,7 @@ recorded ``fenced`` if the record still lets this pass write at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 from reconciler.engine import ports
 from reconciler.engine.ports import Fence
@@ -177,6 +177,18 @@ class Guarded:
     def upload_seed(self, pool: str, name: str, seed: seeds.Seed) -> None:
         self._fence.check()
         self._inner.upload_seed(pool, name, seed)
+
+    def read_volume(self, pool: str, name: str) -> Iterator[bytes]:
+        return self._inner.read_volume(pool, name)  # a read: no side effect to fence
+
+    def write_volume(
+        self, pool: str, name: str, capacity: int, volume_format: str, chunks: Iterable[bytes]
+    ) -> None:
+        self._fence.check()
+        self._inner.write_volume(pool, name, capacity, volume_format, chunks)
+
+    def volume_format(self, pool: str, name: str) -> str:
+        return self._inner.volume_format(pool, name)
 
     # --- networks -------------------------------------------------------------------
 

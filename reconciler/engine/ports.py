@@ -11,7 +11,7 @@ lists exactly what the engine calls, with the adapter's signatures.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from reconciler.models import console, observed, record, seeds
@@ -158,6 +158,14 @@ class Hypervisor(Protocol):
     def delete_volume(self, pool: str, name: str) -> None: ...
 
     def upload_seed(self, pool: str, name: str, seed: seeds.Seed) -> None: ...
+
+    def read_volume(self, pool: str, name: str) -> Iterator[bytes]: ...
+
+    def write_volume(
+        self, pool: str, name: str, capacity: int, volume_format: str, chunks: Iterable[bytes]
+    ) -> None: ...
+
+    def volume_format(self, pool: str, name: str) -> str: ...
 
     # --- networks -------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ import typing
 from collections.abc import Callable, Sequence
 
 from reconciler import errors
-from reconciler.engine import decision, execute, journal, ports
+from reconciler.engine import decision, execute, journal, move, ports
 from reconciler.engine import fence as fencing
 from reconciler.engine import hosts as hosts_module
 from reconciler.models import desired, kinds, naming, observed, record, selectors
@@ -308,6 +308,24 @@ class Reconciler:
             )
             for piece in part.slices
         ]
+        for piece, gone, owned in fleet.leftovers(part, records):
+            emptied = planner.plan_deletions(
+                gone, owned, piece.world, installation=installation, volumes=volumes
+            )
+            plans.append(
+                (
+                    piece.host,
+                    dataclasses.replace(
+                        emptied,
+                        changes=tuple(
+                            dataclasses.replace(c, local=True)
+                            for c in emptied.changes
+                            if c.verb is actions.Verb.DELETE
+                        ),
+                        not_found=(),
+                    ),
+                )
+            )
         plan = fleet.merge(plans, part)
         if plan.errors:
             raise errors.ManifestError(list(plan.errors))
@@ -496,7 +514,11 @@ class Reconciler:
                 on_start(changes)
 
             def finished(outcome: execute.Outcome) -> None:
-                deleted = outcome.ok and outcome.change.verb is actions.Verb.DELETE
+                deleted = (
+                    outcome.ok
+                    and outcome.change.verb is actions.Verb.DELETE
+                    and not outcome.change.local
+                )
                 audit.finish(
                     outcome.change.key,
                     [
@@ -513,10 +535,14 @@ class Reconciler:
                 outcomes.append(outcome)
                 on_outcome(outcome)
 
-            for hv, changes in self._by_host(state, plan, split):
-                execute.execute(
-                    fencing.Guarded(hv, fence), changes, request.options, finished, starting
-                )
+            groups = self._by_host(state, plan, split)
+            if any(c.move_from for c in plan.changes):
+                self._run_moving(state, groups, request.options, fence, finished, starting)
+            else:
+                for hv, changes in groups:
+                    execute.execute(
+                        fencing.Guarded(hv, fence), changes, request.options, finished, starting
+                    )
             audit.flush(self.store, force=True)
             interrupted = False
         except errors.Fenced:
@@ -570,6 +596,89 @@ class Reconciler:
                 ]
             result.append((hv, changes))
         return result
+
+    def _run_moving(
+        self,
+        state: desired.DesiredState,
+        groups: list[tuple[ports.Hypervisor, list[actions.Change]]],
+        options: execute.Options,
+        fence: ports.Fence,
+        finished: Callable[[execute.Outcome], None],
+        starting: Callable[[list[actions.Change]], None],
+    ) -> None:
+        """Carry out a plan with cold moves (:mod:`reconciler.engine.move`), in three rounds.
+
+        First every host's pools, networks and policies, so that a moved VM's pools
+        exist on its target; then the moves' copies, host to host; then everything
+        else. A move whose copy failed is not created on the target; one whose
+        create succeeded is removed from its source.
+        """
+        uris = self.hosts.of(state)
+
+        def first(change: actions.Change) -> bool:
+            return change.key.kind != _VM and change.verb is not actions.Verb.DELETE
+
+        for hv, changes in groups:
+            execute.execute(
+                fencing.Guarded(hv, fence),
+                [c for c in changes if first(c)],
+                options,
+                finished,
+                starting,
+            )
+        copied: dict[record.ResourceKey, tuple[ports.Hypervisor, execute.Outcome]] = {}
+        for _hv, changes in groups:
+            for change in changes:
+                if not change.move_from or options.interrupt.is_set():
+                    continue
+                outcome = execute.Outcome(change)
+                try:
+                    source = self.hosts.hypervisor(uris[change.move_from])
+                    target = self.hosts.hypervisor(uris[change.host])
+                    move.copy(
+                        fencing.Guarded(source, fence),
+                        fencing.Guarded(target, fence),
+                        change,
+                        options,
+                        outcome,
+                    )
+                except errors.Fenced:
+                    raise
+                except errors.InfinibayError as exc:
+                    outcome.ok, outcome.error, outcome.failure = False, str(exc), exc
+                    outcome.event("MoveFailed", f"not moved: {exc}", warning=True)
+                    starting([change])
+                    finished(outcome)
+                    continue
+                copied[change.key] = (source, outcome)
+
+        def done(outcome: execute.Outcome) -> None:
+            found = copied.get(outcome.change.key)
+            if found is not None:
+                source, copy_outcome = found
+                outcome.events[:0] = copy_outcome.events
+                if outcome.ok:
+                    try:
+                        move.release(fencing.Guarded(source, fence), outcome.change, outcome)
+                    except errors.HypervisorError as exc:
+                        outcome.event(
+                            "MoveIncomplete",
+                            f"created on {outcome.change.host}, but not removed from "
+                            f"{outcome.change.move_from}: {exc}",
+                            warning=True,
+                        )
+            finished(outcome)
+
+        for hv, changes in groups:
+            rest = [
+                c
+                for c in changes
+                if not first(c) and not c.local and (not c.move_from or c.key in copied)
+            ]
+            execute.execute(fencing.Guarded(hv, fence), rest, options, done, starting)
+        for hv, changes in groups:  # a drained host's pools and networks, once it is empty
+            local = [c for c in changes if c.local]
+            execute.execute(fencing.Guarded(hv, fence), local, options, finished, starting)
 
     def _finish_run(self, run_id: record.RunId, counts: dict[str, int], final: str) -> None:
         try:
@@ -671,6 +780,35 @@ class Reconciler:
                 elif write.key in writes:
                     continue  # a pool or network on several hosts: the first host's status
                 writes[write.key] = write
+        # Where each pool and network is now: a host new to one creates it, not drift.
+        annotations = {r.key: r.annotations for r in records}
+        for key, write in list(writes.items()):
+            if key.kind not in (_POOL_KIND, _NETWORK_KIND):
+                continue
+            libvirt = naming.libvirt_name(key.name, annotations.get(key, {}))
+            objects = {
+                h.name: found_object
+                for h in found
+                if h.world is not None
+                and (
+                    found_object := (
+                        h.world.pools if key.kind == _POOL_KIND else h.world.networks
+                    ).get(libvirt)
+                )
+                is not None
+            }
+            # An unreachable host's object keeps the UUID the record had for it.
+            kept = next((r.status.get("uuids") for r in records if r.key == key), None)
+            unseen = {h.name for h in found if h.world is None}
+            uuids = {
+                **{
+                    h: u for h, u in (kept if isinstance(kept, dict) else {}).items() if h in unseen
+                },
+                **{host: o.uuid for host, o in sorted(objects.items())},
+            }
+            writes[key] = record.StatusWrite(
+                key, {**write.status, "hosts": sorted(objects), "uuids": uuids}
+            )
         stamp = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
         for write in [
             *fleet.stranded_status(part, records, stamp),
@@ -690,6 +828,8 @@ class _Survey:
 
 
 _VM = kinds.Kind.VIRTUAL_MACHINE.value
+_POOL_KIND = kinds.Kind.STORAGE_POOL.value
+_NETWORK_KIND = kinds.Kind.NETWORK.value
 
 
 def _verdict(outcome: execute.Outcome) -> status.Verdict | None:

@@ -29,7 +29,7 @@ been unreachable.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 from reconciler.hypervisor import (
     addresses,
@@ -263,6 +263,19 @@ class Hypervisor:
 
     def upload_seed(self, pool: str, name: str, seed: seeds.Seed) -> None:
         pools.upload_volume(self._connection.conn, pool, name, seed_iso.build(seed))
+
+    def read_volume(self, pool: str, name: str) -> Iterator[bytes]:
+        """The volume's file in chunks, over the libvirt connection (its download stream)."""
+        return pools.read_volume(self._connection.conn, pool, name)
+
+    def write_volume(
+        self, pool: str, name: str, capacity: int, volume_format: str, chunks: Iterable[bytes]
+    ) -> None:
+        """Create ``pool/name`` holding ``chunks``, over the connection (its upload stream)."""
+        pools.write_volume(self._connection.conn, pool, name, capacity, volume_format, chunks)
+
+    def volume_format(self, pool: str, name: str) -> str:
+        return pools.volume_format(self._connection.conn, pool, name)
 
     # --- networks -----------------------------------------------------------
 

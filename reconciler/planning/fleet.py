@@ -38,6 +38,7 @@ __all__ = [
     "Split",
     "host_status",
     "joined",
+    "leftovers",
     "merge",
     "split",
     "stranded_status",
@@ -81,9 +82,21 @@ class Split:
     slices: tuple[Slice, ...]
     placed: Mapping[str, str]  # VM -> host, for every VM planned
     stranded: Mapping[str, str]  # VM -> its unreachable host
-    moves: Mapping[str, tuple[str, str]]  # VM -> (from, to): not carried out yet, held
+    moves: Mapping[str, tuple[str, str]]  # VM -> (from, to): a cold move this pass makes
     errors: tuple[str, ...]  # located: VMs that fit nowhere
     hosts: tuple[HostState, ...]
+    # The hosts the last pass found each pool and network on (their status ``hosts``).
+    present: Mapping[record.ResourceKey, frozenset[str]] = dataclasses.field(default_factory=dict)
+
+    def emptied(self, host: str) -> bool:
+        """Whether ``host`` drains and will have none of the VMs once this pass ends."""
+        state = next((h for h in self.hosts if h.name == host), None)
+        return (
+            state is not None
+            and state.manifest.spec.drain
+            and host not in self.placed.values()
+            and host not in self.stranded.values()
+        )
 
 
 def _current(
@@ -179,14 +192,18 @@ def split(
             )
         )
     answer = placement.place([_placement_host(h) for h in hosts], requests, strategy)
+    # A VM moves only from a host this pass reaches: it is stopped and copied from there.
+    placed = dict(answer.hosts)
+    moves: dict[str, tuple[str, str]] = {}
+    for moved, (source, target) in answer.moves.items():
+        if source in by_name and by_name[source].reachable:
+            moves[moved] = (source, target)
+        else:
+            placed[moved] = source
     stranded = {
         vm: host
-        for vm, host in {**current, **answer.hosts}.items()
+        for vm, host in {**current, **placed}.items()
         if host in by_name and not by_name[host].reachable
-    }
-    # A move is not carried out by this version: the VM stays where it is, said in the plan.
-    placed = {
-        vm: answer.moves[vm][0] if vm in answer.moves else h for vm, h in answer.hosts.items()
     }
     errors = tuple(
         f"{state.vms[vm].source.at(('spec',))}: VirtualMachine/{vm}: {why.message()}"
@@ -213,9 +230,16 @@ def split(
         slices=tuple(slices),
         placed={vm: h for vm, h in placed.items() if vm not in stranded},
         stranded=stranded,
-        moves=answer.moves,
+        moves=moves,
         errors=errors,
         hosts=tuple(hosts),
+        present={
+            r.key: frozenset(r.status["hosts"])
+            for r in records
+            if r.key.kind in (_POOL, _NETWORK)
+            and r.deleted_at is None
+            and isinstance(r.status.get("hosts"), list)
+        },
     )
 
 
@@ -268,14 +292,14 @@ def _slice(
     for rec in records:
         kind, name = rec.key.kind, rec.key.name
         if kind == _VM:
-            here = current.get(name, placed.get(name))
+            here = placed.get(name, current.get(name))
             if here is None and name not in state.vms:
                 here = host.name if first else None  # a record of no host: one pass tidies it
             if here == host.name:
                 kept.append(rec)
         elif kind == _POOL:
             if name in pools or name not in state.pools:
-                kept.append(rec)
+                kept.append(_on_host(rec, host.name))
         elif kind == _NETWORK:
             if name in networks or name not in state.networks:
                 kept.append(rec)
@@ -301,6 +325,18 @@ def joined(split_: Split) -> observed.World:
     return world
 
 
+def _on_host(rec: record.ResourceRecord, host: str) -> record.ResourceRecord:
+    """A pool's record as one host's pass reads it: with the UUID of that host's pool.
+
+    A pool is owned through the record (its UUID in the status); on several
+    hosts each has its own, kept in ``status.uuids`` by host.
+    """
+    uuids = rec.status.get("uuids")
+    if not isinstance(uuids, dict):
+        return rec
+    return dataclasses.replace(rec, status={**rec.status, "uuid": uuids.get(host)})
+
+
 def merge(plans: Sequence[tuple[str, actions.Plan]], split_: Split) -> actions.Plan:
     """One plan of the per-host plans, each change naming its host (record-only kinds once)."""
     changes: list[actions.Change] = []
@@ -319,8 +355,14 @@ def merge(plans: Sequence[tuple[str, actions.Plan]], split_: Split) -> actions.P
                     continue
                 seen.add(change.key)
                 changes.append(change)
+            elif change.key.kind == _VM and change.key.name in split_.moves:
+                changes.append(_moving(change, host, split_.moves[change.key.name][0]))
             else:
-                changes.append(dataclasses.replace(change, host=host))
+                # A pool or network new to a host is created there, not drift corrected.
+                known = split_.present.get(change.key)
+                fresh = change.verb is actions.Verb.CREATE and known is not None
+                drift = change.drift and not (fresh and host not in (known or ()))
+                changes.append(dataclasses.replace(change, host=host, drift=drift))
         for write in plan.spec_writes:
             writes.setdefault(write.key, write)
         errors += [e for e in plan.errors if e not in errors]
@@ -336,15 +378,6 @@ def merge(plans: Sequence[tuple[str, actions.Plan]], split_: Split) -> actions.P
                 key=key, verb=actions.Verb.UNKNOWN, host=host, note=f"host {host} unreachable"
             )
         )
-    for vm, (source, target) in sorted(split_.moves.items()):
-        if vm in split_.stranded:
-            continue
-        note = f"move {source} -> {target} is not carried out by this version; it stays"
-        changes.append(
-            actions.Change(
-                key=record.ResourceKey(_VM, vm), verb=actions.Verb.UNKNOWN, host=source, note=note
-            )
-        )
     # Changed in some slice, in sync in another (a pool on two hosts): not in sync.
     changed = {c.key for c in changes}
     return actions.Plan(
@@ -356,6 +389,42 @@ def merge(plans: Sequence[tuple[str, actions.Plan]], split_: Split) -> actions.P
         volume_claims=tuple(claims.values()),
         suspended=tuple(suspended),
         libvirt_names=names,
+    )
+
+
+def leftovers(
+    split_: Split, records: Sequence[record.ResourceRecord]
+) -> list[tuple[Slice, list[record.ResourceKey], list[record.ResourceRecord]]]:
+    """Per drained host: the pools and networks of ours it has but no VM there needs any more.
+
+    Each is deleted on that host alone (``Change.local``); the resource stays
+    wherever else it is needed.
+    """
+    by_key = {r.key: r for r in records if r.deleted_at is None}
+    found = []
+    for piece in split_.slices:
+        if not split_.emptied(piece.host):
+            continue
+        gone: list[record.ResourceKey] = []
+        for key, rec in by_key.items():
+            libvirt = naming.libvirt_name(key.name, rec.annotations)
+            if key.kind == _POOL and key.name not in piece.state.pools:
+                if libvirt in piece.world.pools:
+                    gone.append(key)
+            elif key.kind == _NETWORK and key.name not in piece.state.networks:
+                network = piece.world.networks.get(libvirt)
+                if network is not None and network.owner is not None:
+                    gone.append(key)
+        if gone:
+            found.append((piece, gone, [by_key[k] for k in gone]))
+    return found
+
+
+def _moving(change: actions.Change, host: str, source: str) -> actions.Change:
+    """The target host's create of a VM, as the cold move from ``source`` it is."""
+    moved = actions.FieldChange("host", source, host, actions.Impact.RESTART)
+    return dataclasses.replace(
+        change, host=host, move_from=source, fields=(moved, *change.fields), drift=False
     )
 
 

@@ -1,0 +1,135 @@
+"""A cold move of a VM between hosts, through the libvirt API alone (SPEC §10).
+
+A move is the target host's create of the VM (its change carries ``move_from``)
+with two steps around it, each on the connections the pass already holds:
+
+1. :func:`copy` — before the create: shut the guest down on the source
+   (gracefully, forced after the shutdown timeout), then copy each of its
+   volumes with libvirt's storage streams, downloaded from the source pool and
+   uploaded into the same pool on the target, and verify the copy: the bytes
+   read back from the target have the size and SHA-256 of the source's.
+2. the create itself defines the domain on the target from the manifests (its
+   MACs kept from the record), over the copied volumes, and starts it if it is
+   declared Running;
+3. :func:`release` — only once the create succeeded: the source domain is
+   undefined and the copied volumes deleted there, so nothing is left behind.
+
+A move that fails before the create leaves the source as it was (stopped, if it
+had been running: the next pass starts it again there or moves it again); one
+that fails in the create leaves the source's domain and volumes in place. A
+volume the target already has from a move cut off half-way is replaced,
+unless a domain there uses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterable, Iterator
+
+from reconciler import errors
+from reconciler.engine import ports
+from reconciler.engine.outcome import Options, Outcome
+from reconciler.planning import actions
+
+__all__ = ["copy", "release"]
+
+
+def _volumes(change: actions.Change) -> list[actions.VolumeTarget]:
+    target = change.target
+    if not isinstance(target, actions.VmTarget):
+        return []
+    return [v for v in target.volumes if v.image_pool is None or v.image_pool != v.pool]
+
+
+class _Digest:
+    """Chunks passed through, counted and hashed on the way."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.size += len(chunk)
+            self.sha256.update(chunk)
+            yield chunk
+
+
+def _digest(chunks: Iterable[bytes]) -> tuple[int, str]:
+    seen = _Digest(chunks)
+    for _ in seen:
+        pass
+    return seen.size, seen.sha256.hexdigest()
+
+
+def copy(
+    source: ports.Hypervisor,
+    target: ports.Hypervisor,
+    change: actions.Change,
+    options: Options,
+    outcome: Outcome,
+) -> None:
+    """Stop the VM on the source and copy its volumes to the target, verified."""
+    name = change.object_name
+    origin = change.move_from
+    try:
+        graceful = source.stop_domain(name, timeout=options.shutdown_timeout)
+    except errors.NotFoundError:
+        graceful = True  # not defined there any more: nothing to stop
+    outcome.step(
+        "stopped",
+        "Stopping",
+        f"stopped on {origin} for the move to {change.host}"
+        + ("" if graceful else " (forced after the shutdown timeout)"),
+    )
+    found = target.observe(domains=(), volumes={v.pool for v in _volumes(change)})
+    for volume in _volumes(change):
+        pool, file = volume.pool, volume.volume
+        try:
+            capacity = source.volume(pool, file).capacity
+        except errors.NotFoundError:
+            continue  # never made on the source: the create makes it on the target
+        there = found.pools.get(pool)
+        if there is not None and file in there.volumes:
+            target.delete_volume(pool, file)  # a copy cut off half-way: start again
+        sent = _Digest(source.read_volume(pool, file))
+        target.write_volume(pool, file, capacity, source.volume_format(pool, file), sent)
+        size, digest = _digest(target.read_volume(pool, file))
+        if (size, digest) != (sent.size, sent.sha256.hexdigest()):
+            target.delete_volume(pool, file)
+            raise errors.HypervisorError(
+                "verify the copy of",
+                f"volume {pool}/{file}",
+                f"{size} bytes, sha256 {digest[:12]} on {change.host}; "
+                f"{sent.size} bytes, sha256 {sent.sha256.hexdigest()[:12]} on {origin}",
+            )
+        outcome.step(
+            "copied",
+            "VolumeCopied",
+            f"volume {pool}/{file} copied from {origin} to {change.host} "
+            f"({size} bytes, sha256 {digest[:12]} verified)",
+        )
+
+
+def release(source: ports.Hypervisor, change: actions.Change, outcome: Outcome) -> None:
+    """Remove the moved VM's domain and volumes from the source host."""
+    name = change.object_name
+    with contextlib.suppress(errors.NotFoundError):
+        source.undefine_domain(name)
+    for volume in _volumes(change):
+        try:
+            source.delete_volume(volume.pool, volume.volume)
+        except errors.NotFoundError:
+            continue
+    target = change.target
+    if isinstance(target, actions.VmTarget):
+        for seed in target.shape.seeds or ():
+            try:
+                source.delete_volume(seed.pool, seed.volume)
+            except errors.NotFoundError:
+                continue
+    outcome.event(
+        "Moved", f"moved from {change.move_from} to {change.host} (cold: stopped, copied, verified)"
+    )
