@@ -608,6 +608,28 @@ class FakeHypervisor:
                 )
             volumes[name] = FakeVolume(sum(len(data) for _, data in seed.files), None)
 
+    def read_volume(self, pool: str, name: str) -> Iterator[bytes]:
+        with self._lock:
+            self._call("read_volume", name)
+            volume = self._volume(pool, name, "download")
+        yield bytes(min(volume.capacity, 4096))  # a fake volume has a size, no content
+
+    def write_volume(
+        self, pool: str, name: str, capacity: int, volume_format: str, chunks: Iterable[bytes]
+    ) -> None:
+        data = b"".join(chunks)
+        with self._lock:
+            self._call("write_volume", name)
+            volumes = self._volumes(pool, "create", name)
+            if name in volumes:
+                raise errors.ExistsError(
+                    "create", f"volume {pool}/{name}", f"storage volume '{name}' exists already"
+                )
+            volumes[name] = FakeVolume(max(capacity, len(data)), None)
+
+    def volume_format(self, pool: str, name: str) -> str:
+        return "qcow2"
+
     def delete_volume(self, pool: str, name: str) -> None:
         with self._lock:
             self._call("delete_volume", name)
