@@ -14,7 +14,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 
 from reconciler import errors
 from reconciler.engine import ports
@@ -110,9 +110,3 @@ class Hosts:
             fleet.HostState(name, manifest, world, error)
             for (name, manifest), (world, error) in zip(declared, found, strict=True)
         ]
-
-    def by_host(
-        self, state: desired.DesiredState, names: Sequence[str]
-    ) -> dict[str, ports.Hypervisor]:
-        uris = self.of(state)
-        return {name: self.hypervisor(uris[name]) for name in names}

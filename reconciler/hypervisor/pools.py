@@ -241,30 +241,9 @@ def upload_volume(conn: Any, pool: str, name: str, data: bytes) -> None:
     The stream goes over the libvirt connection, so this works on a remote host as
     well; a failed upload leaves no half-written volume behind.
     """
-    storage = lookup(conn, pool)
-    document = xml.render_volume(name, len(data), volume_format="raw")
-    with connection.calling("create", f"volume {pool}/{name}"):
-        vol = storage.createXML(document, 0)
-    try:
-        with connection.calling("upload", f"volume {pool}/{name}"):
-            stream = conn.newStream(0)
-            vol.upload(stream, 0, len(data), 0)
-            try:
-                view = memoryview(data)
-                for offset in range(0, len(data), _CHUNK):
-                    chunk = view[offset : offset + _CHUNK]
-                    while chunk:
-                        sent = stream.send(bytes(chunk))
-                        chunk = chunk[sent:]
-                stream.finish()
-            except BaseException:
-                with contextlib.suppress(libvirt.libvirtError):
-                    stream.abort()
-                raise
-    except BaseException:
-        with contextlib.suppress(libvirt.libvirtError):
-            vol.delete(0)
-        raise
+    view = memoryview(data)
+    chunks = (bytes(view[offset : offset + _CHUNK]) for offset in range(0, len(data), _CHUNK))
+    write_volume(conn, pool, name, len(data), "raw", chunks)
 
 
 def read_volume(conn: Any, pool: str, name: str) -> Iterator[bytes]:

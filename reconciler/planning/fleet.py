@@ -25,7 +25,7 @@ What the split keeps apart:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.models import desired, kinds, naming, observed, record
@@ -381,7 +381,7 @@ def merge(plans: Sequence[tuple[str, actions.Plan]], split_: Split) -> actions.P
     # Changed in some slice, in sync in another (a pool on two hosts): not in sync.
     changed = {c.key for c in changes}
     return actions.Plan(
-        changes=tuple(_ordered(changes)),
+        changes=tuple(changes),  # host by host as the slices came, record-only kinds once
         in_sync=tuple(k for k in in_sync if k not in changed),
         spec_writes=tuple(writes.values()),
         errors=tuple(errors),
@@ -426,11 +426,6 @@ def _moving(change: actions.Change, host: str, source: str) -> actions.Change:
     return dataclasses.replace(
         change, host=host, move_from=source, fields=(moved, *change.fields), drift=False
     )
-
-
-def _ordered(changes: Iterable[actions.Change]) -> list[actions.Change]:
-    """Host by host as the slices came (record-only kinds with the first), stable."""
-    return list(changes)
 
 
 def host_status(
