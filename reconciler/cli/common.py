@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 import click
@@ -12,7 +11,6 @@ from reconciler import errors, settings
 from reconciler.engine import hosts, ports, reconcile
 from reconciler.hypervisor import adapter
 from reconciler.models import access, catalog, kinds
-from reconciler.planning import placement
 from reconciler.store import store as store_module
 
 __all__ = [
@@ -20,7 +18,6 @@ __all__ = [
     "open_store",
     "parse_kind",
     "parse_ref",
-    "placement_strategy",
     "reconciler",
     "settings_of",
 ]
@@ -101,12 +98,4 @@ def reconciler(
     """
     fleet = hosts.Hosts(hv, connect=adapter.Hypervisor)
     ctx.call_on_close(fleet.close)
-    return reconcile.Reconciler(store, hv, hosts=fleet, strategy=placement_strategy())
-
-
-def placement_strategy() -> placement.Strategy:
-    raw = os.environ.get("INFINIBAY_PLACEMENT", "spread").strip().lower() or "spread"
-    try:
-        return placement.Strategy(raw)
-    except ValueError:
-        raise errors.ConfigError(f"INFINIBAY_PLACEMENT={raw!r}: expected spread or pack") from None
+    return reconcile.Reconciler(store, hv, hosts=fleet, strategy=hosts.placement_strategy())

@@ -160,6 +160,12 @@ DURATION = _Duration()
     help="Leadership lease: a standby takes over within it when the leader dies.",
 )
 @click.option(
+    "--shard",
+    is_flag=True,
+    help="Share the hosts with the record's other --shard daemons: each host is held "
+    "by one of them, and a dead daemon's hosts are taken over within --lease (PostgreSQL).",
+)
+@click.option(
     "--unhealthy-after",
     type=DURATION,
     default="60s",
@@ -203,6 +209,7 @@ def daemon(
     shutdown_timeout: float,
     drain_timeout: float,
     lease: float,
+    shard: bool,
     unhealthy_after: float,
     debounce: float,
     cache_dir: str | None,
@@ -250,6 +257,7 @@ def daemon(
         metrics_public=metrics_public,
         novnc_path=novnc_path,
         console_ticket_ttl=console_ticket_ttl,
+        shard=shard,
     )
     daemon_module.Daemon(
         cfg,

@@ -145,7 +145,7 @@ def _observe_hosts(
             reach.close()
     try:
         world, drifted = recorded.drifted_on_hosts(
-            records, found, installation, store.volumes(), common.placement_strategy()
+            records, found, installation, store.volumes(), hosts.placement_strategy()
         )
     except ValueError as exc:
         click.echo(f"warning: drift not computed: {' '.join(str(exc).split())}", err=True)

@@ -90,3 +90,5 @@ class Config:
     """Where noVNC's files are (Debian's ``novnc`` package); the console page loads them."""
     console_ticket_ttl: float = 60.0
     """Seconds a console ticket stays valid (it is single-use either way)."""
+    shard: bool = False
+    """Share the declared hosts with the other ``--shard`` daemons of the record (SPEC §10)."""

@@ -41,8 +41,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import pathlib
 import signal
+import socket
 import threading
 import types
 from collections.abc import Callable, Iterator
@@ -51,6 +53,7 @@ from typing import Any
 from reconciler import errors
 from reconciler.daemon import config as config_module
 from reconciler.daemon import console, health, http, leader, loop, metrics, queue, sources
+from reconciler.engine import hosts
 from reconciler.hypervisor import adapter
 from reconciler.models import access, kinds, record
 from reconciler.models import console as console_model
@@ -114,6 +117,7 @@ class Daemon:
         self.health = health.Health(cfg.unhealthy_after)
         self._runner: threading.Thread | None = None
         self._components: list[tuple[str, Callable[[], bool]]] = []  # name, alive()
+        self._followed: dict[str, adapter.LifecycleEvents] = {}  # other hosts' events, by URI
 
     # -- signals -------------------------------------------------------------------
 
@@ -206,8 +210,51 @@ class Daemon:
             reconnects.forget("libvirt")
             self.queue.add(loop.ALL, record.Trigger.LIBVIRT_EVENT)
 
+    def _follow_hosts(
+        self, work: loop.Loop, leadership: leader.Leadership | leader.Sharding
+    ) -> None:
+        """One lifecycle-event subscription per declared host (a sharded daemon: its own).
+
+        The ``-c`` URI has its subscription from the start. Each other host's is
+        opened when the host appears, retried on the next poll while the host
+        cannot be reached, reconnects on its own once open (a ``reconnected``
+        event queues a full pass), and is closed when the host goes or is
+        handed over.
+        """
+        try:
+            declared = work.declared_hosts()
+        except errors.StoreError:
+            return  # the record is away: keep what is followed
+        held = leadership.held if isinstance(leadership, leader.Sharding) else None
+        wanted = {
+            uri
+            for name, uri in declared.items()
+            if uri and uri != self.libvirt_uri and (held is None or name in held)
+        }
+        for uri in sorted(set(self._followed) - wanted):
+            self._followed.pop(uri).stop()
+        for uri in sorted(wanted - set(self._followed)):
+            events = adapter.LifecycleEvents(uri, self._on_libvirt_event(work), retry=RECONNECT_CAP)
+            try:
+                events.start()
+            except errors.HypervisorError as exc:
+                _log.debug("not following %s yet: %s", uri, exc)
+                continue
+            self._followed[uri] = events
+        for uri, events in list(self._followed.items()):
+            if not events.alive() and not self.stopping.is_set():
+                _log.error("the libvirt events thread of %s is gone", uri)
+                self._die(f"the libvirt events thread of {uri} died")
+
+    def _unfollow_hosts(self) -> None:
+        for uri in list(self._followed):
+            self._followed.pop(uri).stop()
+
     def _check_record(
-        self, leadership: leader.Leadership, work: loop.Loop, store: store_module.Store
+        self,
+        leadership: leader.Leadership | leader.Sharding,
+        work: loop.Loop,
+        store: store_module.Store,
     ) -> None:
         """The record's reachability as the leadership poll sees it.
 
@@ -220,7 +267,7 @@ class Daemon:
         elif store.backend == "postgresql":
             work.record_outage.up()
 
-    def _run_passes(self, work: loop.Loop, leadership: leader.Leadership) -> None:
+    def _run_passes(self, work: loop.Loop, leadership: leader.Leadership | leader.Sharding) -> None:
         while not self.stopping.is_set():
             if not leadership.leading.wait(0.5):
                 continue
@@ -259,7 +306,10 @@ class Daemon:
     # -- probes --------------------------------------------------------------------
 
     def _probe(
-        self, work: loop.Loop, leadership: leader.Leadership, store: store_module.Store
+        self,
+        work: loop.Loop,
+        leadership: leader.Leadership | leader.Sharding,
+        store: store_module.Store,
     ) -> http.Probe:
         def healthy() -> bool:
             # The HTTP server answers a moment before the runner thread starts: a
@@ -276,6 +326,10 @@ class Daemon:
             fenced = leadership.fenced
             leading = leadership.leading.is_set() and fenced is None
             problems = self.health.problems()
+            if isinstance(leadership, leader.Sharding):
+                role = "fenced" if fenced else "shard" if leading else "standby"
+            else:
+                role = "fenced" if fenced else "leader" if leading else "standby"
             if leading:
                 ready = last is not None and last.ok
                 holder: str | None = "this daemon"
@@ -286,7 +340,10 @@ class Daemon:
                 except errors.StoreError:  # the record is away: say so, with the problems
                     ready, holder = False, None
             return ready and not problems, {
-                "role": "fenced" if fenced else "leader" if leading else "standby",
+                "role": role,
+                "hosts": sorted(leadership.held)
+                if isinstance(leadership, leader.Sharding)
+                else None,
                 "fenced": fenced,
                 "problems": problems,
                 "leader": holder,
@@ -326,13 +383,31 @@ class Daemon:
                     actor=access.local_actor("daemon"),
                 )
             )
-            leadership = leader.Leadership(store, cfg.lease)
             self._components.append(("lease heartbeat", store.heartbeat_alive))
-            leadership.claim()
-            stack.callback(leadership.resign)
             source = make_source(cfg)
             hv = stack.enter_context(adapter.Hypervisor(self.libvirt_uri, keepalive=True))
-            work = loop.Loop(cfg, store, hv, source, self.queue, self.backoff, self.metrics)
+            fleet = hosts.Hosts(hv, connect=lambda uri: adapter.Hypervisor(uri, keepalive=True))
+            stack.callback(fleet.close)
+            work = loop.Loop(
+                cfg,
+                store,
+                hv,
+                source,
+                self.queue,
+                self.backoff,
+                self.metrics,
+                fleet=fleet,
+                shard=store.acting_hosts if cfg.shard else None,
+                holder=f"pid {os.getpid()} on {socket.gethostname()}" if cfg.shard else None,
+            )
+            leadership: leader.Leadership | leader.Sharding
+            if cfg.shard:
+                leadership = leader.Sharding(store, cfg.lease, lambda: list(work.declared_hosts()))
+            else:
+                leadership = leader.Leadership(store, cfg.lease)
+            leadership.claim()
+            stack.callback(leadership.resign)
+            stack.callback(self._unfollow_hosts)
             self.health.watch("libvirt", lambda: hv.down_since)
             self.health.watch("the record", lambda: work.record_outage.since)
             events = adapter.LifecycleEvents(
@@ -391,6 +466,7 @@ class Daemon:
                 elif change is False:
                     self.metrics.leader.set(0)
                 self._check_record(leadership, work, store)
+                self._follow_hosts(work, leadership)
                 self._supervise()
             self._drain()
         fatal = self.health.fatal

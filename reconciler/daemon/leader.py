@@ -25,11 +25,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 from reconciler import errors
 from reconciler.store import store as store_module
 
-__all__ = ["Leadership"]
+__all__ = ["IMPLICIT_HOST", "Leadership", "Sharding", "assign"]
 
 _log = logging.getLogger(__name__)
 
@@ -109,3 +110,118 @@ class Leadership:
     def resign(self) -> None:
         self.leading.clear()
         self.store.resign()
+
+
+IMPLICIT_HOST = "local"
+"""The one host of a record that declares none (SPEC §10): ``-c``, held like any other."""
+
+
+def assign(hosts: Sequence[str], members: Sequence[str]) -> dict[str, str]:
+    """Host -> the member that should hold it: the sorted hosts dealt round the sorted members.
+
+    Every member computes the same answer from the same two lists, and each
+    holds ``len(hosts) / len(members)`` hosts, give or take one. A member that
+    joins or leaves moves only the hosts the new deal gives elsewhere.
+    """
+    ordered = sorted(members)
+    if not ordered:
+        return {}
+    return {host: ordered[i % len(ordered)] for i, host in enumerate(sorted(set(hosts)))}
+
+
+class Sharding:
+    """The hosts this ``--shard`` daemon holds, among the record's other sharded daemons.
+
+    The same face as :class:`Leadership` to the daemon: :attr:`leading` is set
+    while it holds at least one host (its runner passes then act on those
+    hosts alone, :meth:`~reconciler.store.store.Store.acting_hosts`), and
+    :meth:`tick` polls every ``lease / 5`` seconds: it reads the live members,
+    deals the declared hosts among them (:func:`assign`), takes the free hosts
+    dealt to it and gives back, between passes, those dealt to another. A
+    daemon that dies is out of the members at once when it was killed on this
+    node, else once its membership expires; its hosts are free as soon as its
+    host leases are, and the survivors take them on their next poll. A host
+    lease that lapses under this daemon (it was frozen) fences its pass, and
+    the host goes to whoever the deal names.
+    """
+
+    def __init__(
+        self, store: store_module.Store, lease: float, hosts: Callable[[], Sequence[str]]
+    ) -> None:
+        self.store = store
+        self.lease = lease
+        self.leading = threading.Event()
+        self.healthy = True
+        self._hosts = hosts
+        self._held: frozenset[str] = frozenset()
+        self._fenced: tuple[str, float] | None = None
+
+    @property
+    def poll_interval(self) -> float:
+        return max(self.lease / 5, 0.2)
+
+    @property
+    def held(self) -> frozenset[str]:
+        return self._held
+
+    def claim(self) -> bool:
+        self.store.join_shards()
+        self.tick()
+        if not self.leading.is_set():
+            _log.info(
+                "sharded: no host is free for this daemon yet; polling every %gs",
+                self.poll_interval,
+            )
+        return self.leading.is_set()
+
+    @property
+    def fenced(self) -> str | None:
+        lost = self._fenced
+        if lost is None:
+            return None
+        why, since = lost
+        if self.store.writing() or time.monotonic() - since < self.lease:
+            return why
+        return None
+
+    def tick(self) -> bool | None:
+        """Poll once; True when it took a host (a full pass is due), False when it holds none."""
+        now = self.store.held_hosts()
+        lost = self._held - now
+        if lost:
+            why = f"the lease of host {', '.join(sorted(lost))} lapsed or was taken over"
+            self._fenced = (why, time.monotonic())
+            _log.error("fenced: %s; the pass in flight takes no further action", why)
+        gained = False
+        try:
+            me = self.store.shard_member()
+            dealt = assign(list(self._hosts()) or [IMPLICIT_HOST], self.store.shard_members())
+            wanted = {host for host, member in dealt.items() if member == me}
+            for host in sorted(wanted - now):
+                if self.store.hold_host(host):
+                    gained = True
+                    _log.info("sharded: holding host %s", host)
+            for host in sorted(now - wanted):
+                if not self.store.writing():  # never under a pass in flight
+                    self.store.release_host(host)
+                    _log.info(
+                        "sharded: handing host %s over%s",
+                        host,
+                        f" to {dealt[host]}" if host in dealt else " (no longer declared)",
+                    )
+            self.healthy = True
+        except errors.StoreError as exc:
+            self.healthy = False
+            _log.warning("cannot reach the record to share the hosts: %s", exc)
+        was = self.leading.is_set()
+        self._held = self.store.held_hosts()
+        if self._held:
+            self.leading.set()
+            return True if gained or not was else None
+        self.leading.clear()
+        return False if was else None
+
+    def resign(self) -> None:
+        self.leading.clear()
+        self._held = frozenset()
+        self.store.leave_shards()

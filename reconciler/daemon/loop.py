@@ -58,13 +58,13 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from reconciler import errors
 from reconciler.daemon import config as config_module
 from reconciler.daemon import health, logs, metrics, queue, sources
-from reconciler.engine import decision, execute, ports, reconcile, recorded
+from reconciler.engine import decision, execute, hosts, ports, reconcile, recorded
 from reconciler.manifests import loader
 from reconciler.models import access, desired, kinds, naming, record
 from reconciler.store import store as store_module
@@ -150,10 +150,20 @@ class Loop:
         work: queue.WorkQueue,
         backoff: queue.Backoff,
         gauges: metrics.Metrics,
+        *,
+        fleet: hosts.Hosts | None = None,
+        shard: Callable[[], frozenset[str] | None] | None = None,
+        holder: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.hv = hv
+        # The declared hosts' connections, kept across passes (SPEC §10); and, for a
+        # sharded daemon, the hosts its passes may act on, and who it is.
+        self.fleet = fleet if fleet is not None else hosts.Hosts(hv)
+        self.shard = shard
+        self.holder = holder
+        self.strategy = hosts.placement_strategy()
         self.source = source
         self.queue = work
         self.backoff = backoff
@@ -189,6 +199,17 @@ class Loop:
     def concerns(self, domain: str) -> bool:
         """Whether a libvirt event about ``domain`` may need a pass (a VM we manage)."""
         return not domain or domain in self._vm_names
+
+    def declared_hosts(self) -> dict[str, str]:
+        """Host name -> URI of the hosts in force: the last good state's, else the record's."""
+        good = self._good
+        if good is not None:
+            return self.fleet.of(good[0])
+        return {
+            r.key.name: str(r.spec.get("uri", ""))
+            for r in self.store.resources(kinds.Kind.HOST.value)
+            if r.deleted_at is None
+        }
 
     def vm_of(self, domain: str) -> str:
         """The VM whose libvirt domain is named ``domain`` (its own name, or its annotation's)."""
@@ -351,7 +372,14 @@ class Loop:
             # may be stopped out of band before the pass ends, and that event must count.
             self._vm_names = {**self._vm_names, **_domains(state.vms.values())}
             with logs.bound(revision=revision):
-                result = reconcile.Reconciler(self.store, self.hv).apply(
+                result = reconcile.Reconciler(
+                    self.store,
+                    self.hv,
+                    hosts=self.fleet,
+                    strategy=self.strategy,
+                    shard=self.shard,
+                    holder=self.holder,
+                ).apply(
                     lambda _records: state,
                     reconcile.Pass(
                         prune=self.cfg.prune,

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import os
 import threading
 from collections.abc import Callable, Collection
 
 from reconciler import errors
 from reconciler.engine import ports
 from reconciler.models import desired, kinds, observed
-from reconciler.planning import fleet
+from reconciler.planning import fleet, placement
 
-__all__ = ["Connect", "Hosts"]
+__all__ = ["Connect", "Hosts", "placement_strategy"]
 
 _log = logging.getLogger(__name__)
 
@@ -110,3 +111,12 @@ class Hosts:
             fleet.HostState(name, manifest, world, error)
             for (name, manifest), (world, error) in zip(declared, found, strict=True)
         ]
+
+
+def placement_strategy() -> placement.Strategy:
+    """How new VMs are placed among the hosts: ``INFINIBAY_PLACEMENT`` (spread, or pack)."""
+    raw = os.environ.get("INFINIBAY_PLACEMENT", "spread").strip().lower() or "spread"
+    try:
+        return placement.Strategy(raw)
+    except ValueError:
+        raise errors.ConfigError(f"INFINIBAY_PLACEMENT={raw!r}: expected spread or pack") from None

@@ -233,6 +233,8 @@ class Reconciler:
         clock: Callable[[], dt.datetime] | None = None,
         hosts: hosts_module.Hosts | None = None,
         strategy: placement.Strategy = placement.Strategy.SPREAD,
+        shard: Callable[[], frozenset[str] | None] | None = None,
+        holder: str | None = None,
     ) -> None:
         self.store = store
         self.hv = hv
@@ -240,6 +242,9 @@ class Reconciler:
         # The declared hosts' connections (SPEC §10); the caller's, kept across passes.
         self.hosts = hosts if hosts is not None else hosts_module.Hosts(hv)
         self.strategy = strategy
+        # A sharded daemon's hosts, as its pass holds them (SPEC §10); None: every host.
+        self.shard = shard if shard is not None else lambda: None
+        self.holder = holder  # who runs this pass, for the hosts' status (a daemon)
 
     def plan(
         self, state: desired.DesiredState, *, prune: bool = False, adopt: bool = False
@@ -288,7 +293,7 @@ class Reconciler:
             plan = self._plan(state, records, world, prune=prune, adopt=adopt, selector=selector)
             return _Survey(plan, world)
         found = self.hosts.observe(state, refresh=pools_in_play(state, records))
-        part = fleet.split(state, records, found, self.strategy)
+        part = fleet.split(state, records, found, self.strategy, self.shard())
         world = fleet.joined(part)
         seen(state, records, world)
         installation = self.store.installation_id()
@@ -747,7 +752,7 @@ class Reconciler:
         """Status over several hosts: each host's resources from its own fresh observation."""
         records = self.store.resources()
         found = self.hosts.observe(state, refresh=pools_in_play(state, records))
-        part = fleet.split(state, records, found, self.strategy)
+        part = fleet.split(state, records, found, self.strategy, self.shard())
         installation = self.store.installation_id()
         volumes = self.store.volumes()
         failures = {o.change.key: o.error for o in outcomes if not o.ok}
@@ -775,6 +780,8 @@ class Reconciler:
                 verdicts=verdicts,
                 now=now,
             ):
+                if write.key.kind == _HOST_KIND and not part.acts_on(write.key.name):
+                    continue  # another sharded daemon's host: it reports it
                 if write.key.kind == _VM:
                     write = record.StatusWrite(write.key, {**write.status, "host": piece.host})
                 elif write.key in writes:
@@ -790,6 +797,7 @@ class Reconciler:
                 h.name: found_object
                 for h in found
                 if h.world is not None
+                and part.acts_on(h.name)
                 and (
                     found_object := (
                         h.world.pools if key.kind == _POOL_KIND else h.world.networks
@@ -797,9 +805,14 @@ class Reconciler:
                 )
                 is not None
             }
-            # An unreachable host's object keeps the UUID the record had for it.
-            kept = next((r.status.get("uuids") for r in records if r.key == key), None)
-            unseen = {h.name for h in found if h.world is None}
+            # An unreachable host's object keeps the UUID the record had for it, and so
+            # does another sharded daemon's host.
+            before = next((r.status for r in records if r.key == key), {})
+            kept = before.get("uuids")
+            unseen = {h.name for h in found if h.world is None or not part.acts_on(h.name)}
+            elsewhere = [
+                h for h in before.get("hosts", []) if isinstance(h, str) and not part.acts_on(h)
+            ]
             uuids = {
                 **{
                     h: u for h, u in (kept if isinstance(kept, dict) else {}).items() if h in unseen
@@ -807,12 +820,12 @@ class Reconciler:
                 **{host: o.uuid for host, o in sorted(objects.items())},
             }
             writes[key] = record.StatusWrite(
-                key, {**write.status, "hosts": sorted(objects), "uuids": uuids}
+                key, {**write.status, "hosts": sorted({*objects, *elsewhere}), "uuids": uuids}
             )
         stamp = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
         for write in [
             *fleet.stranded_status(part, records, stamp),
-            *fleet.host_status(part, state),
+            *fleet.host_status(part, state, holder=self.holder),
         ]:
             writes[write.key] = write
         self.store.write_status([w for w in writes.values() if w.key not in held])
@@ -830,6 +843,7 @@ class _Survey:
 _VM = kinds.Kind.VIRTUAL_MACHINE.value
 _POOL_KIND = kinds.Kind.STORAGE_POOL.value
 _NETWORK_KIND = kinds.Kind.NETWORK.value
+_HOST_KIND = kinds.Kind.HOST.value
 
 
 def _verdict(outcome: execute.Outcome) -> status.Verdict | None:

@@ -205,6 +205,9 @@ class RunRecord:
     result: str | None
     # The resources a narrowed pass was for ("virtualmachine/x"); None: a full pass.
     scope: tuple[str, ...] | None = None
+    # A sharded daemon's pass (SPEC §10): the daemon, and the hosts it held (host -> epoch).
+    holder: str | None = None
+    hosts: dict[str, int] | None = None
 
 
 def corrupt_at(what: str, exc: pydantic.ValidationError) -> errors.RecordCorrupt:

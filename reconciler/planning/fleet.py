@@ -20,6 +20,10 @@ What the split keeps apart:
 * A VM on an unreachable host is *stranded*: not planned, not re-placed
   (there is no fencing of a host we cannot see), reported as unknown with the
   condition ``HostUnreachable``.
+* A sharded daemon (``mine``: the hosts whose lease it holds) plans and reports
+  its own hosts alone; every daemon places the same way, from the same record
+  and the same observation of every host. A move between two hosts that not
+  one daemon holds both of waits, the VM staying where it is.
 """
 
 from __future__ import annotations
@@ -87,6 +91,11 @@ class Split:
     hosts: tuple[HostState, ...]
     # The hosts the last pass found each pool and network on (their status ``hosts``).
     present: Mapping[record.ResourceKey, frozenset[str]] = dataclasses.field(default_factory=dict)
+    mine: frozenset[str] | None = None  # a sharded daemon's hosts; None: every host
+
+    def acts_on(self, host: str) -> bool:
+        """Whether this pass plans, acts on and reports ``host``."""
+        return self.mine is None or host in self.mine
 
     def emptied(self, host: str) -> bool:
         """Whether ``host`` drains and will have none of the VMs once this pass ends."""
@@ -162,6 +171,7 @@ def split(
     records: Sequence[record.ResourceRecord],
     hosts: Sequence[HostState],
     strategy: placement.Strategy = placement.Strategy.SPREAD,
+    mine: frozenset[str] | None = None,
 ) -> Split:
     """Place every VM and cut the pass into one slice per reachable host (module doc)."""
     by_name = {h.name: h for h in hosts}
@@ -196,14 +206,15 @@ def split(
     placed = dict(answer.hosts)
     moves: dict[str, tuple[str, str]] = {}
     for moved, (source, target) in answer.moves.items():
-        if source in by_name and by_name[source].reachable:
+        held = mine is None or (source in mine and target in mine)
+        if source in by_name and by_name[source].reachable and held:
             moves[moved] = (source, target)
         else:
             placed[moved] = source
     stranded = {
         vm: host
         for vm, host in {**current, **placed}.items()
-        if host in by_name and not by_name[host].reachable
+        if host in by_name and not by_name[host].reachable and (mine is None or host in mine)
     }
     errors = tuple(
         f"{state.vms[vm].source.at(('spec',))}: VirtualMachine/{vm}: {why.message()}"
@@ -211,7 +222,7 @@ def split(
     )
     slices: list[Slice] = []
     for host in sorted(hosts, key=lambda h: h.name):
-        if host.world is None:
+        if host.world is None or (mine is not None and host.name not in mine):
             continue
         slices.append(
             _slice(
@@ -240,6 +251,7 @@ def split(
             and r.deleted_at is None
             and isinstance(r.status.get("hosts"), list)
         },
+        mine=mine,
     )
 
 
@@ -434,6 +446,8 @@ def host_status(
     """Each declared host's status: reachable, capacity, what is placed on it, by whom."""
     writes = []
     for host in split_.hosts:
+        if not split_.acts_on(host.name):
+            continue  # another daemon's: it reports it
         spec = host.manifest.spec
         vms = sorted(vm for vm, h in {**split_.placed, **split_.stranded}.items() if h == host.name)
         sized = [state.effective_vms[vm] for vm in vms if vm in state.effective_vms]

@@ -127,6 +127,10 @@ class Base:
         self._heartbeat = _locks.Heartbeat(
             [self._leadership, self._lock], interval=lease / _locks.RENEWALS_PER_LEASE
         )
+        self._lease_s = lease
+        # A sharded daemon's leases (SPEC §10): its membership, and host name -> lease.
+        self._member: _locks.Lease | None = None
+        self._host_leases: dict[str, _locks.Lease] = {}
         self._closed = False
         self.actor: str | None = None
         """Who acts through this store: stamped on the events and revisions it writes
@@ -186,6 +190,22 @@ class Base:
         if self.backend == "postgresql":
             return postgresql.insert(model)
         return sqlite.insert(model)
+
+    def shard_member(self) -> str | None:
+        """This daemon's membership row name, when it is a sharded daemon."""
+        return self._member.name if self._member is not None else None
+
+    def _fenced_hosts(self) -> dict[str, int] | None:
+        """Host -> epoch of the leases the current pass holds; ``None`` unless sharded."""
+        if self._member is None:
+            return None
+        fence = self._pass_fence
+        holds = {lease.name: epoch for lease, epoch in fence.holds} if fence else {}
+        return {
+            host: holds[lease.name]
+            for host, lease in sorted(self._host_leases.items())
+            if lease.name in holds
+        }
 
     def _fence_epoch(self) -> int | None:
         return self._write_fence().epoch

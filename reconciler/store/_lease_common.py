@@ -40,6 +40,19 @@ _log = logging.getLogger(__name__)
 WRITER_ROW = "writer"
 LEADER_ROW = "leader"
 TITLES = {WRITER_ROW: "writer lock", LEADER_ROW: "leadership"}
+MEMBER_PREFIX = "member:"  # a sharded daemon's membership (SPEC §10): ``member:<id>``
+HOST_PREFIX = "host:"  # one host's lease among sharded daemons: ``host:<digest>``
+
+
+def title(name: str) -> str:
+    """What a lease row is, for messages: ``writer lock``, ``lease of a host``..."""
+    if name.startswith(HOST_PREFIX):
+        return "lease of a host"
+    if name.startswith(MEMBER_PREFIX):
+        return "shard membership"
+    return TITLES.get(name, name)
+
+
 RENEWALS_PER_LEASE = 4
 POLL_S = 0.1
 
@@ -142,7 +155,7 @@ class Fence:
 
 def fenced(name: str, epoch: int, why: str) -> errors.Fenced:
     return errors.Fenced(
-        f"this reconciler's {TITLES.get(name, name)} (epoch {epoch}) {why}; "
+        f"this reconciler's {title(name)} (epoch {epoch}) {why}; "
         "it takes no further action (another reconciler may hold it now)"
     )
 
@@ -157,7 +170,7 @@ class Heartbeat:
     """
 
     def __init__(self, leases: Sequence[Lease], interval: float) -> None:
-        self._leases = tuple(leases)
+        self._leases = list(leases)
         self._interval = interval
         self._stop = threading.Event()
         self._guard = threading.Lock()
@@ -170,6 +183,12 @@ class Heartbeat:
                     target=self._run, name="lease-heartbeat", daemon=True
                 )
                 self._thread.start()
+
+    def add(self, lease: Lease) -> None:
+        """Renew ``lease`` too from now on (a sharded daemon's host leases come and go)."""
+        with self._guard:
+            if lease not in self._leases:
+                self._leases.append(lease)
 
     def stop(self) -> None:
         self._stop.set()
@@ -186,7 +205,9 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            for lease in self._leases:
+            with self._guard:
+                leases = list(self._leases)
+            for lease in leases:
                 if lease.epoch is None:
                     continue
                 try:

@@ -49,7 +49,9 @@ class Leases(_base.Base):
                     self._lock.acquire(wait)
                 except SQLAlchemyError as exc:
                     raise _base.translate("taking the writer lock", self._url, exc) from exc
-                self._pass_fence = _locks.Fence.of(self._lock, self._leadership)
+                # A sharded daemon's pass acts on the hosts it holds now, under their epochs.
+                hosts = [h for h in self._host_leases.values() if h.stale() is None]
+                self._pass_fence = _locks.Fence.of(self._lock, self._leadership, *hosts)
                 if self._pass_fence.holds:
                     self._heartbeat.start()
             self._lock_depth += 1

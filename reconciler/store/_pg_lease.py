@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler.store import _lease_common, schema
 
-__all__ = ["LEADER_KEY", "WRITER_KEY", "PostgresLease"]
+__all__ = ["LEADER_KEY", "WRITER_KEY", "PostgresLease", "orphaned", "shard_key"]
 
 _log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ _log = logging.getLogger(__name__)
 WRITER_KEY = 0x1B_5EC0_0001
 LEADER_KEY = 0x1B_5EC0_0003
 _ROWS = (_lease_common.LEADER_ROW, _lease_common.WRITER_ROW)  # locked in this order, always
+_SHARD_KEYS = 0x1B_5EC1  # high half of the advisory keys of host and membership leases
 # The dedicated session notices a vanished peer: probe after 5 s idle, every
 # 2 s, give up after 3 unanswered probes (about 11 s).
 _PG_KEEPALIVE = {
@@ -112,7 +114,7 @@ def _holding(name: str, epoch: int, held: bool) -> None:
             _HELD.discard((name, epoch))
 
 
-def _orphaned(name: str, epoch: int, pid: int, node: str | None) -> bool:
+def orphaned(name: str, epoch: int, pid: int, node: str | None) -> bool:
     """Whether the holder a row names is gone: killed, or this process, which let go of it."""
     if node is None or node != _node():
         return False  # another host or container: only its lease's expiry tells
@@ -120,6 +122,15 @@ def _orphaned(name: str, epoch: int, pid: int, node: str | None) -> bool:
         return _gone(pid)
     with _HELD_GUARD:
         return (name, epoch) not in _HELD
+
+
+def shard_key(name: str) -> int:
+    """The advisory lock key of a host or membership lease, from its row name.
+
+    Two names that share a CRC only share an advisory lock: their holders then
+    wait for each other, which is slow but never unsafe (the row decides).
+    """
+    return (_SHARD_KEYS << 32) | zlib.crc32(name.encode())
 
 
 class PostgresLease:
@@ -212,7 +223,7 @@ class PostgresLease:
             _log.warning(
                 "the %s lease of pid %s on host %s (epoch %s) expired while its session "
                 "still held it (a frozen or cut-off process): terminated that session",
-                _lease_common.TITLES[self._name],
+                _lease_common.title(self._name),
                 found.pid,
                 found.host,
                 found.epoch,
@@ -227,7 +238,7 @@ class PostgresLease:
             .values(
                 [
                     {"name": name, "pid": me.pid, "host": me.host, "since": me.since}
-                    for name in _ROWS
+                    for name in dict.fromkeys((*_ROWS, self._name))
                 ]
             )
             .on_conflict_do_nothing(index_elements=[row.name])
@@ -244,7 +255,7 @@ class PostgresLease:
             .with_for_update()
         ).all()
         mine = next(found for found in rows if found.name == self._name)
-        if not (mine.free or _orphaned(self._name, mine.epoch, mine.pid, mine.node)):
+        if not (mine.free or orphaned(self._name, mine.epoch, mine.pid, mine.node)):
             return None
         epoch = int(max(found.epoch for found in rows)) + 1
         conn.execute(
@@ -269,7 +280,7 @@ class PostgresLease:
 
         A record that does not answer loses nothing yet: nobody can take the row
         while it is down, and the hold stays valid for what is left of it. A
-        lapse is final, though: a pass that was _lease_common.fenced must not come back to life.
+        lapse is final, though: a pass that was fenced must not come back to life.
         """
         with self._guard:
             epoch = self._epoch
@@ -300,7 +311,7 @@ class PostgresLease:
                     if attempt:
                         _log.warning(
                             "cannot renew the %s lease (epoch %s): %s; it holds for %.1fs more",
-                            _lease_common.TITLES[self._name],
+                            _lease_common.title(self._name),
                             epoch,
                             _one_line(exc),
                             max(self._valid_for(), 0.0),
@@ -340,7 +351,7 @@ class PostgresLease:
     def _lose(self, epoch: int, why: str) -> None:
         self._lost = why
         _holding(self._name, epoch, False)
-        _log.error("_lease_common.fenced: %s", _lease_common.fenced(self._name, epoch, why))
+        _log.error("fenced: %s", _lease_common.fenced(self._name, epoch, why))
 
     def _valid_for(self) -> float:
         return self._duration * _VALID_FRACTION - (time.monotonic() - self._renewed)

@@ -24,6 +24,8 @@ def _run(row: schema.Run) -> record.RunRecord:
         counts=row.counts,
         result=row.result,
         scope=tuple(row.scope) if row.scope is not None else None,
+        holder=row.holder,
+        hosts=dict(row.hosts) if row.hosts is not None else None,
     )
 
 
@@ -50,6 +52,8 @@ class Runs(_base.Base):
                     counts={},
                     epoch=self._fence_epoch(),
                     scope=None if scope is None else sorted(str(k) for k in scope),
+                    holder=self.shard_member(),
+                    hosts=self._fenced_hosts(),
                 )
                 .returning(schema.Run.id)
             ).scalar_one()

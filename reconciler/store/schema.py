@@ -219,6 +219,10 @@ class Run(Base):
     epoch: Mapped[int | None] = mapped_column(BigInteger)
     # The resources a narrowed pass was for (a libvirt event's VMs); NULL: a full pass.
     scope: Mapped[list[str] | None] = mapped_column(JSONType)
+    # A sharded daemon's pass (SPEC §10): which daemon (its membership row) and the
+    # hosts it held, host -> lease epoch; NULL for every other pass.
+    holder: Mapped[str | None] = mapped_column(String(64))
+    hosts: Mapped[dict[str, int] | None] = mapped_column(NullableJSONType)
 
 
 class Installation(Base):

@@ -66,6 +66,7 @@ from reconciler.store import (
     _migrate,
     _resources,
     _runs,
+    _shards,
     _tokens,
     _volumes,
     schema,
@@ -137,6 +138,7 @@ class Store(
     _volumes.Volumes,
     _tokens.Tokens,
     _leases.Leases,
+    _shards.Shards,
 ):
     """The record. Open with :meth:`Store.open`; close with :meth:`close` or ``with``."""
 
@@ -185,6 +187,7 @@ class Store(
                 self._pass_fence = None
                 self._release_lock()
         self.resign()
+        self.leave_shards()
         self._heartbeat.stop()
         for lease in (self._lock, self._leadership):
             try:
