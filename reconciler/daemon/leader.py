@@ -18,6 +18,10 @@ The lease lives in the store (:meth:`~reconciler.store.store.Store.try_lead`):
   A second daemon refuses to start with a message naming the first
   (:meth:`Leadership.claim`), instead of idling as a standby that could
   never take over a file on someone else's host.
+
+With ``--shard`` (PostgreSQL) there is no single leader: :class:`Sharding`
+deals the declared hosts among the record's sharded daemons, each host held by
+one daemon through a lease of its own (:mod:`reconciler.store._shards`).
 """
 
 from __future__ import annotations
