@@ -17,14 +17,21 @@ with two steps around it, each on the connections the pass already holds:
 A move that fails before the create leaves the source as it was (stopped, if it
 had been running: the next pass starts it again there or moves it again); one
 that fails in the create leaves the source's domain and volumes in place. A
-volume the target already has from a move cut off half-way is replaced,
-unless a domain there uses it.
+volume the target already has from a move cut off half-way is replaced.
+
+Storage the two hosts share (one NFS export, a cluster file system, or a
+directory both see) is found out, never assumed: before copying, a small probe
+volume is made in each pool on the source and looked for on the target
+(:func:`shared_pools`). A shared pool's volumes are neither copied (that would
+replace a volume with itself) nor deleted from the source afterwards (that would
+delete the moved VM's disk): the move only stops, defines and starts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import secrets
 from collections.abc import Iterable, Iterator
 
 from reconciler import errors
@@ -32,7 +39,41 @@ from reconciler.engine import ports
 from reconciler.engine.outcome import Options, Outcome
 from reconciler.planning import actions
 
-__all__ = ["copy", "release"]
+__all__ = ["copy", "release", "shared_pools"]
+
+
+PROBE_PREFIX = "infinibay-move-probe-"
+PROBE_BYTES = 1 << 20
+
+
+def shared_pools(
+    source: ports.Hypervisor, target: ports.Hypervisor, pools: Iterable[str]
+) -> frozenset[str]:
+    """The pools whose storage ``target`` sees as ``source``'s own (a probe seen on both)."""
+    shared: set[str] = set()
+    for pool in sorted(set(pools)):
+        probe = PROBE_PREFIX + secrets.token_hex(6)
+        try:
+            source.create_volume(pool, probe, PROBE_BYTES)
+        except errors.NotFoundError:
+            continue  # no such pool on the source: nothing there to share
+        try:
+            there = target.observe(refresh={pool}, domains=(), volumes={pool}).pools.get(pool)
+            if there is not None and probe in there.volumes:
+                shared.add(pool)
+        finally:
+            with contextlib.suppress(errors.HypervisorError):
+                source.delete_volume(pool, probe)
+            with contextlib.suppress(errors.HypervisorError):  # the target forgets the probe
+                target.observe(refresh={pool}, domains=(), volumes={pool})
+    return frozenset(shared)
+
+
+def _seeds(change: actions.Change) -> list[tuple[str, str]]:
+    target = change.target
+    if not isinstance(target, actions.VmTarget):
+        return []
+    return [(seed.pool, seed.volume) for seed in target.shape.seeds or ()]
 
 
 def _volumes(change: actions.Change) -> list[actions.VolumeTarget]:
@@ -70,8 +111,12 @@ def copy(
     change: actions.Change,
     options: Options,
     outcome: Outcome,
-) -> None:
-    """Stop the VM on the source and copy its volumes to the target, verified."""
+) -> frozenset[str]:
+    """Stop the VM on the source and copy its volumes to the target, verified.
+
+    Returns the pools the two hosts share: their volumes were not copied, and
+    :func:`release` must not delete them.
+    """
     name = change.object_name
     origin = change.move_from
     try:
@@ -84,9 +129,18 @@ def copy(
         f"stopped on {origin} for the move to {change.host}"
         + ("" if graceful else " (forced after the shutdown timeout)"),
     )
+    pools = {v.pool for v in _volumes(change)} | {pool for pool, _ in _seeds(change)}
+    shared = shared_pools(source, target, pools)
     found = target.observe(domains=(), volumes={v.pool for v in _volumes(change)})
     for volume in _volumes(change):
         pool, file = volume.pool, volume.volume
+        if pool in shared:
+            outcome.step(
+                "shared",
+                "VolumeShared",
+                f"volume {pool}/{file} is on storage {origin} and {change.host} share: not copied",
+            )
+            continue
         try:
             capacity = source.volume(pool, file).capacity
         except errors.NotFoundError:
@@ -111,25 +165,26 @@ def copy(
             f"volume {pool}/{file} copied from {origin} to {change.host} "
             f"({size} bytes, sha256 {digest[:12]} verified)",
         )
+    return shared
 
 
-def release(source: ports.Hypervisor, change: actions.Change, outcome: Outcome) -> None:
-    """Remove the moved VM's domain and volumes from the source host."""
+def release(
+    source: ports.Hypervisor,
+    change: actions.Change,
+    outcome: Outcome,
+    shared: frozenset[str] = frozenset(),
+) -> None:
+    """Remove the moved VM's domain, and its volumes outside ``shared`` pools, from the source."""
     name = change.object_name
     with contextlib.suppress(errors.NotFoundError):
         source.undefine_domain(name)
-    for volume in _volumes(change):
+    owned = [(v.pool, v.volume) for v in _volumes(change)] + _seeds(change)
+    for pool, file in owned:
+        if pool in shared:
+            continue  # the target's own volume now
         try:
-            source.delete_volume(volume.pool, volume.volume)
+            source.delete_volume(pool, file)
         except errors.NotFoundError:
             continue
-    target = change.target
-    if isinstance(target, actions.VmTarget):
-        for seed in target.shape.seeds or ():
-            try:
-                source.delete_volume(seed.pool, seed.volume)
-            except errors.NotFoundError:
-                continue
-    outcome.event(
-        "Moved", f"moved from {change.move_from} to {change.host} (cold: stopped, copied, verified)"
-    )
+    how = "storage shared, nothing copied" if shared else "copied, verified"
+    outcome.event("Moved", f"moved from {change.move_from} to {change.host} (cold: stopped, {how})")

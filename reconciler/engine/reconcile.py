@@ -631,7 +631,9 @@ class Reconciler:
                 finished,
                 starting,
             )
-        copied: dict[record.ResourceKey, tuple[ports.Hypervisor, execute.Outcome]] = {}
+        copied: dict[
+            record.ResourceKey, tuple[ports.Hypervisor, execute.Outcome, frozenset[str]]
+        ] = {}
         for _hv, changes in groups:
             for change in changes:
                 if not change.move_from or options.interrupt.is_set():
@@ -640,7 +642,7 @@ class Reconciler:
                 try:
                     source = self.hosts.hypervisor(uris[change.move_from])
                     target = self.hosts.hypervisor(uris[change.host])
-                    move.copy(
+                    shared = move.copy(
                         fencing.Guarded(source, fence),
                         fencing.Guarded(target, fence),
                         change,
@@ -655,16 +657,18 @@ class Reconciler:
                     starting([change])
                     finished(outcome)
                     continue
-                copied[change.key] = (source, outcome)
+                copied[change.key] = (source, outcome, shared)
 
         def done(outcome: execute.Outcome) -> None:
             found = copied.get(outcome.change.key)
             if found is not None:
-                source, copy_outcome = found
+                source, copy_outcome, shared = found
                 outcome.events[:0] = copy_outcome.events
                 if outcome.ok:
                     try:
-                        move.release(fencing.Guarded(source, fence), outcome.change, outcome)
+                        move.release(
+                            fencing.Guarded(source, fence), outcome.change, outcome, shared
+                        )
                     except errors.HypervisorError as exc:
                         outcome.event(
                             "MoveIncomplete",
