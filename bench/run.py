@@ -11,8 +11,10 @@ Sections: ``noop`` (plan over N managed, stopped VMs vs one observation pass),
 off N guests that boot nothing), ``planner`` (pure ``planner.plan`` on
 synthetic states of 1,000 and 10,000 resources), ``daemon`` (RSS and
 latencies of ``infinibay daemon``), ``firewall`` (a policy change reaching a
-department's VMs) and ``placement`` (pure placement of 10,000 VMs over 100
-simulated hosts).
+department's VMs), ``placement`` (pure placement of 10,000 VMs over 100
+simulated hosts) and ``fleet`` (plan over N stopped VMs on each of two real
+hosts vs one process observing both; the second host is
+``INFINIBAY_BENCH_LIBVIRT_URI2`` or, as root, a libvirtd the section starts).
 
 Everything created is named ``ibbench-<6 hex>-...`` and removed at the end,
 also on failure or Ctrl-C; nothing outside that prefix is ever touched, since
@@ -21,7 +23,8 @@ other runs share the host's libvirtd.
 This module is the entry point (options, the order of sections, the report);
 the work is in ``scenario`` (names, manifests, pools, clean-up, the project's
 processes), ``raw_floor`` (the floor scripts), ``sections`` (noop, apply,
-power, planner), ``daemon_bench`` (the daemon) and ``results`` (rows, the
+power, planner, firewall, placement, fleet), ``daemon_bench`` (the daemon),
+``fleet_bench`` (the second host, the fleet's setup) and ``results`` (rows, the
 table, the machine).
 """
 
@@ -40,7 +43,7 @@ from typing import Any
 from results import BenchError, Row, log, machine, table
 from sections import Bench
 
-SECTIONS = ("noop", "apply", "power", "planner", "daemon", "firewall", "placement")
+SECTIONS = ("noop", "apply", "power", "planner", "daemon", "firewall", "placement", "fleet")
 
 
 # --- command line ---------------------------------------------------------------
@@ -61,8 +64,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--planner", type=_sizes, default=[1000, 10000], help="e.g. 1000,10000")
     parser.add_argument("--placement", type=int, default=10_000, help="VMs to place")
     parser.add_argument("--placement-hosts", type=int, default=100, help="simulated hosts")
+    parser.add_argument("--fleet", type=int, default=500, help="VMs on each of the two hosts")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians are quoted")
-    parser.add_argument("--tiny", action="store_true", help="CI smoke preset (10/5/2, 100,1000, 1)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="CI smoke preset (10/5/2, 100,1000, 2 x 10, 1)"
+    )
     parser.add_argument(
         "--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}"
     )
@@ -76,6 +82,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.vms, args.apply, args.power, args.planner, args.repeat = 10, 5, 2, [100, 1000], 1
         args.firewall = 5
         args.placement, args.placement_hosts = 1000, 10
+        args.fleet = 10
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.only) - set(SECTIONS)
     if unknown:
@@ -134,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                 section("firewall", bench.firewall)
             if "placement" in args.only:
                 section("placement", bench.placement)
+            if "fleet" in args.only:
+                section("fleet", bench.fleet)
     except KeyboardInterrupt:
         errors.append("interrupted")
         log("interrupted; cleaning up")
@@ -145,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = sorted(bench.rows, key=lambda r: order[r.section])
     sizes = {
         k: getattr(args, k)
-        for k in ("vms", "apply", "power", "planner", "firewall", "placement", "repeat")
+        for k in ("vms", "apply", "power", "planner", "firewall", "placement", "fleet", "repeat")
     }
     report = {
         "machine": info,
@@ -164,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             f"infinibay bench {info['date']}: {info['nproc']} cores, {info['accel']}, "
             f"libvirt {info['libvirt']}, QEMU {info['qemu']}; "
             f"vms={args.vms} apply={args.apply} power={args.power} "
-            f"planner={','.join(map(str, args.planner))}; medians of {args.repeat}; "
+            f"planner={','.join(map(str, args.planner))} fleet=2x{args.fleet}; "
+            f"medians of {args.repeat}; "
             f"load {info['load_before']} -> {info['load_after']}"
         )
         print(table(rows, header))

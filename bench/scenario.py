@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import yaml
 from lxml import etree
 from results import BenchError, Row, log
 
-__all__ = ["API", "POOL_ROOT", "Scenario", "doc", "vm_doc", "write_docs"]
+__all__ = ["API", "POOL_ROOT", "Scenario", "doc", "vm_doc", "write_docs", "write_files"]
 
 API = "infinibay.io/v1alpha1"
 POOL_ROOT = Path(os.environ.get("INFINIBAY_BENCH_POOL_ROOT", "/var/lib/infinibay-bench"))
@@ -44,11 +45,12 @@ def doc(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": API, "kind": kind, "metadata": {"name": name}, "spec": spec}
 
 
-def vm_doc(name: str, power: str, *, pool: str | None = None) -> dict[str, Any]:
+def vm_doc(name: str, power: str, *, pool: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A small VM (1 vCPU, 32 MiB); ``fields`` add to or override its spec."""
     spec: dict[str, Any] = {"cpus": 1, "memory": "32MiB", "powerState": power}
     if pool is not None:
         spec["disks"] = [{"name": "root", "size": "16MiB", "pool": pool}]
-    return doc("VirtualMachine", name, spec)
+    return doc("VirtualMachine", name, spec | fields)
 
 
 def write_docs(directory: Path, docs: list[dict[str, Any]]) -> Path:
@@ -57,6 +59,14 @@ def write_docs(directory: Path, docs: list[dict[str, Any]]) -> Path:
     for item in docs:
         path = directory / f"{item['kind'].lower()}-{item['metadata']['name']}.yaml"
         path.write_text(yaml.safe_dump(item, sort_keys=False))
+    return directory
+
+
+def write_files(directory: Path, files: dict[str, list[dict[str, Any]]]) -> Path:
+    """Multi-document files (file name -> its documents), as a fleet repository holds them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, docs in files.items():
+        (directory / name).write_text(yaml.safe_dump_all(docs, sort_keys=False))
     return directory
 
 
@@ -111,11 +121,23 @@ class Scenario:
     # --- processes ----------------------------------------------------------
 
     def project(
-        self, db: str, *args: str, codes: tuple[int, ...] = (0,)
+        self,
+        db: str,
+        *args: str,
+        codes: tuple[int, ...] = (0,),
+        uri: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> tuple[float, subprocess.CompletedProcess[str]]:
-        command = [self.infinibay, "--db", db, "-c", self.uri, *args]
+        """Run ``infinibay`` against ``uri`` (default ``-c``) with ``env`` (default the bench's)."""
+        command = [self.infinibay, "--db", db, "-c", uri or self.uri, *args]
         start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env=self.env, check=False)
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=self.env if env is None else env,
+            check=False,
+        )
         elapsed = time.perf_counter() - start
         if done.returncode not in codes:
             tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
@@ -137,10 +159,12 @@ class Scenario:
         etree.SubElement(etree.SubElement(pool, "target"), "path").text = str(path)
         self.conn.storagePoolDefineXML(etree.tostring(pool, encoding="unicode"), 0).create(0)
 
-    def remove(self, start: str) -> list[str]:
-        """Remove every domain, nwfilter, pool (with volumes) and network of ``start``."""
+    def remove(self, start: str, conn: libvirt.virConnect | None = None) -> list[str]:
+        """Remove every domain, nwfilter, pool (with volumes) and network of ``start``
+        from ``conn`` (default the ``-c`` host)."""
+        conn = self.conn if conn is None else conn
         failures: list[str] = []
-        for dom in self.conn.listAllDomains(0):
+        for dom in conn.listAllDomains(0):
             if dom.name().startswith(start):
                 try:
                     if dom.isActive():
@@ -149,8 +173,8 @@ class Scenario:
                         dom.undefineFlags(_UNDEFINE)
                 except libvirt.libvirtError as exc:
                     failures.append(f"domain {dom.name()}: {exc}")
-        failures += self._remove_filters(start)
-        for net in self.conn.listAllNetworks(0):
+        failures += self._remove_filters(start, conn)
+        for net in conn.listAllNetworks(0):
             if net.name().startswith(start):
                 try:
                     if net.isActive():
@@ -158,7 +182,7 @@ class Scenario:
                     net.undefine()
                 except libvirt.libvirtError as exc:
                     failures.append(f"network {net.name()}: {exc}")
-        for pool in self.conn.listAllStoragePools(0):
+        for pool in conn.listAllStoragePools(0):
             if pool.name().startswith(start):
                 try:
                     if not pool.isActive():
@@ -172,9 +196,9 @@ class Scenario:
                     failures.append(f"pool {pool.name()}: {exc}")
         return failures
 
-    def _remove_filters(self, start: str) -> list[str]:
+    def _remove_filters(self, start: str, conn: libvirt.virConnect) -> list[str]:
         """The nwfilters of ``start*`` (and ``ib-vm-``/``ib-policy-`` ones), referrers first."""
-        left = [f for f in self.conn.listAllNWFilters(0) if start in f.name()]
+        left = [f for f in conn.listAllNWFilters(0) if start in f.name()]
         for _round in range(8):
             failed = []
             for nwfilter in left:

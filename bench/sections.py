@@ -5,8 +5,9 @@
 that boot nothing), ``planner`` (pure ``planner.plan`` on synthetic states) and
 ``daemon`` (see :mod:`daemon_bench`), ``firewall`` (one policy change reaching
 N stopped VMs of a department vs the one nwfilter define it comes down to),
-``placement`` (pure placement of 10,000 VMs over 100 simulated hosts).
-Each records its :class:`results.Row` s.
+``placement`` (pure placement of 10,000 VMs over 100 simulated hosts) and
+``fleet`` (a no-op plan over N VMs on each of two real hosts vs observing both,
+see :mod:`fleet_bench`). Each records its :class:`results.Row` s.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import subprocess
 from pathlib import Path
 
 import daemon_bench
+import fleet_bench
 import placement_bench
 import planner_bench
 import raw_floor
-import yaml
 from results import BenchError, Row, log, median
-from scenario import POOL_ROOT, Scenario, doc, vm_doc, write_docs
+from scenario import POOL_ROOT, Scenario, doc, vm_doc, write_docs, write_files
 
 __all__ = ["Bench"]
 
@@ -52,8 +53,7 @@ class Bench(Scenario):
     def noop_setup(self) -> tuple[str, Path]:
         """Managed VMs as a fleet repository holds them: two multi-document files."""
         diskless, with_volumes = self._noop_sizes()
-        db, directory = self.db("noop"), self.workdir / "noop"
-        directory.mkdir(parents=True, exist_ok=True)
+        db = self.db("noop")
         pool_name, pool_path = self.name("npool"), self.pool_dir / "noop"
         pool_path.mkdir(parents=True, exist_ok=True)
         for folder in (POOL_ROOT, self.pool_dir, pool_path):
@@ -66,8 +66,7 @@ class Bench(Scenario):
                 for i in range(with_volumes)
             ],
         }
-        for name, docs in files.items():
-            (directory / name).write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        directory = write_files(self.workdir / "noop", files)
         log(f"noop: applying {diskless} diskless VMs and {with_volumes} with a volume (setup)")
         elapsed, _ = self.project(db, "apply", "-f", str(directory))
         self.add(
@@ -86,7 +85,7 @@ class Bench(Scenario):
         floor: list[float] = []
         for rep in range(repeat):
             log(f"noop: repetition {rep + 1}/{repeat}")
-            elapsed, result = raw_floor.run("observe.py", self.uri, self.name("n"))
+            elapsed, result = raw_floor.run("observe.py", self.name("n"), self.uri)
             if result["matched"] != count:
                 raise BenchError(f"floor saw {result['matched']} of {count} domains")
             floor.append(elapsed)
@@ -265,6 +264,19 @@ class Bench(Scenario):
             )
             assert row.project is not None
             row.passed = row.project <= 2
+
+    def fleet(self) -> None:
+        count = self.args.fleet
+        measure = f"plan, 2 x {count} managed stopped VMs on two hosts (pinned, one file per host)"
+        try:
+            with fleet_bench.second_host(self.prefix) as uri2:
+                log(f"fleet: 2 x {count} VMs, the second host at {uri2}")
+                project, floor = fleet_bench.Fleet(self, uri2).measure()
+        except fleet_bench.Unavailable as exc:
+            log(f"fleet: skipped: {exc}")
+            self.add(Row("fleet", f"{measure}: skipped", note=str(exc)))
+            return
+        self.versus_floor("fleet", measure, project, floor, limit=2)
 
     def daemon(self, db: str, directory: Path) -> None:
         probe = subprocess.run(
