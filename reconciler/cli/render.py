@@ -49,7 +49,8 @@ def plan_lines(plan: actions.Plan, *, colour: bool = False) -> list[str]:
             continue
         what = change.verb.value
         if change.move_from:
-            head = f"~ {label} (move {change.move_from} -> {change.host}, cold, restart)"
+            how = "live" if change.move_live else "cold, restart"
+            head = f"~ {label} (move {change.move_from} -> {change.host}, {how})"
             lines.append(_paint(head, "~", colour))
             continue
         if change.host:

@@ -148,6 +148,10 @@ class Guarded:
         self._fence.check()
         self._inner.undefine_domain(name, keep_tpm=keep_tpm)
 
+    def migrate_domain(self, name: str, target_uri: str) -> None:
+        self._fence.check()
+        self._inner.migrate_domain(name, target_uri)
+
     # --- volumes --------------------------------------------------------------------
 
     def create_volume(

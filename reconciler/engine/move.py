@@ -1,4 +1,7 @@
-"""A cold move of a VM between hosts, through the libvirt API alone (SPEC §10).
+"""Moving a VM between hosts, through the libvirt API alone (SPEC §10).
+
+A running VM whose pools are all declared ``shared`` moves live
+(:func:`migrate`); every other move is cold.
 
 A move is the target host's create of the VM (its change carries ``move_from``)
 with two steps around it, each on the connections the pass already holds:
@@ -39,7 +42,7 @@ from reconciler.engine import ports
 from reconciler.engine.outcome import Options, Outcome
 from reconciler.planning import actions
 
-__all__ = ["copy", "release", "shared_pools"]
+__all__ = ["copy", "migrate", "release", "shared_pools"]
 
 
 PROBE_PREFIX = "infinibay-move-probe-"
@@ -166,6 +169,36 @@ def copy(
             f"({size} bytes, sha256 {digest[:12]} verified)",
         )
     return shared
+
+
+def migrate(
+    source: ports.Hypervisor,
+    target: ports.Hypervisor,
+    change: actions.Change,
+    target_uri: str,
+    outcome: Outcome,
+) -> None:
+    """Move the running VM live: its pools are declared shared, so check that, then migrate.
+
+    Nothing is copied or deleted: the target runs the guest over the very
+    volumes the source did. A pool declared shared that the target does not
+    see as the source's own fails the move before anything happens.
+    """
+    name = change.object_name
+    pools = {v.pool for v in _volumes(change)} | {pool for pool, _ in _seeds(change)}
+    unshared = sorted(pools - shared_pools(source, target, pools))
+    if unshared:
+        raise errors.HypervisorError(
+            "migrate",
+            f"domain {name}",
+            f"pool {', '.join(unshared)} is declared shared, but {change.host} does not see "
+            f"the volumes {change.move_from} has there",
+        )
+    source.migrate_domain(name, target_uri)
+    outcome.event(
+        "Migrated",
+        f"moved live from {change.move_from} to {change.host} (migrated; storage shared)",
+    )
 
 
 def release(

@@ -139,6 +139,8 @@ class Hypervisor(Protocol):
 
     def undefine_domain(self, name: str, *, keep_tpm: bool = False) -> None: ...
 
+    def migrate_domain(self, name: str, target_uri: str) -> None: ...
+
     # --- volumes --------------------------------------------------------------------
 
     def create_volume(

@@ -638,6 +638,9 @@ class Reconciler:
             for change in changes:
                 if not change.move_from or options.interrupt.is_set():
                     continue
+                if change.move_live:
+                    self._migrate(change, uris, fence, finished, starting)
+                    continue
                 outcome = execute.Outcome(change)
                 try:
                     source = self.hosts.hypervisor(uris[change.move_from])
@@ -688,6 +691,32 @@ class Reconciler:
         for hv, changes in groups:  # a drained host's pools and networks, once it is empty
             local = [c for c in changes if c.local]
             execute.execute(fencing.Guarded(hv, fence), local, options, finished, starting)
+
+    def _migrate(
+        self,
+        change: actions.Change,
+        uris: dict[str, str],
+        fence: ports.Fence,
+        finished: Callable[[execute.Outcome], None],
+        starting: Callable[[list[actions.Change]], None],
+    ) -> None:
+        """A live move: the whole change, for the domain is defined and running on the target."""
+        outcome = execute.Outcome(change)
+        starting([change])
+        try:
+            move.migrate(
+                fencing.Guarded(self.hosts.hypervisor(uris[change.move_from]), fence),
+                fencing.Guarded(self.hosts.hypervisor(uris[change.host]), fence),
+                change,
+                uris[change.host],
+                outcome,
+            )
+        except errors.Fenced:
+            raise
+        except errors.InfinibayError as exc:
+            outcome.ok, outcome.error, outcome.failure = False, str(exc), exc
+            outcome.event("MoveFailed", f"not migrated: {exc}", warning=True)
+        finished(outcome)
 
     def _finish_run(self, run_id: record.RunId, counts: dict[str, int], final: str) -> None:
         try:

@@ -229,6 +229,10 @@ class Hypervisor:
         """Undefine the domain (stopping it first); its TPM state goes unless ``keep_tpm``."""
         domains.undefine(self._connection.conn, name, keep_tpm=keep_tpm)
 
+    def migrate_domain(self, name: str, target_uri: str) -> None:
+        """Migrate the running domain live to ``target_uri`` (shared storage, verified first)."""
+        domains.migrate(self._connection.conn, name, target_uri)
+
     # --- volumes ------------------------------------------------------------
 
     def create_volume(

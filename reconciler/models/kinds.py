@@ -214,6 +214,13 @@ class StoragePoolSpec(_Strict):
     hostSelector: dict[str, str] = _added(
         {}, description="Host labels the pool's hosts must all have."
     )
+    shared: bool = _added(
+        False,
+        description="The path is one storage every host sees (an NFS export, a cluster file "
+        "system): a running VM whose volumes are all in shared pools moves between hosts live "
+        "(libvirt migration, peer to peer, tunnelled through libvirt's own connection) instead "
+        "of cold. Checked before each move: the target must see the source's volumes.",
+    )
 
     @field_validator("path")
     @classmethod

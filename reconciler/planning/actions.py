@@ -311,7 +311,8 @@ class Change:
     # The libvirt object's name when it is not the resource's (reconciler.models.naming).
     libvirt_name: str = ""
     host: str = ""  # the Host it is carried out on; "" with one implicit host (SPEC §10)
-    move_from: str = ""  # a VM's create on ``host`` that moves it from this host (cold)
+    move_from: str = ""  # a VM's create on ``host`` that moves it from this host
+    move_live: bool = False  # that move migrates the running VM (shared storage), not cold
     # A deletion of the object on ``host`` alone (a drained host's pool or network): the
     # resource stays, on the hosts that still need it.
     local: bool = False

@@ -92,6 +92,7 @@ class Split:
     # The hosts the last pass found each pool and network on (their status ``hosts``).
     present: Mapping[record.ResourceKey, frozenset[str]] = dataclasses.field(default_factory=dict)
     mine: frozenset[str] | None = None  # a sharded daemon's hosts; None: every host
+    live: frozenset[str] = frozenset()  # the moves that migrate a running VM (shared storage)
 
     def acts_on(self, host: str) -> bool:
         """Whether this pass plans, acts on and reports ``host``."""
@@ -211,6 +212,11 @@ def split(
             moves[moved] = (source, target)
         else:
             placed[moved] = source
+    live = frozenset(
+        vm
+        for vm, (source, _target) in moves.items()
+        if _migratable(state, vm, uses[vm][0], by_name[source])
+    )
     stranded = {
         vm: host
         for vm, host in {**current, **placed}.items()
@@ -252,6 +258,26 @@ def split(
             and isinstance(r.status.get("hosts"), list)
         },
         mine=mine,
+        live=live,
+    )
+
+
+def _migratable(state: desired.DesiredState, vm: str, pools: set[str], source: HostState) -> bool:
+    """Whether ``vm`` moves live: running on ``source``, declared Running, every pool shared."""
+    loaded = state.vms[vm]
+    spec = loaded.manifest.spec
+    assert isinstance(spec, kinds.VirtualMachineSpec)
+    if spec.powerState is not kinds.PowerState.RUNNING or source.world is None:
+        return False
+    domain = source.world.domains.get(naming.libvirt_name(vm, loaded.manifest.metadata.annotations))
+    if domain is None or domain.power is not kinds.PowerState.RUNNING:
+        return False
+    declared = [state.pools.get(p) for p in pools]
+    return bool(declared) and all(
+        p is not None
+        and isinstance(p.manifest.spec, kinds.StoragePoolSpec)
+        and p.manifest.spec.shared
+        for p in declared
     )
 
 
@@ -368,7 +394,8 @@ def merge(plans: Sequence[tuple[str, actions.Plan]], split_: Split) -> actions.P
                 seen.add(change.key)
                 changes.append(change)
             elif change.key.kind == _VM and change.key.name in split_.moves:
-                changes.append(_moving(change, host, split_.moves[change.key.name][0]))
+                source = split_.moves[change.key.name][0]
+                changes.append(_moving(change, host, source, live=change.key.name in split_.live))
             else:
                 # A pool or network new to a host is created there, not drift corrected.
                 known = split_.present.get(change.key)
@@ -432,11 +459,17 @@ def leftovers(
     return found
 
 
-def _moving(change: actions.Change, host: str, source: str) -> actions.Change:
-    """The target host's create of a VM, as the cold move from ``source`` it is."""
-    moved = actions.FieldChange("host", source, host, actions.Impact.RESTART)
+def _moving(change: actions.Change, host: str, source: str, *, live: bool) -> actions.Change:
+    """The target host's create of a VM, as the move from ``source`` it is (live or cold)."""
+    impact = actions.Impact.LIVE if live else actions.Impact.RESTART
+    moved = actions.FieldChange("host", source, host, impact)
     return dataclasses.replace(
-        change, host=host, move_from=source, fields=(moved, *change.fields), drift=False
+        change,
+        host=host,
+        move_from=source,
+        move_live=live,
+        fields=(moved, *change.fields),
+        drift=False,
     )
 
 

@@ -92,3 +92,56 @@ def test_a_move_over_shared_storage_keeps_the_volume_and_moves_the_domain(
     assert status["host"] == h.name("hv2")
     again = h.sh("apply", "-f", str(h.workdir))
     assert again.exit_code == 0 and "Nothing to do" in again.stdout, again.output
+
+
+def test_a_running_vm_on_pools_declared_shared_moves_live(
+    h: Harness,
+    libvirt_uri2: str,
+    libvirt_conn2: libvirt.virConnect,
+    libvirt_cleanup2: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INFINIBAY_HOST_URIS", f"{h.uri} {libvirt_uri2}")
+    hosts = [
+        doc("Host", h.name("hv1"), {"uri": h.uri}),
+        doc("Host", h.name("hv2"), {"uri": libvirt_uri2}),
+    ]
+    pool = h.pool()
+    pool["spec"]["shared"] = True
+
+    def vm(host: str) -> dict[str, Any]:
+        return doc(
+            "VirtualMachine",
+            h.name("vm"),
+            {
+                "cpus": 1,
+                "memory": "64MiB",
+                "graphics": {"type": "none"},
+                "disks": [{"name": "root", "size": "16MiB", "pool": h.name("pool")}],
+                "host": h.name(host),
+            },
+        )
+
+    h.write(*hosts, pool, vm("hv1"))
+    assert (first := h.sh("apply", "-f", str(h.workdir))).exit_code == 0, first.output
+    assert h.state("vm") == libvirt.VIR_DOMAIN_RUNNING
+    uuid = h.conn.lookupByName(h.name("vm")).UUIDString()
+
+    h.write(*hosts, pool, vm("hv2"))
+    planned = h.sh("plan", "-f", str(h.workdir))
+    moved = h.sh("apply", "-f", str(h.workdir))
+
+    line = f"~ virtualmachine/{h.name('vm')} (move {h.name('hv1')} -> {h.name('hv2')}, live)"
+    assert line in planned.stdout, planned.output
+    assert moved.exit_code == 0, moved.output
+    assert not h.has_domain("vm")
+    there = libvirt_conn2.lookupByName(h.name("vm"))
+    assert there.state()[0] == libvirt.VIR_DOMAIN_RUNNING  # never stopped: migrated
+    assert there.isPersistent() and there.UUIDString() == uuid
+    with h.store() as store:
+        reasons = {e.reason for e in store.events() if e.key.name == h.name("vm")}
+        status = next(r.status for r in store.resources() if r.key.name == h.name("vm"))
+    assert "Migrated" in reasons and not reasons & {"Stopping", "VolumeCopied"}, reasons
+    assert status["host"] == h.name("hv2") and status["phase"] == "Ready", status
+    again = h.sh("apply", "-f", str(h.workdir))
+    assert again.exit_code == 0 and "Nothing to do" in again.stdout, again.output

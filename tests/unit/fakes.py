@@ -128,6 +128,7 @@ class FakeHypervisor:
         self.observed_domains: list[frozenset[str] | None] = []
         self.observed_volumes: list[frozenset[str] | None] = []  # the pools whose volumes
         self.fail: dict[tuple[str, str], errors.HypervisorError] = {}
+        self.peers: dict[str, FakeHypervisor] = {}  # URI -> the fake a migration reaches
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._ports = itertools.count(5900)
@@ -532,6 +533,19 @@ class FakeHypervisor:
         with self._lock:
             self._call("undefine_domain", name)
             self._domain(name, "undefine")
+            del self.domains[name]
+
+    def migrate_domain(self, name: str, target_uri: str) -> None:
+        with self._lock:
+            self._call("migrate_domain", name)
+            domain = self._domain(name, "migrate")
+            target = self.peers.get(target_uri)
+            if target is None:
+                raise errors.HypervisorError(
+                    "migrate", f"domain {name}", f"{target_uri} unreachable"
+                )
+            with target._lock:
+                target.domains[name] = domain
             del self.domains[name]
 
     # --- volumes --------------------------------------------------------------

@@ -446,7 +446,7 @@ def test_unknown_field_without_a_close_match_lists_the_allowed_fields() -> None:
     text = POOL.replace("name: default", "name: fast") + "  owner: root\n"
     assert _errors({"pool.yaml": text}) == [
         "pool.yaml:6:3: StoragePool/fast: spec.owner: unknown field 'owner'; "
-        "expected one of: autostart, hostSelector, hosts, images, path"
+        "expected one of: autostart, hostSelector, hosts, images, path, shared"
     ]
 
 
