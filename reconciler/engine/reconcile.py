@@ -631,6 +631,7 @@ class Reconciler:
                 finished,
                 starting,
             )
+        moved: set[record.ResourceKey] = set()  # the moves done to their end, source released
         copied: dict[
             record.ResourceKey, tuple[ports.Hypervisor, execute.Outcome, frozenset[str]]
         ] = {}
@@ -639,7 +640,8 @@ class Reconciler:
                 if not change.move_from or options.interrupt.is_set():
                     continue
                 if change.move_live:
-                    self._migrate(change, uris, fence, finished, starting)
+                    if self._migrate(change, uris, fence, finished, starting):
+                        moved.add(change.key)
                     continue
                 outcome = execute.Outcome(change)
                 try:
@@ -672,6 +674,7 @@ class Reconciler:
                         move.release(
                             fencing.Guarded(source, fence), outcome.change, outcome, shared
                         )
+                        moved.add(outcome.change.key)
                     except errors.HypervisorError as exc:
                         outcome.event(
                             "MoveIncomplete",
@@ -688,8 +691,16 @@ class Reconciler:
                 if not first(c) and not c.local and (not c.move_from or c.key in copied)
             ]
             execute.execute(fencing.Guarded(hv, fence), rest, options, done, starting)
-        for hv, changes in groups:  # a drained host's pools and networks, once it is empty
-            local = [c for c in changes if c.local]
+        # A drained host's pools and networks, once it is empty: not while a VM whose
+        # move failed still has its volumes there.
+        stuck = {
+            c.move_from
+            for _hv, changes in groups
+            for c in changes
+            if c.move_from and c.key not in moved
+        }
+        for hv, changes in groups:
+            local = [c for c in changes if c.local and c.host not in stuck]
             execute.execute(fencing.Guarded(hv, fence), local, options, finished, starting)
 
     def _migrate(
@@ -699,7 +710,7 @@ class Reconciler:
         fence: ports.Fence,
         finished: Callable[[execute.Outcome], None],
         starting: Callable[[list[actions.Change]], None],
-    ) -> None:
+    ) -> bool:
         """A live move: the whole change, for the domain is defined and running on the target."""
         outcome = execute.Outcome(change)
         starting([change])
@@ -717,6 +728,7 @@ class Reconciler:
             outcome.ok, outcome.error, outcome.failure = False, str(exc), exc
             outcome.event("MoveFailed", f"not migrated: {exc}", warning=True)
         finished(outcome)
+        return outcome.ok
 
     def _finish_run(self, run_id: record.RunId, counts: dict[str, int], final: str) -> None:
         try:

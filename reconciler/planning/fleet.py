@@ -437,13 +437,25 @@ def leftovers(
     """Per drained host: the pools and networks of ours it has but no VM there needs any more.
 
     Each is deleted on that host alone (``Change.local``); the resource stays
-    wherever else it is needed.
+    wherever else it is needed. The slice comes back with the world as it will
+    be once the pass has moved the VMs away, so that their domains do not keep
+    the pools and networks they leave "in use".
     """
     by_key = {r.key: r for r in records if r.deleted_at is None}
     found = []
     for piece in split_.slices:
         if not split_.emptied(piece.host):
             continue
+        leaving = {
+            naming.libvirt_name(vm, by_key[key].annotations if key in by_key else {})
+            for vm, (source, _target) in split_.moves.items()
+            if source == piece.host and (key := record.ResourceKey(_VM, vm))
+        }
+        after = dataclasses.replace(
+            piece.world,
+            domains={n: d for n, d in piece.world.domains.items() if n not in leaving},
+        )
+        piece = dataclasses.replace(piece, world=after)
         gone: list[record.ResourceKey] = []
         for key, rec in by_key.items():
             libvirt = naming.libvirt_name(key.name, rec.annotations)
