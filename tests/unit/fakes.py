@@ -129,6 +129,7 @@ class FakeHypervisor:
         self.observed_volumes: list[frozenset[str] | None] = []  # the pools whose volumes
         self.fail: dict[tuple[str, str], errors.HypervisorError] = {}
         self.peers: dict[str, FakeHypervisor] = {}  # URI -> the fake a migration reaches
+        self.host = observed.Host()  # what getInfo and the capabilities say (placement reads it)
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._ports = itertools.count(5900)
@@ -278,6 +279,7 @@ class FakeHypervisor:
                     volumes=listed,
                 )
             return observed.World(
+                host=self.host,
                 domains={
                     d.name: observed.ObservedDomain(
                         name=d.name,
