@@ -46,6 +46,7 @@ class Leadership:
         self.leading = threading.Event()
         self.healthy = True  # the last attempt or probe reached the record
         self._fenced: tuple[str, float] | None = None  # why, and time.monotonic() of the loss
+        self._mixed = False  # sharded daemons share the record (said once)
 
     @property
     def poll_interval(self) -> float:
@@ -90,11 +91,35 @@ class Leadership:
             _log.warning("cannot reach the record to take the leadership: %s", exc)
             return False
         self.healthy = True
+        if got and self._sharded():
+            self.store.resign()
+            return False
         if got:
             self._fenced = None
             self.leading.set()
             _log.info("leading: this daemon reconciles")
         return got
+
+    def _sharded(self) -> bool:
+        """Whether ``--shard`` daemons share this record: then this one must not lead.
+
+        A leader acts on every host; sharded daemons each on theirs. Both at once
+        would act on a host twice, so the daemon without ``--shard`` yields.
+        """
+        if self.store.backend != "postgresql":
+            return False
+        try:
+            members = self.store.shard_members()
+        except errors.StoreError:
+            return False  # the record is away: the lease decides, as before
+        if members and not self._mixed:
+            _log.error(
+                "daemons started with --shard share this record (%d); this one was not, "
+                "so it does not lead: start every daemon of a record with --shard, or none",
+                len(members),
+            )
+        self._mixed = bool(members)  # said once, until it changes
+        return self._mixed
 
     def tick(self) -> bool | None:
         """Poll once: try to lead, or check we still do. Returns True on becoming leader,
@@ -102,6 +127,10 @@ class Leadership:
         if not self.leading.is_set():
             return True if self._attempt() else None
         confirmed = self.store.renew_leadership()
+        if confirmed and self._sharded():
+            self.leading.clear()
+            self.store.resign()
+            return False
         if self.store.leading():  # still valid, if only for what is left of the lease
             self.healthy = confirmed
             return None
@@ -159,6 +188,7 @@ class Sharding:
         self._hosts = hosts
         self._held: frozenset[str] = frozenset()
         self._fenced: tuple[str, float] | None = None
+        self._mixed = False  # a daemon without --shard leads the record (said once)
 
     @property
     def poll_interval(self) -> float:
@@ -198,6 +228,23 @@ class Sharding:
             _log.error("fenced: %s; the pass in flight takes no further action", why)
         gained = False
         try:
+            leader = self.store.leader()
+            if leader is not None and not self._mixed:
+                _log.error(
+                    "a daemon without --shard leads this record (%s): holding no host until it "
+                    "stops; start every daemon of a record with --shard, or none",
+                    leader,
+                )
+            self._mixed = leader is not None
+            if leader is not None:  # a daemon without --shard leads, on every host
+                for host in sorted(now):
+                    if not self.store.writing():
+                        self.store.release_host(host)
+                self._held = self.store.held_hosts()
+                was = self.leading.is_set()
+                if not self._held:
+                    self.leading.clear()
+                return False if was and not self._held else None
             me = self.store.shard_member()
             dealt = assign(list(self._hosts()) or [IMPLICIT_HOST], self.store.shard_members())
             wanted = {host for host, member in dealt.items() if member == me}
