@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from reconciler.engine import execute
+from reconciler.models import kinds
 from reconciler.planning import actions
 
 __all__ = ["apply_json", "outcome_line", "plan_json", "plan_lines", "plan_summary"]
@@ -49,7 +50,12 @@ def plan_lines(plan: actions.Plan, *, colour: bool = False) -> list[str]:
             continue
         what = change.verb.value
         if change.move_from:
-            how = "live" if change.move_live else "cold, restart"
+            target = change.target
+            stays_off = (
+                isinstance(target, actions.VmTarget)
+                and target.power is not kinds.PowerState.RUNNING
+            )
+            how = "live" if change.move_live else "cold" if stays_off else "cold, restart"
             head = f"~ {label} (move {change.move_from} -> {change.host}, {how})"
             lines.append(_paint(head, "~", colour))
             continue

@@ -277,12 +277,18 @@ def read_volume(conn: Any, pool: str, name: str) -> Iterator[bytes]:
 def write_volume(
     conn: Any, pool: str, name: str, capacity: int, volume_format: str, chunks: Iterable[bytes]
 ) -> None:
-    """Create volume ``pool/name`` and fill its file with ``chunks`` through the upload stream.
+    """Create volume ``pool/name`` as exactly the bytes of ``chunks``, through the upload stream.
 
-    A failed write leaves no half-written volume behind.
+    The file is created empty and then filled: libvirt's upload writes over a
+    file without truncating it, so a volume created at its format and capacity
+    first (a fresh qcow2 is some 200 KiB of metadata) would keep whatever the
+    bytes did not reach, and a compact image would never read back the same.
+    Once written, the pool is refreshed and libvirt's reading of the file must
+    give ``volume_format`` and ``capacity``. A failed write leaves no
+    half-written volume behind.
     """
     storage = lookup(conn, pool)
-    document = xml.render_volume(name, capacity, volume_format=volume_format)
+    document = xml.render_volume(name, 0, volume_format="raw")
     with connection.calling("create", f"volume {pool}/{name}"):
         vol = storage.createXML(document, 0)
     try:
@@ -300,6 +306,21 @@ def write_volume(
                 with contextlib.suppress(libvirt.libvirtError):
                     stream.abort()
                 raise
+        with connection.calling("refresh", f"pool {pool}"):
+            storage.refresh(0)
+            vol = storage.storageVolLookupByName(name)
+            found = etree.fromstring(vol.XMLDesc(0).encode())
+        kind = found.find("target/format")
+        written = kind.get("type", "raw") if kind is not None else "raw"
+        size = int(found.findtext("capacity") or 0)
+        # Raw bytes that hold an ISO 9660 image are what libvirt's probe calls "iso".
+        same = written == volume_format or {written, volume_format} == {"raw", "iso"}
+        if not same or size != capacity:
+            raise errors.HypervisorError(
+                "write",
+                f"volume {pool}/{name}",
+                f"it reads back as {written} of {size} bytes, not {volume_format} of {capacity}",
+            )
     except BaseException:
         with contextlib.suppress(libvirt.libvirtError):
             vol.delete(0)
