@@ -241,7 +241,7 @@ def test_the_browser_console_shows_the_firmware_and_never_receives_the_password(
     browser.get(f"{base}/healthz")  # a page of the daemon's, so its cookie can be set
     browser.add_cookie({"name": auth.COOKIE, "value": ADMIN_TOKEN, "path": "/"})
     browser.get(f"{base}/console/{vm}")
-    WebDriverWait(browser, 30).until(
+    WebDriverWait(browser, 90).until(
         lambda b: (
             b.find_element(By.TAG_NAME, "body").get_attribute("data-console")
             in ("connected", "disconnected", "refused")
