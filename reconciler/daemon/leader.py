@@ -75,13 +75,7 @@ class Leadership:
         """Why this daemon, which led, may not act now; ``None`` when it is not fenced."""
         if self.leading.is_set() and not self.store.leading():
             return "the leadership lease lapsed (not renewed in time); stepping down"
-        lost = self._fenced
-        if lost is None:
-            return None
-        why, since = lost
-        if self.store.writing() or time.monotonic() - since < self.lease:
-            return why
-        return None
+        return _still_fenced(self._fenced, self.store, self.lease)
 
     def _attempt(self) -> bool:
         try:
@@ -143,6 +137,18 @@ class Leadership:
     def resign(self) -> None:
         self.leading.clear()
         self.store.resign()
+
+
+def _still_fenced(
+    lost: tuple[str, float] | None, store: store_module.Store, lease: float
+) -> str | None:
+    """Why a lost lease still fences: until its pass has ended and one lease more passed."""
+    if lost is None:
+        return None
+    why, since = lost
+    if store.writing() or time.monotonic() - since < lease:
+        return why
+    return None
 
 
 IMPLICIT_HOST = "local"
@@ -210,13 +216,7 @@ class Sharding:
 
     @property
     def fenced(self) -> str | None:
-        lost = self._fenced
-        if lost is None:
-            return None
-        why, since = lost
-        if self.store.writing() or time.monotonic() - since < self.lease:
-            return why
-        return None
+        return _still_fenced(self._fenced, self.store, self.lease)
 
     def tick(self) -> bool | None:
         """Poll once; True when it took a host (a full pass is due), False when it holds none."""

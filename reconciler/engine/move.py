@@ -42,7 +42,7 @@ from reconciler.engine import ports
 from reconciler.engine.outcome import Options, Outcome
 from reconciler.planning import actions
 
-__all__ = ["copy", "migrate", "release", "shared_pools"]
+__all__ = ["Probes", "copy", "migrate", "release", "shared_pools"]
 
 
 PROBE_PREFIX = "infinibay-move-probe-"
@@ -70,6 +70,32 @@ def shared_pools(
             with contextlib.suppress(errors.HypervisorError):  # the target forgets the probe
                 target.observe(refresh={pool}, domains=(), volumes={pool})
     return frozenset(shared)
+
+
+class Probes:
+    """What one pass has found out about the storage of each pair of hosts, pool by pool.
+
+    A drain moves many VMs over the same few pools: each pool of each pair of
+    hosts is probed once per pass, not once per VM.
+    """
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str, str], bool] = {}  # (source, target, pool) -> shared
+
+    def shared(
+        self,
+        source: ports.Hypervisor,
+        target: ports.Hypervisor,
+        change: actions.Change,
+        pools: Iterable[str],
+    ) -> frozenset[str]:
+        """The pools of ``pools`` that ``change``'s two hosts share."""
+        wanted = set(pools)
+        unknown = {p for p in wanted if (change.move_from, change.host, p) not in self._found}
+        found = shared_pools(source, target, unknown)
+        for pool in unknown:
+            self._found[change.move_from, change.host, pool] = pool in found
+        return frozenset(p for p in wanted if self._found[change.move_from, change.host, p])
 
 
 def _seeds(change: actions.Change) -> list[tuple[str, str]]:
@@ -114,6 +140,7 @@ def copy(
     change: actions.Change,
     options: Options,
     outcome: Outcome,
+    probes: Probes,
 ) -> frozenset[str]:
     """Stop the VM on the source and copy its volumes to the target, verified.
 
@@ -133,7 +160,7 @@ def copy(
         + ("" if graceful else " (forced after the shutdown timeout)"),
     )
     pools = {v.pool for v in _volumes(change)} | {pool for pool, _ in _seeds(change)}
-    shared = shared_pools(source, target, pools)
+    shared = probes.shared(source, target, change, pools)
     found = target.observe(domains=(), volumes={v.pool for v in _volumes(change)})
     for volume in _volumes(change):
         pool, file = volume.pool, volume.volume
@@ -177,6 +204,7 @@ def migrate(
     change: actions.Change,
     target_uri: str,
     outcome: Outcome,
+    probes: Probes,
 ) -> None:
     """Move the running VM live: its pools are declared shared, so check that, then migrate.
 
@@ -186,7 +214,7 @@ def migrate(
     """
     name = change.object_name
     pools = {v.pool for v in _volumes(change)} | {pool for pool, _ in _seeds(change)}
-    unshared = sorted(pools - shared_pools(source, target, pools))
+    unshared = sorted(pools - probes.shared(source, target, change, pools))
     if unshared:
         raise errors.HypervisorError(
             "migrate",

@@ -632,6 +632,7 @@ class Reconciler:
                 starting,
             )
         moved: set[record.ResourceKey] = set()  # the moves done to their end, source released
+        probes = move.Probes()
         copied: dict[
             record.ResourceKey, tuple[ports.Hypervisor, execute.Outcome, frozenset[str]]
         ] = {}
@@ -640,7 +641,7 @@ class Reconciler:
                 if not change.move_from or options.interrupt.is_set():
                     continue
                 if change.move_live:
-                    if self._migrate(change, uris, fence, finished, starting):
+                    if self._migrate(change, uris, fence, probes, finished, starting):
                         moved.add(change.key)
                     continue
                 outcome = execute.Outcome(change)
@@ -653,12 +654,12 @@ class Reconciler:
                         change,
                         options,
                         outcome,
+                        probes,
                     )
                 except errors.Fenced:
                     raise
                 except errors.InfinibayError as exc:
-                    outcome.ok, outcome.error, outcome.failure = False, str(exc), exc
-                    outcome.event("MoveFailed", f"not moved: {exc}", warning=True)
+                    _move_failed(outcome, exc, "not moved")
                     starting([change])
                     finished(outcome)
                     continue
@@ -708,6 +709,7 @@ class Reconciler:
         change: actions.Change,
         uris: dict[str, str],
         fence: ports.Fence,
+        probes: move.Probes,
         finished: Callable[[execute.Outcome], None],
         starting: Callable[[list[actions.Change]], None],
     ) -> bool:
@@ -721,12 +723,12 @@ class Reconciler:
                 change,
                 uris[change.host],
                 outcome,
+                probes,
             )
         except errors.Fenced:
             raise
         except errors.InfinibayError as exc:
-            outcome.ok, outcome.error, outcome.failure = False, str(exc), exc
-            outcome.event("MoveFailed", f"not migrated: {exc}", warning=True)
+            _move_failed(outcome, exc, "not migrated")
         finished(outcome)
         return outcome.ok
 
@@ -889,6 +891,11 @@ _VM = kinds.Kind.VIRTUAL_MACHINE.value
 _POOL_KIND = kinds.Kind.STORAGE_POOL.value
 _NETWORK_KIND = kinds.Kind.NETWORK.value
 _HOST_KIND = kinds.Kind.HOST.value
+
+
+def _move_failed(outcome: execute.Outcome, exc: errors.InfinibayError, what: str) -> None:
+    outcome.ok, outcome.error, outcome.failure = False, str(exc), exc
+    outcome.event("MoveFailed", f"{what}: {exc}", warning=True)
 
 
 def _verdict(outcome: execute.Outcome) -> status.Verdict | None:

@@ -38,6 +38,29 @@ def _digest(conn: libvirt.virConnect, pool: str, volume: str) -> tuple[int, str]
     return size, digest.hexdigest()
 
 
+def _hosts(h: Harness, uri2: str) -> list[dict[str, Any]]:
+    return [
+        doc("Host", h.name("hv1"), {"uri": h.uri}),
+        doc("Host", h.name("hv2"), {"uri": uri2}),
+    ]
+
+
+def _vm(h: Harness, host: str, power: str) -> dict[str, Any]:
+    """The test's VM, pinned to ``host``, with a 16 MiB disk in the test's pool."""
+    return doc(
+        "VirtualMachine",
+        h.name("vm"),
+        {
+            "cpus": 1,
+            "memory": "64MiB",
+            "powerState": power,
+            "graphics": {"type": "none"},
+            "disks": [{"name": "root", "size": "16MiB", "pool": h.name("pool")}],
+            "host": h.name(host),
+        },
+    )
+
+
 def test_a_move_over_shared_storage_keeps_the_volume_and_moves_the_domain(
     h: Harness,
     libvirt_uri2: str,
@@ -46,32 +69,15 @@ def test_a_move_over_shared_storage_keeps_the_volume_and_moves_the_domain(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("INFINIBAY_HOST_URIS", f"{h.uri} {libvirt_uri2}")
-    hosts = [
-        doc("Host", h.name("hv1"), {"uri": h.uri}),
-        doc("Host", h.name("hv2"), {"uri": libvirt_uri2}),
-    ]
+    hosts = _hosts(h, libvirt_uri2)
 
-    def vm(host: str) -> dict[str, Any]:
-        return doc(
-            "VirtualMachine",
-            h.name("vm"),
-            {
-                "cpus": 1,
-                "memory": "64MiB",
-                "powerState": "Stopped",
-                "graphics": {"type": "none"},
-                "disks": [{"name": "root", "size": "16MiB", "pool": h.name("pool")}],
-                "host": h.name(host),
-            },
-        )
-
-    h.write(*hosts, h.pool(), vm("hv1"))
+    h.write(*hosts, h.pool(), _vm(h, "hv1", "Stopped"))
     assert (first := h.sh("apply", "-f", str(h.workdir))).exit_code == 0, first.output
     volumes = [v.name() for v in h.conn.storagePoolLookupByName(h.name("pool")).listAllVolumes(0)]
     assert len(volumes) == 1, volumes
     before = _digest(h.conn, h.name("pool"), volumes[0])
 
-    h.write(*hosts, h.pool(), vm("hv2"))
+    h.write(*hosts, h.pool(), _vm(h, "hv2", "Stopped"))
     planned = h.sh("plan", "-f", str(h.workdir))
     moved = h.sh("apply", "-f", str(h.workdir))
 
@@ -102,32 +108,16 @@ def test_a_running_vm_on_pools_declared_shared_moves_live(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("INFINIBAY_HOST_URIS", f"{h.uri} {libvirt_uri2}")
-    hosts = [
-        doc("Host", h.name("hv1"), {"uri": h.uri}),
-        doc("Host", h.name("hv2"), {"uri": libvirt_uri2}),
-    ]
+    hosts = _hosts(h, libvirt_uri2)
     pool = h.pool()
     pool["spec"]["shared"] = True
 
-    def vm(host: str) -> dict[str, Any]:
-        return doc(
-            "VirtualMachine",
-            h.name("vm"),
-            {
-                "cpus": 1,
-                "memory": "64MiB",
-                "graphics": {"type": "none"},
-                "disks": [{"name": "root", "size": "16MiB", "pool": h.name("pool")}],
-                "host": h.name(host),
-            },
-        )
-
-    h.write(*hosts, pool, vm("hv1"))
+    h.write(*hosts, pool, _vm(h, "hv1", "Running"))
     assert (first := h.sh("apply", "-f", str(h.workdir))).exit_code == 0, first.output
     assert h.state("vm") == libvirt.VIR_DOMAIN_RUNNING
     uuid = h.conn.lookupByName(h.name("vm")).UUIDString()
 
-    h.write(*hosts, pool, vm("hv2"))
+    h.write(*hosts, pool, _vm(h, "hv2", "Running"))
     planned = h.sh("plan", "-f", str(h.workdir))
     moved = h.sh("apply", "-f", str(h.workdir))
 
